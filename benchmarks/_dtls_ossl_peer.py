@@ -1,0 +1,251 @@
+"""The benchmark work done with dtls_ossl: the same as the C baseline and _pyopenssl_peer.py.
+
+The three functions the benchmarks call are marked below: ``run_dtls_ossl_handshakes``,
+``run_dtls_ossl_records`` (per-datagram or batch API) and ``dtls_ossl_bytes_per_conn``. They are
+written against the public API; if a name changes in the library, this is the one file to edit.
+
+Runs as a script too, printing ``key=value`` lines like the other peers::
+
+    python benchmarks/_dtls_ossl_peer.py handshake N
+    python benchmarks/_dtls_ossl_peer.py records N SIZE
+    python benchmarks/_dtls_ossl_peer.py records-batch N SIZE [BATCH]
+    python benchmarks/_dtls_ossl_peer.py memory N
+
+If ``import dtls_ossl`` fails, the script prints ``error=dtls_ossl not built: ...`` and exits with
+status 3, and the benchmark shows that instead of a number.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# Benchmark the working tree (in-place `python build_ffi.py` or `pip install -e .`).
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))
+
+MTU = 1200
+EXPORT_LABEL = "EXTRACTOR-dtls_srtp"
+EXPORT_LEN = 60
+WARMUP_HANDSHAKES = 20
+EXIT_NOT_BUILT = 3
+
+
+class _Setup:
+    """Two certificates and two configurations, made once, as in the C baseline."""
+
+    def __init__(self) -> None:
+        from dtls_ossl import Certificate, DtlsConfiguration, SrtpProfile
+
+        self.client_cert = Certificate.generate()  # ECDSA P-256
+        self.server_cert = Certificate.generate()
+        self.client_fp = self.client_cert.fingerprint("sha-256")
+        self.server_fp = self.server_cert.fingerprint("sha-256")
+        profiles = [SrtpProfile.AES128_CM_SHA1_80]
+        self.client_config = DtlsConfiguration(
+            certificate=self.client_cert, srtp_profiles=profiles, mtu=MTU
+        )
+        self.server_config = DtlsConfiguration(
+            certificate=self.server_cert, srtp_profiles=profiles, mtu=MTU
+        )
+
+    def handshake_pair(self) -> tuple[Any, Any]:
+        """Return an established (client, server) pair; both checked as the C baseline does."""
+        from dtls_ossl import DtlsConnection, Role, events
+
+        now = time.monotonic()
+        client = DtlsConnection(
+            self.client_config, role=Role.CLIENT, remote_fingerprints=[self.server_fp]
+        )
+        server = DtlsConnection(
+            self.server_config, role=Role.SERVER, remote_fingerprints=[self.client_fp]
+        )
+        client.connect(now)
+        completed: set[int] = set()
+        for _ in range(32):
+            moved = 0
+            for src, dst in ((client, server), (server, client)):
+                for datagram in src.datagrams_to_send(now):
+                    dst.receive_datagram(datagram, now)
+                    moved += 1
+            for conn in (client, server):
+                while (event := conn.next_event()) is not None:
+                    if isinstance(event, events.HandshakeCompleted):
+                        completed.add(id(conn))
+                    elif isinstance(event, events.ConnectionTerminated):
+                        raise RuntimeError(f"handshake failed: {event!r}")
+            if len(completed) == 2 and not moved:
+                break
+        if len(completed) != 2:
+            raise RuntimeError("handshake did not complete")
+        # The peer fingerprints were checked by the library (remote_fingerprints); the C
+        # baseline's 60-byte export on both sides is what srtp_keys() does.
+        if client.srtp_keys() != server.srtp_keys():
+            raise RuntimeError("SRTP keying material differs")
+        return client, server
+
+
+# ---------------------------------------------------------------------------------------------
+# The three functions the benchmarks call.
+# ---------------------------------------------------------------------------------------------
+
+
+def run_dtls_ossl_handshakes(n: int) -> float:
+    """Return handshakes per second for n in-memory handshakes (after a warm-up)."""
+    setup = _Setup()
+    for _ in range(WARMUP_HANDSHAKES):
+        setup.handshake_pair()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        setup.handshake_pair()
+    return n / (time.perf_counter() - t0)
+
+
+def run_dtls_ossl_records(n: int, size: int, batch: int = 0) -> float:
+    """Return records per second, client to server, for n records of size bytes.
+
+    batch == 0 uses the per-datagram API (send, datagrams_to_send, receive_datagram,
+    next_event); batch > 0 sends batch records per call with send_many/receive_datagrams.
+    """
+    from dtls_ossl import events
+
+    setup = _Setup()
+    client, server = setup.handshake_pair()
+    data = b"\x5a" * size
+    now = time.monotonic()
+    warm = n // 20 + 10
+
+    def per_datagram(count: int) -> None:
+        for _ in range(count):
+            client.send(data, now)
+            for datagram in client.datagrams_to_send(now):
+                server.receive_datagram(datagram, now)
+            event = server.next_event()
+            if not isinstance(event, events.DataReceived) or len(event.data) != size:
+                raise RuntimeError(f"unexpected event {event!r}")
+
+    def batched(count: int) -> None:
+        if not hasattr(client, "send_many") or not hasattr(server, "receive_datagrams"):
+            raise RuntimeError("batch API (send_many/receive_datagrams) not available")
+        chunk = [data] * batch
+        done = 0
+        while done < count:
+            k = min(batch, count - done)
+            client.send_many(chunk if k == batch else chunk[:k], now)
+            server.receive_datagrams(client.datagrams_to_send(now), now)
+            got = 0
+            while (event := server.next_event()) is not None:
+                if not isinstance(event, events.DataReceived) or len(event.data) != size:
+                    raise RuntimeError(f"unexpected event {event!r}")
+                got += 1
+            if got != k:
+                raise RuntimeError(f"sent {k} records, received {got}")
+            done += k
+
+    run = batched if batch > 0 else per_datagram
+    run(warm)
+    t0 = time.perf_counter()
+    run(n)
+    return n / (time.perf_counter() - t0)
+
+
+def dtls_ossl_bytes_per_conn(n: int) -> float:
+    """Return RSS growth per established server-side connection (client side dropped at once).
+
+    tracemalloc cannot see OpenSSL's malloc, so this reads /proc/self/statm, as the C baseline's
+    ``rss`` mode and the pyOpenSSL peer do.
+    """
+    setup = _Setup()
+    for _ in range(WARMUP_HANDSHAKES):
+        setup.handshake_pair()
+    gc.collect()
+    kept: list[Any] = []
+    before = _rss_bytes()
+    for _ in range(n):
+        client, server = setup.handshake_pair()
+        kept.append(server)
+        del client
+        gc.collect()  # same as the pyOpenSSL peer, so reference cycles cannot favour either
+    return (_rss_bytes() - before) / n
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _print_header() -> None:
+    import dtls_ossl
+
+    version: Any = getattr(dtls_ossl, "openssl_version", None)
+    if callable(version):
+        version = version()
+    if not isinstance(version, str):
+        try:  # the libssl the extension module is linked against (0 is OPENSSL_VERSION)
+            from dtls_ossl import _openssl
+
+            version = _openssl.ffi.string(_openssl.lib.OpenSSL_version(0)).decode()
+        except Exception:
+            version = "?"
+    print(f"openssl_version={version}")
+    print(f"dtls_ossl_version={getattr(dtls_ossl, '__version__', '?')}")
+    print(f"python={platform.python_version()} ({sys.executable})")
+
+
+def main(argv: list[str]) -> int:
+    try:  # the whole API contract, not just the package (a bare directory imports too)
+        from dtls_ossl import (  # noqa: F401
+            Certificate,
+            DtlsConfiguration,
+            DtlsConnection,
+            Role,
+            SrtpProfile,
+            events,
+        )
+    except Exception as exc:
+        print(f"error=dtls_ossl not built: {type(exc).__name__}: {exc}".replace("\n", " "))
+        return EXIT_NOT_BUILT
+    if len(argv) == 2 and argv[0] == "handshake":
+        n = int(argv[1])
+        rate = run_dtls_ossl_handshakes(n)
+        _print_header()
+        print(f"handshakes={n}\nhandshakes_per_s={rate:.2f}")
+    elif len(argv) == 3 and argv[0] == "records":
+        n, size = int(argv[1]), int(argv[2])
+        rate = run_dtls_ossl_records(n, size)
+        _print_header()
+        print(f"records={n}\nrecord_size={size}\nrecords_per_s={rate:.2f}")
+    elif len(argv) in (3, 4) and argv[0] == "records-batch":
+        n, size = int(argv[1]), int(argv[2])
+        batch = int(argv[3]) if len(argv) == 4 else 64
+        rate = run_dtls_ossl_records(n, size, batch)
+        _print_header()
+        print(f"records={n}\nrecord_size={size}\nbatch={batch}\nrecords_per_s={rate:.2f}")
+    elif len(argv) == 2 and argv[0] == "memory":
+        n = int(argv[1])
+        per_conn = dtls_ossl_bytes_per_conn(n)
+        _print_header()
+        print(f"connections={n}\nrss_bytes_per_conn={per_conn:.1f}")
+    elif len(argv) == 1 and argv[0] == "version":
+        _print_header()
+    else:
+        print(
+            "usage: _dtls_ossl_peer.py handshake N | records N SIZE | "
+            "records-batch N SIZE [BATCH] | memory N | version",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

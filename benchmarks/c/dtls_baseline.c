@@ -1,0 +1,459 @@
+/*
+ * C baseline for the dtls_ossl benchmarks: the same in-memory DTLS 1.2 work that
+ * benchmarks/_dtls_ossl_peer.py and benchmarks/_pyopenssl_peer.py do, written
+ * directly against libssl, so the Python numbers can be read as ratios of it.
+ *
+ * Usage:
+ *   dtls_baseline handshake N        -> handshakes_per_s=...
+ *   dtls_baseline records N SIZE     -> records_per_s=...
+ *   dtls_baseline memory N           -> bytes_per_conn=... (live heap bytes, counted
+ *                                       with CRYPTO_set_mem_functions)
+ *   dtls_baseline rss N              -> rss_bytes_per_conn=... (/proc/self/statm growth,
+ *                                       server side, the method the Python peers use)
+ *
+ *   dtls_baseline version            -> openssl_version=...
+ *
+ * Every mode also prints openssl_version=... . Output is one key=value per line.
+ *
+ * Each side: DTLS_method, DTLS 1.2 only, SSL_OP_NO_QUERY_MTU|SSL_OP_NO_RENEGOTIATION,
+ * MTU 1200, a self-signed ECDSA P-256 certificate generated once at start, peer
+ * verification with a callback that accepts (WebRTC checks the fingerprint instead),
+ * groups X25519:P-256, ECDHE-ECDSA AEAD ciphers, use_srtp. After each handshake
+ * both sides export 60 bytes of "EXTRACTOR-dtls_srtp" keying material (compared) and
+ * check the SHA-256 fingerprint of the peer certificate.
+ *
+ * Datagrams: a memory BIO joins everything written to it, so the bytes pending on
+ * one side's write BIO are split on DTLS record headers (13 bytes, length at offset
+ * 11) and packed into datagrams of at most MTU bytes; each datagram is written to the
+ * peer's read BIO on its own and the peer is driven once per datagram, as a UDP
+ * stack would do.
+ */
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MTU 1200
+#define EXPORT_LABEL "EXTRACTOR-dtls_srtp"
+#define EXPORT_LEN 60
+#define DGRAM_MAX 65536
+
+/* ---------------------------------------------------------------- helpers */
+
+static void die(const char *what)
+{
+    fprintf(stderr, "dtls_baseline: %s\n", what);
+    ERR_print_errors_fp(stderr);
+    exit(1);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long rss_bytes(void)
+{
+    long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        die("cannot open /proc/self/statm");
+    if (fscanf(f, "%ld %ld", &size, &resident) != 2)
+        die("cannot parse /proc/self/statm");
+    fclose(f);
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
+/* ------------------------------------------- allocation counting (memory) */
+
+/* A 16-byte header keeps the requested size and the alignment malloc promises. */
+#define HDR 16
+static long long live_bytes = 0;
+
+static void *count_malloc(size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    unsigned char *p = malloc(n + HDR);
+    if (p == NULL)
+        return NULL;
+    *(size_t *)p = n;
+    live_bytes += (long long)n;
+    return p + HDR;
+}
+
+static void *count_realloc(void *ptr, size_t n, const char *file, int line)
+{
+    if (ptr == NULL)
+        return count_malloc(n, file, line);
+    unsigned char *base = (unsigned char *)ptr - HDR;
+    size_t old = *(size_t *)base;
+    unsigned char *p = realloc(base, n + HDR);
+    if (p == NULL)
+        return NULL;
+    *(size_t *)p = n;
+    live_bytes += (long long)n - (long long)old;
+    return p + HDR;
+}
+
+static void count_free(void *ptr, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    if (ptr == NULL)
+        return;
+    unsigned char *base = (unsigned char *)ptr - HDR;
+    live_bytes -= (long long)*(size_t *)base;
+    free(base);
+}
+
+/* ------------------------------------------------------------ certificates */
+
+typedef struct {
+    EVP_PKEY *key;
+    X509 *cert;
+    unsigned char fp[EVP_MAX_MD_SIZE];
+    unsigned int fp_len;
+} identity;
+
+static void make_identity(identity *id, const char *cn)
+{
+    id->key = EVP_EC_gen("P-256");
+    if (id->key == NULL)
+        die("EVP_EC_gen");
+    X509 *x = X509_new();
+    if (x == NULL)
+        die("X509_new");
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), (long)(now_s() * 1000) & 0x7fffffff);
+    X509_gmtime_adj(X509_getm_notBefore(x), -86400);
+    X509_gmtime_adj(X509_getm_notAfter(x), 30L * 86400);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, name);
+    X509_set_pubkey(x, id->key);
+    if (X509_sign(x, id->key, EVP_sha256()) <= 0)
+        die("X509_sign");
+    id->cert = x;
+    if (!X509_digest(x, EVP_sha256(), id->fp, &id->fp_len))
+        die("X509_digest");
+}
+
+static int accept_any(int preverify_ok, X509_STORE_CTX *store)
+{
+    (void)preverify_ok;
+    (void)store;
+    return 1; /* WebRTC: the certificate is checked by fingerprint afterwards */
+}
+
+static SSL_CTX *make_ctx(const identity *id)
+{
+    SSL_CTX *ctx = SSL_CTX_new(DTLS_method());
+    if (ctx == NULL)
+        die("SSL_CTX_new");
+    if (!SSL_CTX_set_min_proto_version(ctx, DTLS1_2_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, DTLS1_2_VERSION))
+        die("set proto version");
+    SSL_CTX_set_options(ctx, SSL_OP_NO_QUERY_MTU | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate(ctx, id->cert) != 1 || SSL_CTX_use_PrivateKey(ctx, id->key) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1)
+        die("use certificate/key");
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any);
+    if (SSL_CTX_set1_groups_list(ctx, "X25519:P-256") != 1)
+        die("set1_groups_list");
+    if (SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                                     "ECDHE-ECDSA-CHACHA20-POLY1305") != 1)
+        die("set_cipher_list");
+    /* Note the inverted convention: 0 means success. */
+    if (SSL_CTX_set_tlsext_use_srtp(ctx, "SRTP_AES128_CM_SHA1_80:SRTP_AEAD_AES_128_GCM") != 0)
+        die("set_tlsext_use_srtp");
+    return ctx;
+}
+
+/* ------------------------------------------------------------ connections */
+
+typedef struct {
+    SSL *ssl;
+    BIO *rbio; /* we write received datagrams here */
+    BIO *wbio; /* OpenSSL writes outgoing records here */
+    const unsigned char *peer_fp;
+    unsigned int peer_fp_len;
+} endpoint;
+
+static void endpoint_new(endpoint *ep, SSL_CTX *ctx, int is_server, const identity *peer)
+{
+    ep->ssl = SSL_new(ctx);
+    if (ep->ssl == NULL)
+        die("SSL_new");
+    ep->rbio = BIO_new(BIO_s_mem());
+    ep->wbio = BIO_new(BIO_s_mem());
+    if (ep->rbio == NULL || ep->wbio == NULL)
+        die("BIO_new");
+    /* An empty memory BIO reports "retry read" instead of EOF. */
+    BIO_set_mem_eof_return(ep->rbio, -1);
+    BIO_set_mem_eof_return(ep->wbio, -1);
+    SSL_set_bio(ep->ssl, ep->rbio, ep->wbio);
+    SSL_set_mtu(ep->ssl, MTU);
+    if (is_server)
+        SSL_set_accept_state(ep->ssl);
+    else
+        SSL_set_connect_state(ep->ssl);
+    ep->peer_fp = peer->fp;
+    ep->peer_fp_len = peer->fp_len;
+}
+
+static void endpoint_free(endpoint *ep)
+{
+    SSL_free(ep->ssl); /* frees both BIOs */
+    ep->ssl = NULL;
+}
+
+static void drive(endpoint *ep)
+{
+    if (SSL_is_init_finished(ep->ssl))
+        return;
+    int r = SSL_do_handshake(ep->ssl);
+    if (r <= 0) {
+        int err = SSL_get_error(ep->ssl, r);
+        if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+            die("SSL_do_handshake");
+    }
+}
+
+/* Move everything pending on src's write BIO to dst, one datagram (<= MTU) at a time.
+ * Returns the number of datagrams moved. */
+static int pump(endpoint *src, endpoint *dst)
+{
+    static unsigned char buf[DGRAM_MAX];
+    int moved = 0;
+    size_t pending;
+    while ((pending = BIO_ctrl_pending(src->wbio)) > 0) {
+        if (pending > sizeof buf)
+            pending = sizeof buf;
+        int n = BIO_read(src->wbio, buf, (int)pending);
+        if (n <= 0)
+            die("BIO_read");
+        size_t off = 0, start = 0;
+        while (off < (size_t)n) {
+            if ((size_t)n - off < 13)
+                die("truncated DTLS record header");
+            size_t rec = 13 + (((size_t)buf[off + 11] << 8) | buf[off + 12]);
+            if (off + rec > (size_t)n)
+                die("truncated DTLS record");
+            /* Start a new datagram if this record would overflow the current one. */
+            if (off > start && off + rec - start > MTU) {
+                if (BIO_write(dst->rbio, buf + start, (int)(off - start)) <= 0)
+                    die("BIO_write");
+                drive(dst);
+                moved++;
+                start = off;
+            }
+            off += rec;
+        }
+        if (off > start) {
+            if (BIO_write(dst->rbio, buf + start, (int)(off - start)) <= 0)
+                die("BIO_write");
+            drive(dst);
+            moved++;
+        }
+    }
+    return moved;
+}
+
+static void check_established(endpoint *ep, unsigned char km[EXPORT_LEN])
+{
+    if (SSL_get_selected_srtp_profile(ep->ssl) == NULL)
+        die("no SRTP profile negotiated");
+    if (SSL_export_keying_material(ep->ssl, km, EXPORT_LEN, EXPORT_LABEL, strlen(EXPORT_LABEL),
+                                   NULL, 0, 0) != 1)
+        die("SSL_export_keying_material");
+    X509 *peer = SSL_get0_peer_certificate(ep->ssl);
+    if (peer == NULL)
+        die("no peer certificate");
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (!X509_digest(peer, EVP_sha256(), md, &md_len))
+        die("X509_digest(peer)");
+    if (md_len != ep->peer_fp_len || memcmp(md, ep->peer_fp, md_len) != 0)
+        die("peer fingerprint mismatch");
+}
+
+typedef struct {
+    SSL_CTX *client_ctx, *server_ctx;
+    identity client_id, server_id;
+} setup;
+
+static void setup_init(setup *s)
+{
+    make_identity(&s->client_id, "client");
+    make_identity(&s->server_id, "server");
+    s->client_ctx = make_ctx(&s->client_id);
+    s->server_ctx = make_ctx(&s->server_id);
+}
+
+static void handshake_pair(setup *s, endpoint *client, endpoint *server)
+{
+    endpoint_new(client, s->client_ctx, 0, &s->server_id);
+    endpoint_new(server, s->server_ctx, 1, &s->client_id);
+    drive(client); /* ClientHello */
+    for (int round = 0; round < 32; round++) {
+        int moved = pump(client, server) + pump(server, client);
+        if (SSL_is_init_finished(client->ssl) && SSL_is_init_finished(server->ssl) && moved == 0)
+            break;
+    }
+    if (!SSL_is_init_finished(client->ssl) || !SSL_is_init_finished(server->ssl))
+        die("handshake did not complete");
+    unsigned char km_c[EXPORT_LEN], km_s[EXPORT_LEN];
+    check_established(client, km_c);
+    check_established(server, km_s);
+    if (memcmp(km_c, km_s, EXPORT_LEN) != 0)
+        die("exported keying material differs");
+}
+
+/* ------------------------------------------------------------------ modes */
+
+static void print_version(void)
+{
+    printf("openssl_version=%s\n", OpenSSL_version(OPENSSL_VERSION));
+}
+
+static void mode_handshake(long n)
+{
+    setup s;
+    setup_init(&s);
+    endpoint c, sv;
+    for (int i = 0; i < 20; i++) { /* warm-up */
+        handshake_pair(&s, &c, &sv);
+        endpoint_free(&c);
+        endpoint_free(&sv);
+    }
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        handshake_pair(&s, &c, &sv);
+        endpoint_free(&c);
+        endpoint_free(&sv);
+    }
+    double dt = now_s() - t0;
+    print_version();
+    printf("handshakes=%ld\nseconds=%.6f\nhandshakes_per_s=%.2f\n", n, dt, (double)n / dt);
+}
+
+static void mode_records(long n, int size)
+{
+    setup s;
+    setup_init(&s);
+    endpoint c, sv;
+    handshake_pair(&s, &c, &sv);
+    unsigned char *data = malloc((size_t)size);
+    static unsigned char dgram[DGRAM_MAX], out[DGRAM_MAX];
+    if (data == NULL)
+        die("malloc");
+    memset(data, 0x5a, (size_t)size);
+    int dgram_len = 0;
+    double t0 = 0;
+    long warm = n / 20 + 10;
+    for (long i = -warm; i < n; i++) {
+        if (i == 0)
+            t0 = now_s();
+        if (SSL_write(c.ssl, data, size) != size)
+            die("SSL_write");
+        dgram_len = BIO_read(c.wbio, dgram, sizeof dgram);
+        if (dgram_len <= 0)
+            die("BIO_read");
+        if (BIO_write(sv.rbio, dgram, dgram_len) != dgram_len)
+            die("BIO_write");
+        if (SSL_read(sv.ssl, out, sizeof out) != size)
+            die("SSL_read");
+    }
+    double dt = now_s() - t0;
+    print_version();
+    printf("cipher=%s\n", SSL_get_cipher_name(sv.ssl));
+    printf("records=%ld\nrecord_size=%d\ndatagram_size=%d\nseconds=%.6f\nrecords_per_s=%.2f\n", n,
+           size, dgram_len, dt, (double)n / dt);
+    free(data);
+    endpoint_free(&c);
+    endpoint_free(&sv);
+}
+
+/* Per-connection memory of one side: establish n pairs, free the other side of each
+ * pair at once, keep this side, and divide the growth by n. */
+static double per_conn(setup *s, long n, int keep_server, int use_rss)
+{
+    endpoint *kept = calloc((size_t)n, sizeof *kept);
+    if (kept == NULL)
+        die("calloc");
+    endpoint c, sv;
+    long long before = use_rss ? rss_bytes() : live_bytes;
+    for (long i = 0; i < n; i++) {
+        handshake_pair(s, &c, &sv);
+        if (keep_server) {
+            endpoint_free(&c);
+            kept[i] = sv;
+        } else {
+            endpoint_free(&sv);
+            kept[i] = c;
+        }
+    }
+    long long after = use_rss ? rss_bytes() : live_bytes;
+    for (long i = 0; i < n; i++)
+        endpoint_free(&kept[i]);
+    free(kept);
+    return (double)(after - before) / (double)n;
+}
+
+static void mode_memory(long n, int use_rss)
+{
+    setup s;
+    setup_init(&s);
+    endpoint c, sv;
+    for (int i = 0; i < 20; i++) { /* warm-up: lazy tables, error strings, free lists */
+        handshake_pair(&s, &c, &sv);
+        endpoint_free(&c);
+        endpoint_free(&sv);
+    }
+    print_version();
+    printf("connections=%ld\n", n);
+    if (use_rss) {
+        /* Server side only: RSS never shrinks after free, so a second measurement in
+         * the same process would reuse the first one's pages and read low. */
+        printf("rss_bytes_per_conn=%.1f\n", per_conn(&s, n, 1, 1));
+    } else {
+        printf("bytes_per_conn=%.1f\n", per_conn(&s, n, 1, 0));
+        printf("client_bytes_per_conn=%.1f\n", per_conn(&s, n, 0, 0));
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "memory") == 0) {
+        /* Must precede every other OpenSSL call. */
+        if (!CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free))
+            die("CRYPTO_set_mem_functions");
+    }
+    if (argc == 3 && strcmp(argv[1], "handshake") == 0) {
+        mode_handshake(atol(argv[2]));
+    } else if (argc == 4 && strcmp(argv[1], "records") == 0) {
+        mode_records(atol(argv[2]), atoi(argv[3]));
+    } else if (argc == 3 && strcmp(argv[1], "memory") == 0) {
+        mode_memory(atol(argv[2]), 0);
+    } else if (argc == 3 && strcmp(argv[1], "rss") == 0) {
+        mode_memory(atol(argv[2]), 1);
+    } else if (argc == 2 && strcmp(argv[1], "version") == 0) {
+        print_version();
+    } else {
+        fprintf(stderr, "usage: %s handshake N | records N SIZE | memory N | rss N | version\n",
+                argv[0]);
+        return 2;
+    }
+    return 0;
+}

@@ -1,0 +1,144 @@
+"""Handshakes/s, memory per established connection and ``import dtls_ossl`` time.
+
+Compares dtls_ossl with a C program doing the same work on the same OpenSSL
+(benchmarks/c/dtls_baseline.c) and with pyOpenSSL twice: under this interpreter (normally the
+PyPI wheel, which bundles its own newer OpenSSL) and under /usr/bin/python3 (Debian's
+python3-openssl on the system OpenSSL). Figures are medians of interleaved rounds.
+
+    python benchmarks/handshake.py            # full run, 5 rounds
+    python benchmarks/handshake.py --quick    # smoke run
+
+Targets (issue): handshakes/s >= 0.95 x C; import < 5 ms; memory per connection within 1 KB of
+C's (RSS growth compared with RSS growth).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from _common import (
+    DTLS_OSSL,
+    PYOPENSSL_DEBIAN,
+    PYOPENSSL_HERE,
+    SYSTEM_PYTHON,
+    C,
+    Job,
+    check,
+    discover,
+    import_time_ms,
+    parser,
+    print_machine,
+    print_table,
+    ratio,
+    rounds,
+    run_interleaved,
+)
+
+C_ALLOCS = "C (heap allocs)"
+C_RSS = "C (RSS)"
+
+
+def main() -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--handshakes", type=int, help="handshakes per run (default 500, quick 50)")
+    p.add_argument("--connections", type=int, help="connections kept (default 1000, quick 100)")
+    p.add_argument("--import-runs", type=int, help="fresh interpreters (default 20, quick 5)")
+    p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--skip-import", action="store_true")
+    args = p.parse_args()
+    n = args.handshakes or (50 if args.quick else 500)
+    conns = args.connections or (100 if args.quick else 1000)
+    import_runs = args.import_runs or (5 if args.quick else 20)
+    nrounds = rounds(args)
+
+    print_machine()
+    impls = {impl.name: impl for impl in discover()}
+
+    print(f"Handshakes: {n} per run, {nrounds} interleaved rounds", file=sys.stderr)
+    hs = [
+        Job(name, impl, ["handshake", str(n)], "handshakes_per_s") for name, impl in impls.items()
+    ]
+    run_interleaved(hs, nrounds)
+    print_table(
+        f"In-memory DTLS 1.2 handshakes/s (ECDSA P-256, X25519, use_srtp, export; median of "
+        f"{nrounds})",
+        hs,
+        "handshakes/s",
+    )
+
+    mem: list[Job] = []
+    if not args.skip_memory:
+        print(f"Memory: {conns} server-side connections, {nrounds} rounds", file=sys.stderr)
+        c = impls[C]
+        mem = [
+            Job(C_ALLOCS, c, ["memory", str(conns)], "bytes_per_conn"),
+            Job(C_RSS, c, ["rss", str(conns)], "rss_bytes_per_conn"),
+        ]
+        mem += [
+            Job(name, impl, ["memory", str(conns)], "rss_bytes_per_conn")
+            for name, impl in impls.items()
+            if name != C
+        ]
+        run_interleaved(mem, nrounds)
+        print_table(
+            f"Bytes per established server-side connection ({conns} kept; C (heap allocs) counts "
+            "live OpenSSL allocations, all other rows are RSS growth / N)",
+            mem,
+            "bytes/conn",
+            ratio_to=(C_RSS, C_ALLOCS),
+            diff=True,
+        )
+
+    imp: dict[str, tuple[float, float] | None] = {}
+    if not args.skip_import:
+        print(f"Import time: {import_runs} fresh interpreters each", file=sys.stderr)
+        here = impls[DTLS_OSSL].argv
+        imp["import dtls_ossl"] = import_time_ms(sys.executable, "dtls_ossl", import_runs)
+        if impls[PYOPENSSL_HERE].argv:
+            imp[f"import OpenSSL.SSL ({PYOPENSSL_HERE})"] = import_time_ms(
+                sys.executable, "OpenSSL.SSL", import_runs
+            )
+        if impls[PYOPENSSL_DEBIAN].argv:
+            imp[f"import OpenSSL.SSL ({PYOPENSSL_DEBIAN})"] = import_time_ms(
+                SYSTEM_PYTHON, "OpenSSL.SSL", import_runs
+            )
+        print(f"Import time, median of {import_runs} fresh interpreters")
+        w = max(len(k) for k in imp)
+        print(f"  {'what':{w}}  in-process (-X importtime)  wall clock minus bare python")
+        for what, t in imp.items():
+            if t is None or (what == "import dtls_ossl" and here is None):
+                print(f"  {what:{w}}  {'dtls_ossl not built' if 'dtls' in what else 'failed'}")
+            else:
+                print(f"  {what:{w}}  {t[0]:8.2f} ms {'':16} {t[1]:8.2f} ms")
+        print()
+
+    by_row = {j.row: j for j in hs + mem}
+    dtls = by_row.get(DTLS_OSSL)
+    print("Targets for dtls_ossl (same OpenSSL as C):")
+    hs_ratio = ratio(dtls, by_row.get(C))
+    check("handshakes/s >= 0.95 x C", hs_ratio, lambda r: r >= 0.95, f"{hs_ratio or 0:.2f} x C")
+    if not args.skip_import:
+        t = imp.get("import dtls_ossl") if impls[DTLS_OSSL].argv else None
+        check(
+            "import dtls_ossl < 5 ms",
+            t[0] if t else None,
+            lambda v: v < 5.0,
+            f"{t[0] if t else 0:.2f} ms in-process",
+        )
+    if mem:
+        d, c_rss, c_alloc = by_row.get(DTLS_OSSL), by_row.get(C_RSS), by_row.get(C_ALLOCS)
+        delta = None
+        if d and c_rss and d.median is not None and c_rss.median is not None:
+            delta = d.median - c_rss.median
+        alloc = f", C allocs {c_alloc.median:,.0f} B" if c_alloc and c_alloc.median else ""
+        check(
+            "memory/conn within 1 KB of C (RSS vs RSS)",
+            delta,
+            lambda v: v <= 1024,
+            f"{delta or 0:+,.0f} B vs C RSS{alloc}",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

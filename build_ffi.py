@@ -1,0 +1,709 @@
+"""cffi API-mode (out-of-line) build of ``dtls_ossl._openssl`` against the system OpenSSL.
+
+The declarations are grouped in :class:`Section` objects with the four parts pyca/cryptography's
+bindings use (INCLUDES, TYPES, FUNCTIONS, CUSTOMIZATIONS). Our own C symbols use the
+``DtlsOssl_`` prefix so they are easy to tell apart from OpenSSL's.
+
+Point the build at another OpenSSL with the standard ``CFLAGS``/``LDFLAGS``, e.g.
+``CFLAGS=-I/opt/ossl/include LDFLAGS="-L/opt/ossl/lib64 -Wl,-rpath,/opt/ossl/lib64"``.
+
+Run ``python build_ffi.py`` to compile in place for development.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from cffi import FFI
+
+
+@dataclass(frozen=True)
+class Section:
+    """One header's worth of declarations (the cryptography ``_cffi_src`` layout)."""
+
+    includes: str = ""
+    types: str = ""
+    functions: str = ""
+    customizations: str = ""
+
+
+SSL = Section(
+    includes="""
+#include <string.h>
+#include <stdlib.h>
+#include <openssl/opensslv.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/ssl.h>
+""",
+    types="""
+typedef ... SSL_CTX;
+typedef ... SSL;
+typedef ... SSL_METHOD;
+typedef ... SSL_CIPHER;
+typedef ... X509;
+typedef ... X509_VERIFY_PARAM;
+typedef struct { const char *name; unsigned long id; ...; } SRTP_PROTECTION_PROFILE;
+
+static const uint64_t SSL_OP_NO_QUERY_MTU;
+static const uint64_t SSL_OP_NO_RENEGOTIATION;
+static const uint64_t SSL_OP_NO_TICKET;
+static const uint64_t SSL_OP_NO_COMPRESSION;
+static const uint64_t SSL_OP_CIPHER_SERVER_PREFERENCE;
+static const int SSL_VERIFY_PEER;
+static const int SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+static const long SSL_SESS_CACHE_OFF;
+static const int DTLS1_2_VERSION;
+static const unsigned long X509_V_FLAG_CHECK_SS_SIGNATURE;
+static const int OPENSSL_VERSION;
+static const long OPENSSL_VERSION_NUMBER;
+
+/* 1 when the headers define DTLS1_3_VERSION (OpenSSL 4.1+), else 0. */
+static const int DtlsOssl_HAS_DTLS_1_3;
+/* DTLS1_3_VERSION where it exists, else 0. */
+static const int DtlsOssl_DTLS1_3_VERSION;
+
+/* Status bits returned by every DtlsOssl_* I/O entry point. */
+static const int DTLSOSSL_WIRE;            /* datagrams were framed into scratch->wire */
+static const int DTLSOSSL_PLAIN;           /* plaintext records are in scratch->plain */
+static const int DTLSOSSL_HANDSHAKE_DONE;  /* the handshake completed during this call */
+static const int DTLSOSSL_PEER_CLOSED;     /* close_notify received */
+static const int DTLSOSSL_FATAL;           /* OpenSSL failed; ssl_error and ERR queue say why */
+static const int DTLSOSSL_ALERTS;          /* alerts were sent or received: conn->alerts */
+static const int DTLSOSSL_DROPPED;         /* the datagram was not well-formed DTLS framing */
+static const int DTLSOSSL_TIMER;           /* a retransmission timer is armed: conn->timeout_us */
+static const int DTLSOSSL_RETRANSMITTED;   /* DTLSv1_handle_timeout retransmitted a flight */
+static const int DTLSOSSL_OVERFLOW;        /* more output than scratch holds: grow, call drain */
+static const int DTLSOSSL_CALLBACK;        /* a Python callback captured an exception */
+
+typedef struct {
+    SSL *ssl;                       /* owned: freed by DtlsOssl_conn_free */
+    void *handle;                   /* borrowed: ffi.new_handle kept alive by Python */
+    size_t mtu;
+    unsigned int initial_timeout_us;
+    unsigned int max_timeout_us;
+    int ssl_error;                  /* SSL_get_error of the last failing call */
+    long timeout_us;                /* OpenSSL's remaining timer, -1 if none */
+    int n_alerts;                   /* alerts seen during the last call (at most 8) */
+    int alerts[8];                  /* 0x10000 if received | level << 8 | description */
+    int callback_failed;
+    ...;
+} DtlsOssl_conn;
+
+typedef struct {
+    unsigned char *wire;   size_t wire_cap;  size_t wire_len;
+    int *dgram_ends;       int dgram_cap;    int n_dgrams;
+    unsigned char *plain;  size_t plain_cap; size_t plain_len;
+    int *rec_ends;         int rec_cap;      int n_recs;
+    int consumed;          /* batch entry points: datagrams/records processed */
+    ...;
+} DtlsOssl_scratch;
+""",
+    functions="""
+const SSL_METHOD *DTLS_method(void);
+const SSL_METHOD *DTLS_client_method(void);
+const SSL_METHOD *DTLS_server_method(void);
+SSL_CTX *SSL_CTX_new(const SSL_METHOD *);
+void SSL_CTX_free(SSL_CTX *);
+uint64_t SSL_CTX_set_options(SSL_CTX *, uint64_t);
+int SSL_CTX_set_min_proto_version(SSL_CTX *, int);   /* macro */
+int SSL_CTX_set_max_proto_version(SSL_CTX *, int);   /* macro */
+int SSL_CTX_set_cipher_list(SSL_CTX *, const char *);
+int SSL_CTX_set1_groups_list(SSL_CTX *, const char *);   /* macro */
+long SSL_CTX_set_session_cache_mode(SSL_CTX *, long);    /* macro */
+int SSL_CTX_set_tlsext_use_srtp(SSL_CTX *, const char *); /* returns 0 on success */
+int SSL_CTX_check_private_key(const SSL_CTX *);
+X509_VERIFY_PARAM *SSL_CTX_get0_param(SSL_CTX *);
+int X509_VERIFY_PARAM_set_flags(X509_VERIFY_PARAM *, unsigned long);
+
+SSL_CTX *SSL_get_SSL_CTX(const SSL *);
+const char *SSL_get_version(const SSL *);
+const SSL_CIPHER *SSL_get_current_cipher(const SSL *);
+const char *SSL_CIPHER_get_name(const SSL_CIPHER *);
+SRTP_PROTECTION_PROFILE *SSL_get_selected_srtp_profile(SSL *);
+int SSL_export_keying_material(SSL *, unsigned char *, size_t, const char *, size_t,
+                               const unsigned char *, size_t, int);
+long SSL_get_verify_result(const SSL *);
+const char *X509_verify_cert_error_string(long);
+size_t DTLS_get_data_mtu(const SSL *);
+const char *SSL_alert_desc_string_long(int);
+
+unsigned long ERR_get_error(void);
+void ERR_clear_error(void);
+const char *ERR_lib_error_string(unsigned long);
+const char *ERR_reason_error_string(unsigned long);
+void ERR_error_string_n(unsigned long, char *, size_t);
+const char *OpenSSL_version(int);
+unsigned long OpenSSL_version_num(void);
+
+/* Our helpers. Every I/O entry point does all its OpenSSL work in one C call: clear the error
+   queue, do the operation, pump until want-read, frame what is to be sent into datagrams and
+   read the retransmission timer. They return DTLSOSSL_* status bits. */
+int DtlsOssl_ctx_setup(SSL_CTX *, const unsigned char *, int, const unsigned char *, int, int);
+DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *, int, size_t, unsigned int, unsigned int, void *);
+void DtlsOssl_conn_free(DtlsOssl_conn *);
+int DtlsOssl_handshake(DtlsOssl_conn *, DtlsOssl_scratch *);
+int DtlsOssl_receive(DtlsOssl_conn *, DtlsOssl_scratch *, const unsigned char *, size_t);
+int DtlsOssl_receive_many(DtlsOssl_conn *, DtlsOssl_scratch *, const unsigned char *,
+                          const int *, int);
+int DtlsOssl_send(DtlsOssl_conn *, DtlsOssl_scratch *, const unsigned char *, size_t);
+int DtlsOssl_send_many(DtlsOssl_conn *, DtlsOssl_scratch *, const unsigned char *,
+                       const int *, int);
+int DtlsOssl_handle_timeout(DtlsOssl_conn *, DtlsOssl_scratch *);
+int DtlsOssl_shutdown(DtlsOssl_conn *, DtlsOssl_scratch *);
+int DtlsOssl_drain(DtlsOssl_conn *, DtlsOssl_scratch *);
+int DtlsOssl_well_formed(const unsigned char *, size_t);
+
+/* Python callbacks (API-mode extern "Python"); the handle is the connection's callback state. */
+extern "Python" int DtlsOssl_py_check_peer(void *, const unsigned char *, int);
+extern "Python" void DtlsOssl_py_keylog(void *, const char *);
+""",
+    customizations=r"""
+/* extern "Python" callbacks are generated further down by cffi. */
+static int DtlsOssl_py_check_peer(void *, const unsigned char *, int);
+static void DtlsOssl_py_keylog(void *, const char *);
+
+#ifdef DTLS1_3_VERSION
+static const int DtlsOssl_HAS_DTLS_1_3 = 1;
+static const int DtlsOssl_DTLS1_3_VERSION = DTLS1_3_VERSION;
+#else
+static const int DtlsOssl_HAS_DTLS_1_3 = 0;
+static const int DtlsOssl_DTLS1_3_VERSION = 0;
+#endif
+
+#define DTLSOSSL_WIRE 0x1
+#define DTLSOSSL_PLAIN 0x2
+#define DTLSOSSL_HANDSHAKE_DONE 0x4
+#define DTLSOSSL_PEER_CLOSED 0x8
+#define DTLSOSSL_FATAL 0x10
+#define DTLSOSSL_ALERTS 0x20
+#define DTLSOSSL_DROPPED 0x40
+#define DTLSOSSL_TIMER 0x80
+#define DTLSOSSL_RETRANSMITTED 0x100
+#define DTLSOSSL_OVERFLOW 0x200
+#define DTLSOSSL_CALLBACK 0x400
+
+/* A DTLS record header: type(1) version(2) epoch(2) seq(6) length(2). RFC 6347 §4.1. */
+#define DTLSOSSL_HDR 13
+
+typedef struct {
+    SSL *ssl;
+    void *handle;
+    size_t mtu;
+    unsigned int initial_timeout_us;
+    unsigned int max_timeout_us;
+    int ssl_error;
+    long timeout_us;
+    int n_alerts;
+    int alerts[8];
+    int callback_failed;
+    BIO *rbio;   /* borrowed: owned by ssl after SSL_set_bio */
+    BIO *wbio;   /* borrowed: owned by ssl after SSL_set_bio */
+} DtlsOssl_conn;
+
+typedef struct {
+    unsigned char *wire;   size_t wire_cap;  size_t wire_len;
+    int *dgram_ends;       int dgram_cap;    int n_dgrams;
+    unsigned char *plain;  size_t plain_cap; size_t plain_len;
+    int *rec_ends;         int rec_cap;      int n_recs;
+    int consumed;
+} DtlsOssl_scratch;
+
+static int DtlsOssl_conn_index = -1;
+
+static DtlsOssl_conn *DtlsOssl_conn_of(const SSL *ssl)
+{
+    return (DtlsOssl_conn *)SSL_get_ex_data(ssl, DtlsOssl_conn_index);
+}
+
+/* Accept a well-formed certificate whose only faults are the ones a self-signed WebRTC
+   certificate always has (no trusted issuer) or may have (validity period vs. our clock): the
+   SDP fingerprint, checked next, is what authenticates it (RFC 8122 §5, RFC 8827 §6.5).
+   Signature and format errors still fail. */
+static int DtlsOssl_verify_cb(int ok, X509_STORE_CTX *store)
+{
+    if (ok)
+        return 1;
+    switch (X509_STORE_CTX_get_error(store)) {
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_CERT_UNTRUSTED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_INVALID_PURPOSE:
+        X509_STORE_CTX_set_error(store, X509_V_OK);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Runs once per peer certificate: OpenSSL's structural checks, then the fingerprint check in
+   Python (inside the handshake, so a mismatch fails it with an alert). */
+static int DtlsOssl_cert_verify_cb(X509_STORE_CTX *store, void *arg)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
+    DtlsOssl_conn *c = ssl ? DtlsOssl_conn_of(ssl) : NULL;
+    X509 *leaf;
+    unsigned char *der = NULL;
+    int n, r;
+    (void)arg;
+    if (c == NULL || c->handle == NULL) {
+        X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 0;
+    }
+    if (X509_verify_cert(store) <= 0)
+        return 0;
+    leaf = X509_STORE_CTX_get0_cert(store);
+    n = leaf ? i2d_X509(leaf, &der) : -1;
+    if (n <= 0) {
+        X509_STORE_CTX_set_error(store, X509_V_ERR_UNSPECIFIED);
+        return 0;
+    }
+    r = DtlsOssl_py_check_peer(c->handle, der, n);
+    OPENSSL_free(der);
+    if (r < 0)
+        c->callback_failed = 1;
+    if (r != 1) {
+        X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 0;
+    }
+    return 1;
+}
+
+static void DtlsOssl_keylog_cb(const SSL *ssl, const char *line)
+{
+    DtlsOssl_conn *c = DtlsOssl_conn_of(ssl);
+    if (c != NULL && c->handle != NULL)
+        DtlsOssl_py_keylog(c->handle, line);
+}
+
+static void DtlsOssl_info_cb(const SSL *ssl, int where, int ret)
+{
+    DtlsOssl_conn *c;
+    if (!(where & SSL_CB_ALERT))
+        return;
+    c = DtlsOssl_conn_of(ssl);
+    if (c != NULL && c->n_alerts < 8)
+        c->alerts[c->n_alerts++] = ((where & SSL_CB_READ) ? 0x10000 : 0) | (ret & 0xffff);
+}
+
+/* Our retransmission schedule (DTLS_set_timer_cb(3)): configured initial value, doubling up to
+   the configured cap. OpenSSL 3.0 counts values under 15 ms as already expired, so the
+   configuration refuses them. */
+static unsigned int DtlsOssl_timer_cb(SSL *ssl, unsigned int timer_us)
+{
+    DtlsOssl_conn *c = DtlsOssl_conn_of(ssl);
+    unsigned int init = c ? c->initial_timeout_us : 1000000u;
+    unsigned int cap = c ? c->max_timeout_us : 60000000u;
+    if (timer_us == 0)
+        return init;
+    if (timer_us >= cap / 2)
+        return cap;
+    return timer_us * 2;
+}
+
+int DtlsOssl_ctx_setup(SSL_CTX *ctx, const unsigned char *cert, int cert_len,
+                       const unsigned char *key, int key_len, int keylog)
+{
+    const unsigned char *p = key;
+    EVP_PKEY *pkey;
+    int ok;
+    if (DtlsOssl_conn_index < 0) {
+        DtlsOssl_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+        if (DtlsOssl_conn_index < 0)
+            return 0;
+    }
+    if (SSL_CTX_use_certificate_ASN1(ctx, cert_len, cert) != 1)
+        return 0;
+    pkey = d2i_AutoPrivateKey(NULL, &p, key_len);   /* owned: freed below */
+    if (pkey == NULL)
+        return 0;
+    ok = SSL_CTX_use_PrivateKey(ctx, pkey);         /* takes its own reference */
+    EVP_PKEY_free(pkey);
+    if (ok != 1 || SSL_CTX_check_private_key(ctx) != 1)
+        return 0;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       DtlsOssl_verify_cb);
+    SSL_CTX_set_cert_verify_callback(ctx, DtlsOssl_cert_verify_cb, NULL);
+    SSL_CTX_set_info_callback(ctx, DtlsOssl_info_cb);
+    if (keylog)
+        SSL_CTX_set_keylog_callback(ctx, DtlsOssl_keylog_cb);
+    return 1;
+}
+
+DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *ctx, int is_server, size_t mtu,
+                                 unsigned int initial_us, unsigned int max_us, void *handle)
+{
+    DtlsOssl_conn *c = calloc(1, sizeof(*c));     /* owned: freed by DtlsOssl_conn_free */
+    BIO *rbio = NULL, *wbio = NULL;
+    if (c == NULL)
+        return NULL;
+    c->ssl = SSL_new(ctx);                         /* takes a reference to ctx */
+    rbio = BIO_new(BIO_s_mem());
+    wbio = BIO_new(BIO_s_mem());
+    if (c->ssl == NULL || rbio == NULL || wbio == NULL)
+        goto fail;
+    /* An empty read BIO means "retry", not EOF. */
+    BIO_set_mem_eof_return(rbio, -1);
+    BIO_set_mem_eof_return(wbio, -1);
+    SSL_set_bio(c->ssl, rbio, wbio);               /* the SSL owns both BIOs from here */
+    c->rbio = rbio;
+    c->wbio = wbio;
+    rbio = wbio = NULL;
+    c->mtu = mtu;
+    c->initial_timeout_us = initial_us;
+    c->max_timeout_us = max_us;
+    c->handle = handle;
+    c->timeout_us = -1;
+    if (!SSL_set_ex_data(c->ssl, DtlsOssl_conn_index, c))
+        goto fail;
+    /* Memory BIOs have no path MTU to query: without both of these OpenSSL falls back to a
+       256-byte MTU. */
+    SSL_set_options(c->ssl, SSL_OP_NO_QUERY_MTU);
+    if (!SSL_set_mtu(c->ssl, (long)mtu))
+        goto fail;
+    DTLS_set_timer_cb(c->ssl, DtlsOssl_timer_cb);
+    if (is_server)
+        SSL_set_accept_state(c->ssl);
+    else
+        SSL_set_connect_state(c->ssl);
+    return c;
+fail:
+    BIO_free(rbio);
+    BIO_free(wbio);
+    SSL_free(c->ssl);
+    free(c);
+    return NULL;
+}
+
+void DtlsOssl_conn_free(DtlsOssl_conn *c)
+{
+    if (c == NULL)
+        return;
+    if (c->ssl != NULL) {
+        SSL_set_ex_data(c->ssl, DtlsOssl_conn_index, NULL);
+        SSL_free(c->ssl);
+    }
+    free(c);
+}
+
+/* Untrusted input: 1 if data is a sequence of complete DTLS records with a DTLS version and a
+   known content type, else 0. Cannot fail. */
+int DtlsOssl_well_formed(const unsigned char *data, size_t len)
+{
+    size_t off = 0;
+    if (len < DTLSOSSL_HDR || len > 65535)
+        return 0;
+    while (off < len) {
+        size_t rl;
+        if (len - off < DTLSOSSL_HDR)
+            return 0;
+        if (data[off] < 20 || data[off] > 26 || data[off + 1] != 0xfe)
+            return 0;
+        rl = ((size_t)data[off + 11] << 8) | data[off + 12];
+        if (rl > len - off - DTLSOSSL_HDR)
+            return 0;
+        off += DTLSOSSL_HDR + rl;
+    }
+    return 1;
+}
+
+/* Move everything OpenSSL wrote into scratch->wire and pack whole records into datagrams of at
+   most mtu bytes. A memory BIO merges writes, so we re-frame on record headers. */
+int DtlsOssl_drain(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+{
+    size_t pending = BIO_ctrl_pending(c->wbio);
+    size_t off = 0, start;
+    int n;
+    if (pending == 0)
+        return 0;
+    if (s->wire_len + pending > s->wire_cap
+        || s->n_dgrams + (int)(pending / DTLSOSSL_HDR) + 1 > s->dgram_cap)
+        return DTLSOSSL_OVERFLOW;
+    n = BIO_read(c->wbio, s->wire + s->wire_len, (int)pending);
+    if (n <= 0)
+        return 0;
+    start = s->wire_len;
+    off = start;
+    while (off < start + (size_t)n) {
+        size_t rl = DTLSOSSL_HDR;
+        size_t end;
+        if (start + (size_t)n - off >= DTLSOSSL_HDR)
+            rl += ((size_t)s->wire[off + 11] << 8) | s->wire[off + 12];
+        end = off + rl;
+        if (end > start + (size_t)n)
+            end = start + (size_t)n;
+        if (end - s->wire_len > c->mtu && off > s->wire_len) {
+            s->dgram_ends[s->n_dgrams++] = (int)off;
+            s->wire_len = off;
+        }
+        off = end;
+    }
+    s->dgram_ends[s->n_dgrams++] = (int)off;
+    s->wire_len = off;
+    return DTLSOSSL_WIRE;
+}
+
+static int DtlsOssl_finish(DtlsOssl_conn *c, DtlsOssl_scratch *s, int flags)
+{
+    struct timeval tv;
+    flags |= DtlsOssl_drain(c, s);
+    if (DTLSv1_get_timeout(c->ssl, &tv) == 1) {
+        c->timeout_us = (long)tv.tv_sec * 1000000L + (long)tv.tv_usec;
+        flags |= DTLSOSSL_TIMER;
+    } else {
+        c->timeout_us = -1;
+    }
+    if (c->n_alerts)
+        flags |= DTLSOSSL_ALERTS;
+    if (c->callback_failed)
+        flags |= DTLSOSSL_CALLBACK;
+    return flags;
+}
+
+static void DtlsOssl_reset(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+{
+    s->wire_len = 0;
+    s->n_dgrams = 0;
+    s->plain_len = 0;
+    s->n_recs = 0;
+    s->consumed = 0;
+    c->n_alerts = 0;
+    c->ssl_error = 0;
+    ERR_clear_error();
+}
+
+static int DtlsOssl_failed(DtlsOssl_conn *c, int r)
+{
+    c->ssl_error = SSL_get_error(c->ssl, r);
+    switch (c->ssl_error) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return 0;
+    case SSL_ERROR_ZERO_RETURN:
+        return DTLSOSSL_PEER_CLOSED;
+    default:
+        return DTLSOSSL_FATAL;
+    }
+}
+
+/* Drive the handshake, then read every plaintext record until OpenSSL wants more input. */
+static int DtlsOssl_pump(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+{
+    int flags = 0, r;
+    if (!SSL_is_init_finished(c->ssl)) {
+        r = SSL_do_handshake(c->ssl);
+        if (r <= 0)
+            return DtlsOssl_failed(c, r);
+        flags |= DTLSOSSL_HANDSHAKE_DONE;
+    }
+    for (;;) {
+        /* Room for one full record, so a record is never split across two reads. */
+        if (s->plain_cap - s->plain_len < 16384 + 2048 || s->n_recs >= s->rec_cap)
+            return flags | DTLSOSSL_OVERFLOW;
+        r = SSL_read(c->ssl, s->plain + s->plain_len, (int)(s->plain_cap - s->plain_len));
+        if (r > 0) {
+            s->plain_len += (size_t)r;
+            s->rec_ends[s->n_recs++] = (int)s->plain_len;
+            flags |= DTLSOSSL_PLAIN;
+            continue;
+        }
+        r = DtlsOssl_failed(c, r);
+        if (r == DTLSOSSL_PEER_CLOSED)
+            SSL_shutdown(c->ssl);   /* answer with our close_notify */
+        return flags | r;
+    }
+}
+
+int DtlsOssl_handshake(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+{
+    DtlsOssl_reset(c, s);
+    return DtlsOssl_finish(c, s, DtlsOssl_pump(c, s));
+}
+
+static int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const unsigned char *data,
+                         size_t len)
+{
+    int flags;
+    if (!DtlsOssl_well_formed(data, len))
+        return DTLSOSSL_DROPPED;
+    if (BIO_write(c->rbio, data, (int)len) != (int)len)
+        return DTLSOSSL_FATAL;
+    flags = DtlsOssl_pump(c, s);
+    /* One datagram per read: never let leftovers of a bad datagram poison the next one. */
+    if (BIO_ctrl_pending(c->rbio) > 0)
+        (void)BIO_reset(c->rbio);
+    return flags;
+}
+
+int DtlsOssl_receive(DtlsOssl_conn *c, DtlsOssl_scratch *s, const unsigned char *data,
+                     size_t len)
+{
+    DtlsOssl_reset(c, s);
+    return DtlsOssl_finish(c, s, DtlsOssl_feed(c, s, data, len));
+}
+
+/* Feed datagrams [0, n) of a batch (ends[i] = end offset of datagram i). Stops after the first
+   datagram whose outcome needs Python (anything but plaintext or a drop): s->consumed says how
+   many were processed. */
+int DtlsOssl_receive_many(DtlsOssl_conn *c, DtlsOssl_scratch *s, const unsigned char *data,
+                          const int *ends, int n)
+{
+    int i, flags = 0, start = 0, dropped = 0;
+    DtlsOssl_reset(c, s);
+    for (i = 0; i < n; i++) {
+        int f = DtlsOssl_feed(c, s, data + start, (size_t)(ends[i] - start));
+        start = ends[i];
+        if (f & DTLSOSSL_DROPPED)
+            dropped++;
+        flags |= f & ~DTLSOSSL_DROPPED;
+        if ((f & ~(DTLSOSSL_PLAIN | DTLSOSSL_DROPPED)) || c->n_alerts || c->callback_failed
+            || s->plain_cap - s->plain_len < 16384 + 2048 || s->n_recs >= s->rec_cap - 1) {
+            i++;
+            break;
+        }
+    }
+    s->consumed = i;
+    if (dropped)
+        flags |= DTLSOSSL_DROPPED;
+    return DtlsOssl_finish(c, s, flags);
+}
+
+int DtlsOssl_send(DtlsOssl_conn *c, DtlsOssl_scratch *s, const unsigned char *data, size_t len)
+{
+    int r, flags = 0;
+    DtlsOssl_reset(c, s);
+    r = SSL_write(c->ssl, data, (int)len);
+    if (r <= 0)
+        flags = DtlsOssl_failed(c, r);
+    return DtlsOssl_finish(c, s, flags);
+}
+
+int DtlsOssl_send_many(DtlsOssl_conn *c, DtlsOssl_scratch *s, const unsigned char *data,
+                       const int *ends, int n)
+{
+    int i, r, flags = 0, start = 0;
+    DtlsOssl_reset(c, s);
+    for (i = 0; i < n; i++) {
+        r = SSL_write(c->ssl, data + start, ends[i] - start);
+        start = ends[i];
+        if (r <= 0) {
+            flags |= DtlsOssl_failed(c, r);
+            i++;
+            break;
+        }
+        if (BIO_ctrl_pending(c->wbio) + s->wire_len + 20000 > s->wire_cap) {
+            flags |= DtlsOssl_drain(c, s);
+            if (flags & DTLSOSSL_OVERFLOW || s->wire_len + 20000 > s->wire_cap) {
+                i++;
+                break;
+            }
+        }
+    }
+    s->consumed = i;
+    return DtlsOssl_finish(c, s, flags);
+}
+
+int DtlsOssl_handle_timeout(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+{
+    int r, flags = 0;
+    DtlsOssl_reset(c, s);
+    r = DTLSv1_handle_timeout(c->ssl);
+    if (r > 0)
+        flags |= DTLSOSSL_RETRANSMITTED;
+    else if (r < 0)
+        flags |= DTLSOSSL_FATAL;
+    return DtlsOssl_finish(c, s, flags);
+}
+
+int DtlsOssl_shutdown(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+{
+    DtlsOssl_reset(c, s);
+    if (SSL_is_init_finished(c->ssl))
+        (void)SSL_shutdown(c->ssl);
+    return DtlsOssl_finish(c, s, 0) & ~DTLSOSSL_TIMER;
+}
+""",
+)
+
+SECTIONS = [SSL]
+
+_HINT = (
+    "dtls_ossl needs the OpenSSL development headers (openssl/ssl.h): install libssl-dev on "
+    "Debian/Ubuntu, openssl-devel on Fedora/RHEL, or point CFLAGS/LDFLAGS at an OpenSSL >= 3.0"
+)
+
+
+def _pkg_config() -> tuple[list[str], list[str], list[str]]:
+    """Return (include_dirs, library_dirs, extra_link_args) from pkg-config, or empty lists."""
+    exe = shutil.which("pkg-config")
+    if exe is None:
+        return [], [], []
+    try:
+        cflags = subprocess.run(
+            [exe, "--cflags-only-I", "libssl", "libcrypto"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        libs = subprocess.run(
+            [exe, "--libs-only-L", "libssl", "libcrypto"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    except subprocess.CalledProcessError:
+        return [], [], []
+    return [f[2:] for f in cflags], [f[2:] for f in libs], []
+
+
+def _check_headers(include_dirs: list[str]) -> None:
+    """Stop with one clear line when openssl/ssl.h cannot be found anywhere we would look."""
+    candidates = [*include_dirs, "/usr/include", "/usr/local/include"]
+    for flag in os.environ.get("CFLAGS", "").split() + os.environ.get("CPPFLAGS", "").split():
+        if flag.startswith("-I"):
+            candidates.append(flag[2:])
+    if os.environ.get("CPATH"):
+        candidates.extend(os.environ["CPATH"].split(os.pathsep))
+    if not any((Path(d) / "openssl" / "ssl.h").is_file() for d in candidates):
+        sys.stderr.write(f"error: {_HINT}\n")
+        raise SystemExit(1)
+
+
+def _make_builder() -> FFI:
+    include_dirs, library_dirs, extra_link_args = _pkg_config()
+    _check_headers(include_dirs)
+    builder = FFI()
+    builder.cdef("\n".join(s.types for s in SECTIONS))
+    builder.cdef("\n".join(s.functions for s in SECTIONS))
+    builder.set_source(
+        "dtls_ossl._openssl",
+        "\n".join(s.includes for s in SECTIONS)
+        + "\n"
+        + "\n".join(s.customizations for s in SECTIONS),
+        libraries=["ssl", "crypto"],
+        include_dirs=include_dirs,
+        library_dirs=library_dirs,
+        extra_link_args=extra_link_args,
+        extra_compile_args=["-O2"],
+    )
+    return builder
+
+
+ffibuilder = _make_builder()
+
+if __name__ == "__main__":
+    ffibuilder.compile(tmpdir=str(Path(__file__).resolve().parent), verbose=True)

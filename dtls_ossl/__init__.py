@@ -1,0 +1,66 @@
+"""dtls_ossl: sans-IO DTLS 1.2 (and 1.3 where OpenSSL has it) on the system OpenSSL, for WebRTC.
+
+Start with :class:`DtlsConfiguration` and :class:`DtlsConnection`; WebRTC helpers (certificates,
+SDP fingerprints, a=setup roles, DTLS-SRTP keys, RFC 7983 demultiplexing) are re-exported here.
+"""
+
+from __future__ import annotations
+
+from dtls_ossl import events
+from dtls_ossl._binding import HAS_DTLS_1_3, openssl_version, openssl_version_number
+from dtls_ossl._roles import Role
+from dtls_ossl.configuration import DtlsConfiguration
+from dtls_ossl.connection import ConnectionState, ConnectionStats, DtlsConnection
+from dtls_ossl.exceptions import (
+    CertificateVerificationError,
+    ConfigurationError,
+    ConnectionClosedError,
+    DtlsError,
+    FingerprintMismatchError,
+    HandshakeError,
+    HandshakeTimeoutError,
+    InvalidStateError,
+    OpenSSLError,
+    OpenSSLErrorInfo,
+    PayloadSizeError,
+    ProtocolError,
+)
+from dtls_ossl.webrtc.certificate import Certificate
+from dtls_ossl.webrtc.demux import classify
+from dtls_ossl.webrtc.sdp import Fingerprint, SetupRole, setup_role
+from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys, SrtpProfile
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HAS_DTLS_1_3",
+    "SRTP_EXPORTER_LABEL",
+    "Certificate",
+    "CertificateVerificationError",
+    "ConfigurationError",
+    "ConnectionClosedError",
+    "ConnectionState",
+    "ConnectionStats",
+    "DtlsConfiguration",
+    "DtlsConnection",
+    "DtlsError",
+    "Fingerprint",
+    "FingerprintMismatchError",
+    "HandshakeError",
+    "HandshakeTimeoutError",
+    "InvalidStateError",
+    "OpenSSLError",
+    "OpenSSLErrorInfo",
+    "PayloadSizeError",
+    "ProtocolError",
+    "Role",
+    "SetupRole",
+    "SrtpKeys",
+    "SrtpProfile",
+    "__version__",
+    "classify",
+    "events",
+    "openssl_version",
+    "openssl_version_number",
+    "setup_role",
+]

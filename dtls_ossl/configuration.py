@@ -1,0 +1,219 @@
+"""What many connections share: certificate, SRTP profiles, ciphers, MTU and timers.
+
+A :class:`DtlsConfiguration` is immutable and owns exactly one OpenSSL ``SSL_CTX``, built on
+first use and shared by every :class:`~dtls_ossl.DtlsConnection` made from it. What belongs to
+one peer (role, expected fingerprints) is given to the connection instead.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any, Union
+
+from dtls_ossl._roles import Role
+from dtls_ossl.exceptions import ConfigurationError
+from dtls_ossl.webrtc.srtp import SrtpProfile
+
+if TYPE_CHECKING:
+    from dtls_ossl.webrtc.certificate import Certificate
+
+__all__ = [
+    "DEFAULT_CIPHERS",
+    "DEFAULT_GROUPS",
+    "DEFAULT_SRTP_PROFILES",
+    "DtlsConfiguration",
+    "KeyLogTarget",
+    "Role",
+]
+
+DEFAULT_CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        # CBC suites that browsers still offer and some embedded stacks still need.
+        "ECDHE-ECDSA-AES128-SHA",
+        "ECDHE-RSA-AES128-SHA",
+        "ECDHE-ECDSA-AES256-SHA",
+        "ECDHE-RSA-AES256-SHA",
+    ]
+)
+"Forward-secret suites in WebRTC's order of preference (AEAD first)."
+
+# DTLS 1.2 signs the ECDHE share with the certificate key but also needs the certificate's own
+# curve in the groups list for ECDSA certificates: keep P-256 beside X25519.
+DEFAULT_GROUPS = "X25519:P-256:P-384"
+"Key-exchange groups, most preferred first."
+
+DEFAULT_SRTP_PROFILES: tuple[SrtpProfile, ...] = (
+    SrtpProfile.AEAD_AES_128_GCM,
+    SrtpProfile.AES128_CM_SHA1_80,
+    SrtpProfile.AEAD_AES_256_GCM,
+    SrtpProfile.AES128_CM_SHA1_32,
+)
+"Offered ``use_srtp`` profiles; as a server, the first one the client also offers wins."
+
+KeyLogTarget = Union[str, "os.PathLike[str]", IO[str], Callable[[str], None]]
+"A key-log destination: a file path (appended to), a text stream, or a callable per line."
+
+# OpenSSL 3.0 treats a timer under 15 ms as already expired and bursts every retransmission.
+_MIN_TIMEOUT = 0.02
+_MIN_MTU = 256
+_MAX_MTU = 65507
+
+
+@dataclass(frozen=True)
+class DtlsConfiguration:
+    """Settings shared by many :class:`~dtls_ossl.DtlsConnection` objects.
+
+    Durations are float seconds; ``mtu`` is the largest UDP payload in bytes (subtract 28 bytes
+    of IPv4 or 48 bytes of IPv6 headers from a link MTU). Validation happens at construction
+    and raises :class:`~dtls_ossl.ConfigurationError`. Thread-safe once built.
+    """
+
+    certificate: Certificate | None = None
+    "Our certificate and private key; None generates an ECDSA P-256 one."
+    srtp_profiles: Sequence[SrtpProfile] = DEFAULT_SRTP_PROFILES
+    "``use_srtp`` profiles to offer or accept (RFC 5764), in order of preference; () disables."
+    mtu: int = 1200
+    "Largest datagram we send, in bytes (UDP payload). WebRTC stacks use about 1200."
+    initial_retransmit_timeout: float = 1.0
+    "First retransmission timeout (RFC 6347 §4.2.4.1 suggests 1 s; Chrome uses 2 x RTT)."
+    max_retransmit_timeout: float = 60.0
+    "Cap of the doubling backoff (RFC 6347 §4.2.4.1: at least 60 s; WebRTC uses ~3 s)."
+    handshake_timeout: float | None = 30.0
+    "Overall deadline of a handshake; None waits until OpenSSL gives up (12 expiries)."
+    ciphers: str = DEFAULT_CIPHERS
+    "OpenSSL cipher list for DTLS 1.2."
+    groups: str = DEFAULT_GROUPS
+    "OpenSSL groups list, e.g. ``X25519:P-256``."
+    allow_dtls_1_3: bool = False
+    "Negotiate DTLS 1.3 when both sides can; needs :data:`dtls_ossl.HAS_DTLS_1_3`."
+    key_log: KeyLogTarget | None = None
+    "Where to write NSS key-log lines (for Wireshark); None honours ``SSLKEYLOGFILE``."
+    max_held_datagrams: int = 64
+    "How many peer datagrams to hold while the remote fingerprints are not known yet."
+    _ctx: Any = field(default=None, init=False, repr=False, compare=False)
+    _lock: Any = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+    _key_log_writer: Callable[[str], None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        """Validate every field; generate a certificate when none was given."""
+        if self.certificate is None:
+            from dtls_ossl.webrtc.certificate import Certificate
+
+            object.__setattr__(self, "certificate", Certificate.generate())
+        elif not getattr(self.certificate, "has_private_key", False):
+            raise ConfigurationError("certificate: a private key is required for our own side")
+        profiles = tuple(self.srtp_profiles)
+        for p in profiles:
+            if not isinstance(p, SrtpProfile):
+                raise ConfigurationError(f"srtp_profiles: {p!r} is not an SrtpProfile")
+        if len(set(profiles)) != len(profiles):
+            raise ConfigurationError("srtp_profiles: a profile is listed twice")
+        object.__setattr__(self, "srtp_profiles", profiles)
+        if isinstance(self.mtu, bool) or not isinstance(self.mtu, int):
+            raise ConfigurationError(f"mtu: expected an int, got {self.mtu!r}")
+        if not _MIN_MTU <= self.mtu <= _MAX_MTU:
+            raise ConfigurationError(
+                f"mtu: {self.mtu} is outside {_MIN_MTU}..{_MAX_MTU} bytes (UDP payload)"
+            )
+        _check_duration("initial_retransmit_timeout", self.initial_retransmit_timeout)
+        _check_duration("max_retransmit_timeout", self.max_retransmit_timeout)
+        if self.max_retransmit_timeout < self.initial_retransmit_timeout:
+            raise ConfigurationError(
+                "max_retransmit_timeout must be >= initial_retransmit_timeout "
+                f"({self.max_retransmit_timeout} < {self.initial_retransmit_timeout})"
+            )
+        if self.max_retransmit_timeout > 4000.0:
+            raise ConfigurationError("max_retransmit_timeout: at most 4000 s")
+        if self.handshake_timeout is not None and not (
+            isinstance(self.handshake_timeout, (int, float)) and self.handshake_timeout > 0
+        ):
+            raise ConfigurationError(
+                f"handshake_timeout: expected seconds > 0 or None, got {self.handshake_timeout!r}"
+            )
+        for name in ("ciphers", "groups"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or not value.isascii():
+                raise ConfigurationError(f"{name}: expected a non-empty ASCII string")
+        if self.max_held_datagrams < 0:
+            raise ConfigurationError("max_held_datagrams: must be >= 0")
+        if self.allow_dtls_1_3:
+            from dtls_ossl._binding import HAS_DTLS_1_3, openssl_version
+
+            if not HAS_DTLS_1_3:
+                raise ConfigurationError(
+                    f"allow_dtls_1_3: the linked {openssl_version()} has no DTLS 1.3 "
+                    "(OpenSSL 4.1 or later has)"
+                )
+        object.__setattr__(self, "_key_log_writer", _key_log_writer(self.key_log))
+        # Build the SSL_CTX now so a bad cipher or group string fails here, not at first use.
+        self._ssl_ctx()
+
+    def _ssl_ctx(self) -> Any:
+        """Return the shared ``SSL_CTX`` (cdata), building it on first use."""
+        ctx = self._ctx
+        if ctx is not None:
+            return ctx
+        with self._lock:
+            if self._ctx is None:
+                from dtls_ossl._context import build_ssl_ctx
+
+                object.__setattr__(self, "_ctx", build_ssl_ctx(self))
+        return self._ctx
+
+    @property
+    def key_log_writer(self) -> Callable[[str], None] | None:
+        """The resolved key-log writer, or None when key logging is off."""
+        return self._key_log_writer
+
+
+def _check_duration(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name}: expected seconds as a number, got {value!r}")
+    if value < _MIN_TIMEOUT:
+        raise ConfigurationError(
+            f"{name}: {value} s is below {_MIN_TIMEOUT} s; OpenSSL treats timers under 15 ms "
+            "as already expired"
+        )
+
+
+def _key_log_writer(target: KeyLogTarget | None) -> Callable[[str], None] | None:
+    """Resolve a key-log target (or ``SSLKEYLOGFILE``) into a per-line writer."""
+    if target is None:
+        env = os.environ.get("SSLKEYLOGFILE")
+        if not env:
+            return None
+        target = env
+    if isinstance(target, (str, os.PathLike)):
+        path = os.fspath(target)
+        try:
+            # Line-buffered append: a capture can be decrypted while the program still runs.
+            stream: IO[str] = open(path, "a", buffering=1, encoding="ascii")  # noqa: SIM115
+        except OSError as exc:
+            raise ConfigurationError(f"key_log: cannot open {path!r}: {exc.strerror}") from exc
+        return lambda line: stream.write(line + "\n") and None
+    if callable(target):
+        return target
+    write = getattr(target, "write", None)
+    if write is None:
+        raise ConfigurationError(
+            f"key_log: expected a path, a text stream or a callable, got {type(target).__name__}"
+        )
+
+    def _write(line: str) -> None:
+        write(line + "\n")
+        flush = getattr(target, "flush", None)
+        if flush is not None:
+            flush()
+
+    return _write

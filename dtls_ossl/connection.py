@@ -1,0 +1,843 @@
+"""The sans-IO DTLS connection.
+
+Theory of operation
+===================
+
+A :class:`DtlsConnection` wraps one OpenSSL ``SSL`` object whose transport is a pair of memory
+BIOs. It never touches a socket or a clock: the caller feeds datagrams and the current time in,
+and pulls datagrams, a timer deadline and events out (aioquic's five verbs).
+
+Rule 1 - one C call per input. ``receive_datagram``, ``send``, ``handle_timer``, ``connect``
+and ``close`` each make exactly one call into the compiled helper (``DtlsOssl_*`` in
+build_ffi.py). That call clears OpenSSL's error queue, writes one datagram into the read BIO,
+drives the handshake or reads every plaintext record until OpenSSL wants more, frames what
+OpenSSL wrote into datagrams, and reads the retransmission timer. The connection then turns the
+returned status bits into events.
+
+Rule 2 - one datagram per read. A memory BIO merges whatever is written into it, and OpenSSL
+reads everything buffered as one "packet". So exactly one datagram is written before OpenSSL
+runs, and leftovers of a bad datagram are discarded before the next one.
+
+Rule 3 - re-frame the output. OpenSSL's writes into the memory BIO merge too; the helper splits
+them on DTLS record headers (13 bytes, RFC 6347 §4.1) and packs whole records into datagrams
+of at most ``mtu`` bytes. A record is never split. ``SSL_OP_NO_QUERY_MTU`` and ``SSL_set_mtu``
+are both set, or OpenSSL falls back to a 256-byte MTU with memory BIOs.
+
+Rule 4 - OpenSSL keeps its own clock. ``DTLSv1_get_timeout`` gives the time left on OpenSSL's
+wall clock; ``get_timer()`` is the caller's ``now`` at the last call plus that time.
+``handle_timer`` tolerates "not expired yet" (OpenSSL returns 0) and recomputes the deadline,
+so it never spins. The retransmission schedule (initial value, doubling, cap) comes from the
+configuration through ``DTLS_set_timer_cb``; the overall handshake deadline is ours.
+
+Rule 5 - the fingerprint decides, inside the handshake. The certificate verification callback
+runs OpenSSL's structural checks and then compares the peer certificate with the expected SDP
+fingerprints; a mismatch fails the handshake with a fatal alert, so no keys or data ever come
+out of it. When the fingerprints are not known yet (WebRTC's answer can arrive after the peer's
+first flight), the peer's flight is held, bounded, until ``set_remote_fingerprints``.
+
+Rule 6 - errors by who is to blame. Garbage from the network is dropped and counted; a fatal
+alert or failed handshake becomes ``ConnectionTerminated(error=...)`` (always the last event);
+local misuse raises :class:`InvalidStateError`; an exception raised in a callback is re-raised
+unchanged from the call that triggered it, and the connection is then failed.
+
+A connection is not thread-safe: drive each one from one thread at a time.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, final
+
+from dtls_ossl import events
+from dtls_ossl._binding import consume_errors, ffi, lib, openssl_assert, scratch
+from dtls_ossl._callbacks import CallbackState
+from dtls_ossl._roles import Role
+from dtls_ossl.configuration import DtlsConfiguration
+from dtls_ossl.exceptions import (
+    CertificateVerificationError,
+    ConfigurationError,
+    DtlsError,
+    FingerprintMismatchError,
+    HandshakeError,
+    HandshakeTimeoutError,
+    InvalidStateError,
+    OpenSSLError,
+    PayloadSizeError,
+    ProtocolError,
+)
+from dtls_ossl.webrtc.certificate import Certificate
+from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS, Fingerprint
+from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys, SrtpProfile
+
+__all__ = ["ConnectionState", "ConnectionStats", "DtlsConnection"]
+
+_log = logging.getLogger("dtls_ossl.connection")
+
+_WIRE = int(lib.DTLSOSSL_WIRE)
+_PLAIN = int(lib.DTLSOSSL_PLAIN)
+_HANDSHAKE_DONE = int(lib.DTLSOSSL_HANDSHAKE_DONE)
+_PEER_CLOSED = int(lib.DTLSOSSL_PEER_CLOSED)
+_FATAL = int(lib.DTLSOSSL_FATAL)
+_ALERTS = int(lib.DTLSOSSL_ALERTS)
+_DROPPED = int(lib.DTLSOSSL_DROPPED)
+_TIMER = int(lib.DTLSOSSL_TIMER)
+_RETRANSMITTED = int(lib.DTLSOSSL_RETRANSMITTED)
+_OVERFLOW = int(lib.DTLSOSSL_OVERFLOW)
+_CALLBACK = int(lib.DTLSOSSL_CALLBACK)
+
+_X509_V_ERR_APPLICATION_VERIFICATION = 50
+_MAX_DATAGRAM = 65535
+
+
+class ConnectionState(enum.Enum):
+    """Where a connection is in its life. States only move forward."""
+
+    NEW = "new"
+    "Created; a client waits for ``connect()``, a server for the first ClientHello."
+    HANDSHAKING = "handshaking"
+    "Flights are being exchanged."
+    ESTABLISHED = "established"
+    "The handshake completed and the peer's certificate was verified; data may flow."
+    CLOSED = "closed"
+    "Ended cleanly (close_notify either way, or ``close()``)."
+    FAILED = "failed"
+    "Ended by an error; ``ConnectionTerminated.error`` says which."
+
+
+_STATE_ORDER = {s: i for i, s in enumerate(ConnectionState)}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStats:
+    """Counters of one connection (a snapshot)."""
+
+    datagrams_received: int
+    "Datagrams given to ``receive_datagram`` (including dropped and held ones)."
+    datagrams_dropped: int
+    "Datagrams dropped before OpenSSL saw them: not DTLS framing, or arriving after the end."
+    datagrams_held: int
+    "Datagrams held while waiting for the remote fingerprints (total)."
+    datagrams_sent: int
+    "Datagrams returned by ``datagrams_to_send``."
+    retransmissions: int
+    "Flights we retransmitted after our timer expired."
+
+
+def _normalise_fingerprints(
+    fingerprints: Iterable[Fingerprint | str],
+) -> tuple[Fingerprint, ...]:
+    out: list[Fingerprint] = []
+    for fp in fingerprints:
+        if isinstance(fp, str):
+            fp = Fingerprint.parse(fp)
+        elif not isinstance(fp, Fingerprint):
+            raise ConfigurationError(
+                f"remote_fingerprints: expected Fingerprint or str, got {type(fp).__name__}"
+            )
+        out.append(fp)
+    if not out:
+        raise ConfigurationError(
+            "remote_fingerprints: at least one fingerprint is needed; pass None to give them "
+            "later with set_remote_fingerprints()"
+        )
+    return tuple(out)
+
+
+@final
+class DtlsConnection:
+    """One DTLS association with one peer, driven without I/O.
+
+    Inputs: :meth:`connect` (client), :meth:`receive_datagram`, :meth:`handle_timer`,
+    :meth:`send`, :meth:`close`. Outputs, to pull after every input:
+    :meth:`datagrams_to_send`, :meth:`get_timer` and :meth:`next_event`.
+
+    ``now`` is always the caller's monotonic clock in seconds. Not thread-safe.
+
+    :param configuration: shared settings (certificate, profiles, MTU, timers).
+    :param role: :attr:`Role.CLIENT` sends the ClientHello; :attr:`Role.SERVER` answers.
+    :param remote_fingerprints: the peer's SDP fingerprints (RFC 8122); its certificate must
+        match one of them. ``None`` means "not known yet": call
+        :meth:`set_remote_fingerprints` before the handshake can complete.
+    :param insecure_skip_fingerprint_check: accept any well-formed peer certificate. This
+        removes all authentication; only for tests and debugging.
+    """
+
+    __slots__ = (
+        "_c",
+        "_cb",
+        "_config",
+        "_data_mtu",
+        "_events",
+        "_expected",
+        "_handle",
+        "_handshake_deadline",
+        "_held",
+        "_info",
+        "_last_now",
+        "_n_dropped",
+        "_n_held",
+        "_n_received",
+        "_n_retransmissions",
+        "_n_sent",
+        "_out",
+        "_role",
+        "_sent_alert",
+        "_received_alert",
+        "_state",
+        "_timer_at",
+    )
+
+    def __init__(
+        self,
+        configuration: DtlsConfiguration,
+        *,
+        role: Role,
+        remote_fingerprints: Iterable[Fingerprint | str] | None,
+        insecure_skip_fingerprint_check: bool = False,
+    ) -> None:
+        """Create the connection and its OpenSSL object (no datagram is produced yet)."""
+        if not isinstance(configuration, DtlsConfiguration):
+            raise ConfigurationError("configuration: expected a DtlsConfiguration")
+        if not isinstance(role, Role):
+            raise ConfigurationError(f"role: expected Role.CLIENT or Role.SERVER, got {role!r}")
+        self._config = configuration
+        self._role = role
+        self._cb = CallbackState(configuration.key_log_writer)
+        self._expected: tuple[Fingerprint, ...] | None = None
+        if insecure_skip_fingerprint_check:
+            if remote_fingerprints is not None:
+                raise ConfigurationError(
+                    "insecure_skip_fingerprint_check=True cannot be combined with "
+                    "remote_fingerprints"
+                )
+            self._cb.insecure = True
+        elif remote_fingerprints is not None:
+            self._set_expected(_normalise_fingerprints(remote_fingerprints))
+        self._handle = ffi.new_handle(self._cb)  # owned: keeps the state alive while C has it
+        ctx = configuration._ssl_ctx()
+        lib.ERR_clear_error()
+        c = lib.DtlsOssl_conn_new(
+            ctx,
+            int(role is Role.SERVER),
+            configuration.mtu,
+            round(configuration.initial_retransmit_timeout * 1e6),
+            round(configuration.max_retransmit_timeout * 1e6),
+            self._handle,
+        )
+        openssl_assert(c != ffi.NULL, "creating the SSL object")
+        self._c: Any = ffi.gc(c, lib.DtlsOssl_conn_free)  # owned: SSL and its two BIOs
+        self._state = ConnectionState.NEW
+        self._events: deque[events.DtlsEvent] = deque()
+        self._out: list[bytes] = []
+        self._held: list[bytes] = []
+        self._timer_at: float | None = None
+        self._handshake_deadline: float | None = None
+        self._last_now = 0.0
+        self._data_mtu = 0
+        self._info: events.HandshakeCompleted | None = None
+        self._sent_alert: int | None = None
+        self._received_alert: int | None = None
+        self._n_received = 0
+        self._n_dropped = 0
+        self._n_held = 0
+        self._n_sent = 0
+        self._n_retransmissions = 0
+
+    # ----------------------------------------------------------------------------- inputs
+
+    def connect(self, now: float) -> None:
+        """Start the handshake as the client: queues the ClientHello.
+
+        After calling this, call :meth:`datagrams_to_send`, :meth:`get_timer` and
+        :meth:`next_event`.
+
+        :raises InvalidStateError: on a server, or if already started.
+        """
+        if self._role is not Role.CLIENT:
+            raise InvalidStateError("connect() is for the client role; a server waits")
+        if self._state is not ConnectionState.NEW:
+            raise InvalidStateError(f"connect() called in state {self._state.value}")
+        self._start(now)
+        self._handle_flags(lib.DtlsOssl_handshake(self._c, scratch().ptr), now)
+
+    def receive_datagram(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """Process one datagram received from the peer.
+
+        Malformed, forged or late datagrams are dropped silently (RFC 6347 §4.1.2.7) and
+        counted in :attr:`stats`; this never raises because of what the peer sent.
+        After calling this, call :meth:`datagrams_to_send`, :meth:`get_timer` and
+        :meth:`next_event`.
+
+        :raises Exception: re-raises an exception raised by a key-log callback.
+        """
+        self._n_received += 1
+        if type(data) is not bytes:
+            data = bytes(data)
+        if self._state is ConnectionState.ESTABLISHED:
+            sp = scratch().ptr
+            flags = lib.DtlsOssl_receive(self._c, sp, data, len(data))
+            if flags == _PLAIN and sp.n_recs == 1:
+                # The hot path: exactly one application record and nothing else to do.
+                self._events.append(events.DataReceived(ffi.buffer(sp.plain, sp.plain_len)[:]))
+                return
+            self._handle_flags(flags, now, sp)
+            return
+        self._receive_slow(data, now)
+
+    def receive_datagrams(
+        self, datagrams: Sequence[bytes | bytearray | memoryview], now: float
+    ) -> None:
+        """Process many datagrams from the peer in as few C calls as possible.
+
+        Equivalent to calling :meth:`receive_datagram` for each one, in order.
+        """
+        if self._state is not ConnectionState.ESTABLISHED or len(datagrams) < 2:
+            for d in datagrams:
+                self.receive_datagram(d, now)
+            return
+        blobs = [d if type(d) is bytes else bytes(d) for d in datagrams]
+        sc = scratch()
+        i = 0
+        n = len(blobs)
+        while i < n and self._state is ConnectionState.ESTABLISHED:
+            chunk = blobs[i:]
+            joined = b"".join(chunk)
+            ends = []
+            total = 0
+            for b in chunk:
+                total += len(b) if len(b) <= _MAX_DATAGRAM else 0
+                ends.append(total)
+            if total != len(joined):
+                # A datagram above the UDP limit cannot be genuine; take the slow path.
+                self.receive_datagram(blobs[i], now)
+                i += 1
+                continue
+            sc.ensure_plain(total)
+            sp = sc.ptr
+            flags = lib.DtlsOssl_receive_many(self._c, sp, joined, ends, len(chunk))
+            consumed = int(sp.consumed)
+            self._n_received += consumed
+            self._handle_flags(flags, now, sp)
+            i += consumed
+        for d in blobs[i:]:
+            self.receive_datagram(d, now)
+
+    def handle_timer(self, now: float) -> None:
+        """Handle the timer deadline returned by :meth:`get_timer`.
+
+        Retransmits the last flight when OpenSSL's timer has expired, and ends the connection
+        with :class:`HandshakeTimeoutError` when the handshake deadline has passed. Calling it
+        early is harmless. After calling this, call :meth:`datagrams_to_send`,
+        :meth:`get_timer` and :meth:`next_event`.
+        """
+        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+            return
+        self._last_now = now
+        deadline = self._handshake_deadline
+        if (
+            deadline is not None
+            and now >= deadline
+            and self._state in (ConnectionState.NEW, ConnectionState.HANDSHAKING)
+        ):
+            timeout = self._config.handshake_timeout
+            self._terminate(
+                HandshakeTimeoutError(
+                    f"handshake did not complete within {timeout:g} s "
+                    f"({self._n_retransmissions} retransmissions)"
+                ),
+                by_peer=False,
+            )
+            return
+        if self._timer_at is None or now < self._timer_at:
+            return
+        self._handle_flags(lib.DtlsOssl_handle_timeout(self._c, scratch().ptr), now)
+
+    def send(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """Encrypt ``data`` as one DTLS record, queued for :meth:`datagrams_to_send`.
+
+        :raises InvalidStateError: before the handshake completed or after the end.
+        :raises PayloadSizeError: if ``data`` is empty or longer than :attr:`max_payload_size`.
+        """
+        if self._state is not ConnectionState.ESTABLISHED:
+            raise InvalidStateError(f"send() needs an established connection, not {self._state.value}")
+        if type(data) is not bytes:
+            data = bytes(data)
+        n = len(data)
+        if not 0 < n <= self._data_mtu:
+            raise PayloadSizeError(
+                f"send(): {n} bytes does not fit one datagram "
+                f"(1..{self._data_mtu} bytes with mtu={self._config.mtu})"
+            )
+        sp = scratch().ptr
+        flags = lib.DtlsOssl_send(self._c, sp, data, n)
+        if flags == _WIRE and sp.n_dgrams == 1:
+            self._out.append(ffi.buffer(sp.wire, sp.wire_len)[:])
+            return
+        self._handle_flags(flags, now, sp)
+
+    def send_many(self, payloads: Sequence[bytes | bytearray | memoryview], now: float) -> None:
+        """Encrypt each payload as its own record, in as few C calls as possible.
+
+        Equivalent to calling :meth:`send` for each payload, in order; the sizes are checked
+        before anything is sent.
+        """
+        if self._state is not ConnectionState.ESTABLISHED:
+            raise InvalidStateError(
+                f"send_many() needs an established connection, not {self._state.value}"
+            )
+        blobs = [p if type(p) is bytes else bytes(p) for p in payloads]
+        limit = self._data_mtu
+        ends = []
+        total = 0
+        for b in blobs:
+            if not 0 < len(b) <= limit:
+                raise PayloadSizeError(
+                    f"send_many(): a {len(b)}-byte payload does not fit one datagram "
+                    f"(1..{limit} bytes with mtu={self._config.mtu})"
+                )
+            total += len(b)
+            ends.append(total)
+        joined = b"".join(blobs)
+        sc = scratch()
+        start = 0
+        i = 0
+        while i < len(blobs) and self._state is ConnectionState.ESTABLISHED:
+            sp = sc.ptr
+            rel = [e - start for e in ends[i:]]
+            flags = lib.DtlsOssl_send_many(self._c, sp, joined[start:], rel, len(rel))
+            consumed = int(sp.consumed)
+            self._handle_flags(flags, now, sp)
+            i += consumed
+            start = ends[i - 1] if i else 0
+
+    def close(self, now: float) -> None:
+        """End the connection: queues close_notify if established, then terminates.
+
+        Emits ``ConnectionTerminated(error=None, by_peer=False)``. Calling it again does
+        nothing. After calling this, call :meth:`datagrams_to_send` to send the close_notify.
+        """
+        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+            return
+        self._last_now = now
+        if self._state is ConnectionState.ESTABLISHED:
+            sp = scratch().ptr
+            flags = lib.DtlsOssl_shutdown(self._c, sp)
+            self._collect_wire(flags, sp)
+        self._terminate(None, by_peer=False)
+
+    def set_remote_fingerprints(
+        self, fingerprints: Iterable[Fingerprint | str], now: float
+    ) -> None:
+        """Give the peer's fingerprints once the SDP carrying them has arrived.
+
+        Held datagrams are then processed as if they had just arrived. After calling this,
+        call :meth:`datagrams_to_send`, :meth:`get_timer` and :meth:`next_event`.
+
+        :raises InvalidStateError: once the peer certificate has been checked, or after the
+            end, or with the insecure opt-out.
+        """
+        if self._cb.insecure:
+            raise InvalidStateError("fingerprint checking was disabled for this connection")
+        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+            raise InvalidStateError(f"connection is {self._state.value}")
+        if self._cb.peer_der is not None:
+            raise InvalidStateError("the peer certificate has already been checked")
+        self._set_expected(_normalise_fingerprints(fingerprints))
+        held, self._held = self._held, []
+        for d in held:
+            if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+                break
+            self._feed(d, now)
+
+    # ---------------------------------------------------------------------------- outputs
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        """Return the datagrams to send to the peer, in order, and forget them.
+
+        Each is at most ``mtu`` bytes and made of whole DTLS records.
+        """
+        out = self._out
+        if out:
+            self._out = []
+            self._n_sent += len(out)
+        return out
+
+    def get_timer(self) -> float | None:
+        """Return the absolute deadline (caller's clock) to call :meth:`handle_timer`, or None."""
+        at = self._timer_at
+        deadline = self._handshake_deadline
+        if deadline is not None and self._state in (
+            ConnectionState.NEW,
+            ConnectionState.HANDSHAKING,
+        ):
+            return deadline if at is None or deadline < at else at
+        return at
+
+    def next_event(self) -> events.DtlsEvent | None:
+        """Return the next event, or None when there is none."""
+        try:
+            return self._events.popleft()
+        except IndexError:
+            return None
+
+    # ----------------------------------------------------------------------------- queries
+
+    def export_keying_material(
+        self, label: str | bytes, length: int, context: bytes | None = None
+    ) -> bytes:
+        """Derive ``length`` bytes with the RFC 5705 exporter of the established session.
+
+        :raises InvalidStateError: unless the connection is established.
+        :raises ConfigurationError: for a non-positive length.
+        """
+        if self._state is not ConnectionState.ESTABLISHED:
+            raise InvalidStateError(
+                f"export_keying_material() needs an established connection, not "
+                f"{self._state.value}"
+            )
+        if not isinstance(length, int) or length <= 0 or length > 1 << 16:
+            raise ConfigurationError(f"length: expected 1..65536 bytes, got {length!r}")
+        return self._export(label, length, context)
+
+    def srtp_keys(self) -> SrtpKeys:
+        """Return the SRTP keys of the negotiated profile (RFC 5764 §4.2), local and remote.
+
+        :raises InvalidStateError: before the handshake completed, or if no SRTP profile was
+            negotiated.
+        """
+        info = self._info
+        if info is None:
+            raise InvalidStateError("srtp_keys() needs a completed handshake")
+        if info.srtp_keys is None:
+            raise InvalidStateError("no SRTP profile was negotiated (the peer offered none of ours)")
+        return info.srtp_keys
+
+    @property
+    def role(self) -> Role:
+        """Our role in the handshake."""
+        return self._role
+
+    @property
+    def state(self) -> ConnectionState:
+        """Where the connection is in its life."""
+        return self._state
+
+    @property
+    def configuration(self) -> DtlsConfiguration:
+        """The shared configuration this connection was made from."""
+        return self._config
+
+    @property
+    def remote_fingerprints(self) -> tuple[Fingerprint, ...] | None:
+        """The fingerprints the peer certificate must match; None if not given yet."""
+        return self._expected
+
+    @property
+    def handshake_info(self) -> events.HandshakeCompleted | None:
+        """What was negotiated (the HandshakeCompleted event), once the handshake completed."""
+        return self._info
+
+    @property
+    def max_payload_size(self) -> int:
+        """Largest ``send()`` payload that fits one datagram; 0 before the handshake."""
+        return self._data_mtu
+
+    @property
+    def stats(self) -> ConnectionStats:
+        """A snapshot of this connection's counters."""
+        return ConnectionStats(
+            datagrams_received=self._n_received,
+            datagrams_dropped=self._n_dropped,
+            datagrams_held=self._n_held,
+            datagrams_sent=self._n_sent + len(self._out),
+            retransmissions=self._n_retransmissions,
+        )
+
+    def __repr__(self) -> str:
+        """Show role and state."""
+        return f"<DtlsConnection {self._role.value} {self._state.value}>"
+
+    # ---------------------------------------------------------------------------- internals
+
+    def _set_expected(self, fingerprints: tuple[Fingerprint, ...]) -> None:
+        self._expected = fingerprints
+        self._cb.expected = tuple(
+            (FINGERPRINT_ALGORITHMS[fp.algorithm][0], fp.value) for fp in fingerprints
+        )
+
+    def _start(self, now: float) -> None:
+        self._state = ConnectionState.HANDSHAKING
+        timeout = self._config.handshake_timeout
+        self._handshake_deadline = None if timeout is None else now + timeout
+
+    def _receive_slow(self, data: bytes, now: float) -> None:
+        state = self._state
+        if state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+            self._n_dropped += 1
+            return
+        if state is ConnectionState.NEW:
+            if self._role is Role.CLIENT or not _is_client_hello_untrusted(data):
+                # A client that has not connected has nothing to answer, and a server only
+                # starts on a ClientHello: anything else is stray traffic.
+                self._n_dropped += 1
+                return
+            self._start(now)
+        if self._cb.expected is None and not self._cb.insecure and not _may_feed_untrusted(data):
+            self._hold(data)
+            return
+        self._feed(data, now)
+
+    def _feed(self, data: bytes, now: float) -> None:
+        if len(data) > _MAX_DATAGRAM:
+            self._n_dropped += 1
+            return
+        sp = scratch().ptr
+        self._handle_flags(lib.DtlsOssl_receive(self._c, sp, data, len(data)), now, sp)
+
+    def _hold(self, data: bytes) -> None:
+        held = self._held
+        if data in held:
+            return  # a retransmission of what we already hold
+        if len(held) >= self._config.max_held_datagrams:
+            self._n_dropped += 1
+            return
+        held.append(data)
+        self._n_held += 1
+        if len(held) == 1:
+            self._events.append(events.DatagramsHeld(count=1))
+
+    def _handle_flags(self, flags: int, now: float, sp: Any = None) -> None:
+        """Turn the status bits of one C call into output, events and state changes."""
+        self._last_now = now
+        if sp is None:
+            sp = scratch().ptr
+        if flags & _DROPPED:
+            self._n_dropped += 1
+        self._collect_wire(flags, sp)
+        if flags & _ALERTS:
+            self._collect_alerts()
+        captured = self._cb.captured
+        if captured is not None or flags & _CALLBACK:
+            self._cb.captured = None
+            self._terminate(
+                HandshakeError("a callback raised an exception", errors=consume_errors()),
+                by_peer=False,
+            )
+            if captured is not None:
+                raise captured
+            raise OpenSSLError("a dtls_ossl callback failed", consume_errors())
+        if flags & _RETRANSMITTED:
+            self._n_retransmissions += 1
+            c = self._c
+            nxt = int(c.timeout_us) / 1e6 if flags & _TIMER else None
+            self._events.append(events.FlightRetransmitted(self._n_retransmissions, nxt))
+        if flags & _HANDSHAKE_DONE:
+            self._handshake_completed()
+        if flags & _PLAIN:
+            buf = ffi.buffer(sp.plain, sp.plain_len)[:]
+            ends = sp.rec_ends
+            start = 0
+            append = self._events.append
+            for i in range(sp.n_recs):
+                end = ends[i]
+                append(events.DataReceived(buf[start:end]))
+                start = end
+        if flags & _FATAL:
+            self._fatal(flags)
+        elif flags & _PEER_CLOSED:
+            self._terminate(None, by_peer=True)
+        elif self._state in (ConnectionState.HANDSHAKING, ConnectionState.ESTABLISHED):
+            self._timer_at = now + int(self._c.timeout_us) / 1e6 if flags & _TIMER else None
+        if flags & _OVERFLOW and self._state is ConnectionState.ESTABLISHED:
+            # More output than the scratch buffer holds: grow it and drain the rest.
+            sc = scratch()
+            sc.grow_wire(1 << 16)
+            self._collect_wire(lib.DtlsOssl_drain(self._c, sc.ptr), sc.ptr)
+
+    def _collect_wire(self, flags: int, sp: Any) -> None:
+        if not flags & _WIRE:
+            return
+        n = sp.n_dgrams
+        if n == 1:
+            self._out.append(ffi.buffer(sp.wire, sp.wire_len)[:])
+            return
+        buf = ffi.buffer(sp.wire, sp.wire_len)[:]
+        ends = sp.dgram_ends
+        start = 0
+        out = self._out
+        for i in range(n):
+            end = ends[i]
+            out.append(buf[start:end])
+            start = end
+        sp.wire_len = 0
+        sp.n_dgrams = 0
+
+    def _collect_alerts(self) -> None:
+        c = self._c
+        for i in range(c.n_alerts):
+            v = int(c.alerts[i])
+            level, description = (v >> 8) & 0xFF, v & 0xFF
+            if v & 0x10000:
+                if level == 2 or description == 0:
+                    self._received_alert = description
+                self._events.append(events.AlertReceived(level, description))
+            else:
+                if level == 2:
+                    self._sent_alert = description
+                self._events.append(events.AlertSent(level, description))
+
+    def _handshake_completed(self) -> None:
+        ssl = self._c.ssl
+        version = ffi.string(lib.SSL_get_version(ssl)).decode("ascii")
+        cipher = ffi.string(lib.SSL_CIPHER_get_name(lib.SSL_get_current_cipher(ssl))).decode(
+            "ascii"
+        )
+        prof = lib.SSL_get_selected_srtp_profile(ssl)
+        profile = None if prof == ffi.NULL else SrtpProfile.from_iana_id(int(prof.id))
+        keys = None
+        if profile is not None:
+            material = self._export(SRTP_EXPORTER_LABEL, profile.keying_material_length, None)
+            keys = SrtpKeys.from_keying_material(profile, material, self._role)
+        der = self._cb.peer_der
+        if der is None:  # pragma: no cover - OpenSSL always verifies the peer certificate
+            self._fatal_error(CertificateVerificationError("the peer sent no certificate"))
+            return
+        peer = Certificate.from_der(der)
+        matched = None
+        if self._expected is not None:
+            for fp in self._expected:
+                if fp.matches(der):
+                    matched = fp
+                    break
+            if matched is None:  # pragma: no cover - the verify callback already refused it
+                self._fatal_error(FingerprintMismatchError("peer certificate changed"))
+                return
+        self._data_mtu = int(lib.DTLS_get_data_mtu(ssl))
+        self._state = ConnectionState.ESTABLISHED
+        self._held = []
+        self._info = events.HandshakeCompleted(
+            protocol_version=version,
+            cipher=cipher,
+            srtp_profile=profile,
+            peer_certificate=peer,
+            peer_fingerprint=matched,
+            srtp_keys=keys,
+        )
+        self._events.append(self._info)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "%s: handshake completed: %s %s srtp=%s",
+                self._role.value,
+                version,
+                cipher,
+                profile.name if profile else None,
+            )
+
+    def _export(self, label: str | bytes, length: int, context: bytes | None) -> bytes:
+        lab = label.encode("ascii") if isinstance(label, str) else bytes(label)
+        out = ffi.new("unsigned char[]", length)
+        if context is None:
+            ok = lib.SSL_export_keying_material(
+                self._c.ssl, out, length, lab, len(lab), ffi.NULL, 0, 0
+            )
+        else:
+            ctxb = bytes(context)
+            ok = lib.SSL_export_keying_material(
+                self._c.ssl, out, length, lab, len(lab), ctxb, len(ctxb), 1
+            )
+        openssl_assert(ok == 1, "SSL_export_keying_material")
+        return ffi.buffer(out, length)[:]
+
+    def _fatal(self, flags: int) -> None:
+        """Classify an OpenSSL failure and terminate (RFC 6347 §4.1.2.7: fatal alerts end it)."""
+        errors = consume_errors()
+        mismatch = self._cb.mismatch
+        by_peer = False
+        err: DtlsError
+        reasons = "; ".join(e.reason for e in errors) or "no detail from OpenSSL"
+        if mismatch is not None:
+            expected, actual = mismatch
+            if not expected:
+                err = CertificateVerificationError(
+                    "no remote fingerprints to check the peer certificate against",
+                    alert=self._sent_alert,
+                )
+            else:
+                err = FingerprintMismatchError(
+                    "peer certificate matches none of the expected fingerprints: "
+                    f"got {', '.join(actual)}; expected {', '.join(expected)}",
+                    expected=expected,
+                    actual=actual,
+                    alert=self._sent_alert,
+                )
+        elif self._received_alert is not None:
+            by_peer = True
+            name = events.alert_name(self._received_alert)
+            cls = ProtocolError if self._state is ConnectionState.ESTABLISHED else HandshakeError
+            err = cls(
+                f"peer sent fatal alert {name} ({self._received_alert})",
+                alert=self._received_alert,
+                errors=errors,
+            )
+        elif self._state is not ConnectionState.ESTABLISHED and (
+            code := int(lib.SSL_get_verify_result(self._c.ssl))
+        ) not in (0, _X509_V_ERR_APPLICATION_VERIFICATION):
+            message = ffi.string(lib.X509_verify_cert_error_string(code)).decode("ascii")
+            err = CertificateVerificationError(
+                f"peer certificate rejected: {message}",
+                verify_code=code,
+                verify_message=message,
+                alert=self._sent_alert,
+                errors=errors,
+            )
+        elif any(e.reason == "read timeout expired" for e in errors):
+            err = HandshakeTimeoutError(
+                f"no answer from the peer after {self._n_retransmissions} retransmissions",
+                errors=errors,
+            )
+        else:
+            cls = ProtocolError if self._state is ConnectionState.ESTABLISHED else HandshakeError
+            err = cls(reasons, alert=self._sent_alert, errors=errors)
+        self._terminate(err, by_peer=by_peer)
+
+    def _fatal_error(self, err: DtlsError) -> None:
+        self._terminate(err, by_peer=False)
+
+    def _terminate(self, error: DtlsError | None, *, by_peer: bool) -> None:
+        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+            return
+        self._state = ConnectionState.FAILED if error is not None else ConnectionState.CLOSED
+        self._timer_at = None
+        self._handshake_deadline = None
+        self._held = []
+        self._events.append(events.ConnectionTerminated(error=error, by_peer=by_peer))
+        if error is not None and _log.isEnabledFor(logging.DEBUG):
+            _log.debug("%s: terminated: %s", self._role.value, error)
+        lib.ERR_clear_error()
+        # Free the SSL object now rather than at garbage collection: a server may hold many
+        # terminated connections until it notices.
+        ffi.release(self._c)
+
+
+def _is_client_hello_untrusted(data: bytes) -> bool:
+    """True if the first record is an epoch-0 handshake record carrying a ClientHello."""
+    return len(data) > 25 and data[0] == 22 and data[3] == 0 and data[4] == 0 and data[13] == 1
+
+
+def _may_feed_untrusted(data: bytes) -> bool:
+    """True if a datagram can go to OpenSSL before the peer's fingerprint is known.
+
+    Only a ClientHello (type 1) or HelloVerifyRequest (type 3) in epoch 0: neither carries a
+    certificate, so feeding them lets the handshake progress up to the peer's Certificate,
+    which is then held until ``set_remote_fingerprints``. Cannot fail.
+    """
+    return len(data) > 25 and data[0] == 22 and data[3] == 0 and data[4] == 0 and data[13] in (1, 3)
+
+
+def _state_rank(state: ConnectionState) -> int:
+    """Position of a state in the forward-only order (used by tests and fuzzing)."""
+    return _STATE_ORDER[state]

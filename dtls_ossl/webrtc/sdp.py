@@ -1,0 +1,264 @@
+"""SDP attributes that DTLS depends on: ``a=fingerprint`` and ``a=setup``.
+
+:class:`Fingerprint` implements the certificate fingerprint of RFC 8122 §5 (which obsoletes
+RFC 4572): a hash of the certificate's DER encoding, written in SDP as the hash function's
+textual name followed by upper-case hex bytes separated by colons, e.g.
+``a=fingerprint:sha-256 12:DF:...:AD``.
+
+:func:`setup_role` turns the ``a=setup`` values of both sides (RFC 4145 §4, as constrained for
+DTLS by RFC 5763 §5 and RFC 8842 §5.2-§5.3) into the DTLS :class:`~dtls_ossl._roles.Role` this
+endpoint must play.
+
+Pure Python: nothing here needs OpenSSL or pyca/cryptography.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+
+from dtls_ossl._roles import Role
+from dtls_ossl.exceptions import ConfigurationError
+
+__all__ = ["FINGERPRINT_ALGORITHMS", "Fingerprint", "SetupRole", "setup_role"]
+
+FINGERPRINT_ALGORITHMS: dict[str, tuple[str, int]] = {
+    "sha-1": ("sha1", 20),
+    "sha-224": ("sha224", 28),
+    "sha-256": ("sha256", 32),
+    "sha-384": ("sha384", 48),
+    "sha-512": ("sha512", 64),
+}
+"""Supported fingerprint hash functions: SDP name (RFC 8122 §5) → (hashlib name, digest size).
+
+``md5`` and ``md2`` are valid RFC 8122 names but MUST NOT be used, so they are rejected.
+"""
+
+_FORBIDDEN_ALGORITHMS = frozenset({"md5", "md2"})
+_HEX_PAIRS = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})*")
+_MAX_ECHO = 40
+
+
+def _echo(text: str) -> str:
+    """Quote a fragment of user input for an error message, on one line and bounded."""
+    if len(text) > _MAX_ECHO:
+        return repr(text[:_MAX_ECHO]) + "..."
+    return repr(text)
+
+
+def _strip_prefix(text: str, prefixes: tuple[str, ...]) -> str:
+    """Remove the first matching prefix (compared case-insensitively) from ``text``."""
+    for prefix in prefixes:
+        if text[: len(prefix)].lower() == prefix:
+            return text[len(prefix) :]
+    return text
+
+
+def _normalise_algorithm(algorithm: str) -> str:
+    """Return the lower-case SDP hash name, or raise :class:`ConfigurationError`."""
+    name = algorithm.strip().lower()
+    if name in FINGERPRINT_ALGORITHMS:
+        return name
+    if name in _FORBIDDEN_ALGORITHMS:
+        raise ConfigurationError(
+            f"fingerprint algorithm {name!r} must not be used (RFC 8122 §5); use sha-256"
+        )
+    raise ConfigurationError(
+        f"unknown fingerprint algorithm {_echo(algorithm)}; "
+        f"expected one of {', '.join(FINGERPRINT_ALGORITHMS)}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """A certificate fingerprint as carried in SDP ``a=fingerprint`` (RFC 8122 §5).
+
+    W3C: ``RTCDtlsFingerprint``. Build one with :meth:`parse` (from SDP) or :meth:`from_der`
+    (from a certificate); ``str()`` gives the SDP value. Instances are immutable and hashable;
+    equality compares the normalised algorithm and the raw digest, so the case of the hex
+    digits in the original text does not matter.
+
+    :raises ConfigurationError: from the constructor if the algorithm is unknown or the digest
+        length does not match it.
+    """
+
+    algorithm: str
+    "The SDP hash function name, lower-case, e.g. ``sha-256`` (a key of FINGERPRINT_ALGORITHMS)."
+    value: bytes
+    "The raw digest of the certificate's DER encoding."
+
+    def __post_init__(self) -> None:
+        """Normalise the algorithm name and check the digest length."""
+        if not isinstance(self.algorithm, str):
+            raise TypeError(f"algorithm must be str, not {type(self.algorithm).__name__}")
+        if not isinstance(self.value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"value must be bytes, not {type(self.value).__name__}")
+        algorithm = _normalise_algorithm(self.algorithm)
+        value = bytes(self.value)
+        expected = FINGERPRINT_ALGORITHMS[algorithm][1]
+        if len(value) != expected:
+            raise ConfigurationError(
+                f"{algorithm} fingerprint must be {expected} bytes, got {len(value)}"
+            )
+        object.__setattr__(self, "algorithm", algorithm)
+        object.__setattr__(self, "value", value)
+
+    @classmethod
+    def parse(cls, text: str) -> Fingerprint:
+        """Parse an SDP fingerprint such as ``"sha-256 AB:CD:..."``.
+
+        A leading ``a=fingerprint:`` or ``fingerprint:`` is accepted, as is surrounding
+        whitespace. The algorithm name and the hex digits are case-insensitive. The digest must
+        be colon-separated two-digit hex pairs, exactly as many as the algorithm produces.
+
+        :param text: the attribute value, with or without its ``a=fingerprint:`` prefix.
+        :returns: the parsed fingerprint.
+        :raises ConfigurationError: on an unknown or forbidden algorithm, malformed hex, or a
+            digest of the wrong length. Never raises anything else for a ``str`` argument.
+        """
+        body = _strip_prefix(text.strip(), ("a=fingerprint:", "fingerprint:"))
+        parts = body.split()
+        if len(parts) != 2:
+            raise ConfigurationError(
+                f"fingerprint must be '<algorithm> <hex pairs>', got {_echo(text)}"
+            )
+        algorithm_text, hex_text = parts
+        if not algorithm_text.isascii():
+            raise ConfigurationError(f"unknown fingerprint algorithm {_echo(algorithm_text)}")
+        algorithm = _normalise_algorithm(algorithm_text)
+        if not hex_text.isascii() or _HEX_PAIRS.fullmatch(hex_text) is None:
+            raise ConfigurationError(
+                f"fingerprint digest must be colon-separated hex pairs, got {_echo(hex_text)}"
+            )
+        return cls(algorithm, bytes.fromhex(hex_text.replace(":", "")))
+
+    @classmethod
+    def from_der(cls, der: bytes, algorithm: str = "sha-256") -> Fingerprint:
+        """Compute the fingerprint of a DER-encoded certificate.
+
+        :param der: the certificate in DER form (RFC 8122 §5 hashes exactly these bytes).
+        :param algorithm: an SDP hash function name, case-insensitive.
+        :raises ConfigurationError: if the algorithm is unknown.
+        """
+        name = _normalise_algorithm(algorithm)
+        return cls(name, hashlib.new(FINGERPRINT_ALGORITHMS[name][0], der).digest())
+
+    @property
+    def hex(self) -> str:
+        """The digest as upper-case hex pairs separated by colons, e.g. ``AB:CD:...``."""
+        return self.value.hex(":").upper()
+
+    def sdp_attribute(self) -> str:
+        """Format as a complete SDP line body, ``a=fingerprint:sha-256 AB:CD:...``."""
+        return f"a=fingerprint:{self}"
+
+    def matches(self, der: bytes) -> bool:
+        """Tell whether this fingerprint is the digest of the DER certificate ``der``.
+
+        The digest comparison runs in constant time (:func:`hmac.compare_digest`).
+        """
+        digest = hashlib.new(FINGERPRINT_ALGORITHMS[self.algorithm][0], der).digest()
+        return hmac.compare_digest(self.value, digest)
+
+    def __str__(self) -> str:
+        """Format as the SDP attribute value, ``sha-256 AB:CD:...``."""
+        return f"{self.algorithm} {self.hex}"
+
+    def __repr__(self) -> str:
+        """Show the SDP form, which round-trips through :meth:`parse`."""
+        return f"Fingerprint.parse({str(self)!r})"
+
+
+class SetupRole(enum.Enum):
+    """A value of the SDP ``a=setup`` attribute (RFC 4145 §4)."""
+
+    ACTIVE = "active"
+    "The endpoint initiates the connection: for DTLS, it sends the ClientHello."
+    PASSIVE = "passive"
+    "The endpoint accepts the connection: for DTLS, it answers the ClientHello."
+    ACTPASS = "actpass"
+    "The endpoint will do either; an offerer MUST use it for DTLS (RFC 8842 §5.2)."
+    HOLDCONN = "holdconn"
+    "No connection for now; never valid for DTLS (RFC 8842 §5.3)."
+
+    @classmethod
+    def parse(cls, text: str) -> SetupRole:
+        """Parse ``active``, ``a=setup:passive``, ``Setup:ActPass``...
+
+        The value is case-insensitive; surrounding whitespace and an ``a=setup:`` or
+        ``setup:`` prefix are ignored.
+
+        :raises ConfigurationError: if the value is not one of the four defined ones.
+        """
+        value = _strip_prefix(text.strip(), ("a=setup:", "setup:")).strip().lower()
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigurationError(
+                f"unknown a=setup value {_echo(text)}; "
+                "expected active, passive, actpass or holdconn"
+            ) from None
+
+    def sdp_attribute(self) -> str:
+        """Format as an SDP line body, e.g. ``a=setup:actpass``."""
+        return f"a=setup:{self.value}"
+
+
+_ROLE_TABLE: dict[tuple[SetupRole, SetupRole], Role | str] = {
+    (SetupRole.ACTIVE, SetupRole.ACTIVE): "both sides are a=setup:active",
+    (SetupRole.ACTIVE, SetupRole.PASSIVE): Role.CLIENT,
+    (SetupRole.ACTIVE, SetupRole.ACTPASS): Role.CLIENT,
+    (SetupRole.PASSIVE, SetupRole.ACTIVE): Role.SERVER,
+    (SetupRole.PASSIVE, SetupRole.PASSIVE): "both sides are a=setup:passive",
+    (SetupRole.PASSIVE, SetupRole.ACTPASS): Role.SERVER,
+    (SetupRole.ACTPASS, SetupRole.ACTIVE): Role.SERVER,
+    (SetupRole.ACTPASS, SetupRole.PASSIVE): Role.CLIENT,
+    (SetupRole.ACTPASS, SetupRole.ACTPASS): (
+        "both sides are a=setup:actpass; the answerer must choose active or passive"
+    ),
+}
+
+
+def setup_role(local: str, remote: str) -> Role:
+    """Resolve the DTLS role of this endpoint from both ``a=setup`` values.
+
+    The offerer uses ``actpass`` and the answerer picks ``active`` or ``passive``
+    (RFC 5763 §5, RFC 8842 §5.2-§5.3); the ``active`` side sends the ClientHello.
+    ``holdconn`` (RFC 4145 §4) is never valid for DTLS. The complete table:
+
+    =========  =========  ===================================
+    local      remote     result
+    =========  =========  ===================================
+    active     active     ConfigurationError (both active)
+    active     passive    ``Role.CLIENT``
+    active     actpass    ``Role.CLIENT`` (we answered active)
+    passive    active     ``Role.SERVER``
+    passive    passive    ConfigurationError (both passive)
+    passive    actpass    ``Role.SERVER`` (we answered passive)
+    actpass    active     ``Role.SERVER`` (peer answered active)
+    actpass    passive    ``Role.CLIENT`` (peer answered passive)
+    actpass    actpass    ConfigurationError (both actpass)
+    holdconn   any        ConfigurationError (holdconn)
+    any        holdconn   ConfigurationError (holdconn)
+    =========  =========  ===================================
+
+    :param local: this endpoint's ``a=setup`` value, e.g. ``"actpass"`` or ``"a=setup:actpass"``
+        (case-insensitive, surrounding whitespace ignored).
+    :param remote: the peer's ``a=setup`` value, in the same forms.
+    :returns: :attr:`Role.CLIENT` or :attr:`Role.SERVER`.
+    :raises ConfigurationError: for an unknown value or an invalid pair; the message says which.
+    """
+    local_setup = SetupRole.parse(local)
+    remote_setup = SetupRole.parse(remote)
+    if SetupRole.HOLDCONN in (local_setup, remote_setup):
+        side = "local" if local_setup is SetupRole.HOLDCONN else "remote"
+        raise ConfigurationError(
+            f"{side} a=setup:holdconn cannot establish a DTLS association (RFC 8842 §5.3)"
+        )
+    outcome = _ROLE_TABLE[local_setup, remote_setup]
+    if isinstance(outcome, Role):
+        return outcome
+    raise ConfigurationError(f"invalid a=setup combination: {outcome}")
