@@ -16,14 +16,13 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from cffi import FFI
 
 
-@dataclass(frozen=True)
-class Section:
+class Section(NamedTuple):
     """One header's worth of declarations (the cryptography ``_cffi_src`` layout)."""
 
     includes: str = ""
@@ -161,6 +160,7 @@ int DtlsOssl_send_many(DtlsOssl_conn *, DtlsOssl_scratch *, const unsigned char 
 int DtlsOssl_handle_timeout(DtlsOssl_conn *, DtlsOssl_scratch *);
 int DtlsOssl_shutdown(DtlsOssl_conn *, DtlsOssl_scratch *);
 int DtlsOssl_drain(DtlsOssl_conn *, DtlsOssl_scratch *);
+size_t DtlsOssl_pending(DtlsOssl_conn *);
 int DtlsOssl_well_formed(const unsigned char *, size_t);
 
 /* Python callbacks (API-mode extern "Python"); the handle is the connection's callback state. */
@@ -277,7 +277,8 @@ static int DtlsOssl_cert_verify_cb(X509_STORE_CTX *store, void *arg)
     if (r < 0)
         c->callback_failed = 1;
     if (r != 1) {
-        X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+        /* CERT_REJECTED makes OpenSSL send bad_certificate (RFC 5246 §7.2.2). */
+        X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REJECTED);
         return 0;
     }
     return 1;
@@ -419,6 +420,11 @@ int DtlsOssl_well_formed(const unsigned char *data, size_t len)
         off += DTLSOSSL_HDR + rl;
     }
     return 1;
+}
+
+size_t DtlsOssl_pending(DtlsOssl_conn *c)
+{
+    return BIO_ctrl_pending(c->wbio);
 }
 
 /* Move everything OpenSSL wrote into scratch->wire and pack whole records into datagrams of at

@@ -112,17 +112,14 @@ class Scratch:
         p.plain, p.plain_cap, p.rec_ends, p.rec_cap = plain, cap, ends, recs
 
     def grow_wire(self, needed: int) -> None:
-        """Make room for at least ``needed`` more bytes of framed output."""
+        """Make room for ``needed`` bytes of framed output (the buffer must be collected)."""
         p = self.ptr
-        cap = max(2 * int(p.wire_cap), int(p.wire_len) + needed + _WIRE_CAP)
-        old, old_len = p.wire, int(p.wire_len)
-        old_ends, n = p.dgram_ends, int(p.n_dgrams)
-        alloc = ffi.new_allocator(should_clear_after_alloc=False)
-        keep_old = (old, old_ends)
-        self._set_wire(alloc, cap, cap // 13 + 64)
-        ffi.memmove(p.wire, old, old_len)
-        ffi.memmove(p.dgram_ends, old_ends, n * ffi.sizeof("int"))
-        self._keep = [k for k in self._keep if k not in keep_old]
+        if int(p.wire_cap) >= needed and int(p.dgram_cap) >= needed // 13 + 64:
+            return
+        cap = max(2 * int(p.wire_cap), needed)
+        old = (p.wire, p.dgram_ends)
+        self._set_wire(ffi.new_allocator(should_clear_after_alloc=False), cap, cap // 13 + 64)
+        self._keep = [k for k in self._keep if k not in old]
 
     def ensure_plain(self, needed: int) -> None:
         """Make sure a batch of ``needed`` ciphertext bytes fits the plaintext buffers."""

@@ -89,7 +89,7 @@ _RETRANSMITTED = int(lib.DTLSOSSL_RETRANSMITTED)
 _OVERFLOW = int(lib.DTLSOSSL_OVERFLOW)
 _CALLBACK = int(lib.DTLSOSSL_CALLBACK)
 
-_X509_V_ERR_APPLICATION_VERIFICATION = 50
+_X509_V_ERR_CERT_REJECTED = 28
 _MAX_DATAGRAM = 65535
 
 
@@ -427,6 +427,8 @@ class DtlsConnection:
             sp = scratch().ptr
             flags = lib.DtlsOssl_shutdown(self._c, sp)
             self._collect_wire(flags, sp)
+            if flags & _ALERTS:
+                self._collect_alerts()
         self._terminate(None, by_peer=False)
 
     def set_remote_fingerprints(
@@ -655,8 +657,10 @@ class DtlsConnection:
         if flags & _OVERFLOW and self._state is ConnectionState.ESTABLISHED:
             # More output than the scratch buffer holds: grow it and drain the rest.
             sc = scratch()
-            sc.grow_wire(1 << 16)
-            self._collect_wire(lib.DtlsOssl_drain(self._c, sc.ptr), sc.ptr)
+            while flags & _OVERFLOW:
+                sc.grow_wire(int(lib.DtlsOssl_pending(self._c)))
+                flags = lib.DtlsOssl_drain(self._c, sc.ptr)
+                self._collect_wire(flags, sc.ptr)
 
     def _collect_wire(self, flags: int, sp: Any) -> None:
         if not flags & _WIRE:
@@ -664,15 +668,16 @@ class DtlsConnection:
         n = sp.n_dgrams
         if n == 1:
             self._out.append(ffi.buffer(sp.wire, sp.wire_len)[:])
-            return
-        buf = ffi.buffer(sp.wire, sp.wire_len)[:]
-        ends = sp.dgram_ends
-        start = 0
-        out = self._out
-        for i in range(n):
-            end = ends[i]
-            out.append(buf[start:end])
-            start = end
+        else:
+            buf = ffi.buffer(sp.wire, sp.wire_len)[:]
+            ends = sp.dgram_ends
+            start = 0
+            out = self._out
+            for i in range(n):
+                end = ends[i]
+                out.append(buf[start:end])
+                start = end
+        # Collected: a later drain in the same call (overflow) starts from an empty buffer.
         sp.wire_len = 0
         sp.n_dgrams = 0
 
@@ -785,7 +790,7 @@ class DtlsConnection:
             )
         elif self._state is not ConnectionState.ESTABLISHED and (
             code := int(lib.SSL_get_verify_result(self._c.ssl))
-        ) not in (0, _X509_V_ERR_APPLICATION_VERIFICATION):
+        ) not in (0, _X509_V_ERR_CERT_REJECTED):
             message = ffi.string(lib.X509_verify_cert_error_string(code)).decode("ascii")
             err = CertificateVerificationError(
                 f"peer certificate rejected: {message}",
