@@ -89,22 +89,22 @@ def _check_peer(state: CallbackState, der: bytes) -> int:
 
 
 @ffi.def_extern(onerror=lambda *_: CALLBACK_FAILED)  # type: ignore[untyped-decorator]
-def DtlsOssl_py_check_peer(handle: Any, der: Any, length: int) -> int:  # noqa: N802
+def DtlsOssl_py_check_peer(handle: Any, der: Any, length: int) -> int:
     """Compare the peer certificate (DER) with the expected fingerprints; 1 accepts it."""
     state: CallbackState = ffi.from_handle(handle)
     try:
         return _check_peer(state, ffi.buffer(der, length)[:])
-    except BaseException as exc:  # noqa: BLE001 - re-raised by the connection
+    except BaseException as exc:
         state.capture(exc)
         return CALLBACK_FAILED
 
 
 @ffi.def_extern()  # type: ignore[untyped-decorator]
-def DtlsOssl_py_keylog(handle: Any, line: Any) -> None:  # noqa: N802
+def DtlsOssl_py_keylog(handle: Any, line: Any) -> None:
     """Hand one NSS key-log line to the configured writer."""
     state: CallbackState = ffi.from_handle(handle)
     try:
         if state.key_log is not None:
             state.key_log(ffi.string(line).decode("ascii"))
-    except BaseException as exc:  # noqa: BLE001 - re-raised by the connection
+    except BaseException as exc:
         state.capture(exc)

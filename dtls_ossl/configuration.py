@@ -201,7 +201,11 @@ def _key_log_writer(target: KeyLogTarget | None) -> Callable[[str], None] | None
             stream: IO[str] = open(path, "a", buffering=1, encoding="ascii")  # noqa: SIM115
         except OSError as exc:
             raise ConfigurationError(f"key_log: cannot open {path!r}: {exc.strerror}") from exc
-        return lambda line: stream.write(line + "\n") and None
+
+        def _append(line: str) -> None:
+            stream.write(line + "\n")
+
+        return _append
     if callable(target):
         return target
     write = getattr(target, "write", None)

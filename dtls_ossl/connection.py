@@ -184,9 +184,9 @@ class DtlsConnection:
         "_n_retransmissions",
         "_n_sent",
         "_out",
+        "_received_alert",
         "_role",
         "_sent_alert",
-        "_received_alert",
         "_state",
         "_timer_at",
     )
@@ -363,7 +363,9 @@ class DtlsConnection:
         :raises PayloadSizeError: if ``data`` is empty or longer than :attr:`max_payload_size`.
         """
         if self._state is not ConnectionState.ESTABLISHED:
-            raise InvalidStateError(f"send() needs an established connection, not {self._state.value}")
+            raise InvalidStateError(
+                f"send() needs an established connection, not {self._state.value}"
+            )
         if type(data) is not bytes:
             data = bytes(data)
         n = len(data)
@@ -451,7 +453,7 @@ class DtlsConnection:
         self._set_expected(_normalise_fingerprints(fingerprints))
         held, self._held = self._held, []
         for d in held:
-            if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+            if not self._alive():
                 break
             self._feed(d, now)
 
@@ -498,8 +500,7 @@ class DtlsConnection:
         """
         if self._state is not ConnectionState.ESTABLISHED:
             raise InvalidStateError(
-                f"export_keying_material() needs an established connection, not "
-                f"{self._state.value}"
+                f"export_keying_material() needs an established connection, not {self._state.value}"
             )
         if not isinstance(length, int) or length <= 0 or length > 1 << 16:
             raise ConfigurationError(f"length: expected 1..65536 bytes, got {length!r}")
@@ -515,7 +516,9 @@ class DtlsConnection:
         if info is None:
             raise InvalidStateError("srtp_keys() needs a completed handshake")
         if info.srtp_keys is None:
-            raise InvalidStateError("no SRTP profile was negotiated (the peer offered none of ours)")
+            raise InvalidStateError(
+                "no SRTP profile was negotiated (the peer offered none of ours)"
+            )
         return info.srtp_keys
 
     @property
@@ -564,6 +567,9 @@ class DtlsConnection:
         return f"<DtlsConnection {self._role.value} {self._state.value}>"
 
     # ---------------------------------------------------------------------------- internals
+
+    def _alive(self) -> bool:
+        return self._state not in (ConnectionState.CLOSED, ConnectionState.FAILED)
 
     def _set_expected(self, fingerprints: tuple[Fingerprint, ...]) -> None:
         self._expected = fingerprints
@@ -755,7 +761,8 @@ class DtlsConnection:
                 self._c.ssl, out, length, lab, len(lab), ctxb, len(ctxb), 1
             )
         openssl_assert(ok == 1, "SSL_export_keying_material")
-        return ffi.buffer(out, length)[:]
+        material: bytes = ffi.buffer(out, length)[:]
+        return material
 
     def _fatal(self, flags: int) -> None:
         """Classify an OpenSSL failure and terminate (RFC 6347 §4.1.2.7: fatal alerts end it)."""
@@ -829,12 +836,12 @@ class DtlsConnection:
 
 
 def _is_client_hello_untrusted(data: bytes) -> bool:
-    """True if the first record is an epoch-0 handshake record carrying a ClientHello."""
+    """Tell whether the first record is an epoch-0 handshake record with a ClientHello."""
     return len(data) > 25 and data[0] == 22 and data[3] == 0 and data[4] == 0 and data[13] == 1
 
 
 def _may_feed_untrusted(data: bytes) -> bool:
-    """True if a datagram can go to OpenSSL before the peer's fingerprint is known.
+    """Tell whether a datagram may go to OpenSSL before the peer's fingerprint is known.
 
     Only a ClientHello (type 1) or HelloVerifyRequest (type 3) in epoch 0: neither carries a
     certificate, so feeding them lets the handshake progress up to the peer's Certificate,

@@ -365,8 +365,10 @@ def test_connection_held_datagrams_are_bounded():
     transfer(client, server, now)
     transfer(server, client, now)
     flight = client.datagrams_to_send(now)
-    fake = [bytes([22, 0xFE, 0xFD, 0, 1]) + bytes(6) + bytes([0, 20]) + bytes([i]) * 20
-            for i in range(5)]
+    fake = [
+        bytes([22, 0xFE, 0xFD, 0, 1]) + bytes(6) + bytes([0, 20]) + bytes([i]) * 20
+        for i in range(5)
+    ]
     for d in [*flight, *fake]:
         server.receive_datagram(d, now)
     assert server.stats.datagrams_held == 2
@@ -399,8 +401,13 @@ def test_connection_timer_is_absolute_and_early_handle_is_harmless():
 
 def test_connection_handshake_deadline_on_fake_clock():
     clock = FakeClock()
-    client, _ = make_pair({"initial_retransmit_timeout": 5.0, "handshake_timeout": 2.0,
-                           "max_retransmit_timeout": 10.0})
+    client, _ = make_pair(
+        {
+            "initial_retransmit_timeout": 5.0,
+            "handshake_timeout": 2.0,
+            "max_retransmit_timeout": 10.0,
+        }
+    )
     client.connect(clock.now)
     assert client.get_timer() == pytest.approx(clock.now + 2.0)
     client.handle_timer(clock.advance(2.0))
