@@ -6,7 +6,7 @@ Everything that touches ``lib`` directly converts results to Python values here 
 
 from __future__ import annotations
 
-import threading
+from _thread import _local as _thread_local
 from typing import Any
 
 from dtls_ossl._openssl import ffi, lib
@@ -87,29 +87,30 @@ class Scratch:
     on demand (large batches) and never shrink.
     """
 
-    __slots__ = ("_keep", "ptr")
+    __slots__ = ("dgram_ends", "plain", "ptr", "rec_ends", "wire")
 
     def __init__(self) -> None:
         """Allocate the buffers (uninitialised memory: they are always written before read)."""
-        alloc = ffi.new_allocator(should_clear_after_alloc=False)
         self.ptr: Any = ffi.new("DtlsOssl_scratch *")  # owned: Python memory
-        self._keep: list[Any] = []
-        self._set_wire(alloc, _WIRE_CAP, _DGRAM_CAP)
-        self._set_plain(alloc, _PLAIN_CAP, _REC_CAP)
+        self.wire: Any = None
+        self.dgram_ends: Any = None
+        self.plain: Any = None
+        self.rec_ends: Any = None
+        self._set_wire(_WIRE_CAP, _DGRAM_CAP)
+        self._set_plain(_PLAIN_CAP, _REC_CAP)
 
-    def _set_wire(self, alloc: Any, cap: int, dgrams: int) -> None:
-        wire = alloc("unsigned char[]", cap)
-        ends = alloc("int[]", dgrams)
-        self._keep += [wire, ends]
+    def _set_wire(self, cap: int, dgrams: int) -> None:
+        # owned: these arrays live as long as this object; ptr only borrows them.
+        self.wire = _alloc("char[]", cap)
+        self.dgram_ends = _alloc("int[]", dgrams)
         p = self.ptr
-        p.wire, p.wire_cap, p.dgram_ends, p.dgram_cap = wire, cap, ends, dgrams
+        p.wire, p.wire_cap, p.dgram_ends, p.dgram_cap = self.wire, cap, self.dgram_ends, dgrams
 
-    def _set_plain(self, alloc: Any, cap: int, recs: int) -> None:
-        plain = alloc("unsigned char[]", cap)
-        ends = alloc("int[]", recs)
-        self._keep += [plain, ends]
+    def _set_plain(self, cap: int, recs: int) -> None:
+        self.plain = _alloc("char[]", cap)
+        self.rec_ends = _alloc("int[]", recs)
         p = self.ptr
-        p.plain, p.plain_cap, p.rec_ends, p.rec_cap = plain, cap, ends, recs
+        p.plain, p.plain_cap, p.rec_ends, p.rec_cap = self.plain, cap, self.rec_ends, recs
 
     def grow_wire(self, needed: int) -> None:
         """Make room for ``needed`` bytes of framed output (the buffer must be collected)."""
@@ -117,30 +118,28 @@ class Scratch:
         if int(p.wire_cap) >= needed and int(p.dgram_cap) >= needed // 13 + 64:
             return
         cap = max(2 * int(p.wire_cap), needed)
-        old = (p.wire, p.dgram_ends)
-        self._set_wire(ffi.new_allocator(should_clear_after_alloc=False), cap, cap // 13 + 64)
-        self._keep = [k for k in self._keep if k not in old]
+        self._set_wire(cap, cap // 13 + 64)
 
     def ensure_plain(self, needed: int) -> None:
         """Make sure a batch of ``needed`` ciphertext bytes fits the plaintext buffers."""
         p = self.ptr
         if int(p.plain_cap) >= needed + 18432 and int(p.rec_cap) >= needed // 13 + 64:
             return
-        alloc = ffi.new_allocator(should_clear_after_alloc=False)
-        old = (p.plain, p.rec_ends)
-        self._set_plain(alloc, needed + 18432, needed // 13 + 64)
-        self._keep = [k for k in self._keep if k not in old]
+        self._set_plain(needed + 18432, needed // 13 + 64)
 
 
-_local = threading.local()
+_alloc = ffi.new_allocator(should_clear_after_alloc=False)
+
+local = _thread_local()
+"Per-thread storage; ``local.scratch`` is this thread's :class:`Scratch` once created."
 
 
 def scratch() -> Scratch:
     """Return this thread's :class:`Scratch`, creating it on first use."""
     try:
-        s: Scratch = _local.scratch
+        s: Scratch = local.scratch
     except AttributeError:
-        s = _local.scratch = Scratch()
+        s = local.scratch = Scratch()
     return s
 
 

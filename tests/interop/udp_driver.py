@@ -60,6 +60,10 @@ class UdpDriver:
         self.sent: list[bytes] = []
         self.received: list[bytes] = []
         self.refused = 0  # ICMP port unreachable reports (peer not listening yet or gone)
+        self.drop_received: Callable[[int, bytes], bool] | None = None
+        "Loss filter: called with (arrival index, datagram); True drops the datagram."
+        self.dropped = 0
+        self._arrivals = 0
         self.peer = peer
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((LOCALHOST, 0))
@@ -147,6 +151,11 @@ class UdpDriver:
                 self.sock.connect(addr)
             elif addr != self.peer:
                 continue  # a connected socket filters these; keep it explicit anyway
+            index = self._arrivals
+            self._arrivals += 1
+            if self.drop_received is not None and self.drop_received(index, data):
+                self.dropped += 1
+                continue
             self.received.append(data)
             self.conn.receive_datagram(data, time.monotonic())
             self._flush()
