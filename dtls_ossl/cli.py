@@ -28,7 +28,7 @@ from typing import NoReturn
 
 from dtls_ossl import __version__
 from dtls_ossl._binding import openssl_version
-from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES
+from dtls_ossl.configuration import _MAX_MTU, _MIN_MTU, _MIN_TIMEOUT, DEFAULT_SRTP_PROFILES
 from dtls_ossl.exceptions import DtlsError
 from dtls_ossl.webrtc.certificate import KEY_TYPES, Certificate
 from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS
@@ -92,6 +92,24 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
+    return value
+
+
+def retransmit_timeout(text: str) -> float:
+    """Parse a retransmission timeout: seconds, at least what OpenSSL can time (20 ms)."""
+    value = positive_float(text)
+    if value < _MIN_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"{text} s is below {_MIN_TIMEOUT} s (OpenSSL treats shorter timers as expired)"
+        )
+    return value
+
+
+def mtu(text: str) -> int:
+    """Parse an MTU: the largest UDP payload in bytes."""
+    value = positive_int(text)
+    if not _MIN_MTU <= value <= _MAX_MTU:
+        raise argparse.ArgumentTypeError(f"{text} is outside {_MIN_MTU}..{_MAX_MTU} bytes")
     return value
 
 
@@ -213,7 +231,9 @@ def _run_cert(args: argparse.Namespace) -> int:
     if not args.force:
         for path in (cert_path, key_path):
             if os.path.lexists(path):
-                raise _UsageError(f"{path!r} already exists; use --force to overwrite it")
+                raise FileExistsError(
+                    errno.EEXIST, "already exists; use --force to overwrite it", path
+                )
     cert = Certificate.generate(
         args.key_type, common_name=args.common_name, validity_days=args.days
     )
@@ -277,13 +297,15 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
         help="probability to hold a datagram back 10-30 ms (0..1)",
     )
     imp.add_argument(
-        "--duplicate", type=probability, default=0.0, metavar="P", help="probability (0..1)"
+        "--duplicate",
+        type=probability,
+        default=0.0,
+        metavar="P",
+        help="probability to deliver a datagram twice (0..1)",
     )
     imp.add_argument("--seed", type=int, help="impairment seed (default: random, printed)")
     dtls = p.add_argument_group("DTLS")
-    dtls.add_argument(
-        "--mtu", type=positive_int, default=1200, help="largest datagram in bytes (1200)"
-    )
+    dtls.add_argument("--mtu", type=mtu, default=1200, help="largest datagram in bytes (1200)")
     dtls.add_argument(
         "--profile",
         dest="profiles",
@@ -298,7 +320,7 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     )
     dtls.add_argument(
         "--initial-timeout",
-        type=positive_float,
+        type=retransmit_timeout,
         default=0.1,
         metavar="SECONDS",
         help="first retransmission timeout (default: 0.1 for a snappy demo)",
