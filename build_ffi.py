@@ -105,6 +105,7 @@ typedef struct {
     char *plain;           size_t plain_cap; size_t plain_len;
     int *rec_ends;         int rec_cap;      int n_recs;
     int consumed;          /* batch entry points: datagrams/records processed */
+    int dropped;           /* datagrams dropped for bad framing during this call */
     ...;
 } DtlsOssl_scratch;
 """,
@@ -210,6 +211,7 @@ typedef struct {
     int n_alerts;
     int alerts[8];
     int callback_failed;
+    size_t min_encrypted;   /* shortest possible protected record body; 0 = cipher unknown */
     BIO *rbio;   /* borrowed: owned by ssl after SSL_set_bio */
     BIO *wbio;   /* borrowed: owned by ssl after SSL_set_bio */
 } DtlsOssl_conn;
@@ -220,6 +222,7 @@ typedef struct {
     char *plain;           size_t plain_cap; size_t plain_len;
     int *rec_ends;         int rec_cap;      int n_recs;
     int consumed;
+    int dropped;
 } DtlsOssl_scratch;
 
 static int DtlsOssl_conn_index = -1;
@@ -491,6 +494,7 @@ static void DtlsOssl_reset(DtlsOssl_conn *c, DtlsOssl_scratch *s)
     s->plain_len = 0;
     s->n_recs = 0;
     s->consumed = 0;
+    s->dropped = 0;
     c->n_alerts = 0;
     c->ssl_error = 0;
     /* ERR_clear_error walks all 16 slots (~800 instructions in 3.0); peeking is far cheaper and
@@ -551,12 +555,52 @@ int DtlsOssl_handshake(DtlsOssl_conn *c, DtlsOssl_scratch *s)
     return DtlsOssl_finish(c, s, DtlsOssl_pump(c, s));
 }
 
+/* The smallest body a protected (epoch > 0) record can have under the cipher in use: explicit
+   nonce + tag for GCM/CCM, the tag for ChaCha20-Poly1305, IV + one block for CBC. OpenSSL 3.0
+   answers a shorter AEAD record with a fatal internal_error instead of discarding it
+   (openssl/openssl#25290), which would let one forged datagram kill an association. */
+static size_t DtlsOssl_min_encrypted(DtlsOssl_conn *c)
+{
+    const SSL_CIPHER *cipher;
+    if (c->min_encrypted)
+        return c->min_encrypted;
+    cipher = SSL_get_current_cipher(c->ssl);
+    if (cipher == NULL)
+        cipher = SSL_get_pending_cipher(c->ssl);
+    if (cipher == NULL)
+        return 24;   /* not negotiated yet: the common AEAD case */
+    if (SSL_CIPHER_get_cipher_nid(cipher) == NID_chacha20_poly1305)
+        c->min_encrypted = 16;
+    else if (SSL_CIPHER_is_aead(cipher))
+        c->min_encrypted = 24;
+    else
+        c->min_encrypted = 32;
+    return c->min_encrypted;
+}
+
+/* Untrusted input: well_formed plus no protected record shorter than the cipher allows. */
+static int DtlsOssl_acceptable(DtlsOssl_conn *c, const unsigned char *data, size_t len)
+{
+    size_t off = 0;
+    if (!DtlsOssl_well_formed(data, len))
+        return 0;
+    while (off < len) {
+        size_t rl = ((size_t)data[off + 11] << 8) | data[off + 12];
+        if ((data[off + 3] | data[off + 4]) && rl < DtlsOssl_min_encrypted(c))
+            return 0;
+        off += DTLSOSSL_HDR + rl;
+    }
+    return 1;
+}
+
 static int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
                          size_t len)
 {
     int flags;
-    if (!DtlsOssl_well_formed((const unsigned char *)data, len))
+    if (!DtlsOssl_acceptable(c, (const unsigned char *)data, len)) {
+        s->dropped++;
         return DTLSOSSL_DROPPED;
+    }
     if (BIO_write(c->rbio, data, (int)len) != (int)len)
         return DTLSOSSL_FATAL;
     flags = DtlsOssl_pump(c, s);

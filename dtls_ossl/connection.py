@@ -230,18 +230,7 @@ class DtlsConnection:
         elif remote_fingerprints is not None:
             self._set_expected(_normalise_fingerprints(remote_fingerprints))
         self._handle = ffi.new_handle(self._cb)  # owned: keeps the state alive while C has it
-        ctx = configuration._ssl_ctx()
-        lib.ERR_clear_error()
-        c = lib.DtlsOssl_conn_new(
-            ctx,
-            int(role is Role.SERVER),
-            configuration.mtu,
-            round(configuration.initial_retransmit_timeout * 1e6),
-            round(configuration.max_retransmit_timeout * 1e6),
-            self._handle,
-        )
-        openssl_assert(c != ffi.NULL, "creating the SSL object")
-        self._c: Any = ffi.gc(c, lib.DtlsOssl_conn_free)  # owned: SSL and its two BIOs
+        self._c: Any = self._new_ssl()
         self._state = ConnectionState.NEW
         # A list, not a deque: a deque's first block alone costs ~600 bytes per connection.
         self._events: list[events.DtlsEvent] = []
@@ -587,6 +576,47 @@ class DtlsConnection:
 
     # ---------------------------------------------------------------------------- internals
 
+    def _new_ssl(self) -> Any:
+        """Create the C connection (SSL object, BIOs, timer and callbacks)."""
+        config = self._config
+        ctx = config._ssl_ctx()
+        lib.ERR_clear_error()
+        c = lib.DtlsOssl_conn_new(
+            ctx,
+            int(self._role is Role.SERVER),
+            config.mtu,
+            round(config.initial_retransmit_timeout * 1e6),
+            round(config.max_retransmit_timeout * 1e6),
+            self._handle,
+        )
+        openssl_assert(c != ffi.NULL, "creating the SSL object")
+        return ffi.gc(c, lib.DtlsOssl_conn_free)  # owned: SSL and its two BIOs
+
+    def _accept_first(self, data: bytes, now: float) -> None:
+        """Feed what looks like a first ClientHello to a server that has not started yet.
+
+        The server only starts (state, deadline) once OpenSSL answers. If OpenSSL rejects the
+        datagram outright, nobody has talked to us yet: the attempt is discarded with a fresh
+        SSL object and no alert, so spoofed junk can neither kill the association a real peer
+        is about to start nor make us send anything.
+        """
+        sp = scratch().ptr
+        flags = lib.DtlsOssl_receive(self._c, sp, data, len(data)) & 0xFFFF
+        if flags & _DROPPED:
+            self._n_dropped += int(sp.dropped)
+            return
+        if flags & (_FATAL | _CALLBACK) or self._cb.captured is not None:
+            consume_errors()
+            self._cb.captured = None
+            self._n_dropped += 1
+            ffi.release(self._c)
+            self._c = self._new_ssl()
+            return
+        if flags & _WIRE:
+            self._start(now)
+            self._handle_flags(flags, now, sp)
+        # Otherwise a fragment was buffered without an answer: stay NEW until the rest comes.
+
     def _alive(self) -> bool:
         return self._state not in (ConnectionState.CLOSED, ConnectionState.FAILED)
 
@@ -612,7 +642,11 @@ class DtlsConnection:
                 # starts on a ClientHello: anything else is stray traffic.
                 self._n_dropped += 1
                 return
-            self._start(now)
+            if len(data) > _MAX_DATAGRAM:
+                self._n_dropped += 1
+                return
+            self._accept_first(data, now)
+            return
         if self._cb.expected is None and not self._cb.insecure and not _may_feed_untrusted(data):
             self._hold(data)
             return
@@ -643,10 +677,8 @@ class DtlsConnection:
         if sp is None:
             sp = scratch().ptr
         if flags & _DROPPED:
-            self._n_dropped += 1
+            self._n_dropped += int(sp.dropped)
         self._collect_wire(flags, sp)
-        if flags & _ALERTS:
-            self._collect_alerts()
         captured = self._cb.captured
         if captured is not None or flags & _CALLBACK:
             self._cb.captured = None
@@ -673,6 +705,9 @@ class DtlsConnection:
                 end = ends[i]
                 append(events.DataReceived(buf[start:end]))
                 start = end
+        # Alerts after data: in one call, an alert (close_notify) follows the records before it.
+        if flags & _ALERTS:
+            self._collect_alerts()
         if flags & _FATAL:
             self._fatal(flags)
         elif flags & _PEER_CLOSED:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from dtls_ossl import ConnectionState, DtlsConnection, events
 
-__all__ = ["Channel", "Impairment", "Sent", "drive", "state_rank"]
+__all__ = ["CLEAN", "Channel", "Impairment", "Sent", "drive", "state_rank"]
 
 _ORDER = list(ConnectionState)
 
@@ -141,7 +141,9 @@ class Channel:
 
     # -------------------------------------------------------------------------- settings
 
-    def set_impairment(self, *, c2s: Impairment | None = None, s2c: Impairment | None = None) -> None:
+    def set_impairment(
+        self, *, c2s: Impairment | None = None, s2c: Impairment | None = None
+    ) -> None:
         """Change the impairment of one or both directions from now on."""
         if c2s is not None:
             self.c2s.impairment = c2s
@@ -261,7 +263,9 @@ def drive(
                 done[i] = until(ch)
         if all(done) or now >= deadline:
             return done
-        wake = [w for i, ch in enumerate(chans) if not done[i] if (w := ch.next_wakeup()) is not None]
+        wake = [
+            w for i, ch in enumerate(chans) if not done[i] if (w := ch.next_wakeup()) is not None
+        ]
         target = min([*wake, deadline, now + max_sleep])
         delay = target - time.monotonic()
         if delay > 0:

@@ -202,7 +202,7 @@ def _split_hello(rec: Record, body: bytes, cuts: list[int], seqs: list[int]) -> 
             seq,
             hs_fragment(1, len(body), msg_seq, a, body[a:b]),
         )
-        for seq, a, b in zip(seqs, bounds, bounds[1:])
+        for seq, a, b in zip(seqs, bounds, bounds[1:], strict=False)
     ]
 
 

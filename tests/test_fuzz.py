@@ -116,8 +116,12 @@ def _pump(client: DtlsConnection, server: DtlsConnection, now: float) -> None:
 
 
 def _new_pair(env: Env) -> tuple[DtlsConnection, DtlsConnection]:
-    client = DtlsConnection(env.ccfg, role=Role.CLIENT, remote_fingerprints=[env.scert.fingerprint()])
-    server = DtlsConnection(env.scfg, role=Role.SERVER, remote_fingerprints=[env.ccert.fingerprint()])
+    client = DtlsConnection(
+        env.ccfg, role=Role.CLIENT, remote_fingerprints=[env.scert.fingerprint()]
+    )
+    server = DtlsConnection(
+        env.scfg, role=Role.SERVER, remote_fingerprints=[env.ccert.fingerprint()]
+    )
     return client, server
 
 
@@ -277,9 +281,14 @@ def mutations(draw: st.DrawFn, pool: list[bytes]) -> bytes:
             off = draw(st.sampled_from(_record_offsets(data)))
             fld, start, size = draw(
                 st.sampled_from(
-                    [("type", 0, 1), ("version", 1, 2), ("epoch", 3, 2), ("seq", 5, 6),
-                     ("length", 11, 2)]
-                )  # fmt: skip
+                    [
+                        ("type", 0, 1),
+                        ("version", 1, 2),
+                        ("epoch", 3, 2),
+                        ("seq", 5, 6),
+                        ("length", 11, 2),
+                    ]
+                )
             )
             if off + start + size <= len(data):
                 if fld == "type":
@@ -329,9 +338,8 @@ def feed_and_check(sc: Scenario, garbage: list[bytes], now: float) -> None:
         assert rank(conn.state) >= rank(before_state), (before_state, conn.state)  # 3.
         if before_state in ENDED:
             assert conn.state is before_state
-        assert not [  # 4.
-            e for e in evs if isinstance(e, (events.HandshakeCompleted, events.DataReceived))
-        ], evs
+        produced = (events.HandshakeCompleted, events.DataReceived)
+        assert not [e for e in evs if isinstance(e, produced)], evs  # 4.
         after = conn.stats
         assert after.datagrams_received == before.datagrams_received + 1
         new_server = before_state is ConnectionState.NEW and conn.role is Role.SERVER
@@ -348,7 +356,9 @@ def feed_and_check(sc: Scenario, garbage: list[bytes], now: float) -> None:
             assert conn.state is before_state, data[:16].hex()
             assert evs == []
         else:
-            assert after.datagrams_dropped == before.datagrams_dropped
+            # Well-framed DTLS reaches OpenSSL unless a protected record is too short for any
+            # cipher (dropped at the door, counted).
+            assert after.datagrams_dropped - before.datagrams_dropped in (0, 1)
 
 
 @pytest.mark.parametrize("state", STATES)
@@ -411,14 +421,15 @@ def test_fuzz_batch_receive_mixes_garbage_and_real_records(env, garbage, positio
     real = sc.client.datagrams_to_send(now)
     assert len(real) == len(payloads)
     batch = list(real)
-    for g, pos in zip(garbage, positions):
+    for g, pos in zip(garbage, positions, strict=False):
         batch.insert(min(pos, len(batch)), g)
     batch.insert(len(batch) // 2, real[0])  # a replay
+    received = sc.server.stats.datagrams_received
     sc.server.receive_datagrams(batch, now)
     evs = list(iter(sc.server.next_event, None))
     assert evs == [events.DataReceived(p) for p in payloads]
     assert sc.server.state is ConnectionState.ESTABLISHED
-    assert sc.server.stats.datagrams_received == len(batch)
+    assert sc.server.stats.datagrams_received == received + len(batch)
     sc.finish(sc, now)
 
 
@@ -469,3 +480,28 @@ def test_fuzz_client_hello_shaped_junk_does_not_start_a_server(env):
     assert sc.server.stats.datagrams_dropped == 1
     assert sc.server.get_timer() is None
     assert sc.server.state is ConnectionState.NEW
+
+
+def test_fuzz_short_encrypted_record_is_discarded(env):
+    """An epoch-1 record too short to hold the AEAD nonce and tag must be dropped silently.
+
+    Library bug: such a record (any content type, 1..23 bytes with AES-128-GCM) reaches
+    OpenSSL, whose tls1_enc raises a fatal internal_error for an AEAD record shorter than its
+    overhead (openssl/openssl#25290). One forged datagram thus kills an established
+    association, against RFC 6347 §4.1.2.7 and receive_datagram's "malformed, forged or late
+    datagrams are dropped silently". DtlsOssl_well_formed (build_ffi.py) only checks framing.
+    """
+    for state in ("established-server", "established-client"):
+        for typ in (20, 21, 22, 23):
+            for length in (1, 23):
+                now = time.monotonic()
+                sc = _make(env, state, now)
+                forged = (
+                    bytes([typ]) + b"\xfe\xfd\x00\x01" + (1000).to_bytes(6, "big")
+                    + length.to_bytes(2, "big") + bytes(length)
+                )  # fmt: skip
+                sc.target.receive_datagram(forged, now)
+                evs = list(iter(sc.target.next_event, None))
+                assert evs == [], (state, typ, length, evs)
+                assert sc.target.state is ConnectionState.ESTABLISHED
+                sc.finish(sc, now)

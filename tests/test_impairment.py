@@ -7,10 +7,11 @@ Tests that really wait more than 0.5 s are marked ``slow``.
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
-from impair import Channel, Impairment, drive
+from impair import CLEAN, Channel, Impairment, drive
 
 from dtls_ossl import (
     Certificate,
@@ -50,7 +51,7 @@ def configs(certs) -> tuple[DtlsConfiguration, DtlsConfiguration]:
     return _config(certs[0]), _config(certs[1])
 
 
-def _channel(certs, configs=None, *, seed=0, c2s=Impairment(), s2c=Impairment(), **cfg):
+def _channel(certs, configs=None, *, seed=0, c2s=CLEAN, s2c=CLEAN, **cfg):
     ccert, scert = certs
     ccfg, scfg = configs if configs is not None else (_config(ccert, **cfg), _config(scert))
     client = DtlsConnection(ccfg, role=Role.CLIENT, remote_fingerprints=[scert.fingerprint()])
@@ -101,9 +102,7 @@ def test_impairment_no_loss_means_no_retransmission(certs, configs):
     assert ch.run(_done, timeout=5.0)
     _assert_completed(ch)
     assert not [
-        e
-        for e in ch.client_events + ch.server_events
-        if isinstance(e, events.FlightRetransmitted)
+        e for e in ch.client_events + ch.server_events if isinstance(e, events.FlightRetransmitted)
     ]
     assert ch.client.stats.retransmissions == 0
     assert ch.server.stats.retransmissions == 0
@@ -178,10 +177,10 @@ def test_impairment_backoff_on_the_wire_doubles_up_to_the_cap(certs):
         assert s.data[0] == 22 and s.data[13] == 1, "not a ClientHello"  # handshake, type 1
     # Every copy is the same ClientHello (same message_seq 0), in a new record.
     assert len({s.data[13 + 4 : 13 + 6] for s in hellos}) == 1
-    gaps = [b.at - a.at for a, b in zip(hellos, hellos[1:])]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(hellos)]
     expected = [min(INITIAL * 2**i, CAP) for i in range(len(gaps))]
     assert expected == [0.05, 0.1, 0.2, 0.4, 0.4, 0.4, 0.4]
-    for gap, want in zip(gaps, expected):
+    for gap, want in zip(gaps, expected, strict=True):
         lo, hi = _tolerant(want)
         assert lo <= gap <= hi, (gaps, expected)
     # Doubling then a cap, not just "some" growth (robust to a noisy clock):
@@ -190,7 +189,7 @@ def test_impairment_backoff_on_the_wire_doubles_up_to_the_cap(certs):
     # What OpenSSL reports is the schedule itself, free of the loop's jitter.
     nexts = [e.next_timeout for e in ch.client_events if isinstance(e, events.FlightRetransmitted)]
     assert len(nexts) >= 7
-    for got, want in zip(nexts, expected[1:]):
+    for got, want in zip(nexts[: len(expected) - 1], expected[1:], strict=True):
         assert got == pytest.approx(want, abs=0.01)
     assert ch.client.stats.retransmissions == len(nexts)
 

@@ -27,19 +27,30 @@ def certificates() -> dict[str, tuple[Certificate, Certificate]]:
 
 
 @pytest.fixture(params=KEY_TYPES)
-def key_type(request: pytest.FixtureRequest) -> str:
-    """Each certificate key type in turn."""
+def our_key_type(request: pytest.FixtureRequest) -> str:
+    """Each key type for our certificate in turn."""
+    kt: str = request.param
+    return kt
+
+
+@pytest.fixture(params=KEY_TYPES)
+def peer_key_type(request: pytest.FixtureRequest) -> str:
+    """Each key type for the peer's certificate in turn (mixed pairs included)."""
     kt: str = request.param
     return kt
 
 
 @pytest.fixture
-def our_certificate(certificates: dict[str, tuple[Certificate, Certificate]], key_type: str):
-    """Our own certificate for this key type."""
-    return certificates[key_type][0]
+def our_certificate(
+    certificates: dict[str, tuple[Certificate, Certificate]], our_key_type: str
+) -> Certificate:
+    """Our own certificate."""
+    return certificates[our_key_type][0]
 
 
 @pytest.fixture
-def peer_certificate(certificates: dict[str, tuple[Certificate, Certificate]], key_type: str):
-    """The independent peer's certificate for this key type."""
-    return certificates[key_type][1]
+def peer_certificate(
+    certificates: dict[str, tuple[Certificate, Certificate]], peer_key_type: str
+) -> Certificate:
+    """The independent peer's certificate."""
+    return certificates[peer_key_type][1]

@@ -11,6 +11,7 @@ and s_client treat some leading letters (Q, q, R, k, ...) as commands.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -29,11 +31,13 @@ from dtls_ossl import (
     FingerprintMismatchError,
     HandshakeError,
     InvalidStateError,
+    ProtocolError,
     Role,
     SrtpProfile,
     events,
 )
-from tests.interop.udp_driver import (
+
+from .udp_driver import (
     LOCALHOST,
     UdpDriver,
     data_received,
@@ -43,7 +47,9 @@ from tests.interop.udp_driver import (
 )
 
 OPENSSL = shutil.which("openssl")
-pytestmark = pytest.mark.skipif(OPENSSL is None, reason="the openssl command-line tool is not installed")
+pytestmark = pytest.mark.skipif(
+    OPENSSL is None, reason="the openssl command-line tool is not installed"
+)
 
 LABEL = "EXTRACTOR-dtls_srtp"
 MTU = 1200
@@ -79,8 +85,8 @@ class CliPeer:
         for t in self._readers:
             t.start()
 
-    def _read(self, stream: object, tag: str) -> None:
-        for line in iter(stream.readline, b""):  # type: ignore[attr-defined]
+    def _read(self, stream: IO[bytes], tag: str) -> None:
+        for line in iter(stream.readline, b""):
             with self._lock:
                 self._chunks.append((tag, line))
 
@@ -93,7 +99,9 @@ class CliPeer:
     def describe(self) -> str:
         return f"$ {' '.join(self.args[:2])} ... (rc={self.proc.poll()})\n{self.text()}"
 
-    def wait_for(self, pattern: str, timeout: float = STEP, tag: str | None = None) -> re.Match[str]:
+    def wait_for(
+        self, pattern: str, timeout: float = STEP, tag: str | None = None
+    ) -> re.Match[str]:
         """Wait until ``pattern`` (a multi-line regex) appears in the output, and return it."""
         deadline = time.monotonic() + timeout
         while True:
@@ -135,10 +143,8 @@ class CliPeer:
                 self.proc.wait(2)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):  # broken pipe on an exited process
                     stream.close()
-                except OSError:  # pragma: no cover - broken pipe on an exited process
-                    pass
         for t in self._readers:
             t.join(1)
 
@@ -402,9 +408,7 @@ def test_client_against_s_server_handshake_keys_and_data(
 
 
 @pytest.mark.parametrize("profile", list(SRTP_LENGTHS))
-def test_client_against_s_server_each_srtp_profile(
-    tmp_path, spawn, drivers, certificates, profile
-):
+def test_client_against_s_server_each_srtp_profile(tmp_path, spawn, drivers, certificates, profile):
     ours, theirs = certificates["ecdsa-p256"]
     cert_file, key_file = write_identity(tmp_path, "server", theirs)
     port = free_udp_port()
@@ -589,9 +593,7 @@ def test_server_close_notify_reaches_s_client(tmp_path, spawn, drivers, certific
 
 
 @pytest.mark.parametrize("profile", list(SRTP_LENGTHS))
-def test_server_against_s_client_each_srtp_profile(
-    tmp_path, spawn, drivers, certificates, profile
-):
+def test_server_against_s_client_each_srtp_profile(tmp_path, spawn, drivers, certificates, profile):
     ours, theirs = certificates["ecdsa-p256"]
     cert_file, key_file = write_identity(tmp_path, "client", theirs)
     conn = make_conn(ours, Role.SERVER, theirs.fingerprint())
@@ -635,9 +637,7 @@ def test_server_against_s_client_wrong_fingerprint_fails_closed(
     conn = make_conn(our_certificate, Role.SERVER, wrong)
     driver = UdpDriver(conn)
     drivers.append(driver)
-    client = spawn(
-        *s_client_args(driver.address[1], cert_file, key_file, "SRTP_AES128_CM_SHA1_80")
-    )
+    client = spawn(*s_client_args(driver.address[1], cert_file, key_file, "SRTP_AES128_CM_SHA1_80"))
     seen = driver.run_until(terminated, STEP)
 
     assert not only(seen, events.HandshakeCompleted)
@@ -668,6 +668,111 @@ def test_server_rejects_s_client_without_certificate(tmp_path, spawn, drivers, c
     assert seen == [events.AlertSent(2, 40), end]  # handshake_failure
     client.wait_for(r"SSL alert number 40$")
     assert client.wait_exit() != 0
+
+
+# ------------------------------------------------------------------------- both roles
+
+
+def start_pair(
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    role: Role,
+    ours: Certificate,
+    theirs: Certificate,
+    expected: list[Fingerprint] | None,
+    profile: str | None = "SRTP_AES128_CM_SHA1_80",
+    mtu: int = MTU,
+) -> tuple[UdpDriver, CliPeer]:
+    """Our connection in ``role`` against s_server (we are the client) or s_client."""
+    name = "server" if role is Role.CLIENT else "client"
+    cert_file, key_file = write_identity(tmp_path, name, theirs)
+    cfg = DtlsConfiguration(
+        certificate=ours, mtu=mtu, initial_retransmit_timeout=0.2, handshake_timeout=STEP
+    )
+    conn = DtlsConnection(cfg, role=role, remote_fingerprints=expected)
+    if role is Role.CLIENT:
+        port = free_udp_port()
+        peer = start_s_server(spawn, s_server_args(port, cert_file, key_file, profile, mtu=mtu))
+        driver = UdpDriver(conn, (LOCALHOST, port))
+        drivers.append(driver)
+        driver.connect()
+    else:
+        driver = UdpDriver(conn)
+        drivers.append(driver)
+        peer = spawn(*s_client_args(driver.address[1], cert_file, key_file, profile, mtu=mtu))
+    return driver, peer
+
+
+ROLES = pytest.mark.parametrize("role", [Role.CLIENT, Role.SERVER], ids=["client", "server"])
+
+
+@ROLES
+def test_fingerprints_given_after_the_peer_flight_arrived(
+    tmp_path, spawn, drivers, certificates, role
+):
+    """WebRTC: the answer (with the peer's fingerprint) may come after its first flight."""
+    ours, theirs = certificates["ecdsa-p256"]
+    driver, peer = start_pair(tmp_path, spawn, drivers, role, ours, theirs, None)
+    held = driver.run_until(has_event(events.DatagramsHeld), STEP)
+    assert held == [events.DatagramsHeld(count=1)]
+    assert "Keying material:" not in peer.text()  # the CLI cannot finish without us
+    name = "server" if role is Role.CLIENT else "client"
+    fingerprint = cli_fingerprint(tmp_path, f"{name}.crt")
+    driver.set_remote_fingerprints([fingerprint])
+    seen = driver.run_until(has_event(events.HandshakeCompleted), STEP)
+    hs = seen[-1]
+    assert isinstance(hs, events.HandshakeCompleted)
+    assert hs.peer_fingerprint == fingerprint
+    assert [type(e) for e in seen if not isinstance(e, events.FlightRetransmitted)] == [
+        events.DatagramsHeld,
+        events.HandshakeCompleted,
+    ]
+    assert conn_material(driver) == cli_keying_material(peer, 60)
+
+
+def conn_material(driver: UdpDriver) -> bytes:
+    return driver.conn.export_keying_material(LABEL, 60)
+
+
+@ROLES
+def test_one_of_several_fingerprints_matches(tmp_path, spawn, drivers, certificates, role):
+    """RFC 8122 §5: several a=fingerprint lines; the one matching (here sha-512) is reported."""
+    ours, theirs = certificates["rsa-2048"]
+    name = "server" if role is Role.CLIENT else "client"
+    cert_file, _ = write_identity(tmp_path, name, theirs)
+    right = cli_fingerprint(tmp_path, cert_file, "sha512")
+    assert right.algorithm == "sha-512"
+    wrong = Certificate.generate().fingerprint("sha-256")
+    driver, peer = start_pair(tmp_path, spawn, drivers, role, ours, theirs, [wrong, right])
+    (hs,) = driver.run_until(has_event(events.HandshakeCompleted), STEP)
+    assert isinstance(hs, events.HandshakeCompleted)
+    assert hs.peer_fingerprint == right
+    assert conn_material(driver) == cli_keying_material(peer, 60)
+
+
+@ROLES
+def test_renegotiation_is_refused(tmp_path, spawn, drivers, certificates, role):
+    """s_server's "r" sends HelloRequest, s_client's "R" a new ClientHello; we refuse with a
+    no_renegotiation warning, the CLI answers with a fatal handshake_failure."""
+    ours, theirs = certificates["ecdsa-p256"]
+    driver, peer = start_pair(tmp_path, spawn, drivers, role, ours, theirs, [theirs.fingerprint()])
+    (hs,) = driver.run_until(has_event(events.HandshakeCompleted), STEP)
+    cli_keying_material(peer, 60)  # the CLI has printed its summary: it reads stdin now
+    peer.write(b"r\n" if role is Role.CLIENT else b"R\n")
+    seen = driver.run_until(terminated, STEP)
+    end = seen[-1]
+    assert isinstance(end, events.ConnectionTerminated)
+    assert isinstance(end.error, ProtocolError)
+    assert end.error.alert == 40
+    assert end.by_peer is True
+    assert seen == [
+        hs,
+        events.AlertSent(1, 100),  # no_renegotiation (RFC 5246 §7.2.2)
+        events.AlertReceived(2, 40),
+        end,
+    ]
+    peer.wait_for(r"no renegotiation")
 
 
 # ------------------------------------------------------------- fragmentation, both roles

@@ -11,12 +11,15 @@ driven in the test's thread by :class:`UdpDriver`.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import select
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -30,7 +33,8 @@ from dtls_ossl import (
     SrtpProfile,
     events,
 )
-from tests.interop.udp_driver import LOCALHOST, UdpDriver, data_received, has_event, terminated
+
+from .udp_driver import LOCALHOST, UdpDriver, data_received, has_event, terminated
 
 SSL = pytest.importorskip("OpenSSL.SSL", reason="pyOpenSSL is not installed")
 serialization = pytest.importorskip("cryptography.hazmat.primitives.serialization")
@@ -77,6 +81,18 @@ def pack_datagrams(records: list[bytes], mtu: int) -> list[bytes]:
     return datagrams
 
 
+@dataclass(frozen=True)
+class PeerInfo:
+    """What the pyOpenSSL peer reports once its handshake completed."""
+
+    version: str
+    cipher: str | None
+    srtp_profile: bytes
+    material: bytes
+    peer_der: bytes
+    cleartext_mtu: int
+
+
 class PyOpenSSLPeer:
     """A pyOpenSSL DTLS 1.2 endpoint running in its own thread on its own UDP socket.
 
@@ -94,24 +110,27 @@ class PyOpenSSLPeer:
         mtu: int = MTU,
         cookie_exchange: bool = False,
         export_length: int = 60,
+        greeting: bytes | None = None,
+        ciphers: bytes | None = None,
         lifetime: float = 3 * STEP,
     ) -> None:
         self.role = role
+        self.greeting = greeting
         self.mtu = mtu
         self.export_length = export_length
         self.lifetime = lifetime
-        cert_pem, key_pem = cert.to_pem()
+        _, key_pem = cert.to_pem()
         ctx = SSL.Context(SSL.DTLS_METHOD)
         ctx.set_min_proto_version(DTLS1_2_VERSION)
         ctx.set_max_proto_version(DTLS1_2_VERSION)
         ctx.set_options(SSL.OP_NO_QUERY_MTU)
+        if ciphers is not None:
+            ctx.set_cipher_list(ciphers)
         ctx.use_certificate(cert.x509)
         ctx.use_privatekey(serialization.load_pem_private_key(key_pem, None))
         ctx.check_privatekey()
         # Self-signed WebRTC certificates: accept any here, compare the DER afterwards.
-        ctx.set_verify(
-            SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *args: True
-        )
+        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *args: True)
         if profiles is not None:
             ctx.set_tlsext_use_srtp(profiles)
         self.cookies_issued: list[bytes] = []
@@ -134,7 +153,7 @@ class PyOpenSSLPeer:
         self.peer_closed = threading.Event()  # close_notify received
         self.finished = threading.Event()  # the thread has ended
         self.received: queue.Queue[bytes] = queue.Queue()
-        self.info: dict[str, object] = {}
+        self._info: PeerInfo | None = None
         self.failure: SSL.Error | None = None  # the handshake or a read failed
         self.crash: BaseException | None = None  # a bug in this peer or the deadline passed
         self.sent: list[bytes] = []
@@ -144,6 +163,12 @@ class PyOpenSSLPeer:
         self._thread = threading.Thread(target=self._run, name="pyopenssl-peer", daemon=True)
 
     # ------------------------------------------------------------------- main-thread API
+
+    @property
+    def info(self) -> PeerInfo:
+        """What the peer negotiated; only after ``handshake_done``."""
+        assert self._info is not None, "the pyOpenSSL peer has not completed its handshake"
+        return self._info
 
     @property
     def address(self) -> tuple[str, int]:
@@ -164,6 +189,10 @@ class PyOpenSSLPeer:
         """Send close_notify."""
         self._commands.put(("close", b""))
 
+    def send_then_close(self, *payloads: bytes) -> None:
+        """Send records and close_notify with no flush between them: one datagram."""
+        self._commands.put(("send-close", b"\0".join(payloads)))
+
     def check(self) -> None:
         """Raise if the peer thread crashed."""
         if self.crash is not None:
@@ -177,7 +206,7 @@ class PyOpenSSLPeer:
                 if flag.is_set():
                     return
                 raise AssertionError(
-                    f"pyOpenSSL peer: timed out (failure={self.failure!r}, info={self.info})"
+                    f"pyOpenSSL peer: timed out (failure={self.failure!r}, info={self._info})"
                 )
 
     def next_data(self, timeout: float = STEP) -> bytes:
@@ -185,7 +214,9 @@ class PyOpenSSLPeer:
             return self.received.get(timeout=timeout)
         except queue.Empty:
             self.check()
-            raise AssertionError(f"pyOpenSSL peer received nothing (failure={self.failure!r})")
+            raise AssertionError(
+                f"pyOpenSSL peer received nothing (failure={self.failure!r})"
+            ) from None
 
     def stop(self) -> None:
         self._stop.set()
@@ -270,16 +301,18 @@ class PyOpenSSLPeer:
 
     def _record_handshake(self) -> None:
         c = self.conn
-        self.info = {
-            "version": c.get_protocol_version_name(),
-            "cipher": c.get_cipher_name(),
-            "srtp_profile": c.get_selected_srtp_profile(),
-            "material": c.export_keying_material(LABEL.encode(), self.export_length),
-            "peer_der": c.get_peer_certificate(as_cryptography=True).public_bytes(
-                serialization.Encoding.DER
-            ),
-            "cleartext_mtu": c.get_cleartext_mtu(),
-        }
+        peer_cert = c.get_peer_certificate(as_cryptography=True)
+        assert peer_cert is not None
+        self._info = PeerInfo(
+            version=c.get_protocol_version_name(),
+            cipher=c.get_cipher_name(),
+            srtp_profile=c.get_selected_srtp_profile(),
+            material=c.export_keying_material(LABEL.encode(), self.export_length),
+            peer_der=peer_cert.public_bytes(serialization.Encoding.DER),
+            cleartext_mtu=c.get_cleartext_mtu(),
+        )
+        if self.greeting is not None:
+            c.send(self.greeting)  # flushed with the last flight: same datagram as Finished
         self.handshake_done.set()
 
     def _run_commands(self) -> None:
@@ -291,6 +324,10 @@ class PyOpenSSLPeer:
             if command == "send":
                 self.conn.send(data)
             elif command == "close":
+                self.conn.shutdown()
+            elif command == "send-close":
+                for payload in data.split(b"\0"):
+                    self.conn.send(payload)
                 self.conn.shutdown()
             self._flush()
 
@@ -306,10 +343,8 @@ class PyOpenSSLPeer:
         assert self.remote is not None, "the peer produced output before knowing where to send"
         for datagram in pack_datagrams(split_records(out), self.mtu):
             self.sent.append(datagram)
-            try:
+            with contextlib.suppress(ConnectionRefusedError):  # we already closed
                 self.sock.send(datagram)
-            except ConnectionRefusedError:
-                pass
 
 
 # ------------------------------------------------------------------------------- fixtures
@@ -320,8 +355,8 @@ def peers() -> Iterator[Callable[..., PyOpenSSLPeer]]:
     """Make PyOpenSSLPeers; every thread is stopped and socket closed at teardown."""
     made: list[PyOpenSSLPeer] = []
 
-    def make(*args: object, **kwargs: object) -> PyOpenSSLPeer:
-        peer = PyOpenSSLPeer(*args, **kwargs)  # type: ignore[arg-type]
+    def make(*args: Any, **kwargs: Any) -> PyOpenSSLPeer:
+        peer = PyOpenSSLPeer(*args, **kwargs)
         made.append(peer)
         return peer
 
@@ -409,22 +444,19 @@ ROLES = pytest.mark.parametrize("role", [Role.CLIENT, Role.SERVER], ids=["client
 
 
 @ROLES
-def test_pyopenssl_handshake_keys_and_data(
-    peers, drivers, our_certificate, peer_certificate, role
-):
+def test_pyopenssl_handshake_keys_and_data(peers, drivers, our_certificate, peer_certificate, role):
     driver, peer = pair(peers, drivers, role, our_certificate, peer_certificate)
     hs = handshake(driver, peer)
     info = peer.info
 
-    assert hs.protocol_version == info["version"] == "DTLSv1.2"
-    assert hs.cipher == info["cipher"]
-    assert info["srtp_profile"] == b"SRTP_AES128_CM_SHA1_80"
+    assert hs.protocol_version == info.version == "DTLSv1.2"
+    assert hs.cipher == info.cipher
+    assert info.srtp_profile == b"SRTP_AES128_CM_SHA1_80"
     assert hs.srtp_profile is SrtpProfile.AES128_CM_SHA1_80
     assert hs.peer_certificate == peer_certificate
     assert hs.peer_fingerprint == peer_certificate.fingerprint("sha-256")
-    assert info["peer_der"] == our_certificate.der
-    material = info["material"]
-    assert isinstance(material, bytes)
+    assert info.peer_der == our_certificate.der
+    material = info.material
     assert driver.conn.export_keying_material(LABEL, 60) == material
     check_srtp_layout(material, b"SRTP_AES128_CM_SHA1_80", hs, role)
 
@@ -437,11 +469,11 @@ def test_pyopenssl_handshake_keys_and_data(
     assert peer.next_data() == big
     peer.send(b"hello from pyOpenSSL")
     driver.run_until(data_received(1), STEP)
-    peer.send(big[: int(info["cleartext_mtu"])])  # type: ignore[call-overload]
+    peer.send(big[: info.cleartext_mtu])
     driver.run_until(data_received(2), STEP)
     assert [e for e in driver.events if isinstance(e, events.DataReceived)] == [
         events.DataReceived(b"hello from pyOpenSSL"),
-        events.DataReceived(big[: int(info["cleartext_mtu"])]),  # type: ignore[call-overload]
+        events.DataReceived(big[: info.cleartext_mtu]),
     ]
     assert max(map(len, driver.sent)) <= MTU
     assert max(map(len, driver.received)) <= MTU
@@ -479,10 +511,44 @@ def test_pyopenssl_each_srtp_profile(peers, drivers, certificates, role, profile
     n = 2 * (k + s)
     driver, peer = pair(peers, drivers, role, ours, theirs, profiles=profile, export_length=n)
     hs = handshake(driver, peer)
-    assert peer.info["srtp_profile"] == profile
+    assert peer.info.srtp_profile == profile
     assert hs.srtp_profile is SrtpProfile.from_openssl_name(profile.decode())
-    assert driver.conn.export_keying_material(LABEL, n) == peer.info["material"]
-    check_srtp_layout(peer.info["material"], profile, hs, role)  # type: ignore[arg-type]
+    assert driver.conn.export_keying_material(LABEL, n) == peer.info.material
+    check_srtp_layout(peer.info.material, profile, hs, role)
+
+
+CIPHERS = [
+    ("ecdsa-p256", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+    ("ecdsa-p256", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+    ("ecdsa-p256", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+    ("ecdsa-p256", "ECDHE-ECDSA-AES128-SHA"),
+    ("ecdsa-p256", "ECDHE-ECDSA-AES256-SHA"),
+    ("rsa-2048", "ECDHE-RSA-AES128-GCM-SHA256"),
+    ("rsa-2048", "ECDHE-RSA-AES256-GCM-SHA384"),
+    ("rsa-2048", "ECDHE-RSA-CHACHA20-POLY1305"),
+    ("rsa-2048", "ECDHE-RSA-AES128-SHA"),
+    ("rsa-2048", "ECDHE-RSA-AES256-SHA"),
+]
+
+
+@ROLES
+@pytest.mark.parametrize(("key_type", "cipher"), CIPHERS, ids=[c for _, c in CIPHERS])
+def test_pyopenssl_each_default_cipher(peers, drivers, certificates, role, key_type, cipher):
+    """Each suite of our default list, forced on the peer, carries full-size records."""
+    ours, theirs = certificates[key_type]
+    driver, peer = pair(peers, drivers, role, ours, theirs, ciphers=cipher.encode())
+    hs = handshake(driver, peer)
+    assert hs.cipher == peer.info.cipher == cipher
+    assert driver.conn.export_keying_material(LABEL, 60) == peer.info.material
+    size = driver.conn.max_payload_size
+    assert 0 < size < MTU
+    payload = bytes(i % 251 for i in range(size))
+    driver.send(payload)
+    assert peer.next_data() == payload
+    assert max(map(len, driver.sent)) <= MTU
+    peer.send(payload[::-1])
+    driver.run_until(data_received(1), STEP)
+    assert driver.events[-1] == events.DataReceived(payload[::-1])
 
 
 def test_pyopenssl_client_gets_server_preferred_profile(peers, drivers, certificates):
@@ -492,7 +558,7 @@ def test_pyopenssl_client_gets_server_preferred_profile(peers, drivers, certific
     driver, peer = pair(peers, drivers, Role.SERVER, ours, theirs, profiles=offered)
     hs = handshake(driver, peer)
     assert hs.srtp_profile is SrtpProfile.AEAD_AES_128_GCM  # first of DEFAULT_SRTP_PROFILES
-    assert peer.info["srtp_profile"] == b"SRTP_AEAD_AES_128_GCM"
+    assert peer.info.srtp_profile == b"SRTP_AEAD_AES_128_GCM"
 
 
 def test_pyopenssl_server_cookie_exchange(peers, drivers, certificates):
@@ -510,6 +576,18 @@ def test_pyopenssl_server_cookie_exchange(peers, drivers, certificates):
     assert peer.next_data() == b"after cookies"
 
 
+def test_pyopenssl_server_data_in_the_datagram_of_its_finished(peers, drivers, certificates):
+    """Application data packed after the server's ChangeCipherSpec and Finished, in one
+    datagram, is reported right after HandshakeCompleted."""
+    ours, theirs = certificates["ecdsa-p256"]
+    driver, peer = pair(peers, drivers, Role.CLIENT, ours, theirs, greeting=b"first words")
+    hs = handshake(driver, peer)
+    driver.run_until(data_received(1), STEP)
+    # ChangeCipherSpec, Finished (handshake, epoch 1), application_data: one datagram.
+    assert [r[0] for r in split_records(driver.received[-1])] == [20, 22, 23]
+    assert driver.events == [hs, events.DataReceived(b"first words")]
+
+
 @ROLES
 def test_pyopenssl_rsa_flights_fragmented_at_small_mtu(peers, drivers, certificates, role):
     mtu = 576
@@ -517,7 +595,7 @@ def test_pyopenssl_rsa_flights_fragmented_at_small_mtu(peers, drivers, certifica
     driver, peer = pair(peers, drivers, role, ours, theirs, mtu=mtu)
     hs = handshake(driver, peer)
     assert len(theirs.der) > mtu and len(ours.der) > mtu
-    assert driver.conn.export_keying_material(LABEL, 60) == peer.info["material"]
+    assert driver.conn.export_keying_material(LABEL, 60) == peer.info.material
     assert hs.peer_certificate == theirs
     assert max(map(len, driver.sent)) <= mtu
     assert max(map(len, driver.received)) <= mtu
@@ -525,19 +603,143 @@ def test_pyopenssl_rsa_flights_fragmented_at_small_mtu(peers, drivers, certifica
 
 
 @ROLES
-def test_pyopenssl_many_records_in_order(peers, drivers, certificates, role):
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batched"])
+def test_pyopenssl_many_records_in_order(peers, drivers, certificates, role, batched):
+    """50 records each way; batched uses send_many() and receive_datagrams()."""
     ours, theirs = certificates["ecdsa-p256"]
     driver, peer = pair(peers, drivers, role, ours, theirs)
     handshake(driver, peer)
+    driver.batch = batched
     n = 50
+    mine = [f"ours {i}".encode() for i in range(n)]
     for i in range(n):
-        driver.send(f"ours {i}".encode())
         peer.send(f"theirs {i}".encode())
+    if batched:
+        driver.conn.send_many(mine, time.monotonic())
+        driver.flush()
+    else:
+        for payload in mine:
+            driver.send(payload)
     driver.run_until(data_received(n), STEP)
     assert [e.data for e in driver.events if isinstance(e, events.DataReceived)] == [
         f"theirs {i}".encode() for i in range(n)
     ]
-    assert [peer.next_data() for _ in range(n)] == [f"ours {i}".encode() for i in range(n)]
+    assert [peer.next_data() for _ in range(n)] == mine
+
+
+def summary(seen: list[events.DtlsEvent]) -> list[str]:
+    """Short names of events, so that an ordering failure reads at a glance."""
+    out = []
+    for e in seen:
+        if isinstance(e, events.DataReceived):
+            out.append(f"Data({e.data.decode()})")
+        elif isinstance(e, (events.AlertReceived, events.AlertSent)):
+            out.append(f"{type(e).__name__}({e.name})")
+        elif isinstance(e, events.ConnectionTerminated):
+            out.append(f"Terminated(error={e.error!r}, by_peer={e.by_peer})")
+        else:
+            out.append(type(e).__name__)
+    return out
+
+
+def expected_close_after(n: int) -> list[str]:
+    return [
+        "HandshakeCompleted",
+        *(f"Data(record {i})" for i in range(n)),
+        "AlertReceived(close_notify)",  # the peer's close_notify comes after its data
+        "AlertSent(close_notify)",
+        "Terminated(error=None, by_peer=True)",
+    ]
+
+
+@ROLES
+def test_pyopenssl_data_then_close_notify_one_by_one(peers, drivers, certificates, role):
+    """Records, then close_notify, each in its own datagram, fed with receive_datagram()."""
+    ours, theirs = certificates["ecdsa-p256"]
+    driver, peer = pair(peers, drivers, role, ours, theirs)
+    handshake(driver, peer)
+    for i in range(10):
+        peer.send(f"record {i}".encode())
+    peer.close()
+    driver.run_until(terminated, STEP)
+    assert len(driver.received) >= 11
+    assert summary(driver.events) == expected_close_after(10)
+
+
+@ROLES
+def test_pyopenssl_data_then_close_notify_batched(peers, drivers, certificates, role):
+    """The same datagrams fed with receive_datagrams(), which is documented as equivalent to
+    receive_datagram() for each one, in order: data must still come before the alert."""
+    ours, theirs = certificates["ecdsa-p256"]
+    driver, peer = pair(peers, drivers, role, ours, theirs)
+    handshake(driver, peer)
+    driver.batch = True
+    before = len(peer.sent)
+    for i in range(10):
+        peer.send(f"record {i}".encode())
+    peer.close()
+    # Let all 11 datagrams reach our socket first, so that one receive_datagrams() call gets
+    # them all.
+    deadline = time.monotonic() + STEP
+    while len(peer.sent) < before + 11 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)
+    driver.run_until(terminated, STEP)
+    assert driver.batches == [11]
+    assert summary(driver.events) == expected_close_after(10)
+
+
+@ROLES
+def test_pyopenssl_data_and_close_notify_in_one_datagram(peers, drivers, certificates, role):
+    """Three application_data records and close_notify packed in one datagram."""
+    ours, theirs = certificates["ecdsa-p256"]
+    driver, peer = pair(peers, drivers, role, ours, theirs)
+    handshake(driver, peer)
+    peer.send_then_close(*(f"record {i}".encode() for i in range(3)))
+    driver.run_until(terminated, STEP)
+    assert [r[0] for r in split_records(driver.received[-1])] == [23, 23, 23, 21]
+    assert summary(driver.events) == expected_close_after(3)
+
+
+def test_pyopenssl_server_gets_our_lost_final_client_flight_again(peers, drivers, certificates):
+    """Our client's Certificate ... Finished flight is lost once: our 0.2 s timer resends it."""
+    ours, theirs = certificates["ecdsa-p256"]
+    conn = make_conn(ours, Role.CLIENT, theirs.fingerprint())
+    peer = peers(Role.SERVER, theirs)
+    peer.start()
+    driver = UdpDriver(conn, peer.address)
+    drivers.append(driver)
+    driver.drop_sent = lambda index, datagram: index == 1  # ClientHello, then flight 5
+    driver.connect()
+    hs = handshake(driver, peer)
+    assert driver.dropped_sent == 1
+    # The same flight again (Certificate first), in new records: only sequence numbers differ.
+    assert driver.sent[1][13] == driver.sent[2][13] == 11
+    assert len(driver.sent[1]) == len(driver.sent[2])
+    assert driver.events == [events.FlightRetransmitted(1, pytest.approx(0.4, abs=0.01)), hs]
+    assert conn.export_keying_material(LABEL, 60) == peer.info.material
+
+
+@pytest.mark.slow
+def test_pyopenssl_client_recovers_our_lost_final_server_flight(peers, drivers, certificates):
+    """Our server's ChangeCipherSpec + Finished is lost once after we are established: the
+    client's retransmitted flight (its 1 s timer) must make us send ours again."""
+    ours, theirs = certificates["ecdsa-p256"]
+    conn = make_conn(ours, Role.SERVER, theirs.fingerprint())
+    driver = UdpDriver(conn)
+    drivers.append(driver)
+    driver.drop_sent = lambda index, datagram: datagram[0] == 20 and driver.dropped_sent == 0
+    peer = peers(Role.CLIENT, theirs)
+    peer.start(driver.address)
+    hs = handshake(driver, peer)
+    assert driver.dropped_sent == 1
+    assert driver.events == [hs]  # established before the loss; nothing else to report
+    assert sum(d[0] == 20 for d in driver.sent) == 2  # our final flight went out twice
+    assert conn.export_keying_material(LABEL, 60) == peer.info.material
+    peer.send(b"after recovery")
+    driver.run_until(data_received(1), STEP)
+    driver.send(b"after recovery too")
+    assert peer.next_data() == b"after recovery too"
 
 
 @ROLES

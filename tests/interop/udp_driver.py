@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from dtls_ossl import DtlsConnection, events
+from dtls_ossl import DtlsConnection, Fingerprint, events
 
 LOCALHOST = "127.0.0.1"
 _POLL = 0.05  # re-check the stop condition at least this often (it may watch a subprocess)
@@ -62,7 +62,14 @@ class UdpDriver:
         self.refused = 0  # ICMP port unreachable reports (peer not listening yet or gone)
         self.drop_received: Callable[[int, bytes], bool] | None = None
         "Loss filter: called with (arrival index, datagram); True drops the datagram."
+        self.drop_sent: Callable[[int, bytes], bool] | None = None
+        "Loss filter on output: called with (index in ``sent``, datagram); True drops it."
+        self.batch = False
+        "Feed all datagrams waiting on the socket at once with ``receive_datagrams``."
+        self.batches: list[int] = []
+        "Sizes of the batches given to ``receive_datagrams``."
         self.dropped = 0
+        self.dropped_sent = 0
         self._arrivals = 0
         self.peer = peer
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -97,6 +104,15 @@ class UdpDriver:
     def send(self, data: bytes) -> None:
         """Send application data now."""
         self.conn.send(data, time.monotonic())
+        self._flush()
+
+    def flush(self) -> None:
+        """Send what the connection has queued (after calling one of its inputs directly)."""
+        self._flush()
+
+    def set_remote_fingerprints(self, fingerprints: list[Fingerprint]) -> None:
+        """Give the peer's fingerprints late (WebRTC answer after the first flight)."""
+        self.conn.set_remote_fingerprints(fingerprints, time.monotonic())
         self._flush()
 
     def shutdown(self) -> None:
@@ -138,11 +154,12 @@ class UdpDriver:
     # ------------------------------------------------------------------------- internals
 
     def _read_all(self) -> None:
+        batch: list[bytes] = []
         while True:
             try:
                 data, addr = self.sock.recvfrom(65535)
             except BlockingIOError:
-                return
+                break
             except ConnectionRefusedError:
                 self.refused += 1
                 continue
@@ -157,12 +174,23 @@ class UdpDriver:
                 self.dropped += 1
                 continue
             self.received.append(data)
+            if self.batch:
+                batch.append(data)
+                continue
             self.conn.receive_datagram(data, time.monotonic())
+            self._flush()
+        if batch:
+            self.batches.append(len(batch))
+            self.conn.receive_datagrams(batch, time.monotonic())
             self._flush()
 
     def _flush(self) -> None:
         for datagram in self.conn.datagrams_to_send(time.monotonic()):
+            index = len(self.sent)
             self.sent.append(datagram)
+            if self.drop_sent is not None and self.drop_sent(index, datagram):
+                self.dropped_sent += 1
+                continue
             if self.peer is None:  # pragma: no cover - a server only answers after a read
                 raise AssertionError("a server produced output before any peer was known")
             try:
