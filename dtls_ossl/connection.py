@@ -48,6 +48,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Iterable, Sequence
+from itertools import accumulate
 from dataclasses import dataclass
 from typing import Any, final
 
@@ -311,18 +312,16 @@ class DtlsConnection:
         i = 0
         n = len(blobs)
         while i < n and self._state is ConnectionState.ESTABLISHED:
-            chunk = blobs[i:]
-            joined = b"".join(chunk)
-            ends = []
-            total = 0
-            for b in chunk:
-                total += len(b) if len(b) <= _MAX_DATAGRAM else 0
-                ends.append(total)
-            if total != len(joined):
+            chunk = blobs[i:] if i else blobs
+            sizes = list(map(len, chunk))
+            if max(sizes) > _MAX_DATAGRAM:
                 # A datagram above the UDP limit cannot be genuine; take the slow path.
                 self.receive_datagram(blobs[i], now)
                 i += 1
                 continue
+            joined = b"".join(chunk)
+            ends = list(accumulate(sizes))
+            total = ends[-1]
             sc.ensure_plain(total)
             sp = sc.ptr
             flags = lib.DtlsOssl_receive_many(self._c, sp, joined, ends, len(chunk))
@@ -402,17 +401,17 @@ class DtlsConnection:
                 f"send_many() needs an established connection, not {self._state.value}"
             )
         blobs = [p if type(p) is bytes else bytes(p) for p in payloads]
+        if not blobs:
+            return
         limit = self._data_mtu
-        ends = []
-        total = 0
-        for b in blobs:
-            if not 0 < len(b) <= limit:
-                raise PayloadSizeError(
-                    f"send_many(): a {len(b)}-byte payload does not fit one datagram "
-                    f"(1..{limit} bytes with mtu={self._config.mtu})"
-                )
-            total += len(b)
-            ends.append(total)
+        sizes = list(map(len, blobs))
+        if min(sizes) == 0 or max(sizes) > limit:
+            bad = next(n for n in sizes if not 0 < n <= limit)
+            raise PayloadSizeError(
+                f"send_many(): a {bad}-byte payload does not fit one datagram "
+                f"(1..{limit} bytes with mtu={self._config.mtu})"
+            )
+        ends = list(accumulate(sizes))
         joined = b"".join(blobs)
         sc = scratch()
         start = 0
