@@ -9,6 +9,7 @@ from __future__ import annotations
 from dtls_ossl import events
 from dtls_ossl._binding import HAS_DTLS_1_3, openssl_version, openssl_version_number
 from dtls_ossl._roles import Role
+from dtls_ossl._util import TYPE_CHECKING
 from dtls_ossl.configuration import DtlsConfiguration
 from dtls_ossl.connection import ConnectionState, ConnectionStats, DtlsConnection
 from dtls_ossl.exceptions import (
@@ -25,10 +26,12 @@ from dtls_ossl.exceptions import (
     PayloadSizeError,
     ProtocolError,
 )
-from dtls_ossl.webrtc.certificate import Certificate
-from dtls_ossl.webrtc.demux import classify
 from dtls_ossl.webrtc.sdp import Fingerprint, SetupRole, setup_role
 from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys, SrtpProfile
+
+if TYPE_CHECKING:
+    from dtls_ossl.webrtc.certificate import Certificate
+    from dtls_ossl.webrtc.demux import classify
 
 __version__ = "0.1.0"
 
@@ -64,3 +67,19 @@ __all__ = [
     "openssl_version_number",
     "setup_role",
 ]
+
+# Loaded on first access (PEP 562): the connection needs neither at import time.
+_LAZY = {"Certificate": "dtls_ossl.webrtc.certificate", "classify": "dtls_ossl.webrtc.demux"}
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(__import__(module, fromlist=[name]), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

@@ -7,10 +7,13 @@ Everything that touches ``lib`` directly converts results to Python values here 
 from __future__ import annotations
 
 from _thread import _local as _thread_local
-from typing import Any
 
 from dtls_ossl._openssl import ffi, lib
+from dtls_ossl._util import TYPE_CHECKING
 from dtls_ossl.exceptions import OpenSSLError, OpenSSLErrorInfo
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "HAS_DTLS_1_3",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from dtls_ossl._binding import consume_errors, ffi, lib, openssl_assert
+from dtls_ossl._util import TYPE_CHECKING
 from dtls_ossl.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from dtls_ossl.configuration import DtlsConfiguration
 
 __all__ = ["build_ssl_ctx"]

@@ -7,17 +7,18 @@ one peer (role, expected fingerprints) is given to the connection instead.
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any, Union
+from _thread import allocate_lock
 
 from dtls_ossl._roles import Role
+from dtls_ossl._util import TYPE_CHECKING, Record
 from dtls_ossl.exceptions import ConfigurationError
 from dtls_ossl.webrtc.srtp import SrtpProfile
 
 if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Sequence
+    from typing import IO, Any, TypeAlias
+
     from dtls_ossl.webrtc.certificate import Certificate
 
 __all__ = [
@@ -59,8 +60,23 @@ DEFAULT_SRTP_PROFILES: tuple[SrtpProfile, ...] = (
 )
 "Offered ``use_srtp`` profiles; as a server, the first one the client also offers wins."
 
-KeyLogTarget = Union[str, "os.PathLike[str]", IO[str], Callable[[str], None]]
-"A key-log destination: a file path (appended to), a text stream, or a callable per line."
+if TYPE_CHECKING:
+    KeyLogTarget: TypeAlias = str | os.PathLike[str] | IO[str] | Callable[[str], None]
+    "A key-log destination: a file path (appended to), a text stream, or a callable per line."
+else:
+
+    def __getattr__(name: str) -> object:
+        # KeyLogTarget is only built when asked for: a typing.Union at module level would make
+        # ``import dtls_ossl`` import typing (~2.5 ms on an interpreter that has not yet).
+        if name == "KeyLogTarget":
+            from collections.abc import Callable
+            from typing import IO, Union
+
+            alias = Union[str, "os.PathLike[str]", IO[str], Callable[[str], None]]
+            globals()[name] = alias
+            return alias
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # OpenSSL 3.0 treats a timer under 15 ms as already expired and bursts every retransmission.
 _MIN_TIMEOUT = 0.02
@@ -68,14 +84,31 @@ _MIN_MTU = 256
 _MAX_MTU = 65507
 
 
-@dataclass(frozen=True)
-class DtlsConfiguration:
+_setattr = object.__setattr__
+
+
+class DtlsConfiguration(Record):
     """Settings shared by many :class:`~dtls_ossl.DtlsConnection` objects.
 
     Durations are float seconds; ``mtu`` is the largest UDP payload in bytes (subtract 28 bytes
     of IPv4 or 48 bytes of IPv6 headers from a link MTU). Validation happens at construction
-    and raises :class:`~dtls_ossl.ConfigurationError`. Thread-safe once built.
+    and raises :class:`~dtls_ossl.ConfigurationError`. Thread-safe once built. Immutable:
+    use :meth:`replace` to derive a changed copy.
     """
+
+    __match_args__ = (
+        "certificate",
+        "srtp_profiles",
+        "mtu",
+        "initial_retransmit_timeout",
+        "max_retransmit_timeout",
+        "handshake_timeout",
+        "ciphers",
+        "groups",
+        "allow_dtls_1_3",
+        "key_log",
+        "max_held_datagrams",
+    )
 
     certificate: Certificate | None = None
     "Our certificate and private key; None generates an ECDSA P-256 one."
@@ -99,18 +132,58 @@ class DtlsConfiguration:
     "Where to write NSS key-log lines (for Wireshark); None honours ``SSLKEYLOGFILE``."
     max_held_datagrams: int = 64
     "How many peer datagrams to hold while the remote fingerprints are not known yet."
-    _ctx: Any = field(default=None, init=False, repr=False, compare=False)
-    _lock: Any = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
-    _key_log_writer: Callable[[str], None] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
+    # Private state, not fields: out of repr(), == and hash().
+    _ctx: Any = None
+    _lock: Any = None
+    _key_log_writer: Callable[[str], None] | None = None
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        certificate: Certificate | None = None,
+        srtp_profiles: Sequence[SrtpProfile] = DEFAULT_SRTP_PROFILES,
+        mtu: int = 1200,
+        initial_retransmit_timeout: float = 1.0,
+        max_retransmit_timeout: float = 60.0,
+        handshake_timeout: float | None = 30.0,
+        ciphers: str = DEFAULT_CIPHERS,
+        groups: str = DEFAULT_GROUPS,
+        allow_dtls_1_3: bool = False,
+        key_log: KeyLogTarget | None = None,
+        max_held_datagrams: int = 64,
+    ) -> None:
         """Validate every field; generate a certificate when none was given."""
+        _setattr(self, "certificate", certificate)
+        _setattr(self, "srtp_profiles", srtp_profiles)
+        _setattr(self, "mtu", mtu)
+        _setattr(self, "initial_retransmit_timeout", initial_retransmit_timeout)
+        _setattr(self, "max_retransmit_timeout", max_retransmit_timeout)
+        _setattr(self, "handshake_timeout", handshake_timeout)
+        _setattr(self, "ciphers", ciphers)
+        _setattr(self, "groups", groups)
+        _setattr(self, "allow_dtls_1_3", allow_dtls_1_3)
+        _setattr(self, "key_log", key_log)
+        _setattr(self, "max_held_datagrams", max_held_datagrams)
+        _setattr(self, "_ctx", None)
+        _setattr(self, "_lock", allocate_lock())
+        _setattr(self, "_key_log_writer", None)
+        self._validate()
+
+    def replace(self, **changes: Any) -> DtlsConfiguration:
+        """Return a new configuration with the given fields changed (``dataclasses.replace``).
+
+        The copy is validated again and gets its own ``SSL_CTX``; a generated certificate is
+        kept unless ``certificate`` is among the changes.
+
+        :raises ConfigurationError: a changed value is invalid.
+        :raises TypeError: a name is not a field.
+        """
+        return self._replace(**changes)
+
+    def _validate(self) -> None:
         if self.certificate is None:
             from dtls_ossl.webrtc.certificate import Certificate
 
-            object.__setattr__(self, "certificate", Certificate.generate())
+            _setattr(self, "certificate", Certificate.generate())
         elif not getattr(self.certificate, "has_private_key", False):
             raise ConfigurationError("certificate: a private key is required for our own side")
         profiles = tuple(self.srtp_profiles)
@@ -119,7 +192,7 @@ class DtlsConfiguration:
                 raise ConfigurationError(f"srtp_profiles: {p!r} is not an SrtpProfile")
         if len(set(profiles)) != len(profiles):
             raise ConfigurationError("srtp_profiles: a profile is listed twice")
-        object.__setattr__(self, "srtp_profiles", profiles)
+        _setattr(self, "srtp_profiles", profiles)
         if isinstance(self.mtu, bool) or not isinstance(self.mtu, int):
             raise ConfigurationError(f"mtu: expected an int, got {self.mtu!r}")
         if not _MIN_MTU <= self.mtu <= _MAX_MTU:
@@ -155,7 +228,7 @@ class DtlsConfiguration:
                     f"allow_dtls_1_3: the linked {openssl_version()} has no DTLS 1.3 "
                     "(OpenSSL 4.1 or later has)"
                 )
-        object.__setattr__(self, "_key_log_writer", _key_log_writer(self.key_log))
+        _setattr(self, "_key_log_writer", _key_log_writer(self.key_log))
         # Build the SSL_CTX now so a bad cipher or group string fails here, not at first use.
         self._ssl_ctx()
 
@@ -168,7 +241,7 @@ class DtlsConfiguration:
             if self._ctx is None:
                 from dtls_ossl._context import build_ssl_ctx
 
-                object.__setattr__(self, "_ctx", build_ssl_ctx(self))
+                _setattr(self, "_ctx", build_ssl_ctx(self))
         return self._ctx
 
     @property
@@ -189,6 +262,8 @@ def _check_duration(name: str, value: object) -> None:
 
 def _key_log_writer(target: KeyLogTarget | None) -> Callable[[str], None] | None:
     """Resolve a key-log target (or ``SSLKEYLOGFILE``) into a per-line writer."""
+    import os
+
     if target is None:
         env = os.environ.get("SSLKEYLOGFILE")
         if not env:

@@ -46,16 +46,13 @@ A connection is not thread-safe: drive each one from one thread at a time.
 from __future__ import annotations
 
 import enum
-import logging
-from collections.abc import Iterable, Sequence
 from itertools import accumulate
-from dataclasses import dataclass
-from typing import Any, final
 
 from dtls_ossl import events
 from dtls_ossl._binding import consume_errors, ffi, lib, local, openssl_assert, scratch
 from dtls_ossl._callbacks import CallbackState
 from dtls_ossl._roles import Role
+from dtls_ossl._util import TYPE_CHECKING, Record, debug_logger, final
 from dtls_ossl.configuration import DtlsConfiguration
 from dtls_ossl.exceptions import (
     CertificateVerificationError,
@@ -69,13 +66,14 @@ from dtls_ossl.exceptions import (
     PayloadSizeError,
     ProtocolError,
 )
-from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS, Fingerprint
 from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys, SrtpProfile
 
-__all__ = ["ConnectionState", "ConnectionStats", "DtlsConnection"]
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
-_log = logging.getLogger("dtls_ossl.connection")
+__all__ = ["ConnectionState", "ConnectionStats", "DtlsConnection"]
 
 _WIRE = int(lib.DTLSOSSL_WIRE)
 _PLAIN = int(lib.DTLSOSSL_PLAIN)
@@ -124,9 +122,23 @@ _STATE_ORDER = {s: i for i, s in enumerate(ConnectionState)}
 _ESTABLISHED = ConnectionState.ESTABLISHED
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionStats:
+class ConnectionStats(Record):
     """Counters of one connection (a snapshot)."""
+
+    __slots__ = (
+        "datagrams_dropped",
+        "datagrams_held",
+        "datagrams_received",
+        "datagrams_sent",
+        "retransmissions",
+    )
+    __match_args__ = (
+        "datagrams_received",
+        "datagrams_dropped",
+        "datagrams_held",
+        "datagrams_sent",
+        "retransmissions",
+    )
 
     datagrams_received: int
     "Datagrams given to ``receive_datagram`` (including dropped and held ones)."
@@ -138,6 +150,20 @@ class ConnectionStats:
     "Datagrams returned by ``datagrams_to_send``."
     retransmissions: int
     "Flights we retransmitted after our timer expired."
+
+    def __init__(
+        self,
+        datagrams_received: int,
+        datagrams_dropped: int,
+        datagrams_held: int,
+        datagrams_sent: int,
+        retransmissions: int,
+    ) -> None:
+        _setattr(self, "datagrams_received", datagrams_received)
+        _setattr(self, "datagrams_dropped", datagrams_dropped)
+        _setattr(self, "datagrams_held", datagrams_held)
+        _setattr(self, "datagrams_sent", datagrams_sent)
+        _setattr(self, "retransmissions", retransmissions)
 
 
 def _normalise_fingerprints(
@@ -770,6 +796,8 @@ class DtlsConnection:
         if der is None:  # pragma: no cover - OpenSSL always verifies the peer certificate
             self._fatal_error(CertificateVerificationError("the peer sent no certificate"))
             return
+        from dtls_ossl.webrtc.certificate import Certificate
+
         peer = Certificate.from_der(der)
         matched = None
         if self._expected is not None:
@@ -792,8 +820,9 @@ class DtlsConnection:
             srtp_keys=keys,
         )
         self._events.append(self._info)
-        if _log.isEnabledFor(logging.DEBUG):
-            _log.debug(
+        log = debug_logger(__name__)
+        if log is not None:
+            log.debug(
                 "%s: handshake completed: %s %s srtp=%s",
                 self._role.value,
                 version,
@@ -880,8 +909,9 @@ class DtlsConnection:
         self._handshake_deadline = None
         self._held = []
         self._events.append(events.ConnectionTerminated(error=error, by_peer=by_peer))
-        if error is not None and _log.isEnabledFor(logging.DEBUG):
-            _log.debug("%s: terminated: %s", self._role.value, error)
+        log = None if error is None else debug_logger(__name__)
+        if log is not None:
+            log.debug("%s: terminated: %s", self._role.value, error)
         lib.ERR_clear_error()
         # Free the SSL object now rather than at garbage collection: a server may hold many
         # terminated connections until it notices.

@@ -6,8 +6,7 @@ Order guarantees: :class:`HandshakeCompleted` precedes every :class:`DataReceive
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, final
+from dtls_ossl._util import TYPE_CHECKING, Record, final
 
 if TYPE_CHECKING:
     from dtls_ossl.exceptions import DtlsError
@@ -25,6 +24,10 @@ __all__ = [
     "FlightRetransmitted",
     "HandshakeCompleted",
 ]
+
+# Fields are stored with object.__setattr__ (the classes are frozen); DataReceived, built once
+# per record on the hot path, uses its slot descriptor's __set__ directly, which is faster still.
+_setattr = object.__setattr__
 
 _ALERT_NAMES = {
     0: "close_notify",
@@ -67,9 +70,25 @@ class DtlsEvent:
 
 
 @final
-@dataclass(frozen=True, slots=True)
-class HandshakeCompleted(DtlsEvent):
+class HandshakeCompleted(Record, DtlsEvent):
     """The handshake finished and the peer's certificate passed the fingerprint check."""
+
+    __slots__ = (
+        "cipher",
+        "peer_certificate",
+        "peer_fingerprint",
+        "protocol_version",
+        "srtp_keys",
+        "srtp_profile",
+    )
+    __match_args__ = (
+        "protocol_version",
+        "cipher",
+        "srtp_profile",
+        "peer_certificate",
+        "peer_fingerprint",
+        "srtp_keys",
+    )
 
     protocol_version: str
     "Negotiated version as OpenSSL names it: ``DTLSv1.2``."
@@ -84,25 +103,55 @@ class HandshakeCompleted(DtlsEvent):
     srtp_keys: SrtpKeys | None
     "SRTP master keys and salts resolved to local/remote (RFC 5764 §4.2), if SRTP was agreed."
 
+    def __init__(
+        self,
+        protocol_version: str,
+        cipher: str,
+        srtp_profile: SrtpProfile | None,
+        peer_certificate: Certificate,
+        peer_fingerprint: Fingerprint | None,
+        srtp_keys: SrtpKeys | None,
+    ) -> None:
+        _setattr(self, "protocol_version", protocol_version)
+        _setattr(self, "cipher", cipher)
+        _setattr(self, "srtp_profile", srtp_profile)
+        _setattr(self, "peer_certificate", peer_certificate)
+        _setattr(self, "peer_fingerprint", peer_fingerprint)
+        _setattr(self, "srtp_keys", srtp_keys)
+
 
 @final
-@dataclass(frozen=True, slots=True)
-class DataReceived(DtlsEvent):
+class DataReceived(Record, DtlsEvent):
     """Application data was decrypted."""
+
+    __slots__ = ("data",)
+    __match_args__ = ("data",)
 
     data: bytes
     "Plaintext of exactly one DTLS record."
 
+    def __init__(self, data: bytes) -> None:
+        _set_data(self, data)
+
+
+_set_data = DataReceived.__dict__["data"].__set__
+
 
 @final
-@dataclass(frozen=True, slots=True)
-class AlertReceived(DtlsEvent):
+class AlertReceived(Record, DtlsEvent):
     """The peer sent an alert (RFC 6347 §4.1.2.7); fatal ones are followed by termination."""
 
+    __slots__ = ("description", "level")
+    __match_args__ = ("level", "description")
+
     level: int
     "1 = warning, 2 = fatal."
     description: int
     "Alert description code (RFC 5246 §7.2)."
+
+    def __init__(self, level: int, description: int) -> None:
+        _setattr(self, "level", level)
+        _setattr(self, "description", description)
 
     @property
     def name(self) -> str:
@@ -111,14 +160,20 @@ class AlertReceived(DtlsEvent):
 
 
 @final
-@dataclass(frozen=True, slots=True)
-class AlertSent(DtlsEvent):
+class AlertSent(Record, DtlsEvent):
     """We sent an alert: a trace of why a handshake failed, or of our close_notify."""
 
+    __slots__ = ("description", "level")
+    __match_args__ = ("level", "description")
+
     level: int
     "1 = warning, 2 = fatal."
     description: int
     "Alert description code (RFC 5246 §7.2)."
+
+    def __init__(self, level: int, description: int) -> None:
+        _setattr(self, "level", level)
+        _setattr(self, "description", description)
 
     @property
     def name(self) -> str:
@@ -127,31 +182,48 @@ class AlertSent(DtlsEvent):
 
 
 @final
-@dataclass(frozen=True, slots=True)
-class FlightRetransmitted(DtlsEvent):
+class FlightRetransmitted(Record, DtlsEvent):
     """The retransmission timer expired and the last flight was sent again (RFC 6347 §4.2.4)."""
+
+    __slots__ = ("count", "next_timeout")
+    __match_args__ = ("count", "next_timeout")
 
     count: int
     "How many retransmissions this connection has made so far."
     next_timeout: float | None
     "Seconds until the next expiry (the backoff, capped by the configuration)."
 
+    def __init__(self, count: int, next_timeout: float | None) -> None:
+        _setattr(self, "count", count)
+        _setattr(self, "next_timeout", next_timeout)
+
 
 @final
-@dataclass(frozen=True, slots=True)
-class DatagramsHeld(DtlsEvent):
+class DatagramsHeld(Record, DtlsEvent):
     """The peer's flight is being held until ``set_remote_fingerprints()`` is called."""
+
+    __slots__ = ("count",)
+    __match_args__ = ("count",)
 
     count: int
     "How many datagrams are held now."
 
+    def __init__(self, count: int) -> None:
+        _setattr(self, "count", count)
+
 
 @final
-@dataclass(frozen=True, slots=True)
-class ConnectionTerminated(DtlsEvent):
+class ConnectionTerminated(Record, DtlsEvent):
     """The connection ended. Always the last event."""
+
+    __slots__ = ("by_peer", "error")
+    __match_args__ = ("error", "by_peer")
 
     error: DtlsError | None
     "Why it ended; None for a clean close_notify from either side."
     by_peer: bool
     "True if the peer ended it (its close_notify or fatal alert)."
+
+    def __init__(self, error: DtlsError | None, by_peer: bool) -> None:
+        _setattr(self, "error", error)
+        _setattr(self, "by_peer", by_peer)

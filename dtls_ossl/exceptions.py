@@ -9,7 +9,7 @@ describe a peer or negotiation failure and normally arrive inside a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dtls_ossl._util import Record
 
 __all__ = [
     "CertificateVerificationError",
@@ -26,10 +26,14 @@ __all__ = [
     "ProtocolError",
 ]
 
+_setattr = object.__setattr__
 
-@dataclass(frozen=True, slots=True)
-class OpenSSLErrorInfo:
+
+class OpenSSLErrorInfo(Record):
     """One entry of OpenSSL's per-thread error queue."""
+
+    __slots__ = ("code", "library", "reason")
+    __match_args__ = ("code", "library", "reason")
 
     code: int
     "The packed error code (``ERR_get_error``)."
@@ -37,6 +41,11 @@ class OpenSSLErrorInfo:
     "The library that raised it, e.g. ``SSL routines``."
     reason: str
     "OpenSSL's reason string, e.g. ``certificate verify failed``."
+
+    def __init__(self, code: int, library: str, reason: str) -> None:
+        _setattr(self, "code", code)
+        _setattr(self, "library", library)
+        _setattr(self, "reason", reason)
 
     def __str__(self) -> str:
         """Format as ``library: reason``."""

@@ -7,10 +7,13 @@ parsed or inspected.
 
 from __future__ import annotations
 
-from dtls_ossl.webrtc.certificate import KEY_TYPES, Certificate
-from dtls_ossl.webrtc.demux import DatagramKind, classify
-from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS, Fingerprint, SetupRole, setup_role
-from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys, SrtpProfile
+from dtls_ossl._util import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dtls_ossl.webrtc.certificate import KEY_TYPES, Certificate
+    from dtls_ossl.webrtc.demux import DatagramKind, classify
+    from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS, Fingerprint, SetupRole, setup_role
+    from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys, SrtpProfile
 
 __all__ = [
     "FINGERPRINT_ALGORITHMS",
@@ -25,3 +28,32 @@ __all__ = [
     "classify",
     "setup_role",
 ]
+
+# The names above are loaded on first access (PEP 562): importing one submodule, as
+# ``import dtls_ossl`` does for srtp and sdp, must not import the others.
+_SUBMODULES = {
+    "KEY_TYPES": "certificate",
+    "Certificate": "certificate",
+    "DatagramKind": "demux",
+    "classify": "demux",
+    "FINGERPRINT_ALGORITHMS": "sdp",
+    "Fingerprint": "sdp",
+    "SetupRole": "sdp",
+    "setup_role": "sdp",
+    "SRTP_EXPORTER_LABEL": "srtp",
+    "SrtpKeys": "srtp",
+    "SrtpProfile": "srtp",
+}
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        submodule = _SUBMODULES.get(name)
+        if submodule is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(__import__(f"{__name__}.{submodule}", fromlist=[name]), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

@@ -15,12 +15,9 @@ Pure Python: nothing here needs OpenSSL or pyca/cryptography.
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
-import re
-from dataclasses import dataclass
 
 from dtls_ossl._roles import Role
+from dtls_ossl._util import Record
 from dtls_ossl.exceptions import ConfigurationError
 
 __all__ = ["FINGERPRINT_ALGORITHMS", "Fingerprint", "SetupRole", "setup_role"]
@@ -37,8 +34,9 @@ FINGERPRINT_ALGORITHMS: dict[str, tuple[str, int]] = {
 ``md5`` and ``md2`` are valid RFC 8122 names but MUST NOT be used, so they are rejected.
 """
 
+_setattr = object.__setattr__
 _FORBIDDEN_ALGORITHMS = frozenset({"md5", "md2"})
-_HEX_PAIRS = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})*")
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _MAX_ECHO = 40
 
 
@@ -57,6 +55,20 @@ def _strip_prefix(text: str, prefixes: tuple[str, ...]) -> str:
     return text
 
 
+def _is_hex_pairs(text: str) -> bool:
+    """Tell whether ``text`` is colon-separated two-digit hex pairs (``AB:cd:01``)."""
+    return all(
+        len(pair) == 2 and pair[0] in _HEX_DIGITS and pair[1] in _HEX_DIGITS
+        for pair in text.split(":")
+    )
+
+
+def _digest(hashlib_name: str, data: bytes) -> bytes:
+    import hashlib  # lazily: hashlib and hmac cost ~3 ms of import time
+
+    return hashlib.new(hashlib_name, data).digest()
+
+
 def _normalise_algorithm(algorithm: str) -> str:
     """Return the lower-case SDP hash name, or raise :class:`ConfigurationError`."""
     name = algorithm.strip().lower()
@@ -72,8 +84,7 @@ def _normalise_algorithm(algorithm: str) -> str:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Fingerprint:
+class Fingerprint(Record):
     """A certificate fingerprint as carried in SDP ``a=fingerprint`` (RFC 8122 §5).
 
     W3C: ``RTCDtlsFingerprint``. Build one with :meth:`parse` (from SDP) or :meth:`from_der`
@@ -85,26 +96,29 @@ class Fingerprint:
         length does not match it.
     """
 
+    __slots__ = ("algorithm", "value")
+    __match_args__ = ("algorithm", "value")
+
     algorithm: str
     "The SDP hash function name, lower-case, e.g. ``sha-256`` (a key of FINGERPRINT_ALGORITHMS)."
     value: bytes
     "The raw digest of the certificate's DER encoding."
 
-    def __post_init__(self) -> None:
+    def __init__(self, algorithm: str, value: bytes) -> None:
         """Normalise the algorithm name and check the digest length."""
-        if not isinstance(self.algorithm, str):
-            raise TypeError(f"algorithm must be str, not {type(self.algorithm).__name__}")
-        if not isinstance(self.value, (bytes, bytearray, memoryview)):
-            raise TypeError(f"value must be bytes, not {type(self.value).__name__}")
-        algorithm = _normalise_algorithm(self.algorithm)
-        value = bytes(self.value)
+        if not isinstance(algorithm, str):
+            raise TypeError(f"algorithm must be str, not {type(algorithm).__name__}")
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"value must be bytes, not {type(value).__name__}")
+        algorithm = _normalise_algorithm(algorithm)
+        value = bytes(value)
         expected = FINGERPRINT_ALGORITHMS[algorithm][1]
         if len(value) != expected:
             raise ConfigurationError(
                 f"{algorithm} fingerprint must be {expected} bytes, got {len(value)}"
             )
-        object.__setattr__(self, "algorithm", algorithm)
-        object.__setattr__(self, "value", value)
+        _setattr(self, "algorithm", algorithm)
+        _setattr(self, "value", value)
 
     @classmethod
     def parse(cls, text: str) -> Fingerprint:
@@ -129,7 +143,7 @@ class Fingerprint:
         if not algorithm_text.isascii():
             raise ConfigurationError(f"unknown fingerprint algorithm {_echo(algorithm_text)}")
         algorithm = _normalise_algorithm(algorithm_text)
-        if not hex_text.isascii() or _HEX_PAIRS.fullmatch(hex_text) is None:
+        if not hex_text.isascii() or not _is_hex_pairs(hex_text):
             raise ConfigurationError(
                 f"fingerprint digest must be colon-separated hex pairs, got {_echo(hex_text)}"
             )
@@ -144,7 +158,7 @@ class Fingerprint:
         :raises ConfigurationError: if the algorithm is unknown.
         """
         name = _normalise_algorithm(algorithm)
-        return cls(name, hashlib.new(FINGERPRINT_ALGORITHMS[name][0], der).digest())
+        return cls(name, _digest(FINGERPRINT_ALGORITHMS[name][0], der))
 
     @property
     def hex(self) -> str:
@@ -160,7 +174,9 @@ class Fingerprint:
 
         The digest comparison runs in constant time (:func:`hmac.compare_digest`).
         """
-        digest = hashlib.new(FINGERPRINT_ALGORITHMS[self.algorithm][0], der).digest()
+        import hmac
+
+        digest = _digest(FINGERPRINT_ALGORITHMS[self.algorithm][0], der)
         return hmac.compare_digest(self.value, digest)
 
     def __str__(self) -> str:

@@ -11,13 +11,14 @@ Pure Python: nothing here needs OpenSSL or pyca/cryptography.
 from __future__ import annotations
 
 import enum
-import hmac
-from dataclasses import dataclass
 
 from dtls_ossl._roles import Role
+from dtls_ossl._util import Record
 from dtls_ossl.exceptions import ConfigurationError
 
 __all__ = ["SRTP_EXPORTER_LABEL", "SrtpKeys", "SrtpProfile"]
+
+_setattr = object.__setattr__
 
 SRTP_EXPORTER_LABEL = "EXTRACTOR-dtls_srtp"
 "The TLS exporter label for DTLS-SRTP keying material (RFC 5764 §4.2)."
@@ -105,8 +106,7 @@ _PARAMETERS: dict[SrtpProfile, tuple[int, int, int]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class SrtpKeys:
+class SrtpKeys(Record):
     """SRTP master keys and salts, already resolved to this endpoint's point of view.
 
     Use ``local_*`` to protect what this endpoint sends and ``remote_*`` to unprotect what it
@@ -115,6 +115,9 @@ class SrtpKeys:
     :raises ConfigurationError: from the constructor if a key or salt length does not fit the
         profile.
     """
+
+    __slots__ = ("local_key", "local_salt", "profile", "remote_key", "remote_salt")
+    __match_args__ = ("profile", "local_key", "local_salt", "remote_key", "remote_salt")
 
     profile: SrtpProfile
     "The negotiated protection profile."
@@ -127,24 +130,30 @@ class SrtpKeys:
     remote_salt: bytes
     "Master salt for SRTP/SRTCP the peer sends."
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        profile: SrtpProfile,
+        local_key: bytes,
+        local_salt: bytes,
+        remote_key: bytes,
+        remote_salt: bytes,
+    ) -> None:
         """Check every key and salt length against the profile."""
-        for field, expected in (
-            ("local_key", self.profile.key_length),
-            ("local_salt", self.profile.salt_length),
-            ("remote_key", self.profile.key_length),
-            ("remote_salt", self.profile.salt_length),
+        _setattr(self, "profile", profile)
+        for field, raw, expected in (
+            ("local_key", local_key, profile.key_length),
+            ("local_salt", local_salt, profile.salt_length),
+            ("remote_key", remote_key, profile.key_length),
+            ("remote_salt", remote_salt, profile.salt_length),
         ):
-            raw = getattr(self, field)
             if not isinstance(raw, (bytes, bytearray, memoryview)):
                 raise TypeError(f"{field} must be bytes, not {type(raw).__name__}")
             value = bytes(raw)
             if len(value) != expected:
                 raise ConfigurationError(
-                    f"{field} must be {expected} bytes for {self.profile.openssl_name}, "
-                    f"got {len(value)}"
+                    f"{field} must be {expected} bytes for {profile.openssl_name}, got {len(value)}"
                 )
-            object.__setattr__(self, field, value)
+            _setattr(self, field, value)
 
     @classmethod
     def from_keying_material(
@@ -190,6 +199,8 @@ class SrtpKeys:
 
         Byte comparisons run in constant time (:func:`hmac.compare_digest`).
         """
+        import hmac  # lazily: hmac pulls in hashlib (~3 ms of import time)
+
         if self.profile is not other.profile:
             return False
         results = (
