@@ -31,6 +31,7 @@ class CallbackState:
         "expected",
         "insecure",
         "key_log",
+        "matched",
         "mismatch",
         "peer_der",
     )
@@ -42,6 +43,8 @@ class CallbackState:
         self.insecure = False
         self.key_log = key_log
         self.peer_der: bytes | None = None
+        self.matched = -1
+        "Index in ``expected`` of the fingerprint the peer matched; -1 until one has."
         self.mismatch: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self.captured: BaseException | None = None
 
@@ -74,11 +77,12 @@ def _check_peer(state: CallbackState, der: bytes) -> int:
         state.mismatch = ((), ())
         return REJECT
     actual: dict[str, bytes] = {}
-    for name, digest in expected:
+    for index, (name, digest) in enumerate(expected):
         got = actual.get(name)
         if got is None:
             got = actual[name] = hashlib.new(name, der).digest()
         if hmac.compare_digest(got, digest):
+            state.matched = index
             return ACCEPT
     state.mismatch = (
         tuple(f"{_sdp_name(n)} {_hex(d)}" for n, d in expected),

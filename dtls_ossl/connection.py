@@ -801,13 +801,11 @@ class DtlsConnection:
         peer = Certificate.from_der(der)
         matched = None
         if self._expected is not None:
-            for fp in self._expected:
-                if fp.matches(der):
-                    matched = fp
-                    break
-            if matched is None:  # pragma: no cover - the verify callback already refused it
-                self._fatal_error(FingerprintMismatchError("peer certificate changed"))
+            index = self._cb.matched
+            if index < 0:  # pragma: no cover - the verify callback already refused it
+                self._fatal_error(FingerprintMismatchError("peer certificate was not checked"))
                 return
+            matched = self._expected[index]
         self._data_mtu = int(lib.DTLS_get_data_mtu(ssl))
         self._state = ConnectionState.ESTABLISHED
         self._held = []
