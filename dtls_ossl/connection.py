@@ -118,7 +118,6 @@ class ConnectionState(enum.Enum):
     "Ended by an error; ``ConnectionTerminated.error`` says which."
 
 
-_STATE_ORDER = {s: i for i, s in enumerate(ConnectionState)}
 _ESTABLISHED = ConnectionState.ESTABLISHED
 
 
@@ -794,7 +793,9 @@ class DtlsConnection:
             keys = SrtpKeys.from_keying_material(profile, material, self._role)
         der = self._cb.peer_der
         if der is None:  # pragma: no cover - OpenSSL always verifies the peer certificate
-            self._fatal_error(CertificateVerificationError("the peer sent no certificate"))
+            self._terminate(
+                CertificateVerificationError("the peer sent no certificate"), by_peer=False
+            )
             return
         from dtls_ossl.webrtc.certificate import Certificate
 
@@ -803,7 +804,9 @@ class DtlsConnection:
         if self._expected is not None:
             index = self._cb.matched
             if index < 0:  # pragma: no cover - the verify callback already refused it
-                self._fatal_error(FingerprintMismatchError("peer certificate was not checked"))
+                self._terminate(
+                    FingerprintMismatchError("peer certificate was not checked"), by_peer=False
+                )
                 return
             matched = self._expected[index]
         self._data_mtu = int(lib.DTLS_get_data_mtu(ssl))
@@ -896,9 +899,6 @@ class DtlsConnection:
             err = cls(reasons, alert=self._sent_alert, errors=errors)
         self._terminate(err, by_peer=by_peer)
 
-    def _fatal_error(self, err: DtlsError) -> None:
-        self._terminate(err, by_peer=False)
-
     def _terminate(self, error: DtlsError | None, *, by_peer: bool) -> None:
         if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
             return
@@ -916,9 +916,16 @@ class DtlsConnection:
         ffi.release(self._c)
 
 
+def _first_handshake_type_untrusted(data: bytes) -> int:
+    """Return the handshake type of an epoch-0 handshake first record, else -1. Cannot fail."""
+    if len(data) > 25 and data[0] == 22 and data[3] == 0 and data[4] == 0:
+        return data[13]
+    return -1
+
+
 def _is_client_hello_untrusted(data: bytes) -> bool:
     """Tell whether the first record is an epoch-0 handshake record with a ClientHello."""
-    return len(data) > 25 and data[0] == 22 and data[3] == 0 and data[4] == 0 and data[13] == 1
+    return _first_handshake_type_untrusted(data) == 1
 
 
 def _may_feed_untrusted(data: bytes) -> bool:
@@ -926,11 +933,6 @@ def _may_feed_untrusted(data: bytes) -> bool:
 
     Only a ClientHello (type 1) or HelloVerifyRequest (type 3) in epoch 0: neither carries a
     certificate, so feeding them lets the handshake progress up to the peer's Certificate,
-    which is then held until ``set_remote_fingerprints``. Cannot fail.
+    which is then held until ``set_remote_fingerprints``.
     """
-    return len(data) > 25 and data[0] == 22 and data[3] == 0 and data[4] == 0 and data[13] in (1, 3)
-
-
-def _state_rank(state: ConnectionState) -> int:
-    """Position of a state in the forward-only order (used by tests and fuzzing)."""
-    return _STATE_ORDER[state]
+    return _first_handshake_type_untrusted(data) in (1, 3)
