@@ -164,6 +164,7 @@ int DtlsOssl_send_many(DtlsOssl_conn *, DtlsOssl_scratch *, const char *,
 int DtlsOssl_handle_timeout(DtlsOssl_conn *, DtlsOssl_scratch *);
 int DtlsOssl_shutdown(DtlsOssl_conn *, DtlsOssl_scratch *);
 int DtlsOssl_drain(DtlsOssl_conn *, DtlsOssl_scratch *);
+int DtlsOssl_prime_cookie_exchange(DtlsOssl_conn *);
 size_t DtlsOssl_pending(DtlsOssl_conn *);
 int DtlsOssl_well_formed(const unsigned char *, size_t);
 
@@ -323,6 +324,62 @@ static unsigned int DtlsOssl_timer_cb(SSL *ssl, unsigned int timer_us)
     return timer_us * 2;
 }
 
+/* Cookie exchange is stateless and done in Python (dtls_ossl.cookies) before an SSL object
+   exists; OpenSSL only sees it on connections primed by DtlsOssl_prime_cookie_exchange, where
+   the cookie was already verified. */
+static int DtlsOssl_cookie_generate_cb(SSL *ssl, unsigned char *cookie, unsigned int *len)
+{
+    (void)ssl;
+    cookie[0] = 0;
+    *len = 1;
+    return 1;
+}
+
+static int DtlsOssl_cookie_verify_cb(SSL *ssl, const unsigned char *cookie, unsigned int len)
+{
+    (void)ssl;
+    (void)cookie;
+    (void)len;
+    return 1;
+}
+
+/* Make a fresh server SSL behave as if it had itself sent the HelloVerifyRequest our stateless
+   layer sent: switch on SSL_OP_COOKIE_EXCHANGE and feed a minimal cookie-less ClientHello
+   (message_seq 0). OpenSSL answers it with a HelloVerifyRequest, which is discarded, and then
+   expects the client's second ClientHello (message_seq 1), cookie included - fragmented or not,
+   unlike DTLSv1_listen(3). RFC 6347 §4.2.6 keeps the first ClientHello and the
+   HelloVerifyRequest out of the handshake hash, so the synthetic hello changes nothing that
+   either side verifies. Returns 1 when OpenSSL is waiting for the second ClientHello. */
+int DtlsOssl_prime_cookie_exchange(DtlsOssl_conn *c)
+{
+    static const unsigned char hello[] = {
+        22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12 + 42,              /* record header */
+        1, 0, 0, 42, 0, 0, 0, 0, 0, 0, 0, 42,                            /* handshake header */
+        0xfe, 0xfd,                                                      /* client_version */
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,                  /* random */
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0,                                                               /* session_id */
+        0,                                                               /* no cookie */
+        0, 2, 0xc0, 0x2b,                                                /* cipher_suites */
+        1, 0,                                                            /* compression */
+    };
+    int r;
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+    SSL_set_options(c->ssl, SSL_OP_COOKIE_EXCHANGE);
+    if (BIO_write(c->rbio, hello, (int)sizeof(hello)) != (int)sizeof(hello))
+        return 0;
+    r = SSL_do_handshake(c->ssl);
+    (void)BIO_reset(c->rbio);
+    (void)BIO_reset(c->wbio);   /* the HelloVerifyRequest: ours already went out */
+    c->n_alerts = 0;
+    if (r > 0 || SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+        ERR_clear_error();
+        return 0;
+    }
+    return 1;
+}
+
 int DtlsOssl_ctx_setup(SSL_CTX *ctx, const unsigned char *cert, int cert_len,
                        const unsigned char *key, int key_len, int keylog)
 {
@@ -349,6 +406,8 @@ int DtlsOssl_ctx_setup(SSL_CTX *ctx, const unsigned char *cert, int cert_len,
     SSL_CTX_set_info_callback(ctx, DtlsOssl_info_cb);
     if (keylog)
         SSL_CTX_set_keylog_callback(ctx, DtlsOssl_keylog_cb);
+    SSL_CTX_set_cookie_generate_cb(ctx, DtlsOssl_cookie_generate_cb);
+    SSL_CTX_set_cookie_verify_cb(ctx, DtlsOssl_cookie_verify_cb);
     return 1;
 }
 

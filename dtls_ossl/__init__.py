@@ -30,6 +30,7 @@ from dtls_ossl.webrtc.sdp import Fingerprint, SetupRole, setup_role
 from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys, SrtpProfile
 
 if TYPE_CHECKING:
+    from dtls_ossl.cookies import CookieVerifier
     from dtls_ossl.webrtc.certificate import Certificate
     from dtls_ossl.webrtc.demux import classify
 
@@ -44,6 +45,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionState",
     "ConnectionStats",
+    "CookieVerifier",
     "DtlsConfiguration",
     "DtlsConnection",
     "DtlsError",
@@ -69,7 +71,11 @@ __all__ = [
 ]
 
 # Loaded on first access (PEP 562): the connection needs neither at import time.
-_LAZY = {"Certificate": "dtls_ossl.webrtc.certificate", "classify": "dtls_ossl.webrtc.demux"}
+_LAZY = {
+    "Certificate": "dtls_ossl.webrtc.certificate",
+    "classify": "dtls_ossl.webrtc.demux",
+    "CookieVerifier": "dtls_ossl.cookies",
+}
 
 if not TYPE_CHECKING:
 

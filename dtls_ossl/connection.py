@@ -491,6 +491,27 @@ class DtlsConnection:
                 break
             self._feed(d, now)
 
+    def accept_verified_hello(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """Start a server with a ClientHello whose cookie was already verified.
+
+        Use this with :class:`~dtls_ossl.cookies.CookieVerifier`: the stateless layer answered
+        the first ClientHello with a HelloVerifyRequest and checked the cookie of this one, so
+        the connection continues from there (message_seq 1), whether or not the hello is
+        fragmented. After calling this, call :meth:`datagrams_to_send`, :meth:`get_timer` and
+        :meth:`next_event`.
+
+        :raises InvalidStateError: on a client, or if the connection has already started.
+        """
+        if self._role is not Role.SERVER or self._state is not ConnectionState.NEW:
+            raise InvalidStateError("accept_verified_hello() is for a new server connection")
+        if type(data) is not bytes:
+            data = bytes(data)
+        if lib.DtlsOssl_prime_cookie_exchange(self._c) != 1:
+            raise OpenSSLError("priming the cookie exchange failed", consume_errors())
+        self._n_received += 1
+        self._start(now)
+        self._feed(data, now)
+
     # ---------------------------------------------------------------------------- outputs
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
