@@ -26,3 +26,7 @@ python -m ruff check dtls_ossl build_ffi.py
 python -m ruff format --check dtls_ossl build_ffi.py
 python -m mypy
 python -m pytest
+
+# Interop matrix against real DTLS stacks (openssl, pyOpenSSL, GnuTLS, headless Chromium):
+# installs missing peers, then runs it; non-zero if any cell fails. Reports: reports/conformance.
+bash ci/conformance.sh

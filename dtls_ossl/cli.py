@@ -29,6 +29,7 @@ from typing import NoReturn
 from dtls_ossl import __version__
 from dtls_ossl._binding import openssl_version
 from dtls_ossl.configuration import _MAX_MTU, _MIN_MTU, _MIN_TIMEOUT, DEFAULT_SRTP_PROFILES
+from dtls_ossl.conformance import command as _conformance
 from dtls_ossl.exceptions import DtlsError
 from dtls_ossl.webrtc.certificate import KEY_TYPES, Certificate
 from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS
@@ -385,6 +386,13 @@ COMMANDS: list[Command] = [
         _demo_arguments,
         _run_demo,
         _DEMO_DESCRIPTION,
+    ),
+    Command(
+        "conformance",
+        "run the interop matrix against real DTLS stacks; reports, exit 1 on any failure",
+        _conformance.add_arguments,
+        _conformance.run,
+        _conformance.DESCRIPTION,
     ),
 ]
 "Every subcommand, in ``--help`` order."

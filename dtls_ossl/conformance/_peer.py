@@ -1,0 +1,86 @@
+"""The interface of a conformance peer, and the cells it contributes to the matrix."""
+
+from __future__ import annotations
+
+import abc
+
+from dtls_ossl._roles import Role
+from dtls_ossl.conformance._cell import CellContext, CellOutcome
+from dtls_ossl.conformance._model import Availability, CellKind, CellSpec
+from dtls_ossl.webrtc.srtp import SrtpProfile
+
+__all__ = ["KEY_TYPES", "Peer", "UnwiredPeer"]
+
+KEY_TYPES = ("ecdsa-p256", "rsa-2048")
+"Our certificate types in the matrix."
+
+
+class Peer(abc.ABC):
+    """One foreign DTLS implementation.
+
+    Subclasses set :attr:`name`, :attr:`profiles` and :attr:`install`, and implement
+    :meth:`availability` and :meth:`run`.
+    """
+
+    name: str = ""
+    "Short name used in ``--peers`` and the report."
+    profiles: tuple[SrtpProfile, ...] = ()
+    "SRTP profiles the peer supports (one cell each)."
+    key_types: tuple[str, ...] = KEY_TYPES
+    "Our certificate types the peer accepts."
+    roles: tuple[Role, ...] = (Role.CLIENT, Role.SERVER)
+    "Our roles against this peer."
+    install: str = ""
+    "The command that installs the peer."
+    cell_timeout_factor: float = 1.0
+    "Multiplier of ``--timeout`` for this peer's cells (a browser needs longer)."
+
+    @abc.abstractmethod
+    def availability(self) -> Availability:
+        """Tell whether the peer can run here (cheap; called once per run)."""
+
+    @abc.abstractmethod
+    def run(self, ctx: CellContext) -> CellOutcome:
+        """Run the cell ``ctx.spec``; raise CellFailure when it cannot go on."""
+
+    def cells(self) -> list[CellSpec]:
+        """List the cells of this peer: every role x profile x key type, then wrong fingerprints."""
+        out = [
+            CellSpec(self.name, role, CellKind.HANDSHAKE, profile, key_type)
+            for role in self.roles
+            for profile in self.profiles
+            for key_type in self.key_types
+        ]
+        out += [
+            CellSpec(self.name, role, CellKind.WRONG_FINGERPRINT, self.profiles[0], KEY_TYPES[0])
+            for role in self.roles
+        ]
+        return out
+
+
+class UnwiredPeer(Peer):
+    """A peer the issue names that this harness does not drive yet: always skipped."""
+
+    def __init__(
+        self, name: str, profiles: tuple[SrtpProfile, ...], install: str, note: str
+    ) -> None:
+        """Describe the peer; ``note`` says what wiring it needs."""
+        self.name = name
+        self.profiles = profiles
+        self.install = install
+        self.note = note
+
+    def availability(self) -> Availability:
+        """Never available: not yet wired into the harness."""
+        return Availability(False, reason=f"not yet wired: {self.note}", install=self.install)
+
+    def run(self, ctx: CellContext) -> CellOutcome:  # pragma: no cover - always skipped
+        """Never called."""
+        raise NotImplementedError(self.name)
+
+    def cells(self) -> list[CellSpec]:
+        """One skipped cell per role: the matrix shows the peer without inventing cells."""
+        return [
+            CellSpec(self.name, role, CellKind.HANDSHAKE, self.profiles[0], KEY_TYPES[0])
+            for role in self.roles
+        ]

@@ -1,0 +1,163 @@
+"""The conformance matrix: which peers exist, and running their cells one by one."""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TextIO
+
+from dtls_ossl import __version__
+from dtls_ossl._binding import openssl_version
+from dtls_ossl.conformance._cell import CellContext, Identities
+from dtls_ossl.conformance._model import (
+    CellFailure,
+    CellResult,
+    CheckStatus,
+    Deadline,
+    Negotiated,
+    Status,
+)
+from dtls_ossl.conformance._peer import Peer, UnwiredPeer
+from dtls_ossl.conformance.report import RunReport, cell_line, summary, write_json, write_junit
+from dtls_ossl.webrtc.srtp import SrtpProfile
+
+__all__ = ["DEFAULT_TIMEOUT", "all_peers", "run_matrix"]
+
+DEFAULT_TIMEOUT = 10.0
+"Seconds one cell may take (a browser cell gets a multiple)."
+
+_AES_CM = (SrtpProfile.AES128_CM_SHA1_80, SrtpProfile.AES128_CM_SHA1_32)
+_ALL = tuple(SrtpProfile)
+
+
+def all_peers() -> list[Peer]:
+    """Every peer the harness knows, in the order they run."""
+    from dtls_ossl.conformance.peer_chromium import ChromiumPeer
+    from dtls_ossl.conformance.peer_gnutls import GnuTLSPeer
+    from dtls_ossl.conformance.peer_openssl import OpenSSLPeer
+    from dtls_ossl.conformance.peer_pyopenssl import PyOpenSSLPeer
+
+    return [
+        OpenSSLPeer(),
+        PyOpenSSLPeer(),
+        GnuTLSPeer(),
+        ChromiumPeer(),
+        UnwiredPeer(
+            "mbedtls",
+            _ALL,
+            "apt-get source mbedtls (after adding a deb-src line to the apt sources), then "
+            "build programs/ssl/ssl_server2 and ssl_client2 with MBEDTLS_SSL_DTLS_SRTP",
+            "Debian source build of ssl_server2/ssl_client2 not automated yet",
+        ),
+        UnwiredPeer(
+            "wolfssl",
+            _ALL,
+            "apt-get source wolfssl (after adding a deb-src line), then ./configure "
+            "--enable-dtls --enable-dtls13 --enable-srtp && make (examples/server, "
+            "examples/client)",
+            "Debian source build of examples/server and examples/client not automated yet",
+        ),
+        UnwiredPeer(
+            "firefox",
+            (*_AES_CM, SrtpProfile.AEAD_AES_128_GCM, SrtpProfile.AEAD_AES_256_GCM),
+            "apt-get install -y firefox-esr",
+            "headless Firefox page with a lo-only namespace and prefs not written yet",
+        ),
+        UnwiredPeer(
+            "aiortc",
+            _AES_CM,
+            "pip install aiortc",
+            "aiortc's RTCDtlsTransport over a fake ICE transport not written yet",
+        ),
+        UnwiredPeer(
+            "pion",
+            (*_AES_CM, SrtpProfile.AEAD_AES_128_GCM),
+            "apt-get install -y golang-go golang-github-pion-dtls.v2-dev",
+            "the small Go peer (GOPATH mode) not written yet",
+        ),
+        UnwiredPeer(
+            "werift",
+            (SrtpProfile.AES128_CM_SHA1_80,),
+            "npm install werift",
+            "the Node peer script not written yet",
+        ),
+    ]
+
+
+def _run_cell(peer: Peer, ctx: CellContext) -> CellResult:
+    started = time.monotonic()
+    result = CellResult(ctx.spec, Status.FAILED)
+    try:
+        outcome = peer.run(ctx)
+    except CellFailure as exc:
+        result.reason = str(exc)
+        result.log = ctx.log()
+    except Exception as exc:  # a bug in the harness or the library: report, never crash
+        result.reason = f"{type(exc).__name__}: {exc}"
+        result.log = f"{traceback.format_exc()}\n{ctx.log()}"
+    else:
+        result.checks = outcome.checks
+        result.ours = outcome.ours
+        result.theirs = outcome.theirs
+        result.handshake_time = outcome.handshake_time
+        result.log = outcome.log
+        failed = [c for c in outcome.checks if c.status is CheckStatus.FAIL]
+        if not outcome.checks:
+            result.reason = "no check was made"
+        elif failed:
+            result.reason = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+        else:
+            result.status = Status.PASSED
+    finally:
+        ctx.cleanup()
+    result.duration = time.monotonic() - started
+    return result
+
+
+def run_matrix(
+    peers: Sequence[Peer],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    out: TextIO,
+    report_dir: str | None = None,
+) -> RunReport:
+    """Run every cell of ``peers`` in order, printing a live line per cell and a summary.
+
+    Writes ``report.json`` and ``junit.xml`` into ``report_dir`` (created) when given.
+    """
+    started = time.monotonic()
+    report = RunReport(
+        peers={},
+        started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        our_version=f"dtls_ossl {__version__} ({openssl_version()})",
+    )
+    plan = []
+    for peer in peers:
+        avail = peer.availability()
+        report.peers[peer.name] = avail
+        plan += [(peer, avail, spec) for spec in peer.cells()]
+    print(f"{report.our_version}: {len(plan)} cells", file=out, flush=True)
+    identities = Identities()
+    explained: set[str] = set()
+    for index, (peer, avail, spec) in enumerate(plan, 1):
+        if not avail.available:
+            result = CellResult(spec, Status.SKIPPED, reason=avail.reason, install=avail.install)
+            result.ours = Negotiated()
+        else:
+            deadline = Deadline(timeout * peer.cell_timeout_factor)
+            result = _run_cell(peer, CellContext(spec, deadline, identities))
+        report.results.append(result)
+        explain = spec.peer not in explained
+        explained.add(spec.peer)
+        print(cell_line(index, len(plan), result, explain_skip=explain), file=out, flush=True)
+    report.duration = time.monotonic() - started
+    summary(report, out)
+    if report_dir is not None:
+        os.makedirs(report_dir, exist_ok=True)
+        write_json(report, os.path.join(report_dir, "report.json"))
+        write_junit(report, os.path.join(report_dir, "junit.xml"))
+        print(f"reports: {report_dir}/report.json, {report_dir}/junit.xml", file=out)
+    return report
