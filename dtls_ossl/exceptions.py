@@ -19,6 +19,7 @@ __all__ = [
     "FingerprintMismatchError",
     "HandshakeError",
     "HandshakeTimeoutError",
+    "IdleTimeoutError",
     "InvalidStateError",
     "OpenSSLError",
     "OpenSSLErrorInfo",
@@ -153,6 +154,13 @@ class FingerprintMismatchError(CertificateVerificationError):
         super().__init__(message, alert=alert)
         self.expected = expected
         self.actual = actual
+
+
+class IdleTimeoutError(DtlsError):
+    """An established peer sent nothing for ``idle_timeout`` seconds and was closed (asyncio).
+
+    Attached as ``__cause__`` of the :class:`ConnectionClosedError` that ``recv`` raises after.
+    """
 
 
 class ConnectionClosedError(DtlsError):

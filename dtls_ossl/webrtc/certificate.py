@@ -381,6 +381,10 @@ class Certificate:
         """Hash the certificate DER, consistently with ``==``."""
         return hash(self._der)
 
+    def __reduce__(self) -> tuple[type[Certificate], tuple[bytes, bytes | None]]:
+        """Pickle as the DER of the certificate and key (caches are rebuilt on demand)."""
+        return (Certificate, (self._der, self._key_der))
+
     def __repr__(self) -> str:
         """Show the common name and the sha-256 fingerprint; never the key."""
         try:

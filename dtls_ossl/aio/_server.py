@@ -1,0 +1,252 @@
+"""``serve()``: a DTLS server on one UDP socket, or on N worker processes sharing a port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from typing import TYPE_CHECKING, Any, final
+
+from dtls_ossl.aio._endpoint import (
+    Address,
+    DtlsEndpoint,
+    Handler,
+    RemoteFingerprints,
+    ServerStats,
+    logger,
+)
+from dtls_ossl.configuration import DtlsConfiguration
+from dtls_ossl.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from dtls_ossl.aio._workers import WorkerPool
+
+__all__ = ["DtlsServer", "serve"]
+
+# Asked for; the kernel caps it at net.core.rmem_max / wmem_max. A deep receive queue absorbs
+# bursts of handshakes (and floods) while the loop is busy.
+_SOCKET_BUFFER = 4 * 1024 * 1024
+
+
+async def bind_udp_socket(host: str | None, port: int, *, reuse_port: bool) -> socket.socket:
+    """Create a non-blocking UDP socket bound to ``(host, port)`` (``host=None``: any)."""
+    try:
+        # A numeric address needs no resolver thread (and no executor in a forked worker).
+        infos = socket.getaddrinfo(
+            host,
+            port,
+            type=socket.SOCK_DGRAM,
+            proto=socket.IPPROTO_UDP,
+            flags=socket.AI_PASSIVE | socket.AI_NUMERICHOST,
+        )
+    except socket.gaierror:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP, flags=socket.AI_PASSIVE
+        )
+    if not infos:  # pragma: no cover - getaddrinfo raises instead
+        raise OSError(f"cannot resolve {host!r}")
+    family, type_, proto, _, addr = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):  # only a hint
+                sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
+        sock.bind(addr)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+@final
+class DtlsServer:
+    """A running DTLS server (an async context manager); made by :func:`serve`.
+
+    With ``workers > 1`` this object lives in the parent process, which only supervises:
+    :attr:`stats` is the sum of the workers' latest reports (sent every half second and at
+    shutdown).
+    """
+
+    __slots__ = ("_address", "_endpoint", "_pool", "_stopped", "_transport")
+
+    def __init__(
+        self,
+        *,
+        address: Address,
+        endpoint: DtlsEndpoint | None = None,
+        transport: asyncio.DatagramTransport | None = None,
+        pool: WorkerPool | None = None,
+    ) -> None:
+        """Wrap a running server; use :func:`serve` to make one."""
+        self._address = address
+        self._endpoint = endpoint
+        self._transport = transport
+        self._pool = pool
+        self._stopped: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The local ``(host, port)`` the server is bound to."""
+        return (str(self._address[0]), int(self._address[1]))
+
+    @property
+    def stats(self) -> ServerStats:
+        """A snapshot of the counters (summed over the workers)."""
+        if self._pool is not None:
+            return self._pool.stats()
+        if self._endpoint is None:  # pragma: no cover - one of the two is always set
+            return ServerStats()
+        return self._endpoint.stats
+
+    @property
+    def worker_pids(self) -> tuple[int, ...]:
+        """Process ids of the workers (this process's id with ``workers=1``)."""
+        if self._pool is not None:
+            return self._pool.pids()
+        return (os.getpid(),)
+
+    @property
+    def endpoint(self) -> DtlsEndpoint | None:
+        """The endpoint serving in this process (None with ``workers > 1``)."""
+        return self._endpoint
+
+    def is_serving(self) -> bool:
+        """Tell whether :meth:`close` has not been called yet."""
+        return not self._stopped.done()
+
+    async def close(self, *, grace: float = 1.0) -> None:
+        """Stop: close_notify to every established peer, then close the socket(s).
+
+        Handler tasks get ``grace`` seconds to return, then are cancelled. Idempotent.
+        """
+        if not self._stopped.done():
+            self._stopped.set_result(None)
+        if self._pool is not None:
+            await self._pool.close(grace=grace)
+        if self._endpoint is not None:
+            await self._endpoint.close(grace=grace)
+
+    async def serve_forever(self) -> None:
+        """Wait until :meth:`close` is called; closes the server if cancelled."""
+        try:
+            await asyncio.shield(self._stopped)
+        except asyncio.CancelledError:
+            await self.close()
+            raise
+
+    async def __aenter__(self) -> DtlsServer:
+        """Enter: the server itself."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Exit: :meth:`close`."""
+        await self.close()
+
+    def __repr__(self) -> str:
+        """Show the address and worker count."""
+        n = len(self.worker_pids)
+        return f"<DtlsServer {self.address[0]}:{self.address[1]} workers={n}>"
+
+
+async def serve(
+    handler: Handler,
+    host: str | None,
+    port: int,
+    configuration: DtlsConfiguration,
+    *,
+    remote_fingerprints: RemoteFingerprints = None,
+    insecure_skip_fingerprint_check: bool = False,
+    cookie_exchange: bool = True,
+    cookie_secret: bytes | None = None,
+    cookie_rotation_interval: float = 30.0,
+    max_handshakes: int = 1000,
+    max_peers: int = 100_000,
+    handshake_timeout: float | None = 10.0,
+    idle_timeout: float | None = 300.0,
+    max_queued_datagrams: int = 256,
+    workers: int = 1,
+    reuse_port: bool = False,
+    start_method: str = "spawn",
+) -> DtlsServer:
+    """Serve DTLS on ``(host, port)``; ``handler(stream)`` runs once per established peer.
+
+    One UDP socket and one :class:`~dtls_ossl.DtlsConnection` per peer address. New peers
+    must return a stateless cookie first (``cookie_exchange``, RFC 6347 §4.2.1) and fit the
+    limits; see :class:`DtlsEndpoint` for every parameter. Defaults suit a public server:
+    1000 handshakes in progress, 100,000 peers, 10 s per handshake, 300 s of silence before
+    an established peer is closed.
+
+    ``workers=N`` (with ``reuse_port=True``) starts N processes, each with its own socket on
+    the same port (``SO_REUSEPORT``), event loop and handler; this process only supervises.
+    ``start_method`` is the :mod:`multiprocessing` start method: with ``"spawn"`` (the
+    default, safe with any threads or loops) the handler and ``remote_fingerprints`` must be
+    picklable (module-level functions); ``"fork"`` takes anything, but fork only from a
+    process that runs no other threads. One ``cookie_secret`` (random if omitted) is shared
+    by all workers.
+
+    :raises ConfigurationError: a bad argument.
+    :raises OSError: the address cannot be bound, or a worker failed to start.
+    """
+    if not callable(handler):
+        raise ConfigurationError("handler: expected an async function handler(stream)")
+    if not isinstance(configuration, DtlsConfiguration):
+        raise ConfigurationError("configuration: expected a DtlsConfiguration")
+    if remote_fingerprints is None and not insecure_skip_fingerprint_check:
+        raise ConfigurationError(
+            "serve() needs remote_fingerprints (a list, or a callable addr -> list), or "
+            "insecure_skip_fingerprint_check=True"
+        )
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigurationError(f"workers: expected an int >= 1, got {workers!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigurationError(f"port: expected 0..65535, got {port!r}")
+    options: dict[str, Any] = {
+        "remote_fingerprints": remote_fingerprints,
+        "insecure_skip_fingerprint_check": insecure_skip_fingerprint_check,
+        "cookie_exchange": cookie_exchange,
+        "cookie_secret": cookie_secret,
+        "cookie_rotation_interval": cookie_rotation_interval,
+        "max_handshakes": max_handshakes,
+        "max_peers": max_peers,
+        "handshake_timeout": handshake_timeout,
+        "idle_timeout": idle_timeout,
+        "max_queued_datagrams": max_queued_datagrams,
+    }
+    if workers > 1:
+        if not reuse_port:
+            raise ConfigurationError("workers > 1 needs reuse_port=True (SO_REUSEPORT)")
+        if cookie_exchange and cookie_secret is None:
+            options["cookie_secret"] = os.urandom(32)  # one secret for every worker
+        from dtls_ossl.aio._workers import WorkerPool
+
+        pool = await WorkerPool.start(
+            handler, host, port, configuration, options, workers, start_method
+        )
+        return DtlsServer(address=pool.address, pool=pool)
+    return await _serve_here(handler, host, port, configuration, options, reuse_port=reuse_port)
+
+
+async def _serve_here(
+    handler: Handler,
+    host: str | None,
+    port: int,
+    configuration: DtlsConfiguration,
+    options: dict[str, Any],
+    *,
+    reuse_port: bool,
+) -> DtlsServer:
+    loop = asyncio.get_running_loop()
+    endpoint = DtlsEndpoint(configuration, handler=handler, **options)
+    sock = await bind_udp_socket(host, port, reuse_port=reuse_port)
+    try:
+        transport, _ = await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    address = transport.get_extra_info("sockname")
+    logger.debug("DTLS server listening on %r", address)
+    return DtlsServer(address=address, endpoint=endpoint, transport=transport)
