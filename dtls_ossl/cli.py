@@ -5,6 +5,9 @@ Subcommands:
 - ``cert``: generate a WebRTC-style self-signed certificate and key (PEM files) and print the
   SDP ``a=fingerprint`` line.
 - ``fingerprint``: print the ``a=fingerprint`` line of an existing PEM certificate.
+- ``server``: a DTLS echo server on UDP that prints each peer's handshake (``_netcli``).
+- ``client``: connect to a DTLS server, verify its fingerprint, echo stdin lines or print the
+  SRTP keys as JSON (``_netcli``).
 - ``demo``: a DTLS-SRTP handshake between two local peers over UDP, through a configurable
   impairment (loss, reordering, duplication), with a readable timeline.
 
@@ -26,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from dtls_ossl import __version__
+from dtls_ossl import __version__, _netcli
 from dtls_ossl._binding import openssl_version
 from dtls_ossl.configuration import _MAX_MTU, _MIN_MTU, _MIN_TIMEOUT, DEFAULT_SRTP_PROFILES
 from dtls_ossl.conformance import command as _conformance
@@ -386,6 +389,20 @@ COMMANDS: list[Command] = [
         _demo_arguments,
         _run_demo,
         _DEMO_DESCRIPTION,
+    ),
+    Command(
+        "server",
+        "DTLS echo server on UDP; prints each peer's handshake; Ctrl-C stops",
+        _netcli.server_arguments,
+        _netcli.run_server,
+        _netcli.SERVER_DESCRIPTION,
+    ),
+    Command(
+        "client",
+        "connect to a DTLS server, verify its fingerprint, echo stdin or print SRTP keys",
+        _netcli.client_arguments,
+        _netcli.run_client,
+        _netcli.CLIENT_DESCRIPTION,
     ),
     Command(
         "conformance",
