@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="DTLS 1.2 for WebRTC on the system OpenSSL: certificates, fingerprints, "
-        "and a loopback DTLS-SRTP demo.",
+        "an echo server and client, a loopback DTLS-SRTP demo and a conformance matrix.",
     )
     parser.add_argument(
         "--version", action="version", version=f"{PROG} {__version__} ({openssl_version()})"
