@@ -12,13 +12,16 @@ from __future__ import annotations
 import abc
 import contextlib
 import tempfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dtls_ossl import events
 from dtls_ossl._roles import Role
 from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES, DtlsConfiguration
-from dtls_ossl.conformance._io import PeerProcess, UdpDriver, data_count, ended, settled
+from dtls_ossl.conformance._hello import inspect_client_hello
+from dtls_ossl.conformance._impair import Impairment
+from dtls_ossl.conformance._io import PeerProcess, UdpDriver, ended, settled
 from dtls_ossl.conformance._model import (
     CellFailure,
     CellKind,
@@ -180,8 +183,13 @@ class Endpoint(abc.ABC):
         """DER of the certificate the peer received from us, if it can show it."""
         return None
 
+    certificate_evidence = "DER compared"
+    "How :meth:`received_certificate` knows (the detail of that check)."
+
     echoes = False
     "The peer echoes our data back instead of sending its own line."
+    own_line: bytes | None = None
+    "A fixed message the peer sends by itself (a canned reply or greeting) instead of ours."
     carries_data = True
     "The peer carries application data at all."
 
@@ -199,18 +207,39 @@ class Endpoint(abc.ABC):
         return None
 
 
+LOSSY_LOSS = 0.2
+"Loss rate of each direction in a lossy cell (after the first datagram each way, always lost)."
+LOSSY_INITIAL_RETRANSMIT = 0.1
+"Our first retransmission timeout in a lossy cell (seconds)."
+LOSSY_MAX_RETRANSMIT = 2.0
+"""Our backoff cap in a lossy cell. OpenSSL gives up after 12 expiries without progress while
+the peers back off from 1 s (1, 2, 4, 8 s): a 1 s cap would give up after ~10 s."""
+
+
 def our_configuration(
     spec: CellSpec, certificate: Certificate, timeout: float
 ) -> DtlsConfiguration:
-    """Our configuration for a cell: only the cell's profile, WebRTC-like timers."""
+    """Our configuration for a cell: only the cell's profile, WebRTC-like timers.
+
+    A lossy cell starts retransmitting after 100 ms, as a WebRTC stack that knows the RTT
+    would, and backs off to 2 s.
+    """
+    lossy = spec.kind is CellKind.LOSSY
     return DtlsConfiguration(
         certificate=certificate,
         srtp_profiles=(spec.profile,) if spec.profile is not None else DEFAULT_SRTP_PROFILES,
         mtu=MTU,
-        initial_retransmit_timeout=0.2,
-        max_retransmit_timeout=1.0,
+        initial_retransmit_timeout=LOSSY_INITIAL_RETRANSMIT if lossy else 0.2,
+        max_retransmit_timeout=LOSSY_MAX_RETRANSMIT if lossy else 1.0,
         handshake_timeout=timeout,
     )
+
+
+def impairment_for(spec: CellSpec) -> Impairment | None:
+    """Return the seeded impairment of a lossy cell (seed: the CRC-32 of the cell id)."""
+    if spec.kind is not CellKind.LOSSY:
+        return None
+    return Impairment(zlib.crc32(spec.id.encode()), loss=LOSSY_LOSS)
 
 
 def run_standard_cell(
@@ -234,19 +263,25 @@ def run_standard_cell(
         remote_fingerprints=[expected],
     )
     out = CellOutcome()
+    impairment = impairment_for(spec)
     try:
         if spec.role is Role.CLIENT:
             address = endpoint.start_server()
-            driver = UdpDriver(conn, address)
+            driver = UdpDriver(conn, address, impairment)
             ctx.on_cleanup(driver.close)
             driver.connect()
         else:
-            driver = UdpDriver(conn)
+            driver = UdpDriver(conn, None, impairment)
             ctx.on_cleanup(driver.close)
             endpoint.start_client(driver.port)
-        seen = driver.run_until(
-            settled, ctx.deadline, "the handshake", also=lambda: endpoint.failed() is not None
-        )
+        try:
+            seen = driver.run_until(
+                settled, ctx.deadline, "the handshake", also=lambda: endpoint.failed() is not None
+            )
+        except CellFailure as exc:
+            if impairment is None:
+                raise
+            raise CellFailure(f"{exc}; impairment {impairment.summary()}") from None
         out.handshake_time = driver.handshake_time
         if spec.kind is CellKind.WRONG_FINGERPRINT:
             _check_fail_closed(out, conn, driver, seen, endpoint)
@@ -278,6 +313,8 @@ def _check_handshake(
     hs = next((e for e in seen if isinstance(e, events.HandshakeCompleted)), None)
     if hs is None:
         why = endpoint.failed() or _terminated_error(seen)
+        if driver.impairment is not None:
+            why += f"; impairment {driver.impairment.summary()}"
         out.add("handshake", False, why)
         return
     out.ours = Negotiated(
@@ -291,10 +328,36 @@ def _check_handshake(
             SRTP_EXPORTER_LABEL, hs.srtp_profile.keying_material_length
         )
         out.ours.keying_material = material.hex()
-    endpoint.wait_established()
+    if driver.impairment is not None:
+        # Over the lossy path the peer may still need our retransmissions to complete.
+        with driver.pumping():
+            endpoint.wait_established()
+    else:
+        endpoint.wait_established()
     out.add("handshake", True, f"{(driver.handshake_time or 0) * 1000:.0f} ms")
+    if driver.impairment is not None:
+        imp = driver.impairment
+        summary = imp.summary()
+        driver.stop_impairment()  # the data checks below run over a clean path
+        out.add(
+            "impairment",
+            imp.out.dropped > 0
+            and imp.inn.dropped > 0
+            and imp.out.reordered + imp.inn.reordered > 0,
+            f"{summary}; we retransmitted {conn.stats.retransmissions} times, first after "
+            f"{LOSSY_INITIAL_RETRANSMIT * 1000:.0f} ms",
+        )
     theirs = endpoint.negotiated()
     out.theirs = theirs
+    if spec.kind is CellKind.DTLS13_HELLO:
+        hello = inspect_client_hello(driver.inbound)
+        described = hello.describe() if hello is not None else "no ClientHello seen"
+        out.add(
+            "client_hello_offers_1.3",
+            hello is not None and hello.complete and hello.offers_dtls13,
+            described,
+        )
+        theirs.extra["client_hello"] = described
     out.compare("version", out.ours.version, theirs.version, "the peer does not report it")
     out.compare("cipher", out.ours.cipher, theirs.cipher, "the peer does not report it")
     want = spec.profile.openssl_name if spec.profile else None
@@ -327,7 +390,7 @@ def _check_handshake(
     if got is None:
         out.add("peer_saw_our_certificate", None, "the peer does not show what it received")
     else:
-        out.add("peer_saw_our_certificate", got == ours.der, "DER compared")
+        out.add("peer_saw_our_certificate", got == ours.der, endpoint.certificate_evidence)
     _check_data(out, ctx, driver, endpoint)
     driver.shutdown()
     endpoint.finish()
@@ -337,19 +400,28 @@ def _check_data(out: CellOutcome, ctx: CellContext, driver: UdpDriver, endpoint:
     if not endpoint.carries_data:
         out.add("app_data", None, "the peer carries no application data")
         return
-    before = sum(isinstance(e, events.DataReceived) for e in driver.events)
     driver.send(OUR_LINE)
     if endpoint.echoes:
         want = OUR_LINE
         detail = "echoed back"
+    elif endpoint.own_line is not None:
+        endpoint.expect_data(OUR_LINE)
+        want = endpoint.own_line
+        detail = f"both ways (the peer's own {want!r})"
     else:
         endpoint.expect_data(OUR_LINE)
         endpoint.send_data(PEER_LINE)
         want = PEER_LINE
         detail = "both ways"
-    seen = driver.run_until(data_count(before + 1), ctx.deadline, "application data")
-    got = b"".join(e.data for e in seen if isinstance(e, events.DataReceived))
-    ok = got.endswith(want) or want in got
+
+    def received(seen: list[events.DtlsEvent]) -> bytes:
+        return b"".join(e.data for e in seen if isinstance(e, events.DataReceived))
+
+    seen = driver.run_until(
+        lambda seen: ended(seen) or want in received(seen), ctx.deadline, "application data"
+    )
+    got = received(seen)
+    ok = want in got
     out.add("app_data", ok, detail if ok else f"received {got!r}")
 
 

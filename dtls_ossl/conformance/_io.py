@@ -20,17 +20,27 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO
 
 from dtls_ossl import events
+from dtls_ossl.conformance._impair import Impairment
 from dtls_ossl.conformance._model import CellFailure, Deadline
 from dtls_ossl.connection import DtlsConnection
 
-__all__ = ["LOCALHOST", "PeerProcess", "UdpDriver", "free_udp_port"]
+__all__ = [
+    "LOCALHOST",
+    "PeerProcess",
+    "UdpDriver",
+    "free_udp_port",
+    "udp_port_bound",
+    "wait_udp_bound",
+]
 
 LOCALHOST = "127.0.0.1"
 _POLL = 0.02
+_FLIGHT_GAP = 0.005
+"Over a lossy path, datagrams less than this apart are read as one batch (one flight)."
 
 Condition = Callable[[list[events.DtlsEvent]], bool]
 
@@ -41,6 +51,32 @@ def free_udp_port() -> int:
         s.bind((LOCALHOST, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def udp_port_bound(port: int) -> bool:
+    """Tell whether some socket is bound to UDP ``port`` (Linux: /proc/net/udp and udp6)."""
+    needle = f":{port:04X} "
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        if any(needle in line.split(None, 3)[1] + " " for line in lines if line.strip()):
+            return True
+    return False
+
+
+def wait_udp_bound(port: int, proc: PeerProcess, deadline: Deadline, what: str) -> None:
+    """Wait until ``proc`` (a peer that prints nothing when ready) has bound UDP ``port``.
+
+    :raises CellFailure: if the program exits or the deadline passes first.
+    """
+    while not udp_port_bound(port):
+        if proc.proc.poll() is not None:
+            raise CellFailure(f"{proc.name} exited ({proc.proc.returncode}) before {what}")
+        deadline.check(what)
+        time.sleep(0.005)
 
 
 def has_event(kind: type[events.DtlsEvent]) -> Condition:
@@ -71,11 +107,23 @@ class UdpDriver:
     :param conn: the connection (either role).
     :param peer: the peer's address for a client; None for a server, which connects its socket
         to the first sender.
+    :param impairment: a lossy, reordering path between the connection and the socket.
     """
 
-    def __init__(self, conn: DtlsConnection, peer: tuple[str, int] | None = None) -> None:
+    KEEP_INBOUND = 16
+    "How many of the first datagrams received are kept as they arrived (see :attr:`inbound`)."
+
+    def __init__(
+        self,
+        conn: DtlsConnection,
+        peer: tuple[str, int] | None = None,
+        impairment: Impairment | None = None,
+    ) -> None:
         """Bind the socket (and connect it for a client)."""
         self.conn = conn
+        self.impairment = impairment
+        self.inbound: list[bytes] = []
+        "The first datagrams from the peer, before any impairment (e.g. its ClientHello)."
         self.events: list[events.DtlsEvent] = []
         self.peer = peer
         self.started: float | None = None
@@ -134,32 +182,80 @@ class UdpDriver:
         :raises CellFailure: when the deadline passes first.
         """
         while not condition(self.events) and not (also is not None and also()):
-            now = time.monotonic()
             if deadline.expired():
                 raise CellFailure(
                     f"cell timeout ({deadline.seconds:g} s) waiting for {what} "
                     f"(our state {self.conn.state.value}, sent {self.sent}, received "
                     f"{self.received} datagrams)"
                 )
-            wait = min(deadline.remaining(), _POLL)
-            timer = self.conn.get_timer()
-            if timer is not None:
-                wait = max(0.0, min(wait, timer - now))
-            readable, _, _ = select.select([self.sock], [], [], wait)
-            if readable:
-                self._read_all()
-            timer = self.conn.get_timer()
-            if timer is not None and time.monotonic() >= timer:
-                self.conn.handle_timer(time.monotonic())
-            self.flush()
+            self._step(min(deadline.remaining(), _POLL))
         return self.events
 
+    def _step(self, wait: float) -> None:
+        """Wait up to ``wait`` for a datagram or a timer, and handle what is due."""
+        now = time.monotonic()
+        release = self.impairment.next_release() if self.impairment is not None else None
+        for due in (self.conn.get_timer(), release):
+            if due is not None:
+                wait = max(0.0, min(wait, due - now))
+        readable, _, _ = select.select([self.sock], [], [], wait)
+        if readable:
+            self._read_all()
+        if self.impairment is not None:
+            to_send, to_receive = self.impairment.due(time.monotonic())
+            self._put_on_wire(to_send)
+            self._deliver(to_receive)
+        timer = self.conn.get_timer()
+        if timer is not None and time.monotonic() >= timer:
+            self.conn.handle_timer(time.monotonic())
+        self.flush()
+
+    @contextlib.contextmanager
+    def pumping(self) -> Iterator[None]:
+        """Keep the connection running in a thread (retransmissions, late flights) meanwhile.
+
+        For waiting on the peer after our side completed: over a lossy path the peer may still
+        need our retransmitted last flight. Nothing else may touch the connection meanwhile.
+        """
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def pump() -> None:
+            try:
+                while not stop.is_set():
+                    self._step(_POLL)
+            except BaseException as exc:  # reported by the caller's thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=pump, daemon=True, name="udp-driver-pump")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(5)
+        if errors:
+            raise errors[0]
+
+    def stop_impairment(self) -> None:
+        """Turn the impairment off, delivering and sending what it still held."""
+        if self.impairment is not None and self.impairment.active:
+            to_send, to_receive = self.impairment.stop()
+            self._put_on_wire(to_send)
+            self._deliver(to_receive)
+            self.flush()
+
     def _read_all(self) -> None:
+        batch: list[bytes] = []
         while True:
             try:
                 data, addr = self.sock.recvfrom(65535)
             except BlockingIOError:
-                return
+                # A lossy path reads a flight as one batch: wait a moment for the rest.
+                lossy = self.impairment is not None and self.impairment.active
+                if batch and lossy and select.select([self.sock], [], [], _FLIGHT_GAP)[0]:
+                    continue
+                break
             except ConnectionRefusedError:
                 continue  # ICMP port unreachable: the peer is not listening (yet, or any more)
             if self.peer is None:
@@ -170,17 +266,32 @@ class UdpDriver:
             if self.started is None:
                 self.started = time.monotonic()
             self.received += 1
+            if len(self.inbound) < self.KEEP_INBOUND:
+                self.inbound.append(data)
+            batch.append(data)
+        if self.impairment is not None:
+            batch = self.impairment.inbound(batch, time.monotonic())
+        self._deliver(batch)
+
+    def _deliver(self, datagrams: list[bytes]) -> None:
+        for data in datagrams:
             self.conn.receive_datagram(data, time.monotonic())
             self.flush()
 
-    def flush(self) -> None:
-        """Send what the connection queued and collect its events."""
-        for datagram in self.conn.datagrams_to_send(time.monotonic()):
-            self.sent += 1
+    def _put_on_wire(self, datagrams: list[bytes]) -> None:
+        for datagram in datagrams:
             if self.peer is None:  # pragma: no cover - a server only answers after a read
                 raise CellFailure("our server produced output before any peer was known")
             with contextlib.suppress(ConnectionRefusedError):
                 self.sock.send(datagram)
+
+    def flush(self) -> None:
+        """Send what the connection queued and collect its events."""
+        batch = self.conn.datagrams_to_send(time.monotonic())
+        self.sent += len(batch)
+        if self.impairment is not None:
+            batch = self.impairment.outbound(batch, time.monotonic())
+        self._put_on_wire(batch)
         while (event := self.conn.next_event()) is not None:
             if isinstance(event, events.HandshakeCompleted):
                 self.completed = time.monotonic()

@@ -52,6 +52,10 @@ class CellKind(enum.Enum):
     "A handshake that must complete, with every parameter compared."
     WRONG_FINGERPRINT = "wrong-fingerprint"
     "A handshake with a wrong expected fingerprint: must fail closed on our side."
+    LOSSY = "lossy"
+    "A handshake through a seeded lossy, reordering path on our side of the socket."
+    DTLS13_HELLO = "1.3-clienthello"
+    "Our server facing a client that offers DTLS 1.3 (and may fragment its ClientHello)."
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ class CellSpec:
     "Our role (the peer takes the other)."
     kind: CellKind
     profile: SrtpProfile | None
-    "The SRTP profile both sides offer (None for the wrong-fingerprint cell: the default)."
+    "The SRTP profile both sides offer."
     key_type: str
     "Our certificate's key type (the peer's is the same where the peer lets us choose it)."
 

@@ -34,6 +34,10 @@ class Peer(abc.ABC):
     "The command that installs the peer."
     cell_timeout_factor: float = 1.0
     "Multiplier of ``--timeout`` for this peer's cells (a browser needs longer)."
+    lossy_roles: tuple[Role, ...] = ()
+    "Our roles that get a lossy-path cell against this peer."
+    offers_dtls13: bool = False
+    "Whether the peer's client offers DTLS 1.3: a cell checks our server against its hello."
 
     @abc.abstractmethod
     def availability(self) -> Availability:
@@ -55,6 +59,20 @@ class Peer(abc.ABC):
             CellSpec(self.name, role, CellKind.WRONG_FINGERPRINT, self.profiles[0], KEY_TYPES[0])
             for role in self.roles
         ]
+        if self.offers_dtls13 and Role.SERVER in self.roles:
+            out.append(
+                CellSpec(
+                    self.name, Role.SERVER, CellKind.DTLS13_HELLO, self.profiles[0], KEY_TYPES[0]
+                )
+            )
+        if self.lossy_roles:
+            # RSA-2048 certificates make the flights span two datagrams, so that reordering
+            # inside a flight happens too.
+            key = "rsa-2048" if "rsa-2048" in self.key_types else self.key_types[0]
+            out += [
+                CellSpec(self.name, role, CellKind.LOSSY, self.profiles[0], key)
+                for role in self.lossy_roles
+            ]
         return out
 
 

@@ -1,8 +1,9 @@
 """Headless Chromium (BoringSSL) as a WebRTC peer, in a private network namespace.
 
-Each cell runs ``python -m dtls_ossl.conformance._chromium_cell`` under ``unshare -n`` (root
+Each cell runs ``python -m dtls_ossl.conformance._browser_cell`` under ``unshare -n`` (root
 only), so the browser and our side share a namespace whose only interface is ``lo`` and nothing
-leaves loopback. The browser offers an audio m-line from a fake microphone; we answer as an
+leaves loopback. :class:`BrowserPeer` is shared with Firefox (:mod:`.peer_firefox`).
+The browser offers an audio m-line from a fake microphone; we answer as an
 ICE-lite endpoint with one host candidate on 127.0.0.1 and ``a=setup:active`` or ``passive``.
 The checks compare what the page's ``getStats()`` reports (dtlsState, tlsVersion, dtlsCipher,
 srtpCipher, dtlsRole, the remote certificate's fingerprint) with our side, and prove the
@@ -28,7 +29,7 @@ from dtls_ossl.conformance._model import (
 from dtls_ossl.conformance._peer import Peer
 from dtls_ossl.webrtc.srtp import SrtpProfile
 
-__all__ = ["ChromiumPeer"]
+__all__ = ["BrowserPeer", "ChromiumPeer"]
 
 
 def _negotiated(doc: dict[str, object]) -> Negotiated:
@@ -47,23 +48,21 @@ def _str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-class ChromiumPeer(Peer):
-    """Chromium through an RTCPeerConnection page, in a lo-only network namespace."""
+class BrowserPeer(Peer):
+    """A browser driven through an RTCPeerConnection page, in a lo-only network namespace."""
 
-    name = "chromium"
-    profiles = (
-        SrtpProfile.AES128_CM_SHA1_80,
-        SrtpProfile.AEAD_AES_128_GCM,
-        SrtpProfile.AEAD_AES_256_GCM,
-    )
-    install = "apt-get install -y chromium"
     cell_timeout_factor = 3.0
+    offers_dtls13 = True
+    program = ""
+    "The browser's executable."
 
     def availability(self) -> Availability:
-        """Available with the chromium program, unshare, ip, pylibsrtp, and root."""
-        exe = shutil.which("chromium")
+        """Available with the browser, unshare, ip, pylibsrtp, and root."""
+        exe = shutil.which(self.program)
         if exe is None:
-            return Availability(False, reason="chromium is not installed", install=self.install)
+            return Availability(
+                False, reason=f"{self.program} is not installed", install=self.install
+            )
         missing = [p for p in ("unshare", "ip") if shutil.which(p) is None]
         if missing:
             return Availability(
@@ -90,7 +89,9 @@ class ChromiumPeer(Peer):
                 [exe, "--version"], capture_output=True, text=True, timeout=30, check=False
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError) as exc:
-            return Availability(False, reason=f"chromium --version: {exc}", install=self.install)
+            return Availability(
+                False, reason=f"{self.program} --version: {exc}", install=self.install
+            )
         return Availability(True, version=version.split(" built on")[0])
 
     def run(self, ctx: CellContext) -> CellOutcome:
@@ -98,6 +99,7 @@ class ChromiumPeer(Peer):
         spec = ctx.spec
         doc = json.dumps(
             {
+                "browser": self.name,
                 "role": spec.role.value,
                 "kind": spec.kind.value,
                 "profile": spec.profile.openssl_name if spec.profile else None,
@@ -113,7 +115,7 @@ class ChromiumPeer(Peer):
                 "--",
                 sys.executable,
                 "-m",
-                "dtls_ossl.conformance._chromium_cell",
+                "dtls_ossl.conformance._browser_cell",
                 doc,
                 f"{inner:.1f}",
             ],
@@ -122,12 +124,24 @@ class ChromiumPeer(Peer):
         m = proc.wait_for(r"^RESULT (.*)$", ctx.deadline, "the browser cell's result")
         result = json.loads(m.group(1))
         if "error" in result:
-            raise CellFailure(f"chromium cell: {result['error']}")
-        out = CellOutcome(
+            raise CellFailure(f"{self.name} cell: {result['error']}")
+        return CellOutcome(
             checks=[Check(n, CheckStatus(s), d) for n, s, d in result["checks"]],
             ours=_negotiated(result["ours"]),
             theirs=_negotiated(result["theirs"]),
             handshake_time=result["handshake_time"],
             log=str(result.get("log", "")),
         )
-        return out
+
+
+class ChromiumPeer(BrowserPeer):
+    """Chromium through an RTCPeerConnection page, in a lo-only network namespace."""
+
+    name = "chromium"
+    program = "chromium"
+    profiles = (
+        SrtpProfile.AES128_CM_SHA1_80,
+        SrtpProfile.AEAD_AES_128_GCM,
+        SrtpProfile.AEAD_AES_256_GCM,
+    )
+    install = "apt-get install -y chromium"

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 
+from dtls_ossl._roles import Role
 from dtls_ossl.conformance._cell import (
     MTU,
     CellContext,
@@ -215,6 +216,7 @@ class GnuTLSPeer(Peer):
     name = "gnutls"
     profiles = tuple(_NAMES)
     install = "apt-get install -y gnutls-bin"
+    lossy_roles = (Role.CLIENT, Role.SERVER)
 
     def availability(self) -> Availability:
         """Available when gnutls-cli and gnutls-serv are on PATH."""

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 
+from dtls_ossl._roles import Role
 from dtls_ossl.conformance._cell import (
     MTU,
     CellContext,
@@ -188,6 +189,7 @@ class OpenSSLPeer(Peer):
     name = "openssl"
     profiles = tuple(SrtpProfile)
     install = "apt-get install -y openssl"
+    lossy_roles = (Role.CLIENT, Role.SERVER)
 
     def availability(self) -> Availability:
         """Available when the ``openssl`` program is on PATH."""

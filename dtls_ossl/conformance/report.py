@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from dtls_ossl.conformance._model import Availability, CellResult, CheckStatus, Status
+from dtls_ossl.conformance._model import Availability, CellKind, CellResult, CheckStatus, Status
 
 __all__ = ["RunReport", "cell_line", "summary", "write_json", "write_junit"]
 
@@ -61,20 +61,19 @@ def cell_line(index: int, total: int, result: CellResult, *, explain_skip: bool 
     return line
 
 
-def _median_ms(values: Sequence[float]) -> str:
-    return f"{statistics.median(values) * 1000:.0f} ms" if values else "-"
+def _median_ms(values: Sequence[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{statistics.median(known) * 1000:.0f} ms" if known else "-"
 
 
 def summary(report: RunReport, out: TextIO) -> None:
     """Print the table of peers and the failed and skipped cells."""
-    rows = [("peer", "version", "pass", "fail", "skip", "handshake (median)")]
+    rows = [("peer", "version", "pass", "fail", "skip", "handshake (median)", "lossy (median)")]
     for name, avail in report.peers.items():
         mine = [r for r in report.results if r.spec.peer == name]
-        times = [
-            r.handshake_time
-            for r in mine
-            if r.status is Status.PASSED and r.handshake_time is not None
-        ]
+        passed = [r for r in mine if r.status is Status.PASSED and r.handshake_time is not None]
+        times = [r.handshake_time for r in passed if r.spec.kind is not CellKind.LOSSY]
+        lossy = [r.handshake_time for r in passed if r.spec.kind is CellKind.LOSSY]
         version = avail.version if avail.available else "not run"
         rows.append(
             (
@@ -84,6 +83,7 @@ def summary(report: RunReport, out: TextIO) -> None:
                 str(sum(r.status is Status.FAILED for r in mine)),
                 str(sum(r.status is Status.SKIPPED for r in mine)),
                 _median_ms(times),
+                _median_ms(lossy),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

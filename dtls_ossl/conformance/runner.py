@@ -14,6 +14,7 @@ from dtls_ossl._binding import openssl_version
 from dtls_ossl.conformance._cell import CellContext, Identities
 from dtls_ossl.conformance._model import (
     CellFailure,
+    CellKind,
     CellResult,
     CheckStatus,
     Deadline,
@@ -28,44 +29,30 @@ __all__ = ["DEFAULT_TIMEOUT", "all_peers", "run_matrix"]
 
 DEFAULT_TIMEOUT = 10.0
 "Seconds one cell may take (a browser cell gets a multiple)."
+LOSSY_FACTOR = 3.0
+"A lossy cell may take this multiple: the peers' own retransmission timers start at 1 s."
 
 _AES_CM = (SrtpProfile.AES128_CM_SHA1_80, SrtpProfile.AES128_CM_SHA1_32)
-_ALL = tuple(SrtpProfile)
 
 
 def all_peers() -> list[Peer]:
     """Every peer the harness knows, in the order they run."""
     from dtls_ossl.conformance.peer_chromium import ChromiumPeer
+    from dtls_ossl.conformance.peer_firefox import FirefoxPeer
     from dtls_ossl.conformance.peer_gnutls import GnuTLSPeer
+    from dtls_ossl.conformance.peer_mbedtls import MbedTLSPeer
     from dtls_ossl.conformance.peer_openssl import OpenSSLPeer
     from dtls_ossl.conformance.peer_pyopenssl import PyOpenSSLPeer
+    from dtls_ossl.conformance.peer_wolfssl import WolfSSLPeer
 
     return [
         OpenSSLPeer(),
         PyOpenSSLPeer(),
         GnuTLSPeer(),
         ChromiumPeer(),
-        UnwiredPeer(
-            "mbedtls",
-            _ALL,
-            "apt-get source mbedtls (after adding a deb-src line to the apt sources), then "
-            "build programs/ssl/ssl_server2 and ssl_client2 with MBEDTLS_SSL_DTLS_SRTP",
-            "Debian source build of ssl_server2/ssl_client2 not automated yet",
-        ),
-        UnwiredPeer(
-            "wolfssl",
-            _ALL,
-            "apt-get source wolfssl (after adding a deb-src line), then ./configure "
-            "--enable-dtls --enable-dtls13 --enable-srtp && make (examples/server, "
-            "examples/client)",
-            "Debian source build of examples/server and examples/client not automated yet",
-        ),
-        UnwiredPeer(
-            "firefox",
-            (*_AES_CM, SrtpProfile.AEAD_AES_128_GCM, SrtpProfile.AEAD_AES_256_GCM),
-            "apt-get install -y firefox-esr",
-            "headless Firefox page with a lo-only namespace and prefs not written yet",
-        ),
+        MbedTLSPeer(),
+        WolfSSLPeer(),
+        FirefoxPeer(),
         UnwiredPeer(
             "aiortc",
             _AES_CM,
@@ -147,7 +134,8 @@ def run_matrix(
             result = CellResult(spec, Status.SKIPPED, reason=avail.reason, install=avail.install)
             result.ours = Negotiated()
         else:
-            deadline = Deadline(timeout * peer.cell_timeout_factor)
+            factor = peer.cell_timeout_factor * (LOSSY_FACTOR if spec.kind is CellKind.LOSSY else 1)
+            deadline = Deadline(timeout * factor)
             result = _run_cell(peer, CellContext(spec, deadline, identities))
         report.results.append(result)
         explain = spec.peer not in explained

@@ -95,7 +95,10 @@ def test_chromium_cells_pass(tmp_path):
         key_types = ("ecdsa-p256",)
 
     report = run_matrix([OneChromium()], out=io.StringIO(), report_dir=str(tmp_path))
-    assert [r.status for r in report.results] == [Status.PASSED] * 4, report.results
+    assert [r.status for r in report.results] == [Status.PASSED] * 5, report.results
+    hello = {c.name: c for c in report.results[4].checks}
+    assert "fefc" in hello["client_hello_offers_1.3"].detail
+    assert hello["client_hello_fragmented"].status.value == "pass"
     checks = {c.name: c for c in report.results[0].checks}
     assert "decrypted with our srtp_keys()" in checks["keying_material"].detail
     assert report.results[0].theirs.extra["dtlsState"] == "connected"

@@ -1,13 +1,21 @@
-"""One Chromium cell, run inside a private network namespace that has only ``lo``.
+"""One browser cell (Chromium or Firefox), run inside a private network namespace with only ``lo``.
 
-``python -m dtls_ossl.conformance._chromium_cell SPEC_JSON`` (started by
-:class:`~dtls_ossl.conformance.peer_chromium.ChromiumPeer` under ``unshare -n``) brings ``lo``
+``python -m dtls_ossl.conformance._browser_cell SPEC_JSON TIMEOUT`` (started by
+:class:`~dtls_ossl.conformance.peer_chromium.ChromiumPeer` or
+:class:`~dtls_ossl.conformance.peer_firefox.FirefoxPeer` under ``unshare -n``) brings ``lo``
 up, serves a page on 127.0.0.1 that makes an ``RTCPeerConnection`` with a fake microphone,
 takes its offer over HTTP, answers with ``a=ice-lite``, one host candidate on 127.0.0.1, our
 fingerprint and ``a=setup:active`` (we are the DTLS client) or ``passive`` (server), answers
-Chromium's STUN checks, runs dtls_ossl on the same socket (RFC 7983 demultiplexing), decrypts
-the browser's SRTP audio with pylibsrtp and our ``srtp_keys()``, and prints one JSON line with
-the checks and what the page's ``getStats()`` reported.
+the browser's STUN checks, runs dtls_ossl on the same socket (RFC 7983 demultiplexing),
+decrypts the browser's SRTP audio with pylibsrtp and our ``srtp_keys()``, and prints one JSON
+line with the checks and what the page's ``getStats()`` reported.
+
+Firefox needs more than Chromium to stay on loopback: a fresh profile whose prefs allow
+loopback ICE candidates and fake media and turn telemetry and updates off,
+``MOZ_DISABLE_NONLOCAL_CONNECTIONS=1`` in its environment, and a default route over ``lo``
+(without one it gathers no candidate). Its ``getStats()`` has no certificate stats; where a
+browser reports no transport stats either, ``connectionState`` and the SRTP it sends (which
+decrypts only under our keys and profile) stand in for them.
 """
 
 from __future__ import annotations
@@ -31,8 +39,10 @@ from typing import Any
 from dtls_ossl import events
 from dtls_ossl._roles import Role
 from dtls_ossl.conformance._cell import CellOutcome, our_configuration
+from dtls_ossl.conformance._hello import inspect_client_hello
 from dtls_ossl.conformance._io import LOCALHOST, PeerProcess
 from dtls_ossl.conformance._model import CellKind, CellSpec, Deadline, Negotiated
+from dtls_ossl.conformance._names import iana_to_openssl
 from dtls_ossl.conformance._stun import binding_response_untrusted, is_stun
 from dtls_ossl.connection import DtlsConnection
 from dtls_ossl.exceptions import FingerprintMismatchError, InvalidStateError
@@ -91,9 +101,10 @@ async function main() {
       if (s.type === "certificate") (out.certificates = out.certificates || []).push(s);
       if (s.type === "outbound-rtp") out.outbound = s;
     });
-    const t = out.transport || {};
-    if (t.dtlsState === "failed" || t.dtlsState === "closed") break;
-    if (t.dtlsState === "connected" && out.outbound && out.outbound.packetsSent > 5) break;
+    // Firefox has no transport stats: its connectionState says whether DTLS is up.
+    const state = (out.transport || {}).dtlsState || pc.connectionState;
+    if (state === "failed" || state === "closed") break;
+    if (state === "connected" && out.outbound && out.outbound.packetsSent > 5) break;
   }
   out.connectionState = pc.connectionState;
   await post("/result", JSON.stringify(out));
@@ -102,19 +113,6 @@ async function main() {
 main().catch(e => post("/result", JSON.stringify({error: String(e)})));
 </script>"""
 
-# IANA cipher suite names (what getStats() reports) of our DEFAULT_CIPHERS.
-_IANA_TO_OPENSSL = {
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
-    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
-}
 _SRTP_NAMES = {
     # Chromium 156 reports RFC 5764's names; older versions used libsrtp's.
     "SRTP_AES128_CM_HMAC_SHA1_80": SrtpProfile.AES128_CM_SHA1_80,
@@ -213,6 +211,46 @@ def _srtp_session(profile: SrtpProfile, key: bytes) -> Any:
     return pylibsrtp.Session(policy=policy)
 
 
+FIREFOX_PREFS = {
+    "media.peerconnection.ice.loopback": True,
+    "media.peerconnection.ice.obfuscate_host_addresses": False,
+    "media.navigator.streams.fake": True,
+    "media.navigator.permission.disabled": True,
+    "toolkit.telemetry.enabled": False,
+    "toolkit.telemetry.unified": False,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "datareporting.healthreport.uploadEnabled": False,
+    "app.update.disabledForTesting": True,
+    "app.normandy.enabled": False,
+    "extensions.update.enabled": False,
+    "browser.shell.checkDefaultBrowser": False,
+    "browser.startup.homepage_override.mstone": "ignore",
+    "browser.aboutwelcome.enabled": False,
+    "browser.safebrowsing.malware.enabled": False,
+    "browser.safebrowsing.phishing.enabled": False,
+    "network.captive-portal-service.enabled": False,
+    "network.connectivity-service.enabled": False,
+    "media.gmp-manager.updateEnabled": False,
+}
+"The prefs of the fresh Firefox profile (user.js)."
+
+
+def _launch(browser: str, profile_dir: str, url: str) -> PeerProcess:
+    if browser == "chromium":
+        return PeerProcess(
+            ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", url], profile_dir
+        )
+    with open(os.path.join(profile_dir, "user.js"), "w", encoding="utf-8") as f:
+        for name, value in FIREFOX_PREFS.items():
+            f.write(f"user_pref({json.dumps(name)}, {json.dumps(value)});\n")
+    env = dict(os.environ, MOZ_DISABLE_NONLOCAL_CONNECTIONS="1", MOZ_HEADLESS="1")
+    return PeerProcess(
+        ["firefox-esr", "--headless", "--no-remote", "--profile", profile_dir, url],
+        profile_dir,
+        env,
+    )
+
+
 def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
     """Run the cell and return its outcome as JSON-ready data."""
     deadline = Deadline(timeout)
@@ -227,19 +265,16 @@ def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
     ufrag, pwd = secrets.token_hex(4), secrets.token_hex(16)
     profile = spec.profile or SrtpProfile.AES128_CM_SHA1_80
     browser: PeerProcess | None = None
-    profile_dir = tempfile.TemporaryDirectory(prefix="dtls-ossl-chromium-")
+    profile_dir = tempfile.TemporaryDirectory(prefix=f"dtls-ossl-{spec.peer}-")
     try:
         url = (
             f"http://{LOCALHOST}:{server.server_address[1]}/?key={spec.key_type}"
             f"&wait={int(timeout * 1000 * 0.6)}"
         )
-        browser = PeerProcess(
-            ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir.name}", url],
-            profile_dir.name,
-        )
+        browser = _launch(spec.peer, profile_dir.name, url)
         while not exchange.offer_ready.wait(0.05):
             if browser.proc.poll() is not None:
-                raise RuntimeError(f"chromium exited: {browser.text()[-500:]}")
+                raise RuntimeError(f"{spec.peer} exited: {browser.text()[-500:]}")
             deadline.check("the browser's offer")
         offer = exchange.offer or ""
         m = re.search(r"^a=fingerprint:(\S+ \S+)", offer, re.MULTILINE)
@@ -277,6 +312,7 @@ def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
                         k = e.srtp_keys
                         rx = _srtp_session(e.srtp_profile, k.remote_master_key)
 
+        dtls_in: list[bytes] = []  # the browser's first DTLS datagrams, as they arrived
         while not exchange.result_ready.is_set() and not deadline.expired():
             wait = 0.02
             timer = conn.get_timer()
@@ -302,6 +338,8 @@ def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
                 elif 20 <= data[0] <= 63:
                     if peer is None:
                         peer = addr
+                    if len(dtls_in) < 16:
+                        dtls_in.append(data)
                     if started is None:
                         started = time.monotonic()
                     conn.receive_datagram(data, time.monotonic())
@@ -328,7 +366,7 @@ def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
         version = str(transport.get("tlsVersion"))
         theirs.version = {"FEFD": "DTLSv1.2", "FEFC": "DTLSv1.3"}.get(version, version)
         cipher = transport.get("dtlsCipher")
-        theirs.cipher = _IANA_TO_OPENSSL.get(cipher, cipher) if cipher else None
+        theirs.cipher = iana_to_openssl(cipher) if cipher else None
         srtp = transport.get("srtpCipher")
         theirs.srtp_profile = _SRTP_NAMES[srtp].openssl_name if srtp in _SRTP_NAMES else srtp
         theirs.extra = {
@@ -366,10 +404,13 @@ def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
             except InvalidStateError:
                 no_keys = True
             out.add("no_keys", no_keys, "export refused")
+            state = transport.get("dtlsState")
             out.add(
                 "peer_did_not_complete",
-                transport.get("dtlsState") != "connected",
-                f"getStats dtlsState {transport.get('dtlsState')}",
+                (state or result.get("connectionState")) != "connected",
+                f"getStats dtlsState {state}"
+                if state
+                else f"connectionState {result.get('connectionState')}",
             )
         elif hs is None:
             out.add("handshake", False, f"our state {conn.state.value}; events {seen!r}"[:400])
@@ -379,19 +420,30 @@ def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
                 cipher=hs.cipher,
                 srtp_profile=hs.srtp_profile.openssl_name if hs.srtp_profile else None,
             )
+            state = transport.get("dtlsState")
             out.add(
                 "handshake",
-                transport.get("dtlsState") == "connected",
-                f"getStats dtlsState {transport.get('dtlsState')}",
+                (state or result.get("connectionState")) == "connected",
+                f"getStats dtlsState {state}"
+                if state
+                else f"connectionState {result.get('connectionState')} (no transport stats)",
             )
             out.compare("version", out.ours.version, theirs.version, "not in getStats")
             out.compare("cipher", out.ours.cipher, theirs.cipher, "not in getStats")
             want = profile.openssl_name
-            out.add(
-                "srtp_profile",
-                out.ours.srtp_profile == want == theirs.srtp_profile,
-                f"ours {out.ours.srtp_profile}, browser {theirs.srtp_profile}, wanted {want}",
-            )
+            if theirs.srtp_profile is None:  # Firefox: no srtpCipher in getStats()
+                out.add(
+                    "srtp_profile",
+                    out.ours.srtp_profile == want and srtp_ok > 0 and srtp_bad == 0,
+                    f"ours {out.ours.srtp_profile}, wanted {want}; the browser reports none, "
+                    "its SRTP decrypts under ours",
+                )
+            else:
+                out.add(
+                    "srtp_profile",
+                    out.ours.srtp_profile == want == theirs.srtp_profile,
+                    f"ours {out.ours.srtp_profile}, browser {theirs.srtp_profile}, wanted {want}",
+                )
             if hs.srtp_profile is None:
                 out.add("keying_material", False, "no SRTP profile was negotiated")
             elif rx is None:
@@ -409,15 +461,34 @@ def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
             out.add(
                 "peer_saw_our_certificate",
                 None if fp is None else Fingerprint.parse(f"sha-256 {fp}") == ours.fingerprint(),
-                "getStats remote certificate fingerprint",
+                "getStats remote certificate fingerprint"
+                if fp
+                else "no certificate stats in getStats",
             )
             role = transport.get("dtlsRole")
             out.add(
                 "dtls_role",
-                role == ("server" if spec.role is Role.CLIENT else "client"),
-                f"browser dtlsRole {role}",
+                None
+                if role is None
+                else role == ("server" if spec.role is Role.CLIENT else "client"),
+                f"browser dtlsRole {role}" if role else "not in getStats",
             )
             out.add("app_data", None, "an audio m-line carries SRTP, no DTLS application data")
+            if spec.kind is CellKind.DTLS13_HELLO:
+                hello = inspect_client_hello(dtls_in)
+                described = hello.describe() if hello is not None else "no ClientHello seen"
+                out.add(
+                    "client_hello_offers_1.3",
+                    hello is not None and hello.complete and hello.offers_dtls13,
+                    described,
+                )
+                out.add(
+                    "client_hello_fragmented",
+                    hello is not None and hello.complete and hello.fragments >= 2,
+                    f"{hello.fragments if hello else 0} fragments of a "
+                    f"{hello.length if hello else 0}-byte ClientHello reassembled by our server",
+                )
+                theirs.extra["client_hello"] = described
         out.log = browser.text()[-2000:]
     finally:
         if browser is not None:
@@ -444,8 +515,15 @@ def main() -> int:
     timeout = float(sys.argv[2])
     if os.environ.get("DTLS_OSSL_NETNS") == "1":
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
+        if spec_doc.get("browser") == "firefox":
+            # Without a default route Firefox gathers no candidate, even for loopback.
+            subprocess.run(
+                ["ip", "route", "add", "default", "dev", "lo", "src", LOCALHOST],
+                check=True,
+                timeout=10,
+            )
     spec = CellSpec(
-        peer="chromium",
+        peer=spec_doc.get("browser", "chromium"),
         role=Role(spec_doc["role"]),
         kind=CellKind(spec_doc["kind"]),
         profile=SrtpProfile(spec_doc["profile"]) if spec_doc["profile"] else None,
