@@ -27,6 +27,7 @@ python -m ruff format --check dtls_ossl build_ffi.py
 python -m mypy
 python -m pytest
 
-# Interop matrix against real DTLS stacks (openssl, pyOpenSSL, GnuTLS, headless Chromium):
-# installs missing peers, then runs it; non-zero if any cell fails. Reports: reports/conformance.
+# Interop matrix against real DTLS stacks (openssl, pyOpenSSL, GnuTLS, Mbed TLS and wolfSSL
+# built from Debian source, headless Chromium and Firefox ESR): installs missing peers, then
+# runs it; non-zero if any cell fails. Reports: reports/conformance (report.json, junit.xml).
 bash ci/conformance.sh
