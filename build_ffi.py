@@ -83,7 +83,8 @@ static const int DTLSOSSL_TIMER;           /* a retransmission timer is armed: c
 static const int DTLSOSSL_RETRANSMITTED;   /* DTLSv1_handle_timeout retransmitted a flight */
 static const int DTLSOSSL_OVERFLOW;        /* more output than scratch holds: grow, call drain */
 static const int DTLSOSSL_CALLBACK;        /* a Python callback captured an exception */
-static const int DTLSOSSL_ONE;             /* exactly one datagram (send) or record (receive) */
+static const int DTLSOSSL_TOO_BIG;         /* fast_send: empty or longer than the data MTU */
+static const int DTLSOSSL_NO_SCRATCH;      /* fast_*: no scratch bound for the calling thread */
 
 typedef struct {
     SSL *ssl;                       /* owned: freed by DtlsOssl_conn_free */
@@ -96,6 +97,8 @@ typedef struct {
     int n_alerts;                   /* alerts seen during the last call (at most 8) */
     int alerts[8];                  /* 0x10000 if received | level << 8 | description */
     int callback_failed;
+    unsigned long n_fast_received;  /* datagrams taken by DtlsOssl_fast_receive */
+    unsigned long n_framed;         /* datagrams framed for sending, in total */
     ...;
 } DtlsOssl_conn;
 
@@ -149,18 +152,38 @@ unsigned long OpenSSL_version_num(void);
 /* Our helpers. Every I/O entry point does all its OpenSSL work in one C call: clear the error
    queue, do the operation, pump until want-read, frame what is to be sent into datagrams and
    read the retransmission timer. They return DTLSOSSL_* status bits. */
+/* Once, at import: the ex_data index and the BIO method. 1 on success. */
+int DtlsOssl_init(void);
 int DtlsOssl_ctx_setup(SSL_CTX *, const unsigned char *, int, const unsigned char *, int, int);
 DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *, int, size_t, unsigned int, unsigned int, void *);
 void DtlsOssl_conn_free(DtlsOssl_conn *);
 int DtlsOssl_handshake(DtlsOssl_conn *, DtlsOssl_scratch *);
-/* The hot paths return status bits | (output length << 16): plaintext bytes for receive,
-   datagram bytes for send, so one record needs no further struct reads. */
-long DtlsOssl_receive(DtlsOssl_conn *, DtlsOssl_scratch *, const char *, size_t);
-int DtlsOssl_receive_many(DtlsOssl_conn *, DtlsOssl_scratch *, const char *,
-                          const int *, int);
-long DtlsOssl_send(DtlsOssl_conn *, DtlsOssl_scratch *, const char *, size_t);
-int DtlsOssl_send_many(DtlsOssl_conn *, DtlsOssl_scratch *, const char *,
-                       const int *, int);
+int DtlsOssl_receive(DtlsOssl_conn *, DtlsOssl_scratch *, const char *, size_t);
+/* Batches: sizes[i] is the length of datagram/payload i, the items lying end to end in data;
+   n <= 65535. They stop early when Python must look at an outcome, and return the status bits
+   | items done << 16 | (plaintext records or datagrams in scratch) << 32. */
+int64_t DtlsOssl_receive_many(DtlsOssl_conn *, DtlsOssl_scratch *, const char *,
+                              const int *, int);
+/* After DTLSOSSL_HANDSHAKE_DONE, what HandshakeCompleted needs in one call: names[0] = the
+   protocol version, names[1] = the cipher (static strings); the DTLS-SRTP keying material
+   (RFC 5764 section 4.2) is exported into material (DTLSOSSL_MAX_SRTP_MATERIAL bytes of room).
+   Returns the IANA SRTP profile id (0 = none) | data MTU << 16 | material length << 32 (0
+   without SRTP or for an unknown profile), or -1 if the export failed (see the ERR queue). */
+static const int DTLSOSSL_MAX_SRTP_MATERIAL;
+int64_t DtlsOssl_established(DtlsOssl_conn *, const char **, char *);
+/* The per-record paths of an established connection, called with the GIL held (see
+   DTLSOSSL_KEEP_GIL). They use the scratch bound to the connection, and only from the thread
+   that created it (else -DTLSOSSL_NO_SCRATCH: bind this thread's and call again), which saves
+   Python a thread-local lookup per call. They return the length of the one datagram (send) or
+   plaintext record (receive) in that scratch when that is the whole outcome, else minus the
+   status bits (<= 0). fast_send refuses an empty payload or one above the data MTU
+   (-DTLSOSSL_TOO_BIG). */
+void DtlsOssl_scratch_claim(DtlsOssl_scratch *);
+void DtlsOssl_bind_scratch(DtlsOssl_conn *, DtlsOssl_scratch *);
+long DtlsOssl_fast_send(DtlsOssl_conn *, const char *, size_t);
+long DtlsOssl_fast_receive(DtlsOssl_conn *, const char *, size_t);
+int64_t DtlsOssl_send_many(DtlsOssl_conn *, DtlsOssl_scratch *, const char *,
+                           const int *, int);
 int DtlsOssl_handle_timeout(DtlsOssl_conn *, DtlsOssl_scratch *);
 int DtlsOssl_shutdown(DtlsOssl_conn *, DtlsOssl_scratch *);
 int DtlsOssl_drain(DtlsOssl_conn *, DtlsOssl_scratch *);
@@ -196,10 +219,22 @@ static const int DtlsOssl_DTLS1_3_VERSION = 0;
 #define DTLSOSSL_RETRANSMITTED 0x100
 #define DTLSOSSL_OVERFLOW 0x200
 #define DTLSOSSL_CALLBACK 0x400
-#define DTLSOSSL_ONE 0x800
+#define DTLSOSSL_TOO_BIG 0x800
+#define DTLSOSSL_NO_SCRATCH 0x1000
+#define DTLSOSSL_MAX_SRTP_MATERIAL 88   /* 2 * (32 + 12): SRTP_AEAD_AES_256_GCM */
 
 /* A DTLS record header: type(1) version(2) epoch(2) seq(6) length(2). RFC 6347 §4.1. */
 #define DTLSOSSL_HDR 13
+
+typedef struct {
+    char *wire;            size_t wire_cap;  size_t wire_len;
+    int *dgram_ends;       int dgram_cap;    int n_dgrams;
+    char *plain;           size_t plain_cap; size_t plain_len;
+    int *rec_ends;         int rec_cap;      int n_recs;
+    int consumed;
+    int dropped;
+    CRYPTO_THREAD_ID owner;   /* the thread that created it: DtlsOssl_scratch_claim */
+} DtlsOssl_scratch;
 
 typedef struct {
     SSL *ssl;
@@ -212,25 +247,121 @@ typedef struct {
     int n_alerts;
     int alerts[8];
     int callback_failed;
+    unsigned long n_fast_received;
+    unsigned long n_framed;
+    size_t data_mtu;        /* largest send() payload: DTLS_get_data_mtu once established */
     size_t min_encrypted;   /* shortest possible protected record body; 0 = cipher unknown */
     BIO *rbio;   /* borrowed: owned by ssl after SSL_set_bio */
     BIO *wbio;   /* borrowed: owned by ssl after SSL_set_bio */
+    /* The datagram BIOs (see DtlsOssl_bio_*) work on these, set for the length of one call. */
+    const char *in;           /* borrowed: the datagram OpenSSL reads, in_left bytes left */
+    size_t in_left;
+    DtlsOssl_scratch *out;    /* borrowed: OpenSSL's records go to out->wire after wire_len */
+    size_t unframed;          /* bytes written there and not yet framed into datagrams */
+    char *spill;              /* owned: output that did not fit out->wire (or with no out) */
+    size_t spill_len, spill_cap;
+    DtlsOssl_scratch *sc;     /* borrowed (Python keeps it alive): the fast paths' scratch */
 } DtlsOssl_conn;
-
-typedef struct {
-    char *wire;            size_t wire_cap;  size_t wire_len;
-    int *dgram_ends;       int dgram_cap;    int n_dgrams;
-    char *plain;           size_t plain_cap; size_t plain_len;
-    int *rec_ends;         int rec_cap;      int n_recs;
-    int consumed;
-    int dropped;
-} DtlsOssl_scratch;
 
 static int DtlsOssl_conn_index = -1;
 
 static DtlsOssl_conn *DtlsOssl_conn_of(const SSL *ssl)
 {
     return (DtlsOssl_conn *)SSL_get_ex_data(ssl, DtlsOssl_conn_index);
+}
+
+/* The transport: a pair of datagram BIOs instead of memory BIOs. The read BIO hands OpenSSL
+   the one datagram being fed, straight from the caller's bytes (nothing is copied into a BIO
+   first, and a datagram never merges with the next); the write BIO appends each record to the
+   thread's scratch buffer, where DtlsOssl_frame packs whole records into datagrams. Neither
+   keeps a buffer between calls, so an idle connection holds no BIO memory, and the per-record
+   path saves two copies and the memory BIO's bookkeeping. */
+static BIO_METHOD *DtlsOssl_bio_method = NULL;   /* owned: created once, never freed */
+
+static int DtlsOssl_bio_read(BIO *b, char *out, int outl)
+{
+    DtlsOssl_conn *c = (DtlsOssl_conn *)BIO_get_data(b);
+    size_t n;
+    BIO_clear_retry_flags(b);
+    if (c == NULL || c->in_left == 0 || outl <= 0) {
+        BIO_set_retry_read(b);   /* no datagram: "try again later", like an empty memory BIO */
+        return -1;
+    }
+    n = c->in_left < (size_t)outl ? c->in_left : (size_t)outl;
+    memcpy(out, c->in, n);
+    c->in += n;
+    c->in_left -= n;
+    return (int)n;
+}
+
+static int DtlsOssl_bio_write(BIO *b, const char *data, int len)
+{
+    DtlsOssl_conn *c = (DtlsOssl_conn *)BIO_get_data(b);
+    DtlsOssl_scratch *s;
+    size_t n = len > 0 ? (size_t)len : 0;
+    BIO_clear_retry_flags(b);
+    if (c == NULL || len < 0)
+        return -1;
+    s = c->out;
+    if (s != NULL && c->spill_len == 0 && s->wire_cap - s->wire_len - c->unframed >= n) {
+        memcpy(s->wire + s->wire_len + c->unframed, data, n);
+        c->unframed += n;
+        return len;
+    }
+    /* No room (or no call in progress): keep it, in order, until DtlsOssl_drain. */
+    if (c->spill_cap - c->spill_len < n) {
+        size_t cap = 2 * c->spill_cap + n + 4096;
+        char *p = realloc(c->spill, cap);
+        if (p == NULL)
+            return -1;
+        c->spill = p;
+        c->spill_cap = cap;
+    }
+    memcpy(c->spill + c->spill_len, data, n);
+    c->spill_len += n;
+    return len;
+}
+
+static long DtlsOssl_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    DtlsOssl_conn *c = (DtlsOssl_conn *)BIO_get_data(b);
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_PENDING:
+        if (c == NULL)
+            return 0;
+        return (long)(b == c->rbio ? c->in_left : c->unframed + c->spill_len);
+    case BIO_CTRL_WPENDING:
+        return 0;
+    case BIO_CTRL_FLUSH:
+    case BIO_CTRL_DUP:
+        return 1;
+    case BIO_CTRL_RESET:
+        if (c != NULL && b == c->rbio)
+            c->in_left = 0;
+        return 1;
+    case BIO_CTRL_GET_CLOSE:
+        return BIO_get_shutdown(b);
+    case BIO_CTRL_SET_CLOSE:
+        BIO_set_shutdown(b, (int)num);
+        return 1;
+    default:
+        return 0;   /* as a memory BIO answers the BIO_CTRL_DGRAM_* queries */
+    }
+}
+
+static int DtlsOssl_bio_create(BIO *b)
+{
+    BIO_set_data(b, NULL);
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static int DtlsOssl_bio_destroy(BIO *b)
+{
+    if (b != NULL)
+        BIO_set_data(b, NULL);
+    return 1;
 }
 
 /* Accept a well-formed certificate whose only faults are the ones a self-signed WebRTC
@@ -367,11 +498,15 @@ int DtlsOssl_prime_cookie_exchange(DtlsOssl_conn *c)
     if (ERR_peek_error() != 0)
         ERR_clear_error();
     SSL_set_options(c->ssl, SSL_OP_COOKIE_EXCHANGE);
-    if (BIO_write(c->rbio, hello, (int)sizeof(hello)) != (int)sizeof(hello))
-        return 0;
+    c->in = (const char *)hello;
+    c->in_left = sizeof(hello);
+    c->out = NULL;
     r = SSL_do_handshake(c->ssl);
-    (void)BIO_reset(c->rbio);
-    (void)BIO_reset(c->wbio);   /* the HelloVerifyRequest: ours already went out */
+    c->in = NULL;
+    c->in_left = 0;
+    free(c->spill);     /* the HelloVerifyRequest: ours already went out */
+    c->spill = NULL;
+    c->spill_len = c->spill_cap = 0;
     c->n_alerts = 0;
     if (r > 0 || SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
         ERR_clear_error();
@@ -380,17 +515,33 @@ int DtlsOssl_prime_cookie_exchange(DtlsOssl_conn *c)
     return 1;
 }
 
+int DtlsOssl_init(void)
+{
+    BIO_METHOD *m;
+    if (DtlsOssl_conn_index < 0)
+        DtlsOssl_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+    if (DtlsOssl_bio_method == NULL) {
+        m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "dtls_ossl datagram");
+        if (m == NULL || !BIO_meth_set_write(m, DtlsOssl_bio_write)
+            || !BIO_meth_set_read(m, DtlsOssl_bio_read) || !BIO_meth_set_ctrl(m, DtlsOssl_bio_ctrl)
+            || !BIO_meth_set_create(m, DtlsOssl_bio_create)
+            || !BIO_meth_set_destroy(m, DtlsOssl_bio_destroy)) {
+            BIO_meth_free(m);
+            return 0;
+        }
+        DtlsOssl_bio_method = m;
+    }
+    return DtlsOssl_conn_index >= 0;
+}
+
 int DtlsOssl_ctx_setup(SSL_CTX *ctx, const unsigned char *cert, int cert_len,
                        const unsigned char *key, int key_len, int keylog)
 {
     const unsigned char *p = key;
     EVP_PKEY *pkey;
     int ok;
-    if (DtlsOssl_conn_index < 0) {
-        DtlsOssl_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-        if (DtlsOssl_conn_index < 0)
-            return 0;
-    }
+    if (DtlsOssl_conn_index < 0 || DtlsOssl_bio_method == NULL)
+        return 0;   /* DtlsOssl_init failed or did not run */
     if (SSL_CTX_use_certificate_ASN1(ctx, cert_len, cert) != 1)
         return 0;
     pkey = d2i_AutoPrivateKey(NULL, &p, key_len);   /* owned: freed below */
@@ -419,13 +570,12 @@ DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *ctx, int is_server, size_t mtu,
     if (c == NULL)
         return NULL;
     c->ssl = SSL_new(ctx);                         /* takes a reference to ctx */
-    rbio = BIO_new(BIO_s_mem());
-    wbio = BIO_new(BIO_s_mem());
+    rbio = BIO_new(DtlsOssl_bio_method);
+    wbio = BIO_new(DtlsOssl_bio_method);
     if (c->ssl == NULL || rbio == NULL || wbio == NULL)
         goto fail;
-    /* An empty read BIO means "retry", not EOF. */
-    BIO_set_mem_eof_return(rbio, -1);
-    BIO_set_mem_eof_return(wbio, -1);
+    BIO_set_data(rbio, c);
+    BIO_set_data(wbio, c);
     SSL_set_bio(c->ssl, rbio, wbio);               /* the SSL owns both BIOs from here */
     c->rbio = rbio;
     c->wbio = wbio;
@@ -437,8 +587,8 @@ DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *ctx, int is_server, size_t mtu,
     c->timeout_us = -1;
     if (!SSL_set_ex_data(c->ssl, DtlsOssl_conn_index, c))
         goto fail;
-    /* Memory BIOs have no path MTU to query: without both of these OpenSSL falls back to a
-       256-byte MTU. */
+    /* Our BIOs have no path MTU to query (no more than memory BIOs): without both of these
+       OpenSSL falls back to a 256-byte MTU. */
     SSL_set_options(c->ssl, SSL_OP_NO_QUERY_MTU);
     if (!SSL_set_mtu(c->ssl, (long)mtu))
         goto fail;
@@ -462,8 +612,9 @@ void DtlsOssl_conn_free(DtlsOssl_conn *c)
         return;
     if (c->ssl != NULL) {
         SSL_set_ex_data(c->ssl, DtlsOssl_conn_index, NULL);
-        SSL_free(c->ssl);
+        SSL_free(c->ssl);   /* and the BIOs */
     }
+    free(c->spill);
     free(c);
 }
 
@@ -488,30 +639,13 @@ int DtlsOssl_well_formed(const unsigned char *data, size_t len)
     return 1;
 }
 
-size_t DtlsOssl_pending(DtlsOssl_conn *c)
-{
-    return BIO_ctrl_pending(c->wbio);
-}
-
-/* Move everything OpenSSL wrote into scratch->wire and pack whole records into datagrams of at
-   most mtu bytes. A memory BIO merges writes, so we re-frame on record headers. */
-int DtlsOssl_drain(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+/* Pack the n bytes of whole records just written after s->wire_len into datagrams of at most
+   mtu bytes, splitting on record headers: a record is never split. */
+static void DtlsOssl_frame(DtlsOssl_conn *c, DtlsOssl_scratch *s, size_t n)
 {
     const unsigned char *w = (const unsigned char *)s->wire;
-    size_t pending = BIO_ctrl_pending(c->wbio);
-    size_t off, stop;
-    int n;
-    if (pending == 0)
-        return 0;
-    if (s->wire_len + pending > s->wire_cap
-        || s->n_dgrams + (int)(pending / DTLSOSSL_HDR) + 1 > s->dgram_cap)
-        return DTLSOSSL_OVERFLOW;
-    n = BIO_read(c->wbio, s->wire + s->wire_len, (int)pending);
-    if (n <= 0)
-        return 0;
     /* s->wire_len is the start of the datagram being packed. */
-    off = s->wire_len;
-    stop = off + (size_t)n;
+    size_t off = s->wire_len, stop = off + n;
     while (off < stop) {
         size_t end = off + DTLSOSSL_HDR;
         if (stop - off >= DTLSOSSL_HDR)
@@ -521,18 +655,70 @@ int DtlsOssl_drain(DtlsOssl_conn *c, DtlsOssl_scratch *s)
         if (end - s->wire_len > c->mtu && off > s->wire_len) {
             s->dgram_ends[s->n_dgrams++] = (int)off;
             s->wire_len = off;
+            c->n_framed++;
         }
         off = end;
     }
     s->dgram_ends[s->n_dgrams++] = (int)off;
     s->wire_len = off;
+    c->n_framed++;
+}
+
+/* After DTLSOSSL_OVERFLOW (the output did not fit the scratch buffer): Python has collected
+   the datagrams and grown the buffer to DtlsOssl_pending bytes; move the rest there. */
+int DtlsOssl_drain(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+{
+    size_t n = c->spill_len;
+    if (n == 0)
+        return 0;
+    if (s->wire_cap - s->wire_len < n
+        || s->n_dgrams + (int)(n / DTLSOSSL_HDR) + 1 > s->dgram_cap)
+        return DTLSOSSL_OVERFLOW;
+    memcpy(s->wire + s->wire_len, c->spill, n);
+    free(c->spill);
+    c->spill = NULL;
+    c->spill_len = c->spill_cap = 0;
+    DtlsOssl_frame(c, s, n);
     return DTLSOSSL_WIRE;
 }
 
+size_t DtlsOssl_pending(DtlsOssl_conn *c)
+{
+    return c->spill_len;
+}
+
+/* Start a call: empty outputs, the write BIO pointed at this thread's scratch buffer. */
+static void DtlsOssl_reset(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+{
+    s->wire_len = 0;
+    s->n_dgrams = 0;
+    s->plain_len = 0;
+    s->n_recs = 0;
+    s->consumed = 0;
+    s->dropped = 0;
+    c->n_alerts = 0;
+    c->ssl_error = 0;
+    c->out = s;
+    c->unframed = 0;
+    /* ERR_clear_error walks all 16 slots (~800 instructions in 3.0); peeking is far cheaper and
+       the queue is almost always empty. */
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
+/* End a call: frame the output, read the timer, detach the scratch buffer (it belongs to the
+   calling thread, and the next call may come from another one). */
 static int DtlsOssl_finish(DtlsOssl_conn *c, DtlsOssl_scratch *s, int flags)
 {
     struct timeval tv;
-    flags |= DtlsOssl_drain(c, s);
+    if (c->unframed > 0) {
+        DtlsOssl_frame(c, s, c->unframed);
+        c->unframed = 0;
+        flags |= DTLSOSSL_WIRE;
+    }
+    if (c->spill_len > 0)
+        flags |= DTLSOSSL_OVERFLOW;
+    c->out = NULL;
     if (DTLSv1_get_timeout(c->ssl, &tv) == 1) {
         c->timeout_us = (long)tv.tv_sec * 1000000L + (long)tv.tv_usec;
         flags |= DTLSOSSL_TIMER;
@@ -544,22 +730,6 @@ static int DtlsOssl_finish(DtlsOssl_conn *c, DtlsOssl_scratch *s, int flags)
     if (c->callback_failed)
         flags |= DTLSOSSL_CALLBACK;
     return flags;
-}
-
-static void DtlsOssl_reset(DtlsOssl_conn *c, DtlsOssl_scratch *s)
-{
-    s->wire_len = 0;
-    s->n_dgrams = 0;
-    s->plain_len = 0;
-    s->n_recs = 0;
-    s->consumed = 0;
-    s->dropped = 0;
-    c->n_alerts = 0;
-    c->ssl_error = 0;
-    /* ERR_clear_error walks all 16 slots (~800 instructions in 3.0); peeking is far cheaper and
-       the queue is almost always empty. */
-    if (ERR_peek_error() != 0)
-        ERR_clear_error();
 }
 
 static int DtlsOssl_failed(DtlsOssl_conn *c, int r)
@@ -595,9 +765,9 @@ static int DtlsOssl_pump(DtlsOssl_conn *c, DtlsOssl_scratch *s)
             s->plain_len += (size_t)r;
             s->rec_ends[s->n_recs++] = (int)s->plain_len;
             flags |= DTLSOSSL_PLAIN;
-            /* Nothing buffered and nothing in the BIO: another SSL_read would only fail with
+            /* Nothing buffered and the datagram used up: another SSL_read would only fail with
                want-read, at the cost of a trip through the record layer and the error queue. */
-            if (!SSL_has_pending(c->ssl) && BIO_ctrl_pending(c->rbio) == 0)
+            if (c->in_left == 0 && !SSL_has_pending(c->ssl))
                 return flags;
             continue;
         }
@@ -660,37 +830,65 @@ static int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data
         s->dropped++;
         return DTLSOSSL_DROPPED;
     }
-    if (BIO_write(c->rbio, data, (int)len) != (int)len)
-        return DTLSOSSL_FATAL;
+    c->in = data;   /* the read BIO hands OpenSSL exactly this datagram */
+    c->in_left = len;
     flags = DtlsOssl_pump(c, s);
     /* One datagram per read: never let leftovers of a bad datagram poison the next one. */
-    if (BIO_ctrl_pending(c->rbio) > 0)
-        (void)BIO_reset(c->rbio);
+    c->in = NULL;
+    c->in_left = 0;
     return flags;
 }
 
-long DtlsOssl_receive(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
-                      size_t len)
+int DtlsOssl_receive(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data, size_t len)
 {
-    int flags;
     DtlsOssl_reset(c, s);
-    flags = DtlsOssl_finish(c, s, DtlsOssl_feed(c, s, data, len));
-    if (s->n_recs == 1)
-        flags |= DTLSOSSL_ONE;
-    return (long)flags | ((long)s->plain_len << 16);
+    return DtlsOssl_finish(c, s, DtlsOssl_feed(c, s, data, len));
 }
 
-/* Feed datagrams [0, n) of a batch (ends[i] = end offset of datagram i). Stops after the first
-   datagram whose outcome needs Python (anything but plaintext or a drop): s->consumed says how
-   many were processed. */
-int DtlsOssl_receive_many(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
-                          const int *ends, int n)
+void DtlsOssl_scratch_claim(DtlsOssl_scratch *s)
 {
-    int i, flags = 0, start = 0, dropped = 0;
+    s->owner = CRYPTO_THREAD_get_current_id();
+}
+
+void DtlsOssl_bind_scratch(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+{
+    c->sc = s;
+}
+
+/* The connection's scratch, if the calling thread may use it. */
+static DtlsOssl_scratch *DtlsOssl_own_scratch(DtlsOssl_conn *c)
+{
+    DtlsOssl_scratch *s = c->sc;
+    if (s == NULL || !CRYPTO_THREAD_compare_id(s->owner, CRYPTO_THREAD_get_current_id()))
+        return NULL;
+    return s;
+}
+
+long DtlsOssl_fast_receive(DtlsOssl_conn *c, const char *data, size_t len)
+{
+    DtlsOssl_scratch *s = DtlsOssl_own_scratch(c);
+    int flags;
+    if (s == NULL)
+        return -(long)DTLSOSSL_NO_SCRATCH;
+    c->n_fast_received++;
+    DtlsOssl_reset(c, s);
+    flags = DtlsOssl_finish(c, s, DtlsOssl_feed(c, s, data, len));
+    if (flags == DTLSOSSL_PLAIN && s->n_recs == 1)
+        return (long)s->plain_len;   /* > 0: SSL_read never returns an empty record */
+    return -(long)flags;
+}
+
+/* Feed the datagrams of a batch. Stops after the first datagram whose outcome needs Python
+   (anything but plaintext or a drop). */
+int64_t DtlsOssl_receive_many(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
+                              const int *sizes, int n)
+{
+    int i, flags = 0, dropped = 0;
+    size_t start = 0;
     DtlsOssl_reset(c, s);
     for (i = 0; i < n; i++) {
-        int f = DtlsOssl_feed(c, s, data + start, (size_t)(ends[i] - start));
-        start = ends[i];
+        int f = DtlsOssl_feed(c, s, data + start, (size_t)sizes[i]);
+        start += (size_t)sizes[i];
         if (f & DTLSOSSL_DROPPED)
             dropped++;
         flags |= f & ~DTLSOSSL_DROPPED;
@@ -703,45 +901,51 @@ int DtlsOssl_receive_many(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *dat
     s->consumed = i;
     if (dropped)
         flags |= DTLSOSSL_DROPPED;
-    return DtlsOssl_finish(c, s, flags);
+    flags = DtlsOssl_finish(c, s, flags);
+    return (int64_t)flags | ((int64_t)i << 16) | ((int64_t)s->n_recs << 32);
 }
 
-long DtlsOssl_send(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data, size_t len)
+long DtlsOssl_fast_send(DtlsOssl_conn *c, const char *data, size_t len)
 {
+    DtlsOssl_scratch *s = DtlsOssl_own_scratch(c);
     int r, flags = 0;
+    if (len == 0 || len > c->data_mtu)
+        return -(long)DTLSOSSL_TOO_BIG;   /* nothing sent: Python raises PayloadSizeError */
+    if (s == NULL)
+        return -(long)DTLSOSSL_NO_SCRATCH;
     DtlsOssl_reset(c, s);
     r = SSL_write(c->ssl, data, (int)len);
     if (r <= 0)
         flags = DtlsOssl_failed(c, r);
     flags = DtlsOssl_finish(c, s, flags);
-    if (s->n_dgrams == 1)
-        flags |= DTLSOSSL_ONE;
-    return (long)flags | ((long)s->wire_len << 16);
+    if (flags == DTLSOSSL_WIRE && s->n_dgrams == 1)
+        return (long)s->wire_len;   /* > 0 */
+    return -(long)flags;
 }
 
-int DtlsOssl_send_many(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
-                       const int *ends, int n)
+int64_t DtlsOssl_send_many(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
+                           const int *sizes, int n)
 {
-    int i, r, flags = 0, start = 0;
+    int i, r, flags = 0;
+    size_t start = 0;
     DtlsOssl_reset(c, s);
     for (i = 0; i < n; i++) {
-        r = SSL_write(c->ssl, data + start, ends[i] - start);
-        start = ends[i];
+        r = SSL_write(c->ssl, data + start, sizes[i]);
+        start += (size_t)sizes[i];
         if (r <= 0) {
             flags |= DtlsOssl_failed(c, r);
             i++;
             break;
         }
-        if (BIO_ctrl_pending(c->wbio) + s->wire_len + 20000 > s->wire_cap) {
-            flags |= DtlsOssl_drain(c, s);
-            if (flags & DTLSOSSL_OVERFLOW || s->wire_len + 20000 > s->wire_cap) {
-                i++;
-                break;
-            }
+        /* Stop while the next record surely fits: Python collects and calls again. */
+        if (s->wire_len + c->unframed + 20000 > s->wire_cap || c->spill_len > 0) {
+            i++;
+            break;
         }
     }
     s->consumed = i;
-    return DtlsOssl_finish(c, s, flags);
+    flags = DtlsOssl_finish(c, s, flags);
+    return (int64_t)flags | ((int64_t)i << 16) | ((int64_t)s->n_dgrams << 32);
 }
 
 int DtlsOssl_handle_timeout(DtlsOssl_conn *c, DtlsOssl_scratch *s)
@@ -763,6 +967,65 @@ int DtlsOssl_shutdown(DtlsOssl_conn *c, DtlsOssl_scratch *s)
         (void)SSL_shutdown(c->ssl);
     return DtlsOssl_finish(c, s, 0) & ~DTLSOSSL_TIMER;
 }
+
+int64_t DtlsOssl_established(DtlsOssl_conn *c, const char **names, char *material)
+{
+    static const char label[] = "EXTRACTOR-dtls_srtp";
+    const SRTP_PROTECTION_PROFILE *profile = SSL_get_selected_srtp_profile(c->ssl);
+    const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
+    unsigned long id = profile != NULL ? profile->id : 0;
+    size_t n;
+    names[0] = SSL_get_version(c->ssl);
+    names[1] = cipher != NULL ? SSL_CIPHER_get_name(cipher) : "(NONE)";
+    /* 2 * (master key + master salt): RFC 5764 section 4.1.2, RFC 7714 section 12. Python checks
+       these lengths against SrtpProfile. */
+    switch (id) {
+    case 1: /* SRTP_AES128_CM_SHA1_80 */
+    case 2: /* SRTP_AES128_CM_SHA1_32 */
+        n = 2 * (16 + 14);
+        break;
+    case 7: /* SRTP_AEAD_AES_128_GCM */
+        n = 2 * (16 + 12);
+        break;
+    case 8: /* SRTP_AEAD_AES_256_GCM */
+        n = 2 * (32 + 12);
+        break;
+    default:
+        n = 0;
+    }
+    if (n > 0) {
+        if (ERR_peek_error() != 0)
+            ERR_clear_error();
+        if (SSL_export_keying_material(c->ssl, (unsigned char *)material, n, label,
+                                       sizeof(label) - 1, NULL, 0, 0) != 1)
+            return -1;
+    }
+    c->data_mtu = DTLS_get_data_mtu(c->ssl);
+    return (int64_t)(id & 0xffff) | ((int64_t)(c->data_mtu & 0xffff) << 16) | ((int64_t)n << 32);
+}
+
+/* cffi wraps every call in Py_BEGIN_ALLOW_THREADS / Py_END_ALLOW_THREADS. For the per-record
+   paths of an established connection (about 1 us of OpenSSL work) releasing and re-taking the
+   GIL costs a noticeable share, so the wrappers of DtlsOssl_fast_* functions keep it; they are
+   recognised by name (__func__ is "_cffi_f_DtlsOssl_fast_..."), a test that GCC and Clang fold
+   at compile time. Every other call, the handshake above all (ECDHE and signatures: hundreds
+   of us), still runs without the GIL. If a cffi release stops using these macros, all calls
+   simply release the GIL again. */
+#define DTLSOSSL_KEEP_GIL(f)                                                            \
+    (sizeof(f) > sizeof("_cffi_f_DtlsOssl_fast_") && f[0] == '_' && f[1] == 'c'           \
+     && f[7] == '_' && f[8] == 'D' && f[16] == '_' && f[17] == 'f' && f[18] == 'a'         \
+     && f[19] == 's' && f[20] == 't' && f[21] == '_')
+#if defined(Py_BEGIN_ALLOW_THREADS) && defined(Py_END_ALLOW_THREADS)
+#undef Py_BEGIN_ALLOW_THREADS
+#undef Py_END_ALLOW_THREADS
+#define Py_BEGIN_ALLOW_THREADS                                                          \
+    {                                                                                   \
+        PyThreadState *_save = DTLSOSSL_KEEP_GIL(__func__) ? NULL : PyEval_SaveThread();
+#define Py_END_ALLOW_THREADS                                                            \
+    if (_save != NULL)                                                                  \
+        PyEval_RestoreThread(_save);                                                    \
+    }
+#endif
 """,
 )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import statistics
 import subprocess
@@ -296,19 +297,26 @@ def import_time_ms(python: str, module: str, runs: int) -> tuple[float, float] |
     The in-process figure sums the cumulative times of the top-level imports that a bare
     ``python -c pass`` does not do. The wall-clock figure is the median of fresh
     ``python -c "import module"`` runs minus the median of ``python -c pass`` runs, interleaved.
-    Returns None if the import fails.
+    Returns None if the import fails. Bytecode is allowed: the first run writes __pycache__ (as
+    pip does at install time), even where PYTHONDONTWRITEBYTECODE is set in the environment,
+    which would otherwise make every run compile the sources.
     """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
     def timed(code: str) -> float:
         t0 = time.perf_counter()
-        proc = subprocess.run([python, "-c", code], capture_output=True, cwd=ROOT)
+        proc = subprocess.run([python, "-c", code], capture_output=True, cwd=ROOT, env=env)
         if proc.returncode != 0:
             raise BenchError("import failed")
         return time.perf_counter() - t0
 
     def top_level(code: str) -> dict[str, int]:
         proc = subprocess.run(
-            [python, "-X", "importtime", "-c", code], capture_output=True, text=True, cwd=ROOT
+            [python, "-X", "importtime", "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
         )
         if proc.returncode != 0:
             raise BenchError("import failed")
@@ -365,7 +373,6 @@ def print_machine() -> None:
                     break
     except OSError:
         pass
-    import os
     import platform
 
     print(f"Machine: {model}, {os.cpu_count()} CPUs; python {platform.python_version()}\n")

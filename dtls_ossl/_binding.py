@@ -39,6 +39,10 @@ if int(lib.OpenSSL_version_num()) >> 28 < 3:  # pragma: no cover - refused at bu
     )
 
 
+if lib.DtlsOssl_init() != 1:  # pragma: no cover - only out of memory
+    raise ImportError("dtls_ossl: initialising the OpenSSL binding failed (ex_data index, BIO)")
+
+
 def openssl_version() -> str:
     """Return the version text of the OpenSSL loaded at run time, e.g. ``OpenSSL 3.0.19 ...``."""
     return str(ffi.string(lib.OpenSSL_version(lib.OPENSSL_VERSION)).decode("ascii"))
@@ -87,46 +91,70 @@ class Scratch:
 
     Each C entry point writes framed datagrams and plaintext here; the connection copies them
     out before returning, so sharing between connections of one thread is safe. Buffers grow
-    on demand (large batches) and never shrink.
+    on demand (large batches) and never shrink. ``wire_buf``/``plain_buf`` are ``ffi.buffer``
+    views of ``wire``/``plain``: slicing one is the cheapest way to copy output into ``bytes``.
     """
 
-    __slots__ = ("dgram_ends", "plain", "ptr", "rec_ends", "wire")
+    __slots__ = (
+        "dgram_ends",
+        "material",
+        "names",
+        "plain",
+        "plain_buf",
+        "plain_room",
+        "ptr",
+        "rec_ends",
+        "wire",
+        "wire_buf",
+        "wire_room",
+    )
 
     def __init__(self) -> None:
         """Allocate the buffers (uninitialised memory: they are always written before read)."""
         self.ptr: Any = ffi.new("DtlsOssl_scratch *")  # owned: Python memory
+        # owned: DtlsOssl_established's outputs
+        self.names: Any = ffi.new("const char *[2]")
+        self.material: Any = ffi.new("char[]", lib.DTLSOSSL_MAX_SRTP_MATERIAL)
         self.wire: Any = None
+        self.wire_buf: Any = None
         self.dgram_ends: Any = None
         self.plain: Any = None
+        self.plain_buf: Any = None
         self.rec_ends: Any = None
+        # What grow_wire/ensure_plain can take without reallocating (no cdata reads needed).
+        self.wire_room = 0
+        self.plain_room = 0
         self._set_wire(_WIRE_CAP, _DGRAM_CAP)
         self._set_plain(_PLAIN_CAP, _REC_CAP)
+        lib.DtlsOssl_scratch_claim(self.ptr)  # this thread's: the fast paths check it
 
     def _set_wire(self, cap: int, dgrams: int) -> None:
-        # owned: these arrays live as long as this object; ptr only borrows them.
+        # owned: these arrays live as long as this object; ptr and the buffer only borrow them.
         self.wire = _alloc("char[]", cap)
+        self.wire_buf = ffi.buffer(self.wire)
         self.dgram_ends = _alloc("int[]", dgrams)
         p = self.ptr
         p.wire, p.wire_cap, p.dgram_ends, p.dgram_cap = self.wire, cap, self.dgram_ends, dgrams
+        self.wire_room = min(cap, (dgrams - 64) * 13)
 
     def _set_plain(self, cap: int, recs: int) -> None:
         self.plain = _alloc("char[]", cap)
+        self.plain_buf = ffi.buffer(self.plain)
         self.rec_ends = _alloc("int[]", recs)
         p = self.ptr
         p.plain, p.plain_cap, p.rec_ends, p.rec_cap = self.plain, cap, self.rec_ends, recs
+        self.plain_room = min(cap - 18432, (recs - 64) * 13)
 
     def grow_wire(self, needed: int) -> None:
         """Make room for ``needed`` bytes of framed output (the buffer must be collected)."""
-        p = self.ptr
-        if int(p.wire_cap) >= needed and int(p.dgram_cap) >= needed // 13 + 64:
+        if needed <= self.wire_room:
             return
-        cap = max(2 * int(p.wire_cap), needed)
+        cap = max(2 * int(self.ptr.wire_cap), needed)
         self._set_wire(cap, cap // 13 + 64)
 
     def ensure_plain(self, needed: int) -> None:
         """Make sure a batch of ``needed`` ciphertext bytes fits the plaintext buffers."""
-        p = self.ptr
-        if int(p.plain_cap) >= needed + 18432 and int(p.rec_cap) >= needed // 13 + 64:
+        if needed <= self.plain_room:
             return
         self._set_plain(needed + 18432, needed // 13 + 64)
 

@@ -63,9 +63,23 @@ def _sdp_name(hashlib_name: str) -> str:
     return hashlib_name.replace("sha", "sha-", 1)
 
 
+_hashes: dict[str, Callable[[bytes], Any]] = {}
+"hashlib constructors by name (``sha256``), filled on first use."
+
+
+def _digest(name: str, data: bytes) -> bytes:
+    """Hash ``data`` with the named hashlib algorithm."""
+    new = _hashes.get(name)
+    if new is None:
+        import hashlib  # lazily: with hmac, ~3 ms of ``import dtls_ossl``
+
+        new = _hashes[name] = getattr(hashlib, name)
+    digest: bytes = new(data).digest()
+    return digest
+
+
 def _check_peer(state: CallbackState, der: bytes) -> int:
-    import hashlib  # lazily, with hmac: they cost ~3 ms of ``import dtls_ossl``
-    import hmac
+    import hmac  # lazily (see _digest); only a sys.modules lookup after the first time
 
     state.peer_der = der
     if state.insecure:
@@ -80,7 +94,7 @@ def _check_peer(state: CallbackState, der: bytes) -> int:
     for index, (name, digest) in enumerate(expected):
         got = actual.get(name)
         if got is None:
-            got = actual[name] = hashlib.new(name, der).digest()
+            got = actual[name] = _digest(name, der)
         if hmac.compare_digest(got, digest):
             state.matched = index
             return ACCEPT

@@ -3,25 +3,27 @@
 Theory of operation
 ===================
 
-A :class:`DtlsConnection` wraps one OpenSSL ``SSL`` object whose transport is a pair of memory
-BIOs. It never touches a socket or a clock: the caller feeds datagrams and the current time in,
-and pulls datagrams, a timer deadline and events out (aioquic's five verbs).
+A :class:`DtlsConnection` wraps one OpenSSL ``SSL`` object whose transport is a pair of
+datagram BIOs of our own (build_ffi.py). It never touches a socket or a clock: the caller feeds
+datagrams and the current time in, and pulls datagrams, a timer deadline and events out
+(aioquic's five verbs).
 
 Rule 1 - one C call per input. ``receive_datagram``, ``send``, ``handle_timer``, ``connect``
 and ``close`` each make exactly one call into the compiled helper (``DtlsOssl_*`` in
-build_ffi.py). That call clears OpenSSL's error queue, writes one datagram into the read BIO,
-drives the handshake or reads every plaintext record until OpenSSL wants more, frames what
-OpenSSL wrote into datagrams, and reads the retransmission timer. The connection then turns the
-returned status bits into events.
+build_ffi.py). That call clears OpenSSL's error queue, hands OpenSSL one datagram, drives the
+handshake or reads every plaintext record until OpenSSL wants more, frames what OpenSSL wrote
+into datagrams, and reads the retransmission timer. The connection then turns the returned
+status bits into events. On an established connection, ``send`` and ``receive_datagram`` use
+``DtlsOssl_fast_*``, which keep the GIL and return the one datagram or record directly.
 
-Rule 2 - one datagram per read. A memory BIO merges whatever is written into it, and OpenSSL
-reads everything buffered as one "packet". So exactly one datagram is written before OpenSSL
-runs, and leftovers of a bad datagram are discarded before the next one.
+Rule 2 - one datagram per read. OpenSSL reads whatever its read BIO holds as one "packet" (a
+memory BIO would merge datagrams), so the read BIO holds exactly the datagram being fed, read
+in place from the caller's bytes, and drops what OpenSSL left of it before the next one.
 
-Rule 3 - re-frame the output. OpenSSL's writes into the memory BIO merge too; the helper splits
-them on DTLS record headers (13 bytes, RFC 6347 §4.1) and packs whole records into datagrams
-of at most ``mtu`` bytes. A record is never split. ``SSL_OP_NO_QUERY_MTU`` and ``SSL_set_mtu``
-are both set, or OpenSSL falls back to a 256-byte MTU with memory BIOs.
+Rule 3 - re-frame the output. The write BIO appends OpenSSL's records to a per-thread scratch
+buffer; the helper splits them on DTLS record headers (13 bytes, RFC 6347 §4.1) and packs whole
+records into datagrams of at most ``mtu`` bytes. A record is never split. ``SSL_OP_NO_QUERY_MTU``
+and ``SSL_set_mtu`` are both set, or OpenSSL falls back to a 256-byte MTU without a socket.
 
 Rule 4 - OpenSSL keeps its own clock. ``DTLSv1_get_timeout`` gives the time left on OpenSSL's
 wall clock; ``get_timer()`` is the caller's ``now`` at the last call plus that time.
@@ -46,10 +48,11 @@ A connection is not thread-safe: drive each one from one thread at a time.
 from __future__ import annotations
 
 import enum
-from itertools import accumulate
+from collections import deque
+from itertools import repeat
 
 from dtls_ossl import events
-from dtls_ossl._binding import consume_errors, ffi, lib, local, openssl_assert, scratch
+from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, openssl_assert, scratch
 from dtls_ossl._callbacks import CallbackState
 from dtls_ossl._roles import Role
 from dtls_ossl._util import TYPE_CHECKING, Record, debug_logger, final
@@ -67,11 +70,13 @@ from dtls_ossl.exceptions import (
     ProtocolError,
 )
 from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS, Fingerprint
-from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys, SrtpProfile
+from dtls_ossl.webrtc.srtp import SrtpKeys, SrtpProfile
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from typing import Any
+
+    from dtls_ossl.webrtc.certificate import Certificate
 
 __all__ = ["ConnectionState", "ConnectionStats", "DtlsConnection"]
 
@@ -86,18 +91,36 @@ _TIMER = int(lib.DTLSOSSL_TIMER)
 _RETRANSMITTED = int(lib.DTLSOSSL_RETRANSMITTED)
 _OVERFLOW = int(lib.DTLSOSSL_OVERFLOW)
 _CALLBACK = int(lib.DTLSOSSL_CALLBACK)
-_ONE = int(lib.DTLSOSSL_ONE)
-_PLAIN_ONE = _PLAIN | _ONE
-_WIRE_ONE = _WIRE | _ONE
+_TOO_BIG = int(lib.DTLSOSSL_TOO_BIG)
+_NO_SCRATCH = int(lib.DTLSOSSL_NO_SCRATCH)
 # Bound once: the hot paths avoid attribute lookups on lib and ffi.
-_receive = lib.DtlsOssl_receive
-_send = lib.DtlsOssl_send
+_fast_receive = lib.DtlsOssl_fast_receive
+_fast_send = lib.DtlsOssl_fast_send
+_receive_many = lib.DtlsOssl_receive_many
+_send_many = lib.DtlsOssl_send_many
+_MAX_BATCH = 0xFFFF  # items per C call: the count comes back in 16 bits
 _unpack = ffi.unpack
 _DataReceived = events.DataReceived
-# Building the event with object.__new__ + object.__setattr__ skips the Python-level __init__
-# (about 150 ns of a ~1.5 us record); the result is an ordinary, immutable DataReceived.
+# Building an event with object.__new__ and the slot descriptor's __set__ skips the Python-level
+# __init__ (about 50 ns of a record); the result is an ordinary, immutable DataReceived.
 _new = object.__new__
 _setattr = object.__setattr__
+_set_data = _DataReceived.__dict__["data"].__set__
+# Runs an iterator to its end at C speed (the batch paths build events with map()).
+_sink: deque[object] = deque(maxlen=0)
+_exhaust = _sink.extend
+
+
+def _checked_state(insecure: bool) -> CallbackState:
+    """Make the shared, never written state of connections past certificate verification."""
+    state = CallbackState(None)
+    state.peer_der = b""  # "already checked": set_remote_fingerprints() refuses
+    state.insecure = insecure
+    return state
+
+
+_CHECKED = _checked_state(False)
+_CHECKED_INSECURE = _checked_state(True)
 
 _X509_V_ERR_CERT_REJECTED = 28
 _MAX_DATAGRAM = 65535
@@ -215,7 +238,6 @@ class DtlsConnection:
         "_handshake_deadline",
         "_held",
         "_info",
-        "_last_now",
         "_n_dropped",
         "_n_held",
         "_n_received",
@@ -224,6 +246,7 @@ class DtlsConnection:
         "_out",
         "_received_alert",
         "_role",
+        "_sc",
         "_sent_alert",
         "_state",
         "_timer_at",
@@ -261,10 +284,9 @@ class DtlsConnection:
         # A list, not a deque: a deque's first block alone costs ~600 bytes per connection.
         self._events: list[events.DtlsEvent] = []
         self._out: list[bytes] = []
-        self._held: list[bytes] = []
+        self._held: list[bytes] | None = None
         self._timer_at: float | None = None
         self._handshake_deadline: float | None = None
-        self._last_now = 0.0
         self._data_mtu = 0
         self._info: events.HandshakeCompleted | None = None
         self._sent_alert: int | None = None
@@ -274,6 +296,9 @@ class DtlsConnection:
         self._n_held = 0
         self._n_sent = 0
         self._n_retransmissions = 0
+        # The scratch the fast paths use (bound in C when the handshake completes): that of
+        # the thread that last drove them.
+        self._sc: Scratch = scratch()
 
     # ----------------------------------------------------------------------------- inputs
 
@@ -290,7 +315,8 @@ class DtlsConnection:
         if self._state is not ConnectionState.NEW:
             raise InvalidStateError(f"connect() called in state {self._state.value}")
         self._start(now)
-        self._handle_flags(lib.DtlsOssl_handshake(self._c, scratch().ptr), now)
+        sc = scratch()
+        self._handle_flags(lib.DtlsOssl_handshake(self._c, sc.ptr), now, sc)
 
     def receive_datagram(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Process one datagram received from the peer.
@@ -302,24 +328,23 @@ class DtlsConnection:
 
         :raises Exception: re-raises an exception raised by a key-log callback.
         """
-        self._n_received += 1
-        if type(data) is not bytes:
-            data = bytes(data)
         if self._state is _ESTABLISHED:
             try:
-                sc = local.scratch
-            except AttributeError:
-                sc = scratch()
-            r = _receive(self._c, sc.ptr, data, len(data))
-            if r & 0xFFFF == _PLAIN_ONE:
+                # Counts the datagram in C (stats); a bytes object is passed without a copy.
+                r = _fast_receive(self._c, data, len(data))
+            except TypeError:  # bytearray, memoryview: cffi takes only bytes for char *
+                data = bytes(data)
+                r = _fast_receive(self._c, data, len(data))
+            if r > 0:
                 # The hot path: exactly one application record and nothing else to do.
                 ev = _new(_DataReceived)
-                _setattr(ev, "data", _unpack(sc.plain, r >> 16))
+                _set_data(ev, self._sc.plain_buf[:r])
                 self._events.append(ev)
                 return
-            self._handle_flags(r & 0xFFFF, now, sc.ptr)
+            self._fast_receive_outcome(r, bytes(data), now)
             return
-        self._receive_slow(data, now)
+        self._n_received += 1
+        self._receive_slow(data if type(data) is bytes else bytes(data), now)
 
     def receive_datagrams(
         self, datagrams: Sequence[bytes | bytearray | memoryview], now: float
@@ -328,32 +353,43 @@ class DtlsConnection:
 
         Equivalent to calling :meth:`receive_datagram` for each one, in order.
         """
-        if self._state is not ConnectionState.ESTABLISHED or len(datagrams) < 2:
+        n = len(datagrams)
+        if self._state is not _ESTABLISHED or n < 2:
             for d in datagrams:
                 self.receive_datagram(d, now)
             return
-        blobs = [d if type(d) is bytes else bytes(d) for d in datagrams]
+        blobs = _as_bytes(datagrams)
+        sizes = list(map(len, blobs))
+        if max(sizes) > _MAX_DATAGRAM:
+            # A datagram above the UDP limit cannot be genuine: the per-datagram path drops it.
+            for d in blobs:
+                self.receive_datagram(d, now)
+            return
         sc = scratch()
+        sc.ensure_plain(sum(sizes))
+        joined: Any = b"".join(blobs)
+        data = joined
         i = 0
-        n = len(blobs)
-        while i < n and self._state is ConnectionState.ESTABLISHED:
-            chunk = blobs[i:] if i else blobs
-            sizes = list(map(len, chunk))
-            if max(sizes) > _MAX_DATAGRAM:
-                # A datagram above the UDP limit cannot be genuine; take the slow path.
-                self.receive_datagram(blobs[i], now)
-                i += 1
-                continue
-            joined = b"".join(chunk)
-            ends = list(accumulate(sizes))
-            total = ends[-1]
-            sc.ensure_plain(total)
-            sp = sc.ptr
-            flags = lib.DtlsOssl_receive_many(self._c, sp, joined, ends, len(chunk))
-            consumed = int(sp.consumed)
+        while True:
+            k = min(n - i, _MAX_BATCH)
+            r = _receive_many(self._c, sc.ptr, data, sizes[i : i + k] if i or k < n else sizes, k)
+            flags = r & 0xFFFF
+            consumed = (r >> 16) & 0xFFFF
             self._n_received += consumed
-            self._handle_flags(flags, now, sp)
+            if flags == _PLAIN and self._cb.captured is None:
+                # Only application data (the usual batch): what _handle_flags would do.
+                self._data_events(sc, r >> 32)
+                self._timer_at = None
+            else:
+                self._handle_flags(flags, now, sc)
             i += consumed
+            if i >= n or self._state is not _ESTABLISHED:
+                break
+            # It stopped early (output or an alert to look at, a full buffer): go on from
+            # datagram i of the same joined buffer.
+            if type(joined) is bytes:
+                joined = ffi.from_buffer(joined)  # keeps the bytes alive
+            data = joined + sum(sizes[:i])
         for d in blobs[i:]:
             self.receive_datagram(d, now)
 
@@ -367,7 +403,6 @@ class DtlsConnection:
         """
         if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
             return
-        self._last_now = now
         deadline = self._handshake_deadline
         if (
             deadline is not None
@@ -385,7 +420,8 @@ class DtlsConnection:
             return
         if self._timer_at is None or now < self._timer_at:
             return
-        self._handle_flags(lib.DtlsOssl_handle_timeout(self._c, scratch().ptr), now)
+        sc = scratch()
+        self._handle_flags(lib.DtlsOssl_handle_timeout(self._c, sc.ptr), now, sc)
 
     def send(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Encrypt ``data`` as one DTLS record, queued for :meth:`datagrams_to_send`.
@@ -397,23 +433,16 @@ class DtlsConnection:
             raise InvalidStateError(
                 f"send() needs an established connection, not {self._state.value}"
             )
-        if type(data) is not bytes:
-            data = bytes(data)
-        n = len(data)
-        if not 0 < n <= self._data_mtu:
-            raise PayloadSizeError(
-                f"send(): {n} bytes does not fit one datagram "
-                f"(1..{self._data_mtu} bytes with mtu={self._config.mtu})"
-            )
         try:
-            sc = local.scratch
-        except AttributeError:
-            sc = scratch()
-        r = _send(self._c, sc.ptr, data, n)
-        if r & 0xFFFF == _WIRE_ONE:
-            self._out.append(_unpack(sc.wire, r >> 16))
+            # C checks the size against the data MTU; bytes are passed without a copy.
+            r = _fast_send(self._c, data, len(data))
+        except TypeError:  # bytearray, memoryview: cffi takes only bytes for char *
+            data = bytes(data)
+            r = _fast_send(self._c, data, len(data))
+        if r > 0:
+            self._out.append(self._sc.wire_buf[:r])
             return
-        self._handle_flags(r & 0xFFFF, now, sc.ptr)
+        self._fast_send_outcome(r, bytes(data), now)
 
     def send_many(self, payloads: Sequence[bytes | bytearray | memoryview], now: float) -> None:
         """Encrypt each payload as its own record, in as few C calls as possible.
@@ -425,9 +454,10 @@ class DtlsConnection:
             raise InvalidStateError(
                 f"send_many() needs an established connection, not {self._state.value}"
             )
-        blobs = [p if type(p) is bytes else bytes(p) for p in payloads]
-        if not blobs:
+        n = len(payloads)
+        if not n:
             return
+        blobs = _as_bytes(payloads)
         limit = self._data_mtu
         sizes = list(map(len, blobs))
         if min(sizes) == 0 or max(sizes) > limit:
@@ -436,19 +466,31 @@ class DtlsConnection:
                 f"send_many(): a {bad}-byte payload does not fit one datagram "
                 f"(1..{limit} bytes with mtu={self._config.mtu})"
             )
-        ends = list(accumulate(sizes))
-        joined = b"".join(blobs)
+        joined: Any = b"".join(blobs)
+        data = joined
         sc = scratch()
-        start = 0
+        # Room for the whole batch (a record adds at most ~80 bytes, CBC's worst case), so that
+        # one C call does it.
+        sc.grow_wire(len(joined) + 96 * n + 20000)
         i = 0
-        while i < len(blobs) and self._state is ConnectionState.ESTABLISHED:
-            sp = sc.ptr
-            rel = [e - start for e in ends[i:]]
-            flags = lib.DtlsOssl_send_many(self._c, sp, joined[start:], rel, len(rel))
-            consumed = int(sp.consumed)
-            self._handle_flags(flags, now, sp)
+        while True:
+            k = min(n - i, _MAX_BATCH)
+            r = _send_many(self._c, sc.ptr, data, sizes[i : i + k] if i or k < n else sizes, k)
+            flags = r & 0xFFFF
+            consumed = (r >> 16) & 0xFFFF
+            if flags == _WIRE and self._cb.captured is None:
+                # Only datagrams (the usual batch): what _handle_flags would do.
+                self._out += _records(sc.wire_buf, _unpack(sc.dgram_ends, r >> 32))
+                self._timer_at = None
+            else:
+                self._handle_flags(flags, now, sc)
             i += consumed
-            start = ends[i - 1] if i else 0
+            if i >= n or self._state is not _ESTABLISHED:
+                break
+            # It stopped early (the output buffer is full): go on from payload i.
+            if type(joined) is bytes:
+                joined = ffi.from_buffer(joined)  # keeps the bytes alive
+            data = joined + sum(sizes[:i])
 
     def close(self, now: float) -> None:
         """End the connection: queues close_notify if established, then terminates.
@@ -458,11 +500,10 @@ class DtlsConnection:
         """
         if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
             return
-        self._last_now = now
         if self._state is ConnectionState.ESTABLISHED:
-            sp = scratch().ptr
-            flags = lib.DtlsOssl_shutdown(self._c, sp)
-            self._collect_wire(flags, sp)
+            sc = scratch()
+            flags = lib.DtlsOssl_shutdown(self._c, sc.ptr)
+            self._collect_wire(flags, sc)
             if flags & _ALERTS:
                 self._collect_alerts()
         self._terminate(None, by_peer=False)
@@ -485,7 +526,7 @@ class DtlsConnection:
         if self._cb.peer_der is not None:
             raise InvalidStateError("the peer certificate has already been checked")
         self._set_expected(_normalise_fingerprints(fingerprints))
-        held, self._held = self._held, []
+        held, self._held = self._held or [], None
         for d in held:
             if not self._alive():
                 break
@@ -522,7 +563,6 @@ class DtlsConnection:
         out = self._out
         if out:
             self._out = []
-            self._n_sent += len(out)
         return out
 
     def get_timer(self) -> float | None:
@@ -608,10 +648,10 @@ class DtlsConnection:
     def stats(self) -> ConnectionStats:
         """A snapshot of this connection's counters."""
         return ConnectionStats(
-            datagrams_received=self._n_received,
+            datagrams_received=self._n_received + self._c_counts()[0],
             datagrams_dropped=self._n_dropped,
             datagrams_held=self._n_held,
-            datagrams_sent=self._n_sent + len(self._out),
+            datagrams_sent=self._n_sent + self._c_counts()[1],
             retransmissions=self._n_retransmissions,
         )
 
@@ -645,10 +685,10 @@ class DtlsConnection:
         SSL object and no alert, so spoofed junk can neither kill the association a real peer
         is about to start nor make us send anything.
         """
-        sp = scratch().ptr
-        flags = lib.DtlsOssl_receive(self._c, sp, data, len(data)) & 0xFFFF
+        sc = scratch()
+        flags = lib.DtlsOssl_receive(self._c, sc.ptr, data, len(data))
         if flags & _DROPPED:
-            self._n_dropped += int(sp.dropped)
+            self._n_dropped += int(sc.ptr.dropped)
             return
         if flags & (_FATAL | _CALLBACK) or self._cb.captured is not None:
             consume_errors()
@@ -659,8 +699,52 @@ class DtlsConnection:
             return
         if flags & _WIRE:
             self._start(now)
-            self._handle_flags(flags, now, sp)
+            self._handle_flags(flags, now, sc)
         # Otherwise a fragment was buffered without an answer: stay NEW until the rest comes.
+
+    def _bind_scratch(self) -> None:
+        """Give the fast paths this thread's scratch (after the handshake, or a new thread).
+
+        The connection keeps that scratch alive (and so a finished thread's, ~150 KB, until
+        the connection is used from another thread or freed).
+        """
+        sc = scratch()
+        lib.DtlsOssl_bind_scratch(self._c, sc.ptr)
+        self._sc = sc
+
+    def _fast_send_outcome(self, r: int, data: bytes, now: float) -> None:
+        """Finish a send whose fast path did not produce exactly one datagram."""
+        if r == -_NO_SCRATCH:  # first call from this thread
+            self._bind_scratch()
+            r = _fast_send(self._c, data, len(data))
+            if r > 0:
+                self._out.append(self._sc.wire_buf[:r])
+                return
+        if r == -_TOO_BIG:
+            raise PayloadSizeError(
+                f"send(): {len(data)} bytes does not fit one datagram "
+                f"(1..{self._data_mtu} bytes with mtu={self._config.mtu})"
+            )
+        self._handle_flags(-r, now, self._sc)
+
+    def _fast_receive_outcome(self, r: int, data: bytes, now: float) -> None:
+        """Finish a datagram whose fast path did not yield exactly one record."""
+        if r == -_NO_SCRATCH:  # first call from this thread
+            self._bind_scratch()
+            r = _fast_receive(self._c, data, len(data))
+            if r > 0:
+                ev = _new(_DataReceived)
+                _set_data(ev, self._sc.plain_buf[:r])
+                self._events.append(ev)
+                return
+        self._handle_flags(-r, now, self._sc)
+
+    def _c_counts(self) -> tuple[int, int]:
+        """Datagrams counted in C: (taken by the fast receive path, framed for sending)."""
+        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+            return 0, 0  # the C object is gone; _terminate moved its counts to Python
+        c = self._c
+        return int(c.n_fast_received), int(c.n_framed)
 
     def _alive(self) -> bool:
         return self._state not in (ConnectionState.CLOSED, ConnectionState.FAILED)
@@ -701,12 +785,14 @@ class DtlsConnection:
         if len(data) > _MAX_DATAGRAM:
             self._n_dropped += 1
             return
-        sp = scratch().ptr
-        self._handle_flags(lib.DtlsOssl_receive(self._c, sp, data, len(data)), now, sp)
+        sc = scratch()
+        self._handle_flags(lib.DtlsOssl_receive(self._c, sc.ptr, data, len(data)), now, sc)
 
     def _hold(self, data: bytes) -> None:
         held = self._held
-        if data in held:
+        if held is None:
+            held = self._held = []
+        elif data in held:
             return  # a retransmission of what we already hold
         if len(held) >= self._config.max_held_datagrams:
             self._n_dropped += 1
@@ -716,14 +802,11 @@ class DtlsConnection:
         if len(held) == 1:
             self._events.append(events.DatagramsHeld(count=1))
 
-    def _handle_flags(self, flags: int, now: float, sp: Any = None) -> None:
+    def _handle_flags(self, flags: int, now: float, sc: Scratch) -> None:
         """Turn the status bits of one C call into output, events and state changes."""
-        self._last_now = now
-        if sp is None:
-            sp = scratch().ptr
         if flags & _DROPPED:
-            self._n_dropped += int(sp.dropped)
-        self._collect_wire(flags, sp)
+            self._n_dropped += int(sc.ptr.dropped)
+        self._collect_wire(flags, sc)
         captured = self._cb.captured
         if captured is not None or flags & _CALLBACK:
             self._cb.captured = None
@@ -740,16 +823,9 @@ class DtlsConnection:
             nxt = int(c.timeout_us) / 1e6 if flags & _TIMER else None
             self._events.append(events.FlightRetransmitted(self._n_retransmissions, nxt))
         if flags & _HANDSHAKE_DONE:
-            self._handshake_completed()
+            self._handshake_completed(sc)
         if flags & _PLAIN:
-            buf = ffi.unpack(sp.plain, sp.plain_len)
-            ends = sp.rec_ends
-            start = 0
-            append = self._events.append
-            for i in range(sp.n_recs):
-                end = ends[i]
-                append(events.DataReceived(buf[start:end]))
-                start = end
+            self._data_events(sc, sc.ptr.n_recs)
         # Alerts after data: in one call, an alert (close_notify) follows the records before it.
         if flags & _ALERTS:
             self._collect_alerts()
@@ -759,29 +835,34 @@ class DtlsConnection:
             self._terminate(None, by_peer=True)
         elif self._state in (ConnectionState.HANDSHAKING, ConnectionState.ESTABLISHED):
             self._timer_at = now + int(self._c.timeout_us) / 1e6 if flags & _TIMER else None
-        if flags & _OVERFLOW and self._state is ConnectionState.ESTABLISHED:
+        if flags & _OVERFLOW and self._alive():
             # More output than the scratch buffer holds: grow it and drain the rest.
-            sc = scratch()
             while flags & _OVERFLOW:
                 sc.grow_wire(int(lib.DtlsOssl_pending(self._c)))
                 flags = lib.DtlsOssl_drain(self._c, sc.ptr)
-                self._collect_wire(flags, sc.ptr)
+                self._collect_wire(flags, sc)
 
-    def _collect_wire(self, flags: int, sp: Any) -> None:
+    def _data_events(self, sc: Scratch, n: int) -> None:
+        """Queue a DataReceived for each of the n plaintext records in the scratch buffer."""
+        if n == 1:
+            ev = _new(_DataReceived)
+            _set_data(ev, sc.plain_buf[: sc.rec_ends[0]])
+            self._events.append(ev)
+        else:
+            # Object creation runs at C speed through map().
+            evs = list(map(_new, repeat(_DataReceived, n)))
+            _exhaust(map(_set_data, evs, _records(sc.plain_buf, _unpack(sc.rec_ends, n))))
+            self._events += evs
+
+    def _collect_wire(self, flags: int, sc: Scratch) -> None:
         if not flags & _WIRE:
             return
+        sp = sc.ptr
         n = sp.n_dgrams
         if n == 1:
-            self._out.append(ffi.unpack(sp.wire, sp.wire_len))
+            self._out.append(sc.wire_buf[: sp.wire_len])
         else:
-            buf = ffi.unpack(sp.wire, sp.wire_len)
-            ends = sp.dgram_ends
-            start = 0
-            out = self._out
-            for i in range(n):
-                end = ends[i]
-                out.append(buf[start:end])
-                start = end
+            self._out += _records(sc.wire_buf, _unpack(sc.dgram_ends, n))
         # Collected: a later drain in the same call (overflow) starts from an empty buffer.
         sp.wire_len = 0
         sp.n_dgrams = 0
@@ -800,27 +881,13 @@ class DtlsConnection:
                     self._sent_alert = description
                 self._events.append(events.AlertSent(level, description))
 
-    def _handshake_completed(self) -> None:
-        ssl = self._c.ssl
-        version = ffi.string(lib.SSL_get_version(ssl)).decode("ascii")
-        cipher = ffi.string(lib.SSL_CIPHER_get_name(lib.SSL_get_current_cipher(ssl))).decode(
-            "ascii"
-        )
-        prof = lib.SSL_get_selected_srtp_profile(ssl)
-        profile = None if prof == ffi.NULL else SrtpProfile.from_iana_id(int(prof.id))
-        keys = None
-        if profile is not None:
-            material = self._export(SRTP_EXPORTER_LABEL, profile.keying_material_length, None)
-            keys = SrtpKeys.from_keying_material(profile, material, self._role)
+    def _handshake_completed(self, sc: Scratch) -> None:
         der = self._cb.peer_der
         if der is None:  # pragma: no cover - OpenSSL always verifies the peer certificate
             self._terminate(
                 CertificateVerificationError("the peer sent no certificate"), by_peer=False
             )
             return
-        from dtls_ossl.webrtc.certificate import Certificate
-
-        peer = Certificate.from_der(der)
         matched = None
         if self._expected is not None:
             index = self._cb.matched
@@ -830,18 +897,39 @@ class DtlsConnection:
                 )
                 return
             matched = self._expected[index]
-        self._data_mtu = int(lib.DTLS_get_data_mtu(ssl))
-        self._state = ConnectionState.ESTABLISHED
-        self._held = []
-        self._info = events.HandshakeCompleted(
+        # Version, cipher, SRTP profile, data MTU and the SRTP keying material: one C call.
+        r = int(lib.DtlsOssl_established(self._c, sc.names, sc.material))
+        openssl_assert(r >= 0, "SSL_export_keying_material")
+        names = sc.names
+        version = _name(names[0])
+        cipher = _name(names[1])
+        profile = keys = None
+        srtp_id = r & 0xFFFF
+        if srtp_id:
+            profile = _SRTP_PROFILES.get(srtp_id) or SrtpProfile.from_iana_id(srtp_id)
+            keys = _srtp_keys(profile, srtp_id, _unpack(sc.material, r >> 32), self._role)
+        self._data_mtu = (r >> 16) & 0xFFFF
+        lib.DtlsOssl_bind_scratch(self._c, sc.ptr)  # for the fast paths from now on
+        self._sc = sc
+        self._state = _ESTABLISHED
+        self._held = None
+        self._handshake_deadline = None
+        self._info = info = events.HandshakeCompleted(
             protocol_version=version,
             cipher=cipher,
             srtp_profile=profile,
-            peer_certificate=peer,
+            peer_certificate=_certificate_from_der(der),
             peer_fingerprint=matched,
             srtp_keys=keys,
         )
-        self._events.append(self._info)
+        self._events.append(info)
+        if self._cb.key_log is None:
+            # The callbacks have done their work (renegotiation is off): drop their state, a
+            # few hundred bytes per connection. C finds no handle from now on and would fail
+            # a verification closed. With a key log the state stays, for any later secrets.
+            self._c.handle = ffi.NULL
+            self._handle = None
+            self._cb = _CHECKED_INSECURE if self._cb.insecure else _CHECKED
         log = debug_logger(__name__)
         if log is not None:
             log.debug(
@@ -923,10 +1011,14 @@ class DtlsConnection:
     def _terminate(self, error: DtlsError | None, *, by_peer: bool) -> None:
         if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
             return
+        # The C object is freed below: its counters move to Python first.
+        received, framed = self._c_counts()
+        self._n_received += received
+        self._n_sent += framed
         self._state = ConnectionState.FAILED if error is not None else ConnectionState.CLOSED
         self._timer_at = None
         self._handshake_deadline = None
-        self._held = []
+        self._held = None
         self._events.append(events.ConnectionTerminated(error=error, by_peer=by_peer))
         log = None if error is None else debug_logger(__name__)
         if log is not None:
@@ -935,6 +1027,69 @@ class DtlsConnection:
         # Free the SSL object now rather than at garbage collection: a server may hold many
         # terminated connections until it notices.
         ffi.release(self._c)
+
+
+# SrtpProfile and its (key, salt) lengths by IANA id (the enum's properties and hash are
+# Python-level, slow on the handshake path).
+_SRTP_PROFILES = {p.iana_id: p for p in SrtpProfile}
+_SRTP_LENGTHS = {p.iana_id: (p.key_length, p.salt_length) for p in SrtpProfile}
+
+
+def _srtp_keys(profile: SrtpProfile, iana_id: int, material: bytes, role: Role) -> SrtpKeys:
+    """Split the exported material as :meth:`SrtpKeys.from_keying_material` does, faster.
+
+    The lengths come from the profile itself, so SrtpKeys' own checks are skipped.
+    """
+    k, s = _SRTP_LENGTHS[iana_id]
+    if len(material) != 2 * (k + s):  # pragma: no cover - C exports exactly this length
+        return SrtpKeys.from_keying_material(profile, material, role)
+    client_key, server_key = material[:k], material[k : 2 * k]
+    client_salt, server_salt = material[2 * k : 2 * k + s], material[2 * k + s :]
+    if role is not Role.CLIENT:
+        client_key, server_key = server_key, client_key
+        client_salt, server_salt = server_salt, client_salt
+    keys: SrtpKeys = _new(SrtpKeys)
+    _setattr(keys, "profile", profile)
+    _setattr(keys, "local_key", client_key)
+    _setattr(keys, "local_salt", client_salt)
+    _setattr(keys, "remote_key", server_key)
+    _setattr(keys, "remote_salt", server_salt)
+    return keys
+
+
+def _certificate_from_der(der: bytes) -> Certificate:
+    """``Certificate.from_der``, imported on first use (``import dtls_ossl`` stays cheap)."""
+    global _certificate_from_der
+    from dtls_ossl.webrtc.certificate import Certificate
+
+    _certificate_from_der = Certificate.from_der
+    return Certificate.from_der(der)
+
+
+_names: dict[bytes, str] = {}
+
+
+def _name(p: Any) -> str:
+    """Decode a static OpenSSL name once; every connection shares the same str object."""
+    raw: bytes = ffi.string(p)
+    name = _names.get(raw)
+    if name is None:
+        name = _names[raw] = raw.decode("ascii")
+    return name
+
+
+def _records(buf: Any, ends: list[int]) -> list[bytes]:
+    """Copy the items lying end to end in ``buf`` (``ends``: their end offsets) into bytes."""
+    # A comprehension beats map(): BUILD_SLICE reuses a cached slice object, while calling
+    # slice() or buf.__getitem__ through map() builds an argument tuple per item.
+    return [buf[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def _as_bytes(items: Sequence[bytes | bytearray | memoryview]) -> Sequence[bytes]:
+    """Return ``items`` as bytes objects (the same sequence when they already are)."""
+    if set(map(type, items)) == {bytes}:
+        return items  # type: ignore[return-value]
+    return [b if type(b) is bytes else bytes(b) for b in items]
 
 
 def _first_handshake_type_untrusted(data: bytes) -> int:
