@@ -7,11 +7,8 @@ SDP fingerprints, a=setup roles, DTLS-SRTP keys, RFC 7983 demultiplexing) are re
 from __future__ import annotations
 
 from dtls_ossl import events
-from dtls_ossl._binding import HAS_DTLS_1_3, openssl_version, openssl_version_number
 from dtls_ossl._roles import Role
 from dtls_ossl._util import TYPE_CHECKING
-from dtls_ossl.configuration import DtlsConfiguration
-from dtls_ossl.connection import ConnectionState, ConnectionStats, DtlsConnection
 from dtls_ossl.exceptions import (
     CertificateVerificationError,
     ConfigurationError,
@@ -31,6 +28,9 @@ from dtls_ossl.webrtc.sdp import Fingerprint, SetupRole, setup_role
 from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys, SrtpProfile
 
 if TYPE_CHECKING:
+    from dtls_ossl._binding import HAS_DTLS_1_3, openssl_version, openssl_version_number
+    from dtls_ossl.configuration import DtlsConfiguration
+    from dtls_ossl.connection import ConnectionState, ConnectionStats, DtlsConnection
     from dtls_ossl.cookies import CookieVerifier
     from dtls_ossl.webrtc.certificate import Certificate
     from dtls_ossl.webrtc.demux import classify
@@ -72,11 +72,20 @@ __all__ = [
     "setup_role",
 ]
 
-# Loaded on first access (PEP 562): the connection needs neither at import time.
+# Loaded on first access (PEP 562), so that ``import dtls_ossl`` stays cheap: the compiled
+# binding (which links libssl and libcrypto), the connection and configuration are loaded when
+# first used; certificates (cryptography) only where certificates are made or parsed.
 _LAZY = {
     "Certificate": "dtls_ossl.webrtc.certificate",
     "classify": "dtls_ossl.webrtc.demux",
     "CookieVerifier": "dtls_ossl.cookies",
+    "DtlsConfiguration": "dtls_ossl.configuration",
+    "DtlsConnection": "dtls_ossl.connection",
+    "ConnectionState": "dtls_ossl.connection",
+    "ConnectionStats": "dtls_ossl.connection",
+    "HAS_DTLS_1_3": "dtls_ossl._binding",
+    "openssl_version": "dtls_ossl._binding",
+    "openssl_version_number": "dtls_ossl._binding",
 }
 
 if not TYPE_CHECKING:
