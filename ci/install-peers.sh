@@ -12,6 +12,11 @@
 #               (--enable-dtls --enable-dtls13 --enable-srtp), ~40 s the first time
 #   mbedtls     programs/ssl/ssl_server2 and ssl_client2 built from Debian's mbedtls source
 #               package with MBEDTLS_SSL_DTLS_SRTP switched on, ~15 s the first time
+#   pion        a small Go peer (dtls_ossl/conformance/go/pion_peer.go) built offline in GOPATH mode
+#               from Debian's golang-go and golang-github-pion-dtls.v2-dev into .peers/pion/<hash>/
+#   aiortc      aiortc from PyPI (its RTCDtlsTransport: pyOpenSSL's OpenSSL and libsrtp via pylibsrtp)
+#   werift      werift-dtls from npm (needs node and npm), `npm ci` in dtls_ossl/conformance/node/
+#               (version pinned by its package-lock.json; node_modules/ is gitignored)
 # Source builds go to $DTLS_OSSL_PEERS_DIR (default: .peers/ in this checkout, gitignored):
 # <peer>/bin/ and <peer>/VERSION; a build is skipped when those exist. A `deb-src` entry for
 # bookworm main is added under /etc/apt/sources.list.d/ for `apt-get source`.
@@ -21,6 +26,8 @@ cd "$(dirname "$0")/.."
 
 peers=("$@")
 [ "${#peers[@]}" -gt 0 ] || peers=(openssl pyopenssl gnutls chromium firefox wolfssl mbedtls)
+[ "$#" -gt 0 ] || peers+=(pion)
+[ "$#" -gt 0 ] || peers+=(aiortc werift)
 wants() { local p; for p in "${peers[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 
 PEERS_DIR="${DTLS_OSSL_PEERS_DIR:-$PWD/.peers}"
@@ -45,8 +52,23 @@ if wants chromium || wants firefox; then
   command -v unshare >/dev/null 2>&1 || need+=(util-linux)
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
 fi
+if wants pion; then
+  command -v go >/dev/null 2>&1 || need+=(golang-go)
+  [ -d /usr/share/gocode/src/github.com/pion/dtls/v2 ] || need+=(golang-github-pion-dtls.v2-dev)
+fi
+if wants werift; then
+  { command -v node && command -v npm; } >/dev/null 2>&1 || need+=(nodejs npm)
+fi
 apt_install "${need[@]}"
 
+if wants aiortc; then
+  python -c 'import aiortc' >/dev/null 2>&1 || python -m pip install -q aiortc
+fi
+if wants werift; then
+  [ -f dtls_ossl/conformance/node/node_modules/werift-dtls/package.json ] ||
+    (cd dtls_ossl/conformance/node && npm ci --no-audit --no-fund) ||
+    echo "install-peers: werift npm ci FAILED" >&2
+fi
 if wants pyopenssl; then
   python -c 'import OpenSSL.SSL' >/dev/null 2>&1 || python -m pip install -q 'pyOpenSSL>=24'
 fi
@@ -143,5 +165,10 @@ build_mbedtls() {
 # A failed source build leaves that peer skipped (the report says why), not the whole job.
 if wants wolfssl; then build_wolfssl || echo "install-peers: wolfssl build FAILED" >&2; fi
 if wants mbedtls; then build_mbedtls || echo "install-peers: mbedtls build FAILED" >&2; fi
+if wants pion; then
+  # Cached by the hash of the Go source (the same build the harness does on first use).
+  DTLS_OSSL_PEERS_DIR="$PEERS_DIR" python -c 'from dtls_ossl.conformance.peer_pion import build; print("install-peers: pion:", build())' \
+    || echo "install-peers: pion build FAILED" >&2
+fi
 rmdir "$PEERS_DIR/build" 2>/dev/null || true
 echo "install-peers: done"

@@ -7,8 +7,11 @@ up, serves a page on 127.0.0.1 that makes an ``RTCPeerConnection`` with a fake m
 takes its offer over HTTP, answers with ``a=ice-lite``, one host candidate on 127.0.0.1, our
 fingerprint and ``a=setup:active`` (we are the DTLS client) or ``passive`` (server), answers
 the browser's STUN checks, runs dtls_ossl on the same socket (RFC 7983 demultiplexing),
-decrypts the browser's SRTP audio with pylibsrtp and our ``srtp_keys()``, and prints one JSON
-line with the checks and what the page's ``getStats()`` reported.
+decrypts the browser's SRTP audio with pylibsrtp and our ``srtp_keys()``, sends SRTP back
+(Opus silence under the payload type of the offer and the SSRC of our answer's ``a=ssrc``,
+protected with our ``local_master_key``) that the page's ``getStats()`` must count as
+``inbound-rtp`` packetsReceived, and prints one JSON line with the checks and what
+``getStats()`` reported.
 
 Firefox needs more than Chromium to stay on loopback: a fresh profile whose prefs allow
 loopback ICE candidates and fake media and turn telemetry and updates off,
@@ -100,11 +103,14 @@ async function main() {
       if (s.type === "transport") out.transport = s;
       if (s.type === "certificate") (out.certificates = out.certificates || []).push(s);
       if (s.type === "outbound-rtp") out.outbound = s;
+      if (s.type === "inbound-rtp" && String(s.ssrc) === q.get("ssrc")) out.inbound = s;
     });
     // Firefox has no transport stats: its connectionState says whether DTLS is up.
     const state = (out.transport || {}).dtlsState || pc.connectionState;
     if (state === "failed" || state === "closed") break;
-    if (state === "connected" && out.outbound && out.outbound.packetsSent > 5) break;
+    // With ssrc=..., also wait until our SRTP back has been counted.
+    const back = !q.get("ssrc") || (out.inbound && out.inbound.packetsReceived > 5);
+    if (state === "connected" && out.outbound && out.outbound.packetsSent > 5 && back) break;
   }
   out.connectionState = pc.connectionState;
   await post("/result", JSON.stringify(out));
@@ -171,10 +177,23 @@ def _serve(exchange: _Exchange) -> http.server.ThreadingHTTPServer:
     return server
 
 
-def _answer(offer: str, port: int, ufrag: str, pwd: str, fp: Fingerprint, role: Role) -> str:
-    mid = re.search(r"^a=mid:(\S+)", offer, re.MULTILINE)
+def _opus_pt(offer: str) -> int:
     opus = re.search(r"^a=rtpmap:(\d+) opus/48000/2", offer, re.MULTILINE | re.IGNORECASE)
-    pt = opus.group(1) if opus else "111"
+    return int(opus.group(1)) if opus else 111
+
+
+def _answer(
+    offer: str,
+    port: int,
+    ufrag: str,
+    pwd: str,
+    fp: Fingerprint,
+    role: Role,
+    ssrc: int | None = None,
+) -> str:
+    """Answer the offer; with ``ssrc`` the answer is sendrecv and announces our audio stream."""
+    mid = re.search(r"^a=mid:(\S+)", offer, re.MULTILINE)
+    pt = _opus_pt(offer)
     mid_value = mid.group(1) if mid else "0"
     setup = "active" if role is Role.CLIENT else "passive"
     lines = [
@@ -187,9 +206,18 @@ def _answer(offer: str, port: int, ufrag: str, pwd: str, fp: Fingerprint, role: 
         f"m=audio {port} UDP/TLS/RTP/SAVPF {pt}",
         "c=IN IP4 127.0.0.1",
         f"a=mid:{mid_value}",
-        "a=recvonly",
+        "a=recvonly" if ssrc is None else "a=sendrecv",
         "a=rtcp-mux",
         f"a=rtpmap:{pt} opus/48000/2",
+        *(
+            []
+            if ssrc is None
+            else [
+                "a=msid:dtls-ossl audio0",
+                f"a=ssrc:{ssrc} cname:dtls-ossl",
+                f"a=ssrc:{ssrc} msid:dtls-ossl audio0",
+            ]
+        ),
         f"a=ice-ufrag:{ufrag}",
         f"a=ice-pwd:{pwd}",
         fp.sdp_attribute(),
@@ -200,15 +228,38 @@ def _answer(offer: str, port: int, ufrag: str, pwd: str, fp: Fingerprint, role: 
     return "\r\n".join(lines) + "\r\n"
 
 
-def _srtp_session(profile: SrtpProfile, key: bytes) -> Any:
+def _srtp_session(profile: SrtpProfile, key: bytes, outbound: bool = False) -> Any:
     try:
         import pylibsrtp
     except ImportError:
         return None
-    policy = pylibsrtp.Policy(
-        key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=profile.iana_id
+    ssrc_type = (
+        pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND
     )
+    policy = pylibsrtp.Policy(key=key, ssrc_type=ssrc_type, srtp_profile=profile.iana_id)
     return pylibsrtp.Session(policy=policy)
+
+
+OPUS_SILENCE = b"\xf8\xff\xfe"
+"One 20 ms Opus frame of silence (TOC: CELT fullband 20 ms, mono)."
+SRTP_BACK_INTERVAL = 0.02
+"Seconds between the RTP packets we send back (one 20 ms Opus frame each)."
+SRTP_BACK_MAX = 150
+"At most this many packets are sent back (3 s of audio)."
+SRTP_BACK_BROWSERS = ("chromium", "firefox")
+"The browsers we send SRTP back to (and whose getStats() must count it)."
+
+
+def _rtp_packet(pt: int, seq: int, timestamp: int, ssrc: int, payload: bytes) -> bytes:
+    """Build an RTP packet (RFC 3550 §5.1): V=2, no padding/extension/CSRC, marker on the first."""
+    marker = 0x80 if seq == 0 else 0
+    return (
+        bytes([0x80, marker | pt])
+        + (seq & 0xFFFF).to_bytes(2, "big")
+        + (timestamp & 0xFFFFFFFF).to_bytes(4, "big")
+        + ssrc.to_bytes(4, "big")
+        + payload
+    )
 
 
 FIREFOX_PREFS = {
@@ -264,12 +315,18 @@ def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
     port = sock.getsockname()[1]
     ufrag, pwd = secrets.token_hex(4), secrets.token_hex(16)
     profile = spec.profile or SrtpProfile.AES128_CM_SHA1_80
+    # We send SRTP back (and the page waits for it in getStats()) in Chromium's handshake cells.
+    wrong = spec.kind is CellKind.WRONG_FINGERPRINT
+    our_ssrc = (
+        secrets.randbelow(0x7FFFFFFF) + 1 if spec.peer in SRTP_BACK_BROWSERS and not wrong else None
+    )
     browser: PeerProcess | None = None
     profile_dir = tempfile.TemporaryDirectory(prefix=f"dtls-ossl-{spec.peer}-")
     try:
         url = (
             f"http://{LOCALHOST}:{server.server_address[1]}/?key={spec.key_type}"
             f"&wait={int(timeout * 1000 * 0.6)}"
+            + (f"&ssrc={our_ssrc}" if our_ssrc is not None else "")
         )
         browser = _launch(spec.peer, profile_dir.name, url)
         while not exchange.offer_ready.wait(0.05):
@@ -281,25 +338,28 @@ def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
         if m is None:
             raise RuntimeError("no a=fingerprint in the offer")
         real = Fingerprint.parse(m.group(1))
-        wrong = spec.kind is CellKind.WRONG_FINGERPRINT
         expected = Certificate.generate().fingerprint() if wrong else real
         conn = DtlsConnection(
             our_configuration(spec, ours, deadline.remaining()),
             role=spec.role,
             remote_fingerprints=[expected],
         )
-        exchange.answer = _answer(offer, port, ufrag, pwd, ours.fingerprint(), spec.role)
+        exchange.answer = _answer(offer, port, ufrag, pwd, ours.fingerprint(), spec.role, our_ssrc)
+        opus_pt = _opus_pt(offer)
         exchange.answer_ready.set()
         seen: list[events.DtlsEvent] = []
         peer: tuple[str, int] | None = None
         started: float | None = None
         completed: float | None = None
         rx: Any = None
+        tx: Any = None
         srtp_ok = 0
         srtp_bad = 0
+        sent_back = 0
+        next_back = 0.0
 
         def flush() -> None:
-            nonlocal completed, rx
+            nonlocal completed, rx, tx
             for d in conn.datagrams_to_send(time.monotonic()):
                 if peer is not None:
                     with contextlib.suppress(OSError):
@@ -311,6 +371,8 @@ def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
                     if e.srtp_keys is not None and e.srtp_profile is not None:
                         k = e.srtp_keys
                         rx = _srtp_session(e.srtp_profile, k.remote_master_key)
+                        if our_ssrc is not None:
+                            tx = _srtp_session(e.srtp_profile, k.local_master_key, outbound=True)
 
         dtls_in: list[bytes] = []  # the browser's first DTLS datagrams, as they arrived
         while not exchange.result_ready.is_set() and not deadline.expired():
@@ -356,6 +418,19 @@ def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
             if timer is not None and time.monotonic() >= timer:
                 conn.handle_timer(time.monotonic())
                 flush()
+            now = time.monotonic()
+            if (
+                tx is not None
+                and peer is not None
+                and our_ssrc is not None
+                and sent_back < SRTP_BACK_MAX
+                and now >= next_back
+            ):
+                rtp = _rtp_packet(opus_pt, sent_back, sent_back * 960, our_ssrc, OPUS_SILENCE)
+                with contextlib.suppress(OSError):
+                    sock.sendto(tx.protect(rtp), peer)
+                sent_back += 1
+                next_back = now + SRTP_BACK_INTERVAL
         result = exchange.result
         if result is None:
             raise RuntimeError(f"the page posted no result in time (dtls state {conn.state.value})")
@@ -473,6 +548,16 @@ def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
                 else role == ("server" if spec.role is Role.CLIENT else "client"),
                 f"browser dtlsRole {role}" if role else "not in getStats",
             )
+            if our_ssrc is not None:
+                inbound = result.get("inbound") or {}
+                received = inbound.get("packetsReceived")
+                theirs.extra["inboundPacketsReceived"] = str(received)
+                out.add(
+                    "srtp_to_browser",
+                    tx is not None and isinstance(received, int) and received > 0,
+                    f"we protected {sent_back} RTP packets (SSRC {our_ssrc}, PT {opus_pt}) with "
+                    f"our srtp_keys(); getStats inbound-rtp packetsReceived {received}",
+                )
             out.add("app_data", None, "an audio m-line carries SRTP, no DTLS application data")
             if spec.kind is CellKind.DTLS13_HELLO:
                 hello = inspect_client_hello(dtls_in)

@@ -21,7 +21,7 @@ from dtls_ossl.conformance._model import (
     Negotiated,
     Status,
 )
-from dtls_ossl.conformance._peer import Peer, UnwiredPeer
+from dtls_ossl.conformance._peer import Peer
 from dtls_ossl.conformance.report import RunReport, cell_line, summary, write_json, write_junit
 from dtls_ossl.webrtc.srtp import SrtpProfile
 
@@ -37,12 +37,15 @@ _AES_CM = (SrtpProfile.AES128_CM_SHA1_80, SrtpProfile.AES128_CM_SHA1_32)
 
 def all_peers() -> list[Peer]:
     """Every peer the harness knows, in the order they run."""
+    from dtls_ossl.conformance.peer_aiortc import AiortcPeer
     from dtls_ossl.conformance.peer_chromium import ChromiumPeer
     from dtls_ossl.conformance.peer_firefox import FirefoxPeer
     from dtls_ossl.conformance.peer_gnutls import GnuTLSPeer
     from dtls_ossl.conformance.peer_mbedtls import MbedTLSPeer
     from dtls_ossl.conformance.peer_openssl import OpenSSLPeer
+    from dtls_ossl.conformance.peer_pion import PionPeer
     from dtls_ossl.conformance.peer_pyopenssl import PyOpenSSLPeer
+    from dtls_ossl.conformance.peer_werift import WeriftPeer
     from dtls_ossl.conformance.peer_wolfssl import WolfSSLPeer
 
     return [
@@ -53,24 +56,9 @@ def all_peers() -> list[Peer]:
         MbedTLSPeer(),
         WolfSSLPeer(),
         FirefoxPeer(),
-        UnwiredPeer(
-            "aiortc",
-            _AES_CM,
-            "pip install aiortc",
-            "aiortc's RTCDtlsTransport over a fake ICE transport not written yet",
-        ),
-        UnwiredPeer(
-            "pion",
-            (*_AES_CM, SrtpProfile.AEAD_AES_128_GCM),
-            "apt-get install -y golang-go golang-github-pion-dtls.v2-dev",
-            "the small Go peer (GOPATH mode) not written yet",
-        ),
-        UnwiredPeer(
-            "werift",
-            (SrtpProfile.AES128_CM_SHA1_80,),
-            "npm install werift",
-            "the Node peer script not written yet",
-        ),
+        AiortcPeer(),
+        PionPeer(),
+        WeriftPeer(),
     ]
 
 
