@@ -30,6 +30,6 @@ bash ci/install-peers.sh
 python -m pytest
 
 # Interop matrix against real DTLS stacks (openssl, pyOpenSSL, GnuTLS, Mbed TLS and wolfSSL
-# built from Debian source, headless Chromium and Firefox ESR): installs missing peers, then
-# runs it; non-zero if any cell fails. Reports: reports/conformance (report.json, junit.xml).
+# built from Debian source, pion, werift, aiortc, headless Chromium and Firefox ESR): installs
+# missing peers, then runs it; non-zero if any cell fails. Reports: reports/conformance (report.json, junit.xml).
 bash ci/conformance.sh
