@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dtls_ossl import events
 from dtls_ossl._roles import Role
-from dtls_ossl._util import TYPE_CHECKING
+from dtls_ossl._util import TYPE_CHECKING, lazy_attributes
 from dtls_ossl.exceptions import (
     CertificateVerificationError,
     ConfigurationError,
@@ -89,14 +89,5 @@ _LAZY = {
 }
 
 if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        module = _LAZY.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(__import__(module, fromlist=[name]), name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__})
+    __getattr__, __dir__ = lazy_attributes(globals(), _LAZY)
+    del lazy_attributes  # keep the helper out of the public namespace

@@ -43,7 +43,37 @@ else:
         return cls
 
 
-__all__ = ["TYPE_CHECKING", "FrozenInstanceError", "Record", "debug_logger", "final"]
+__all__ = [
+    "TYPE_CHECKING",
+    "FrozenInstanceError",
+    "Record",
+    "debug_logger",
+    "final",
+    "lazy_attributes",
+]
+
+
+def lazy_attributes(
+    namespace: dict[str, Any], lazy: dict[str, str]
+) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
+    """Return a module's PEP 562 ``__getattr__`` and ``__dir__``; *namespace* is its globals().
+
+    *lazy* maps each name loaded on first access to the module that defines it; the value is
+    then stored in *namespace*, so ``__getattr__`` runs once per name.
+    """
+
+    def __getattr__(name: str) -> object:
+        module = lazy.get(name)
+        if module is None:
+            raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
+        value = getattr(__import__(module, fromlist=[name]), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*namespace, *namespace["__all__"]})
+
+    return __getattr__, __dir__
 
 
 def debug_logger(name: str) -> logging.Logger | None:

@@ -13,9 +13,7 @@ its ``server_name`` is set to our certificate's CN, which it checks (``auth_mode
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 
 from dtls_ossl._roles import Role
@@ -28,8 +26,9 @@ from dtls_ossl.conformance._cell import (
 )
 from dtls_ossl.conformance._io import LOCALHOST, PeerProcess, free_udp_port
 from dtls_ossl.conformance._model import Availability, CellFailure, Negotiated
-from dtls_ossl.conformance._names import iana_to_openssl, peers_dir
+from dtls_ossl.conformance._names import iana_to_openssl
 from dtls_ossl.conformance._peer import Peer
+from dtls_ossl.conformance._srcbuild import build_home, build_problem, recorded_version
 from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.srtp import SrtpProfile
 
@@ -42,7 +41,7 @@ _REPLY = b"HTTP/1.0 200 OK"
 
 
 def _home() -> str:
-    return str(peers_dir() / "mbedtls")
+    return build_home("mbedtls")
 
 
 def _serial(cert: Certificate) -> str:
@@ -171,21 +170,11 @@ class MbedTLSPeer(Peer):
     def availability(self) -> Availability:
         """Available when the source build left bin/ssl_server2 and bin/ssl_client2."""
         home = _home()
-        missing = [
-            f"{home}/bin/{f}"
-            for f in ("ssl_server2", "ssl_client2")
-            if not os.path.exists(f"{home}/bin/{f}")
-        ]
-        if missing:
-            return Availability(False, reason=f"not built: {missing[0]} missing", install=INSTALL)
-        if shutil.which("stdbuf") is None:
-            return Availability(
-                False, reason="stdbuf (coreutils) not found", install="apt-get install coreutils"
-            )
-        try:
-            with open(f"{home}/VERSION", encoding="utf-8") as f:
-                version = f.read().strip()
-        except OSError:
+        problem = build_problem(home, ("bin/ssl_server2", "bin/ssl_client2"), INSTALL)
+        if problem is not None:
+            return problem
+        version = recorded_version(home)
+        if version is None:
             try:
                 out = subprocess.run(
                     [f"{home}/bin/ssl_client2", "help"],

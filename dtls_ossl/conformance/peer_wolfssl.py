@@ -26,8 +26,9 @@ import subprocess
 from dtls_ossl.conformance._cell import CellContext, CellOutcome, Endpoint, run_standard_cell
 from dtls_ossl.conformance._io import LOCALHOST, PeerProcess, free_udp_port, wait_udp_bound
 from dtls_ossl.conformance._model import Availability, CellFailure, Negotiated
-from dtls_ossl.conformance._names import iana_to_openssl, peers_dir
+from dtls_ossl.conformance._names import iana_to_openssl
 from dtls_ossl.conformance._peer import Peer
+from dtls_ossl.conformance._srcbuild import build_home, build_problem, recorded_version
 from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.srtp import SrtpProfile
 
@@ -39,7 +40,7 @@ _REPLY = b"I hear you fa shizzle!"
 
 
 def _home() -> str:
-    return str(peers_dir() / "wolfssl")
+    return build_home("wolfssl")
 
 
 class _Endpoint(Endpoint):
@@ -173,21 +174,11 @@ class WolfSSLPeer(Peer):
     def availability(self) -> Availability:
         """Available when the source build left bin/server and bin/client in .peers/wolfssl."""
         home = _home()
-        missing = [
-            f"{home}/{f}"
-            for f in ("bin/server", "bin/client", "certs/dh2048.pem")
-            if not os.path.exists(f"{home}/{f}")
-        ]
-        if missing:
-            return Availability(False, reason=f"not built: {missing[0]} missing", install=INSTALL)
-        if shutil.which("stdbuf") is None:
-            return Availability(
-                False, reason="stdbuf (coreutils) not found", install="apt-get install coreutils"
-            )
-        try:
-            with open(f"{home}/VERSION", encoding="utf-8") as f:
-                version = f.read().strip()
-        except OSError:
+        problem = build_problem(home, ("bin/server", "bin/client", "certs/dh2048.pem"), INSTALL)
+        if problem is not None:
+            return problem
+        version = recorded_version(home)
+        if version is None:
             try:
                 first = subprocess.run(
                     [f"{home}/bin/client", "-?"],

@@ -7,7 +7,7 @@ parsed or inspected.
 
 from __future__ import annotations
 
-from dtls_ossl._util import TYPE_CHECKING
+from dtls_ossl._util import TYPE_CHECKING, lazy_attributes
 
 if TYPE_CHECKING:
     from dtls_ossl.webrtc.certificate import KEY_TYPES, Certificate
@@ -46,14 +46,7 @@ _SUBMODULES = {
 }
 
 if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        submodule = _SUBMODULES.get(name)
-        if submodule is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(__import__(f"{__name__}.{submodule}", fromlist=[name]), name)
-        globals()[name] = value
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__})
+    __getattr__, __dir__ = lazy_attributes(
+        globals(), {name: f"{__name__}.{sub}" for name, sub in _SUBMODULES.items()}
+    )
+    del lazy_attributes  # keep the helper out of the public namespace
