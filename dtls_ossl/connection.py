@@ -69,7 +69,7 @@ from dtls_ossl.exceptions import (
     PayloadSizeError,
     ProtocolError,
 )
-from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS, Fingerprint
+from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS, Fingerprint, parse_fingerprints
 from dtls_ossl.webrtc.srtp import SrtpKeys, SrtpProfile
 
 if TYPE_CHECKING:
@@ -188,24 +188,11 @@ class ConnectionStats(Record):
         _setattr(self, "retransmissions", retransmissions)
 
 
-def _normalise_fingerprints(
-    fingerprints: Iterable[Fingerprint | str],
-) -> tuple[Fingerprint, ...]:
-    out: list[Fingerprint] = []
-    for fp in fingerprints:
-        if isinstance(fp, str):
-            fp = Fingerprint.parse(fp)
-        elif not isinstance(fp, Fingerprint):
-            raise ConfigurationError(
-                f"remote_fingerprints: expected Fingerprint or str, got {type(fp).__name__}"
-            )
-        out.append(fp)
-    if not out:
-        raise ConfigurationError(
-            "remote_fingerprints: at least one fingerprint is needed; pass None to give them "
-            "later with set_remote_fingerprints()"
-        )
-    return tuple(out)
+def _normalise_fingerprints(fingerprints: Iterable[Fingerprint | str]) -> tuple[Fingerprint, ...]:
+    return parse_fingerprints(
+        fingerprints,
+        empty_hint="; pass None to give them later with set_remote_fingerprints()",
+    )
 
 
 @final

@@ -64,7 +64,7 @@ from dtls_ossl.exceptions import (
     InvalidStateError,
 )
 from dtls_ossl.webrtc.demux import classify
-from dtls_ossl.webrtc.sdp import Fingerprint
+from dtls_ossl.webrtc.sdp import Fingerprint, parse_fingerprints
 from dtls_ossl.webrtc.srtp import SrtpKeys
 
 __all__ = [
@@ -173,23 +173,6 @@ def _check_positive(name: str, value: object, *, optional: bool, integer: bool) 
         kind = "an int" if integer else "seconds"
         extra = " or None" if optional else ""
         raise ConfigurationError(f"{name}: expected {kind} > 0{extra}, got {value!r}")
-
-
-def _normalise_fingerprints(value: Fingerprints | Fingerprint | str) -> tuple[Fingerprint, ...]:
-    """Parse fingerprints; a lone ``str`` or :class:`Fingerprint` counts as a list of one."""
-    items = (value,) if isinstance(value, (str, Fingerprint)) else value
-    out: list[Fingerprint] = []
-    for fp in items:
-        if isinstance(fp, str):
-            fp = Fingerprint.parse(fp)
-        elif not isinstance(fp, Fingerprint):
-            raise ConfigurationError(
-                f"remote_fingerprints: expected Fingerprint or str, got {type(fp).__name__}"
-            )
-        out.append(fp)
-    if not out:
-        raise ConfigurationError("remote_fingerprints: at least one fingerprint is needed")
-    return tuple(out)
 
 
 def _closed_error(error: BaseException | None) -> ConnectionClosedError:
@@ -610,7 +593,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         elif callable(remote_fingerprints) and not isinstance(remote_fingerprints, Fingerprint):
             self._fps_for = remote_fingerprints
         elif remote_fingerprints is not None:
-            self._fixed_fps = _normalise_fingerprints(remote_fingerprints)
+            self._fixed_fps = parse_fingerprints(remote_fingerprints)
         elif handler is not None:
             raise ConfigurationError(
                 "accepting peers needs remote_fingerprints (a list, or a callable addr -> list),"
@@ -799,9 +782,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             self._config,
             role=role,
             remote_fingerprints=(
-                None
-                if remote_fingerprints is None
-                else _normalise_fingerprints(remote_fingerprints)
+                None if remote_fingerprints is None else parse_fingerprints(remote_fingerprints)
             ),
             insecure_skip_fingerprint_check=insecure_skip_fingerprint_check,
         )
@@ -950,7 +931,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             conn = DtlsConnection(
                 self._config,
                 role=Role.SERVER,
-                remote_fingerprints=None if fps is None else _normalise_fingerprints(fps),
+                remote_fingerprints=None if fps is None else parse_fingerprints(fps),
                 insecure_skip_fingerprint_check=self._insecure,
             )
         except DtlsError as exc:

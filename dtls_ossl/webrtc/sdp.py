@@ -17,10 +17,19 @@ from __future__ import annotations
 import enum
 
 from dtls_ossl._roles import Role
-from dtls_ossl._util import Record
+from dtls_ossl._util import TYPE_CHECKING, Record
 from dtls_ossl.exceptions import ConfigurationError
 
-__all__ = ["FINGERPRINT_ALGORITHMS", "Fingerprint", "SetupRole", "setup_role"]
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = [
+    "FINGERPRINT_ALGORITHMS",
+    "Fingerprint",
+    "SetupRole",
+    "parse_fingerprints",
+    "setup_role",
+]
 
 FINGERPRINT_ALGORITHMS: dict[str, tuple[str, int]] = {
     "sha-1": ("sha1", 20),
@@ -278,3 +287,28 @@ def setup_role(local: str, remote: str) -> Role:
     if isinstance(outcome, Role):
         return outcome
     raise ConfigurationError(f"invalid a=setup combination: {outcome}")
+
+
+def parse_fingerprints(
+    value: Iterable[Fingerprint | str] | Fingerprint | str, *, empty_hint: str = ""
+) -> tuple[Fingerprint, ...]:
+    """Parse a peer's expected fingerprints; a lone ``str`` or Fingerprint is a list of one.
+
+    :raises ConfigurationError: for an empty list, a malformed string or another type;
+        ``empty_hint`` is appended to the message for the empty case.
+    """
+    items = (value,) if isinstance(value, (str, Fingerprint)) else value
+    out: list[Fingerprint] = []
+    for fp in items:
+        if isinstance(fp, str):
+            fp = Fingerprint.parse(fp)
+        elif not isinstance(fp, Fingerprint):
+            raise ConfigurationError(
+                f"remote_fingerprints: expected Fingerprint or str, got {type(fp).__name__}"
+            )
+        out.append(fp)
+    if not out:
+        raise ConfigurationError(
+            "remote_fingerprints: at least one fingerprint is needed" + empty_hint
+        )
+    return tuple(out)
