@@ -97,7 +97,7 @@ typedef struct {
     int n_alerts;                   /* alerts seen during the last call (at most 8) */
     int alerts[8];                  /* 0x10000 if received | level << 8 | description */
     int callback_failed;
-    unsigned long n_fast_received;  /* datagrams taken by DtlsOssl_fast_receive */
+    unsigned long n_fast_received;  /* datagrams taken by the fast_receive paths */
     unsigned long n_framed;         /* datagrams framed for sending, in total */
     ...;
 } DtlsOssl_conn;
@@ -159,11 +159,6 @@ DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *, int, size_t, unsigned int, unsigned 
 void DtlsOssl_conn_free(DtlsOssl_conn *);
 int DtlsOssl_handshake(DtlsOssl_conn *, DtlsOssl_scratch *);
 int DtlsOssl_receive(DtlsOssl_conn *, DtlsOssl_scratch *, const char *, size_t);
-/* Batches: sizes[i] is the length of datagram/payload i, the items lying end to end in data;
-   n <= 65535. They stop early when Python must look at an outcome, and return the status bits
-   | items done << 16 | (plaintext records or datagrams in scratch) << 32. */
-int64_t DtlsOssl_receive_many(DtlsOssl_conn *, DtlsOssl_scratch *, const char *,
-                              const int *, int);
 /* After DTLSOSSL_HANDSHAKE_DONE, what HandshakeCompleted needs in one call: names[0] = the
    protocol version, names[1] = the cipher (static strings); the DTLS-SRTP keying material
    (RFC 5764 section 4.2) is exported into material (DTLSOSSL_MAX_SRTP_MATERIAL bytes of room).
@@ -171,19 +166,13 @@ int64_t DtlsOssl_receive_many(DtlsOssl_conn *, DtlsOssl_scratch *, const char *,
    without SRTP or for an unknown profile), or -1 if the export failed (see the ERR queue). */
 static const int DTLSOSSL_MAX_SRTP_MATERIAL;
 int64_t DtlsOssl_established(DtlsOssl_conn *, const char **, char *);
-/* The per-record paths of an established connection, called with the GIL held (see
-   DTLSOSSL_KEEP_GIL). They use the scratch bound to the connection, and only from the thread
-   that created it (else -DTLSOSSL_NO_SCRATCH: bind this thread's and call again), which saves
-   Python a thread-local lookup per call. They return the length of the one datagram (send) or
-   plaintext record (receive) in that scratch when that is the whole outcome, else minus the
-   status bits (<= 0). fast_send refuses an empty payload or one above the data MTU
-   (-DTLSOSSL_TOO_BIG). */
+/* The per-record paths of an established connection are CPython functions, not cffi ones
+   (see DtlsOssl_fast_methods): this adds fast_send, fast_receive, fast_send_many and
+   fast_receive_many to the named (already imported) module. Returns 0, or -1 with the Python
+   error printed. */
+int DtlsOssl_install_fast(const char *);
 void DtlsOssl_scratch_claim(DtlsOssl_scratch *);
 void DtlsOssl_bind_scratch(DtlsOssl_conn *, DtlsOssl_scratch *);
-long DtlsOssl_fast_send(DtlsOssl_conn *, const char *, size_t);
-long DtlsOssl_fast_receive(DtlsOssl_conn *, const char *, size_t);
-int64_t DtlsOssl_send_many(DtlsOssl_conn *, DtlsOssl_scratch *, const char *,
-                           const int *, int);
 int DtlsOssl_handle_timeout(DtlsOssl_conn *, DtlsOssl_scratch *);
 int DtlsOssl_shutdown(DtlsOssl_conn *, DtlsOssl_scratch *);
 int DtlsOssl_drain(DtlsOssl_conn *, DtlsOssl_scratch *);
@@ -864,7 +853,7 @@ static DtlsOssl_scratch *DtlsOssl_own_scratch(DtlsOssl_conn *c)
     return s;
 }
 
-long DtlsOssl_fast_receive(DtlsOssl_conn *c, const char *data, size_t len)
+static long DtlsOssl_fast_receive(DtlsOssl_conn *c, const char *data, size_t len)
 {
     DtlsOssl_scratch *s = DtlsOssl_own_scratch(c);
     int flags;
@@ -878,34 +867,7 @@ long DtlsOssl_fast_receive(DtlsOssl_conn *c, const char *data, size_t len)
     return -(long)flags;
 }
 
-/* Feed the datagrams of a batch. Stops after the first datagram whose outcome needs Python
-   (anything but plaintext or a drop). */
-int64_t DtlsOssl_receive_many(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
-                              const int *sizes, int n)
-{
-    int i, flags = 0, dropped = 0;
-    size_t start = 0;
-    DtlsOssl_reset(c, s);
-    for (i = 0; i < n; i++) {
-        int f = DtlsOssl_feed(c, s, data + start, (size_t)sizes[i]);
-        start += (size_t)sizes[i];
-        if (f & DTLSOSSL_DROPPED)
-            dropped++;
-        flags |= f & ~DTLSOSSL_DROPPED;
-        if ((f & ~(DTLSOSSL_PLAIN | DTLSOSSL_DROPPED)) || c->n_alerts || c->callback_failed
-            || s->plain_cap - s->plain_len < 16384 + 2048 || s->n_recs >= s->rec_cap - 1) {
-            i++;
-            break;
-        }
-    }
-    s->consumed = i;
-    if (dropped)
-        flags |= DTLSOSSL_DROPPED;
-    flags = DtlsOssl_finish(c, s, flags);
-    return (int64_t)flags | ((int64_t)i << 16) | ((int64_t)s->n_recs << 32);
-}
-
-long DtlsOssl_fast_send(DtlsOssl_conn *c, const char *data, size_t len)
+static long DtlsOssl_fast_send(DtlsOssl_conn *c, const char *data, size_t len)
 {
     DtlsOssl_scratch *s = DtlsOssl_own_scratch(c);
     int r, flags = 0;
@@ -921,31 +883,6 @@ long DtlsOssl_fast_send(DtlsOssl_conn *c, const char *data, size_t len)
     if (flags == DTLSOSSL_WIRE && s->n_dgrams == 1)
         return (long)s->wire_len;   /* > 0 */
     return -(long)flags;
-}
-
-int64_t DtlsOssl_send_many(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
-                           const int *sizes, int n)
-{
-    int i, r, flags = 0;
-    size_t start = 0;
-    DtlsOssl_reset(c, s);
-    for (i = 0; i < n; i++) {
-        r = SSL_write(c->ssl, data + start, sizes[i]);
-        start += (size_t)sizes[i];
-        if (r <= 0) {
-            flags |= DtlsOssl_failed(c, r);
-            i++;
-            break;
-        }
-        /* Stop while the next record surely fits: Python collects and calls again. */
-        if (s->wire_len + c->unframed + 20000 > s->wire_cap || c->spill_len > 0) {
-            i++;
-            break;
-        }
-    }
-    s->consumed = i;
-    flags = DtlsOssl_finish(c, s, flags);
-    return (int64_t)flags | ((int64_t)i << 16) | ((int64_t)s->n_dgrams << 32);
 }
 
 int DtlsOssl_handle_timeout(DtlsOssl_conn *c, DtlsOssl_scratch *s)
@@ -1004,28 +941,375 @@ int64_t DtlsOssl_established(DtlsOssl_conn *c, const char **names, char *materia
     return (int64_t)(id & 0xffff) | ((int64_t)(c->data_mtu & 0xffff) << 16) | ((int64_t)n << 32);
 }
 
-/* cffi wraps every call in Py_BEGIN_ALLOW_THREADS / Py_END_ALLOW_THREADS. For the per-record
-   paths of an established connection (about 1 us of OpenSSL work) releasing and re-taking the
-   GIL costs a noticeable share, so the wrappers of DtlsOssl_fast_* functions keep it; they are
-   recognised by name (__func__ is "_cffi_f_DtlsOssl_fast_..."), a test that GCC and Clang fold
-   at compile time. Every other call, the handshake above all (ECDHE and signatures: hundreds
-   of us), still runs without the GIL. If a cffi release stops using these macros, all calls
-   simply release the GIL again. */
-#define DTLSOSSL_KEEP_GIL(f)                                                            \
-    (sizeof(f) > sizeof("_cffi_f_DtlsOssl_fast_") && f[0] == '_' && f[1] == 'c'           \
-     && f[7] == '_' && f[8] == 'D' && f[16] == '_' && f[17] == 'f' && f[18] == 'a'         \
-     && f[19] == 's' && f[20] == 't' && f[21] == '_')
-#if defined(Py_BEGIN_ALLOW_THREADS) && defined(Py_END_ALLOW_THREADS)
-#undef Py_BEGIN_ALLOW_THREADS
-#undef Py_END_ALLOW_THREADS
-#define Py_BEGIN_ALLOW_THREADS                                                          \
-    {                                                                                   \
-        PyThreadState *_save = DTLSOSSL_KEEP_GIL(__func__) ? NULL : PyEval_SaveThread();
-#define Py_END_ALLOW_THREADS                                                            \
-    if (_save != NULL)                                                                  \
-        PyEval_RestoreThread(_save);                                                    \
+/* ------------------------------------------------------------------------------------------
+   The per-record paths, as CPython functions (METH_FASTCALL) instead of cffi ones.
+
+   Through cffi, each call converts its arguments with generic machinery, and Python then
+   copies the datagram or record out of the scratch buffer with a slice and builds the event:
+   together more than OpenSSL's own work on a 1200-byte record. These functions take the
+   connection's address (an int: Python calls them only while the connection is established,
+   so the C object is alive) and bytes-like objects, run the records through OpenSSL, and append
+   the results themselves: datagrams (bytes) to the connection's output list, plaintext records
+   (DataReceived events) to its event list. They return the status bits left for Python (0 when
+   there is nothing else to do); the batch ones also return how far they got. They hold the GIL
+   throughout: a record is about 1 us of OpenSSL work, less than releasing and re-taking the GIL
+   costs. DtlsOssl_install_fast adds them to the module; DtlsOssl_fast_setup (Python) gives
+   them the event class first. */
+
+static PyTypeObject *DtlsOssl_event_type = NULL;  /* owned: events.DataReceived */
+static PyObject *DtlsOssl_event_data = NULL;      /* owned: its slot descriptor for "data" */
+
+static DtlsOssl_conn *DtlsOssl_conn_arg(PyObject *o)
+{
+    DtlsOssl_conn *c = (DtlsOssl_conn *)PyLong_AsVoidPtr(o);
+    if (c == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "dtls_ossl: the connection has no C object");
+    return c;
+}
+
+/* Borrow the bytes of a bytes-like object until DtlsOssl_unborrow (bytes need no Py_buffer). */
+static int DtlsOssl_borrow(PyObject *o, Py_buffer *view)
+{
+    if (PyBytes_CheckExact(o)) {
+        view->obj = NULL;
+        view->buf = PyBytes_AS_STRING(o);
+        view->len = PyBytes_GET_SIZE(o);
+        return 0;
     }
-#endif
+    return PyObject_GetBuffer(o, view, PyBUF_SIMPLE);
+}
+
+static void DtlsOssl_unborrow(Py_buffer *view)
+{
+    if (view->obj != NULL)
+        PyBuffer_Release(view);
+}
+
+static int DtlsOssl_append_bytes(PyObject *list, const char *p, Py_ssize_t n)
+{
+    PyObject *b = PyBytes_FromStringAndSize(p, n);
+    int r;
+    if (b == NULL)
+        return -1;
+    r = PyList_Append(list, b);
+    Py_DECREF(b);
+    return r;
+}
+
+/* A DataReceived holding a copy of p[0:n], built as object.__new__ plus the slot's __set__
+   would (the frozen class refuses setattr; the result is an ordinary immutable event). */
+static int DtlsOssl_append_event(PyObject *list, const char *p, Py_ssize_t n)
+{
+    PyObject *data, *ev;
+    int r;
+    if (DtlsOssl_event_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dtls_ossl: fast_setup was not called");
+        return -1;
+    }
+    data = PyBytes_FromStringAndSize(p, n);
+    if (data == NULL)
+        return -1;
+    ev = DtlsOssl_event_type->tp_alloc(DtlsOssl_event_type, 0);
+    if (ev == NULL) {
+        Py_DECREF(data);
+        return -1;
+    }
+    r = Py_TYPE(DtlsOssl_event_data)->tp_descr_set(DtlsOssl_event_data, ev, data);
+    Py_DECREF(data);
+    if (r == 0)
+        r = PyList_Append(list, ev);
+    Py_DECREF(ev);
+    return r;
+}
+
+/* Move the framed datagrams to out and the plaintext records to events, emptying the scratch
+   buffers. Returns flags without WIRE and PLAIN, or -1 with a Python error set. */
+static int DtlsOssl_collect(DtlsOssl_scratch *s, int flags, PyObject *out, PyObject *events)
+{
+    int i, start;
+    if (flags & DTLSOSSL_WIRE) {
+        for (i = 0, start = 0; i < s->n_dgrams; start = s->dgram_ends[i++])
+            if (DtlsOssl_append_bytes(out, s->wire + start, s->dgram_ends[i] - start) < 0)
+                return -1;
+        s->wire_len = 0;
+        s->n_dgrams = 0;
+    }
+    if (flags & DTLSOSSL_PLAIN) {
+        for (i = 0, start = 0; i < s->n_recs; start = s->rec_ends[i++])
+            if (DtlsOssl_append_event(events, s->plain + start, s->rec_ends[i] - start) < 0)
+                return -1;
+        s->plain_len = 0;
+        s->n_recs = 0;
+    }
+    return flags & ~(DTLSOSSL_WIRE | DTLSOSSL_PLAIN);
+}
+
+static int DtlsOssl_check_args(Py_ssize_t nargs, Py_ssize_t want, PyObject *const *args,
+                               Py_ssize_t first_list, const char *usage)
+{
+    Py_ssize_t i;
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments", usage, want);
+        return -1;
+    }
+    for (i = first_list; i < want; i++)
+        if (!PyList_CheckExact(args[i])) {
+            PyErr_Format(PyExc_TypeError, "%s: argument %zd must be a list", usage, i + 1);
+            return -1;
+        }
+    return 0;
+}
+
+/* fast_send(conn, data, out) -> status bits left (0: one datagram appended to out). */
+static PyObject *DtlsOssl_py_fast_send(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    DtlsOssl_conn *c;
+    Py_buffer view;
+    long r;
+    int flags;
+    (void)m;
+    if (DtlsOssl_check_args(nargs, 3, args, 2, "fast_send(conn, data, out)") < 0)
+        return NULL;
+    if ((c = DtlsOssl_conn_arg(args[0])) == NULL || DtlsOssl_borrow(args[1], &view) < 0)
+        return NULL;
+    r = DtlsOssl_fast_send(c, (const char *)view.buf, (size_t)view.len);
+    DtlsOssl_unborrow(&view);
+    if (r > 0) {
+        if (DtlsOssl_append_bytes(args[2], c->sc->wire, r) < 0)
+            return NULL;
+        return PyLong_FromLong(0);
+    }
+    flags = (int)-r;
+    if (!(flags & (DTLSOSSL_NO_SCRATCH | DTLSOSSL_TOO_BIG)))
+        flags = DtlsOssl_collect(c->sc, flags, args[2], NULL);
+    return flags < 0 ? NULL : PyLong_FromLong(flags);
+}
+
+/* fast_receive(conn, datagram, out, events) -> status bits left (0: at most one DataReceived
+   appended to events and nothing else to do). */
+static PyObject *DtlsOssl_py_fast_receive(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    DtlsOssl_conn *c;
+    Py_buffer view;
+    long r;
+    int flags;
+    (void)m;
+    if (DtlsOssl_check_args(nargs, 4, args, 2, "fast_receive(conn, datagram, out, events)") < 0)
+        return NULL;
+    if ((c = DtlsOssl_conn_arg(args[0])) == NULL || DtlsOssl_borrow(args[1], &view) < 0)
+        return NULL;
+    r = DtlsOssl_fast_receive(c, (const char *)view.buf, (size_t)view.len);
+    DtlsOssl_unborrow(&view);
+    if (r > 0) {
+        if (DtlsOssl_append_event(args[3], c->sc->plain, r) < 0)
+            return NULL;
+        return PyLong_FromLong(0);
+    }
+    flags = (int)-r;
+    if (!(flags & DTLSOSSL_NO_SCRATCH))
+        flags = DtlsOssl_collect(c->sc, flags, args[2], args[3]);
+    return flags < 0 ? NULL : PyLong_FromLong(flags);
+}
+
+/* The batch results: how far the batch got (the next index) << 16 | status bits left. */
+static PyObject *DtlsOssl_batch_result(Py_ssize_t next, int flags)
+{
+    return flags < 0 ? NULL : PyLong_FromLongLong(((long long)next << 16) | flags);
+}
+
+/* fast_send_many(conn, payloads, start, out): send payloads[start:], one record each, and
+   append the datagrams to out. Nothing is sent if a payload is empty or above the data MTU
+   (TOO_BIG). Stops early only for what Python must handle (an error, output that did not fit). */
+static PyObject *DtlsOssl_py_fast_send_many(PyObject *m, PyObject *const *args,
+                                            Py_ssize_t nargs)
+{
+    DtlsOssl_conn *c;
+    DtlsOssl_scratch *s;
+    PyObject *seq, **items;
+    Py_buffer view;
+    Py_ssize_t i, n, start;
+    int r, flags = 0;
+    (void)m;
+    if (DtlsOssl_check_args(nargs, 4, args, 3, "fast_send_many(conn, payloads, start, out)") < 0)
+        return NULL;
+    if ((c = DtlsOssl_conn_arg(args[0])) == NULL)
+        return NULL;
+    start = PyLong_AsSsize_t(args[2]);
+    if (start < 0 && PyErr_Occurred())
+        return NULL;
+    if (start < 0)
+        start = 0;
+    seq = PySequence_Fast(args[1], "fast_send_many: payloads must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    items = PySequence_Fast_ITEMS(seq);
+    for (i = start; i < n; i++) {   /* all or nothing: check every size first */
+        if (DtlsOssl_borrow(items[i], &view) < 0)
+            goto fail;
+        DtlsOssl_unborrow(&view);
+        if (view.len == 0 || (size_t)view.len > c->data_mtu) {
+            Py_DECREF(seq);
+            return DtlsOssl_batch_result(start, DTLSOSSL_TOO_BIG);
+        }
+    }
+    if ((s = DtlsOssl_own_scratch(c)) == NULL) {
+        Py_DECREF(seq);
+        return DtlsOssl_batch_result(start, DTLSOSSL_NO_SCRATCH);
+    }
+    DtlsOssl_reset(c, s);
+    for (i = start; i < n;) {
+        if (DtlsOssl_borrow(items[i], &view) < 0)
+            goto fail;
+        if (view.len == 0 || (size_t)view.len > c->data_mtu) {
+            /* Only an object whose buffer changed size since the check above. */
+            DtlsOssl_unborrow(&view);
+            flags |= DTLSOSSL_TOO_BIG;
+            break;
+        }
+        r = SSL_write(c->ssl, view.buf, (int)view.len);
+        DtlsOssl_unborrow(&view);
+        i++;
+        if (r <= 0) {
+            flags |= DtlsOssl_failed(c, r);
+            break;
+        }
+        if (c->spill_len > 0)
+            break;   /* OpenSSL wrote more than the scratch holds: Python grows it */
+        if (s->wire_len + c->unframed + 20000 > s->wire_cap) {
+            /* Room for the next record is not sure: hand over what is framed and go on. */
+            if (c->unframed > 0)
+                DtlsOssl_frame(c, s, c->unframed);
+            c->unframed = 0;
+            if (DtlsOssl_collect(s, DTLSOSSL_WIRE, args[3], NULL) < 0)
+                goto fail;
+        }
+    }
+    Py_DECREF(seq);
+    s->consumed = (int)(i - start);
+    flags = DtlsOssl_finish(c, s, flags);
+    return DtlsOssl_batch_result(i, DtlsOssl_collect(s, flags, args[3], NULL));
+fail:
+    c->out = NULL;
+    Py_DECREF(seq);
+    return NULL;
+}
+
+/* fast_receive_many(conn, datagrams, start, out, events): process datagrams[start:] in order,
+   appending plaintext records (DataReceived) to events and any datagrams to out. Stops after
+   the first datagram whose outcome Python must handle (alerts, errors, close). */
+static PyObject *DtlsOssl_py_fast_receive_many(PyObject *m, PyObject *const *args,
+                                               Py_ssize_t nargs)
+{
+    DtlsOssl_conn *c;
+    DtlsOssl_scratch *s;
+    PyObject *seq, **items;
+    Py_buffer view;
+    Py_ssize_t i, n, start;
+    int f, flags = 0;
+    (void)m;
+    if (DtlsOssl_check_args(nargs, 5, args, 3,
+                            "fast_receive_many(conn, datagrams, start, out, events)") < 0)
+        return NULL;
+    if ((c = DtlsOssl_conn_arg(args[0])) == NULL)
+        return NULL;
+    start = PyLong_AsSsize_t(args[2]);
+    if (start < 0 && PyErr_Occurred())
+        return NULL;
+    if (start < 0)
+        start = 0;
+    if ((s = DtlsOssl_own_scratch(c)) == NULL)
+        return DtlsOssl_batch_result(start, DTLSOSSL_NO_SCRATCH);
+    seq = PySequence_Fast(args[1], "fast_receive_many: datagrams must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    items = PySequence_Fast_ITEMS(seq);
+    for (i = start; i < n; i++) {   /* a caller's error is raised before anything is fed */
+        if (PyBytes_CheckExact(items[i]))
+            continue;
+        if (DtlsOssl_borrow(items[i], &view) < 0)
+            goto fail;
+        DtlsOssl_unborrow(&view);
+    }
+    DtlsOssl_reset(c, s);
+    for (i = start; i < n;) {
+        if (DtlsOssl_borrow(items[i], &view) < 0)
+            goto fail;
+        c->n_fast_received++;
+        if (view.len > 65535) {   /* above the UDP limit: cannot be genuine */
+            s->dropped++;
+            f = DTLSOSSL_DROPPED;
+        } else {
+            f = DtlsOssl_feed(c, s, (const char *)view.buf, (size_t)view.len);
+        }
+        DtlsOssl_unborrow(&view);
+        i++;
+        flags |= f;
+        if ((f & ~(DTLSOSSL_PLAIN | DTLSOSSL_DROPPED)) || c->n_alerts || c->callback_failed)
+            break;
+        if (s->plain_cap - s->plain_len < 65536 + 18432 || s->n_recs + 5100 >= s->rec_cap) {
+            /* Room for a whole datagram's records is not sure: hand the events over. */
+            if (DtlsOssl_collect(s, DTLSOSSL_PLAIN, NULL, args[4]) < 0)
+                goto fail;
+        }
+    }
+    Py_DECREF(seq);
+    s->consumed = (int)(i - start);
+    flags = DtlsOssl_finish(c, s, flags);
+    return DtlsOssl_batch_result(i, DtlsOssl_collect(s, flags, args[3], args[4]));
+fail:
+    c->out = NULL;
+    Py_DECREF(seq);
+    return NULL;
+}
+
+/* fast_setup(DataReceived, DataReceived.__dict__["data"]): the event class the fast paths
+   build, and its slot descriptor. */
+static PyObject *DtlsOssl_py_fast_setup(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)m;
+    if (nargs != 2 || !PyType_Check(args[0]) || Py_TYPE(args[1])->tp_descr_set == NULL) {
+        PyErr_SetString(PyExc_TypeError, "fast_setup(event class, its data slot descriptor)");
+        return NULL;
+    }
+    Py_INCREF(args[0]);
+    Py_INCREF(args[1]);
+    Py_XSETREF(DtlsOssl_event_type, (PyTypeObject *)args[0]);
+    Py_XSETREF(DtlsOssl_event_data, args[1]);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef DtlsOssl_fast_methods[] = {
+    {"fast_send", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_send, METH_FASTCALL,
+     "fast_send(conn, data, out) -> status bits left"},
+    {"fast_receive", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_receive, METH_FASTCALL,
+     "fast_receive(conn, datagram, out, events) -> status bits left"},
+    {"fast_send_many", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_send_many, METH_FASTCALL,
+     "fast_send_many(conn, payloads, start, out) -> next index << 16 | status bits left"},
+    {"fast_receive_many", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_receive_many,
+     METH_FASTCALL,
+     "fast_receive_many(conn, datagrams, start, out, events) -> next index << 16 | bits left"},
+    {"fast_setup", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_setup, METH_FASTCALL,
+     "fast_setup(DataReceived, DataReceived.__dict__['data'])"},
+    {NULL, NULL, 0, NULL},
+};
+
+int DtlsOssl_install_fast(const char *module)
+{
+    /* cffi calls this without the GIL. */
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *mod = PyImport_ImportModule(module);
+    int r = -1;
+    if (mod != NULL) {
+        r = PyModule_AddFunctions(mod, DtlsOssl_fast_methods);
+        Py_DECREF(mod);
+    }
+    if (r < 0)
+        PyErr_Print();
+    PyGILState_Release(gil);
+    return r;
+}
 """,
 )
 
@@ -1089,6 +1373,11 @@ def _make_builder() -> FFI:
         library_dirs=library_dirs,
         extra_link_args=extra_link_args,
         extra_compile_args=["-O2"],
+        # The fast paths use the full CPython API (METH_FASTCALL, buffers, tp_alloc), so the
+        # module is built for this interpreter, not for the stable ABI (abi3); cffi's generated
+        # C defines Py_LIMITED_API unless told not to.
+        py_limited_api=False,
+        define_macros=[("_CFFI_NO_LIMITED_API", None)],
     )
     return builder
 

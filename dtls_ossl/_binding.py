@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from _thread import _local as _thread_local
 
+from dtls_ossl import _openssl as _openssl_module
 from dtls_ossl._openssl import ffi, lib
 from dtls_ossl._util import TYPE_CHECKING
 from dtls_ossl.exceptions import OpenSSLError, OpenSSLErrorInfo
@@ -41,6 +42,10 @@ if int(lib.OpenSSL_version_num()) >> 28 < 3:  # pragma: no cover - refused at bu
 
 if lib.DtlsOssl_init() != 1:  # pragma: no cover - only out of memory
     raise ImportError("dtls_ossl: initialising the OpenSSL binding failed (ex_data index, BIO)")
+
+# The per-record paths are CPython functions that the C code adds to the _openssl module.
+if lib.DtlsOssl_install_fast(_openssl_module.__name__.encode("ascii")) != 0:  # pragma: no cover
+    raise ImportError("dtls_ossl: adding the fast paths to dtls_ossl._openssl failed")
 
 
 def openssl_version() -> str:

@@ -1,4 +1,17 @@
 from typing import Any
 
+from dtls_ossl.events import DataReceived
+
 ffi: Any
 lib: Any
+
+# Added by DtlsOssl_install_fast (build_ffi.py) when dtls_ossl._binding is imported.
+def fast_send(conn: int, data: bytes | bytearray | memoryview, out: list[bytes], /) -> int: ...
+def fast_receive(
+    conn: int, datagram: bytes | bytearray | memoryview, out: list[bytes], events: list[Any], /
+) -> int: ...
+def fast_send_many(conn: int, payloads: Any, start: int, out: list[bytes], /) -> int: ...
+def fast_receive_many(
+    conn: int, datagrams: Any, start: int, out: list[bytes], events: list[Any], /
+) -> int: ...
+def fast_setup(event_class: type[DataReceived], data_slot: Any, /) -> None: ...

@@ -13,8 +13,10 @@ and ``close`` each make exactly one call into the compiled helper (``DtlsOssl_*`
 build_ffi.py). That call clears OpenSSL's error queue, hands OpenSSL one datagram, drives the
 handshake or reads every plaintext record until OpenSSL wants more, frames what OpenSSL wrote
 into datagrams, and reads the retransmission timer. The connection then turns the returned
-status bits into events. On an established connection, ``send`` and ``receive_datagram`` use
-``DtlsOssl_fast_*``, which keep the GIL and return the one datagram or record directly.
+status bits into events. On an established connection the per-record inputs (``send``,
+``receive_datagram`` and their batch forms) call ``fast_*`` functions that speak the CPython
+API directly: they keep the GIL, and append datagrams and DataReceived events to this object's
+lists themselves, returning only the status bits left for Python (usually none).
 
 Rule 2 - one datagram per read. OpenSSL reads whatever its read BIO holds as one "packet" (a
 memory BIO would merge datagrams), so the read BIO holds exactly the datagram being fed, read
@@ -51,7 +53,7 @@ import enum
 from collections import deque
 from itertools import repeat
 
-from dtls_ossl import events
+from dtls_ossl import _openssl, events
 from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, openssl_assert, scratch
 from dtls_ossl._callbacks import CallbackState
 from dtls_ossl._roles import Role
@@ -93,12 +95,14 @@ _OVERFLOW = int(lib.DTLSOSSL_OVERFLOW)
 _CALLBACK = int(lib.DTLSOSSL_CALLBACK)
 _TOO_BIG = int(lib.DTLSOSSL_TOO_BIG)
 _NO_SCRATCH = int(lib.DTLSOSSL_NO_SCRATCH)
-# Bound once: the hot paths avoid attribute lookups on lib and ffi.
-_fast_receive = lib.DtlsOssl_fast_receive
-_fast_send = lib.DtlsOssl_fast_send
-_receive_many = lib.DtlsOssl_receive_many
-_send_many = lib.DtlsOssl_send_many
-_MAX_BATCH = 0xFFFF  # items per C call: the count comes back in 16 bits
+# The per-record paths of an established connection (CPython functions in build_ffi.py): they
+# append datagrams to the connection's output list and DataReceived events to its event list
+# themselves, and return the status bits left for Python (0: nothing else to do).
+_fast_receive = _openssl.fast_receive
+_fast_send = _openssl.fast_send
+_fast_receive_many = _openssl.fast_receive_many
+_fast_send_many = _openssl.fast_send_many
+_openssl.fast_setup(events.DataReceived, events.DataReceived.__dict__["data"])
 _unpack = ffi.unpack
 _DataReceived = events.DataReceived
 # Building an event with object.__new__ and the slot descriptor's __set__ skips the Python-level
@@ -106,7 +110,7 @@ _DataReceived = events.DataReceived
 _new = object.__new__
 _setattr = object.__setattr__
 _set_data = _DataReceived.__dict__["data"].__set__
-# Runs an iterator to its end at C speed (the batch paths build events with map()).
+# Runs an iterator to its end at C speed (the slow path builds events with map()).
 _sink: deque[object] = deque(maxlen=0)
 _exhaust = _sink.extend
 
@@ -215,6 +219,7 @@ class DtlsConnection:
     """
 
     __slots__ = (
+        "_addr",
         "_c",
         "_cb",
         "_config",
@@ -267,6 +272,8 @@ class DtlsConnection:
             self._set_expected(_normalise_fingerprints(remote_fingerprints))
         self._handle = ffi.new_handle(self._cb)  # owned: keeps the state alive while C has it
         self._c: Any = self._new_ssl()
+        # The C object's address for the fast paths, set once established (they run only then).
+        self._addr = 0
         self._state = ConnectionState.NEW
         # A list, not a deque: a deque's first block alone costs ~600 bytes per connection.
         self._events: list[events.DtlsEvent] = []
@@ -316,19 +323,10 @@ class DtlsConnection:
         :raises Exception: re-raises an exception raised by a key-log callback.
         """
         if self._state is _ESTABLISHED:
-            try:
-                # Counts the datagram in C (stats); a bytes object is passed without a copy.
-                r = _fast_receive(self._c, data, len(data))
-            except TypeError:  # bytearray, memoryview: cffi takes only bytes for char *
-                data = bytes(data)
-                r = _fast_receive(self._c, data, len(data))
-            if r > 0:
-                # The hot path: exactly one application record and nothing else to do.
-                ev = _new(_DataReceived)
-                _set_data(ev, self._sc.plain_buf[:r])
-                self._events.append(ev)
-                return
-            self._fast_receive_outcome(r, bytes(data), now)
+            # One C call counts the datagram, decrypts it and queues its DataReceived events.
+            r = _fast_receive(self._addr, data, self._out, self._events)
+            if r:
+                self._fast_receive_outcome(r, data, now)
             return
         self._n_received += 1
         self._receive_slow(data if type(data) is bytes else bytes(data), now)
@@ -340,44 +338,24 @@ class DtlsConnection:
 
         Equivalent to calling :meth:`receive_datagram` for each one, in order.
         """
-        n = len(datagrams)
-        if self._state is not _ESTABLISHED or n < 2:
+        if self._state is not _ESTABLISHED:
             for d in datagrams:
                 self.receive_datagram(d, now)
             return
-        blobs = _as_bytes(datagrams)
-        sizes = list(map(len, blobs))
-        if max(sizes) > _MAX_DATAGRAM:
-            # A datagram above the UDP limit cannot be genuine: the per-datagram path drops it.
-            for d in blobs:
-                self.receive_datagram(d, now)
-            return
-        sc = scratch()
-        sc.ensure_plain(sum(sizes))
-        joined: Any = b"".join(blobs)
-        data = joined
+        n = len(datagrams)
         i = 0
-        while True:
-            k = min(n - i, _MAX_BATCH)
-            r = _receive_many(self._c, sc.ptr, data, sizes[i : i + k] if i or k < n else sizes, k)
+        while i < n:
+            r = _fast_receive_many(self._addr, datagrams, i, self._out, self._events)
+            i = r >> 16
             flags = r & 0xFFFF
-            consumed = (r >> 16) & 0xFFFF
-            self._n_received += consumed
-            if flags == _PLAIN and self._cb.captured is None:
-                # Only application data (the usual batch): what _handle_flags would do.
-                self._data_events(sc, r >> 32)
-                self._timer_at = None
-            else:
-                self._handle_flags(flags, now, sc)
-            i += consumed
-            if i >= n or self._state is not _ESTABLISHED:
-                break
-            # It stopped early (output or an alert to look at, a full buffer): go on from
-            # datagram i of the same joined buffer.
-            if type(joined) is bytes:
-                joined = ffi.from_buffer(joined)  # keeps the bytes alive
-            data = joined + sum(sizes[:i])
-        for d in blobs[i:]:
+            if flags & _NO_SCRATCH:  # first call from this thread
+                self._bind_scratch()
+                continue
+            if flags:
+                self._handle_flags(flags, now, self._sc)
+                if self._state is not _ESTABLISHED:
+                    break
+        for d in datagrams[i:]:  # after the end: dropped and counted
             self.receive_datagram(d, now)
 
     def handle_timer(self, now: float) -> None:
@@ -420,64 +398,49 @@ class DtlsConnection:
             raise InvalidStateError(
                 f"send() needs an established connection, not {self._state.value}"
             )
-        try:
-            # C checks the size against the data MTU; bytes are passed without a copy.
-            r = _fast_send(self._c, data, len(data))
-        except TypeError:  # bytearray, memoryview: cffi takes only bytes for char *
-            data = bytes(data)
-            r = _fast_send(self._c, data, len(data))
-        if r > 0:
-            self._out.append(self._sc.wire_buf[:r])
-            return
-        self._fast_send_outcome(r, bytes(data), now)
+        # One C call checks the size against the data MTU, encrypts and queues the datagram.
+        r = _fast_send(self._addr, data, self._out)
+        if r:
+            self._fast_send_outcome(r, data, now)
 
     def send_many(self, payloads: Sequence[bytes | bytearray | memoryview], now: float) -> None:
         """Encrypt each payload as its own record, in as few C calls as possible.
 
         Equivalent to calling :meth:`send` for each payload, in order; the sizes are checked
         before anything is sent.
+
+        :raises InvalidStateError: if not established, or if the connection ended part way
+            (its ConnectionTerminated event says why).
+        :raises PayloadSizeError: if a payload is empty or longer than
+            :attr:`max_payload_size` (nothing is sent).
         """
         if self._state is not ConnectionState.ESTABLISHED:
             raise InvalidStateError(
                 f"send_many() needs an established connection, not {self._state.value}"
             )
         n = len(payloads)
-        if not n:
-            return
-        blobs = _as_bytes(payloads)
-        limit = self._data_mtu
-        sizes = list(map(len, blobs))
-        if min(sizes) == 0 or max(sizes) > limit:
-            bad = next(n for n in sizes if not 0 < n <= limit)
-            raise PayloadSizeError(
-                f"send_many(): a {bad}-byte payload does not fit one datagram "
-                f"(1..{limit} bytes with mtu={self._config.mtu})"
-            )
-        joined: Any = b"".join(blobs)
-        data = joined
-        sc = scratch()
-        # Room for the whole batch (a record adds at most ~80 bytes, CBC's worst case), so that
-        # one C call does it.
-        sc.grow_wire(len(joined) + 96 * n + 20000)
         i = 0
-        while True:
-            k = min(n - i, _MAX_BATCH)
-            r = _send_many(self._c, sc.ptr, data, sizes[i : i + k] if i or k < n else sizes, k)
+        while i < n:
+            r = _fast_send_many(self._addr, payloads, i, self._out)
+            i = r >> 16
             flags = r & 0xFFFF
-            consumed = (r >> 16) & 0xFFFF
-            if flags == _WIRE and self._cb.captured is None:
-                # Only datagrams (the usual batch): what _handle_flags would do.
-                self._out += _records(sc.wire_buf, _unpack(sc.dgram_ends, r >> 32))
-                self._timer_at = None
-            else:
-                self._handle_flags(flags, now, sc)
-            i += consumed
-            if i >= n or self._state is not _ESTABLISHED:
-                break
-            # It stopped early (the output buffer is full): go on from payload i.
-            if type(joined) is bytes:
-                joined = ffi.from_buffer(joined)  # keeps the bytes alive
-            data = joined + sum(sizes[:i])
+            if flags & _NO_SCRATCH:  # first call from this thread
+                self._bind_scratch()
+                continue
+            if flags & _TOO_BIG:
+                limit = self._data_mtu
+                bad = next(len(p) for p in payloads[i:] if not 0 < len(p) <= limit)
+                raise PayloadSizeError(
+                    f"send_many(): a {bad}-byte payload does not fit one datagram "
+                    f"(1..{limit} bytes with mtu={self._config.mtu}); nothing was sent"
+                )
+            if flags:
+                self._handle_flags(flags, now, self._sc)
+                if self._state is not _ESTABLISHED and i < n:
+                    raise InvalidStateError(
+                        f"send_many(): the connection ended ({self._state.value}) after "
+                        f"{i} of {n} payloads"
+                    )
 
     def close(self, now: float) -> None:
         """End the connection: queues close_notify if established, then terminates.
@@ -699,32 +662,32 @@ class DtlsConnection:
         lib.DtlsOssl_bind_scratch(self._c, sc.ptr)
         self._sc = sc
 
-    def _fast_send_outcome(self, r: int, data: bytes, now: float) -> None:
-        """Finish a send whose fast path did not produce exactly one datagram."""
-        if r == -_NO_SCRATCH:  # first call from this thread
+    def _fast_send_outcome(
+        self, flags: int, data: bytes | bytearray | memoryview, now: float
+    ) -> None:
+        """Finish a send whose fast path left status bits to handle."""
+        if flags & _NO_SCRATCH:  # first call from this thread
             self._bind_scratch()
-            r = _fast_send(self._c, data, len(data))
-            if r > 0:
-                self._out.append(self._sc.wire_buf[:r])
+            flags = _fast_send(self._addr, data, self._out)
+            if not flags:
                 return
-        if r == -_TOO_BIG:
+        if flags & _TOO_BIG:
             raise PayloadSizeError(
                 f"send(): {len(data)} bytes does not fit one datagram "
                 f"(1..{self._data_mtu} bytes with mtu={self._config.mtu})"
             )
-        self._handle_flags(-r, now, self._sc)
+        self._handle_flags(flags, now, self._sc)
 
-    def _fast_receive_outcome(self, r: int, data: bytes, now: float) -> None:
-        """Finish a datagram whose fast path did not yield exactly one record."""
-        if r == -_NO_SCRATCH:  # first call from this thread
+    def _fast_receive_outcome(
+        self, flags: int, data: bytes | bytearray | memoryview, now: float
+    ) -> None:
+        """Finish a datagram whose fast path left status bits to handle."""
+        if flags & _NO_SCRATCH:  # first call from this thread
             self._bind_scratch()
-            r = _fast_receive(self._c, data, len(data))
-            if r > 0:
-                ev = _new(_DataReceived)
-                _set_data(ev, self._sc.plain_buf[:r])
-                self._events.append(ev)
+            flags = _fast_receive(self._addr, data, self._out, self._events)
+            if not flags:
                 return
-        self._handle_flags(-r, now, self._sc)
+        self._handle_flags(flags, now, self._sc)
 
     def _c_counts(self) -> tuple[int, int]:
         """Datagrams counted in C: (taken by the fast receive path, framed for sending)."""
@@ -898,6 +861,7 @@ class DtlsConnection:
         self._data_mtu = (r >> 16) & 0xFFFF
         lib.DtlsOssl_bind_scratch(self._c, sc.ptr)  # for the fast paths from now on
         self._sc = sc
+        self._addr = int(ffi.cast("uintptr_t", self._c))
         self._state = _ESTABLISHED
         self._held = None
         self._handshake_deadline = None
@@ -1070,13 +1034,6 @@ def _records(buf: Any, ends: list[int]) -> list[bytes]:
     # A comprehension beats map(): BUILD_SLICE reuses a cached slice object, while calling
     # slice() or buf.__getitem__ through map() builds an argument tuple per item.
     return [buf[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
-
-
-def _as_bytes(items: Sequence[bytes | bytearray | memoryview]) -> Sequence[bytes]:
-    """Return ``items`` as bytes objects (the same sequence when they already are)."""
-    if set(map(type, items)) == {bytes}:
-        return items  # type: ignore[return-value]
-    return [b if type(b) is bytes else bytes(b) for b in items]
 
 
 def _first_handshake_type_untrusted(data: bytes) -> int:

@@ -157,6 +157,134 @@ def test_connection_data_both_ways_and_batches():
     assert [e.data for e in drain_events(server)] == payloads
 
 
+def test_connection_bytes_like_inputs_on_every_data_path():
+    client, server = make_pair()
+    now = time.monotonic()
+    handshake(client, server, now)
+    drain_events(client), drain_events(server)
+    client.send(bytearray(b"ba"), now)
+    client.send(memoryview(b"xxmvxx")[2:4], now)
+    for d in client.datagrams_to_send(now):
+        server.receive_datagram(bytearray(d), now)
+    client.send_many([b"one", bytearray(b"two"), memoryview(b"three")], now)
+    server.receive_datagrams([memoryview(d) for d in client.datagrams_to_send(now)], now)
+    got = drain_events(server)
+    assert got == [events.DataReceived(p) for p in (b"ba", b"mv", b"one", b"two", b"three")]
+    assert all(type(e.data) is bytes for e in got)
+    # A buffer that is not contiguous bytes is the caller's error, reported as such.
+    with pytest.raises((TypeError, BufferError)):
+        client.send(memoryview(b"abcdef")[::2], now)
+    with pytest.raises(TypeError):
+        server.receive_datagram("text", now)  # type: ignore[arg-type]
+    assert client.datagrams_to_send(now) == []
+    # A bad item in a batch is reported before any datagram of the batch is processed.
+    client.send_many([b"1", b"2"], now)
+    good = client.datagrams_to_send(now)
+    with pytest.raises(TypeError):
+        server.receive_datagrams([*good, "text"], now)  # type: ignore[list-item]
+    assert server.next_event() is None
+    with pytest.raises(TypeError):
+        client.send_many([b"ok", "text"], now)  # type: ignore[list-item]
+    assert client.datagrams_to_send(now) == []
+    server.receive_datagrams(good, now)
+    assert [e.data for e in drain_events(server)] == [b"1", b"2"]
+    client.send(b"still fine", now)
+    transfer(client, server, now)
+    assert drain_events(server) == [events.DataReceived(b"still fine")]
+
+
+def test_connection_send_many_checks_every_size_first():
+    client, server = make_pair({"mtu": 500}, {"mtu": 500})
+    now = time.monotonic()
+    handshake(client, server, now)
+    limit = client.max_payload_size
+    for bad in (b"", b"a" * (limit + 1)):
+        with pytest.raises(PayloadSizeError, match="nothing was sent"):
+            client.send_many([b"ok", b"ok", bad, b"ok"], now)
+        assert client.datagrams_to_send(now) == []
+    client.send_many([], now)
+    assert client.datagrams_to_send(now) == []
+    client.send_many([b"a" * limit] * 3, now)
+    datagrams = client.datagrams_to_send(now)
+    assert len(datagrams) == 3 and all(len(d) <= 500 for d in datagrams)
+    server.receive_datagrams(datagrams, now)
+    assert [e for e in drain_events(server) if isinstance(e, events.DataReceived)] == [
+        events.DataReceived(b"a" * limit)
+    ] * 3
+
+
+def test_connection_batches_larger_than_one_c_buffer():
+    """Thousands of records per call: the C loop hands over its buffers and goes on."""
+    client, server = make_pair({"mtu": 1500}, {"mtu": 1500})
+    now = time.monotonic()
+    handshake(client, server, now)
+    drain_events(server)
+    payloads = [i.to_bytes(4, "big") * 300 for i in range(3000)]  # 1200 B each
+    client.send_many(payloads, now)
+    datagrams = client.datagrams_to_send(now)
+    assert len(datagrams) == 3000
+    assert client.stats.datagrams_sent >= 3000
+    server.receive_datagrams(datagrams, now)
+    assert [e.data for e in drain_events(server)] == payloads
+    assert server.stats.datagrams_received >= 3000
+
+
+def test_connection_batch_receive_stops_at_close_notify():
+    """Records after the peer's close_notify in the same batch are dropped, not delivered."""
+    client, server = make_pair()
+    now = time.monotonic()
+    handshake(client, server, now)
+    drain_events(client), drain_events(server)
+    client.send_many([b"a", b"b"], now)
+    first = client.datagrams_to_send(now)
+    client.close(now)
+    closing = client.datagrams_to_send(now)
+    # A forged record after the close cannot be decrypted anyway; what matters is that the
+    # batch stops at the close and counts the rest as dropped.
+    before = server.stats.datagrams_dropped
+    server.receive_datagrams([*first, *closing, b"\x17\xfe\xfd" + bytes(40)], now)
+    got = drain_events(server)
+    assert [type(e) for e in got] == [
+        *[events.DataReceived] * len([e for e in got if isinstance(e, events.DataReceived)]),
+        events.AlertReceived,
+        events.AlertSent,
+        events.ConnectionTerminated,
+    ]
+    assert [e.data for e in got if isinstance(e, events.DataReceived)] == [b"a", b"b"]
+    assert server.state is ConnectionState.CLOSED
+    assert server.stats.datagrams_dropped == before + 1
+    assert len(server.datagrams_to_send(now)) == 1  # our close_notify
+
+
+def test_connection_fast_paths_from_another_thread():
+    """The per-record paths bind the calling thread's buffers on first use from a new thread."""
+    import threading
+
+    client, server = make_pair()
+    now = time.monotonic()
+    handshake(client, server, now)
+    drain_events(client), drain_events(server)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            client.send(b"from a thread", now)
+            server.receive_datagrams(client.datagrams_to_send(now), now)
+            client.send_many([b"x", b"y"], now)
+            for d in client.datagrams_to_send(now):
+                server.receive_datagram(d, now)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(10)
+    assert not t.is_alive() and errors == []
+    client.send(b"back home", now)
+    transfer(client, server, now)
+    assert [e.data for e in drain_events(server)] == [b"from a thread", b"x", b"y", b"back home"]
+
+
 def test_connection_max_payload_and_misuse():
     client, server = make_pair({"mtu": 500}, {"mtu": 500})
     now = time.monotonic()

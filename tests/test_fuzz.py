@@ -453,9 +453,8 @@ def test_fuzz_non_dtls_junk_is_counted_as_dropped(env, state):
 def test_fuzz_batch_receive_counts_every_dropped_datagram(env):
     """stats.datagrams_dropped counts datagrams, also through receive_datagrams().
 
-    Library bug: connection.py _handle_flags adds 1 per C call when DTLSOSSL_DROPPED is set,
-    and DtlsOssl_receive_many (build_ffi.py) sets that flag once for the whole batch, so a
-    batch of three junk datagrams counts as one.
+    Regression: the batch path once set DTLSOSSL_DROPPED once per C call and Python added 1
+    per flag, so a batch of three junk datagrams counted as one.
     """
     now = time.monotonic()
     sc = _make(env, "established-server", now)
