@@ -1139,11 +1139,13 @@ static PyObject *DtlsOssl_py_fast_send_many(PyObject *m, PyObject *const *args,
         return NULL;
     if (start < 0)
         start = 0;
-    seq = PySequence_Fast(args[1], "fast_send_many: payloads must be a sequence");
+    /* A tuple snapshot (no copy for a tuple): a finalizer run by the collector during an
+       allocation below cannot change the items under us. */
+    seq = PySequence_Tuple(args[1]);
     if (seq == NULL)
         return NULL;
-    n = PySequence_Fast_GET_SIZE(seq);
-    items = PySequence_Fast_ITEMS(seq);
+    n = PyTuple_GET_SIZE(seq);
+    items = &PyTuple_GET_ITEM(seq, 0);
     for (i = start; i < n; i++) {   /* all or nothing: check every size first */
         if (DtlsOssl_borrow(items[i], &view) < 0)
             goto fail;
@@ -1220,11 +1222,13 @@ static PyObject *DtlsOssl_py_fast_receive_many(PyObject *m, PyObject *const *arg
         start = 0;
     if ((s = DtlsOssl_own_scratch(c)) == NULL)
         return DtlsOssl_batch_result(start, DTLSOSSL_NO_SCRATCH);
-    seq = PySequence_Fast(args[1], "fast_receive_many: datagrams must be a sequence");
+    /* A tuple snapshot (no copy for a tuple): a finalizer run by the collector during an
+       allocation below cannot change the items under us. */
+    seq = PySequence_Tuple(args[1]);
     if (seq == NULL)
         return NULL;
-    n = PySequence_Fast_GET_SIZE(seq);
-    items = PySequence_Fast_ITEMS(seq);
+    n = PyTuple_GET_SIZE(seq);
+    items = &PyTuple_GET_ITEM(seq, 0);
     for (i = start; i < n; i++) {   /* a caller's error is raised before anything is fed */
         if (PyBytes_CheckExact(items[i]))
             continue;

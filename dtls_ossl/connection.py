@@ -346,17 +346,20 @@ class DtlsConnection:
         i = 0
         while i < n:
             r = _fast_receive_many(self._addr, datagrams, i, self._out, self._events)
-            i = r >> 16
             flags = r & 0xFFFF
             if flags & _NO_SCRATCH:  # first call from this thread
                 self._bind_scratch()
                 continue
+            if r >> 16 == i:  # the sequence was shorter than its len() said
+                return
+            i = r >> 16
             if flags:
                 self._handle_flags(flags, now, self._sc)
                 if self._state is not _ESTABLISHED:
                     break
-        for d in datagrams[i:]:  # after the end: dropped and counted
-            self.receive_datagram(d, now)
+        if i < n:
+            for d in datagrams[i:]:  # after the end: dropped and counted
+                self.receive_datagram(d, now)
 
     def handle_timer(self, now: float) -> None:
         """Handle the timer deadline returned by :meth:`get_timer`.
@@ -422,18 +425,20 @@ class DtlsConnection:
         i = 0
         while i < n:
             r = _fast_send_many(self._addr, payloads, i, self._out)
-            i = r >> 16
             flags = r & 0xFFFF
             if flags & _NO_SCRATCH:  # first call from this thread
                 self._bind_scratch()
                 continue
             if flags & _TOO_BIG:
                 limit = self._data_mtu
-                bad = next(len(p) for p in payloads[i:] if not 0 < len(p) <= limit)
+                bad = next((m for m in map(_nbytes, payloads) if not 0 < m <= limit), 0)
                 raise PayloadSizeError(
                     f"send_many(): a {bad}-byte payload does not fit one datagram "
                     f"(1..{limit} bytes with mtu={self._config.mtu}); nothing was sent"
                 )
+            if r >> 16 == i:  # the sequence was shorter than its len() said
+                return
+            i = r >> 16
             if flags:
                 self._handle_flags(flags, now, self._sc)
                 if self._state is not _ESTABLISHED and i < n:
@@ -673,7 +678,7 @@ class DtlsConnection:
                 return
         if flags & _TOO_BIG:
             raise PayloadSizeError(
-                f"send(): {len(data)} bytes does not fit one datagram "
+                f"send(): {_nbytes(data)} bytes does not fit one datagram "
                 f"(1..{self._data_mtu} bytes with mtu={self._config.mtu})"
             )
         self._handle_flags(flags, now, self._sc)
@@ -1034,6 +1039,11 @@ def _records(buf: Any, ends: list[int]) -> list[bytes]:
     # A comprehension beats map(): BUILD_SLICE reuses a cached slice object, while calling
     # slice() or buf.__getitem__ through map() builds an argument tuple per item.
     return [buf[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def _nbytes(data: bytes | bytearray | memoryview) -> int:
+    """Size in bytes of a bytes-like object (len() counts items, wider in some memoryviews)."""
+    return len(data) if type(data) is bytes else memoryview(data).nbytes
 
 
 def _first_handshake_type_untrusted(data: bytes) -> int:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import array
 import hashlib
 import io
 import time
@@ -193,6 +194,13 @@ def test_connection_bytes_like_inputs_on_every_data_path():
     assert drain_events(server) == [events.DataReceived(b"still fine")]
 
 
+class _Liar(list):
+    """A list whose len() is larger than what it holds (a broken Sequence)."""
+
+    def __len__(self) -> int:
+        return super().__len__() + 5
+
+
 def test_connection_send_many_checks_every_size_first():
     client, server = make_pair({"mtu": 500}, {"mtu": 500})
     now = time.monotonic()
@@ -204,6 +212,22 @@ def test_connection_send_many_checks_every_size_first():
         assert client.datagrams_to_send(now) == []
     client.send_many([], now)
     assert client.datagrams_to_send(now) == []
+    # Sizes are in bytes, also for a memoryview of wider items (len() counts the items).
+    wide = memoryview(array.array("i", [0] * (limit // 4 + 1)))
+    assert len(wide) < limit < wide.nbytes
+    with pytest.raises(PayloadSizeError, match=f"a {wide.nbytes}-byte payload"):
+        client.send_many([wide], now)
+    with pytest.raises(PayloadSizeError, match=f"{wide.nbytes} bytes does not fit"):
+        client.send(wide, now)
+    assert client.datagrams_to_send(now) == []
+    # A sequence whose len() promises more than it holds ends the batch, it does not spin.
+    client.send_many(_Liar([b"p", b"q"]), now)
+    datagrams = client.datagrams_to_send(now)
+    server.receive_datagrams(_Liar(datagrams), now)
+    assert [e.data for e in drain_events(server) if isinstance(e, events.DataReceived)] == [
+        b"p",
+        b"q",
+    ]
     client.send_many([b"a" * limit] * 3, now)
     datagrams = client.datagrams_to_send(now)
     assert len(datagrams) == 3 and all(len(d) <= 500 for d in datagrams)
