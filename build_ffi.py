@@ -107,7 +107,6 @@ typedef struct {
     int *dgram_ends;       int dgram_cap;    int n_dgrams;
     char *plain;           size_t plain_cap; size_t plain_len;
     int *rec_ends;         int rec_cap;      int n_recs;
-    int consumed;          /* batch entry points: datagrams/records processed */
     int dropped;           /* datagrams dropped for bad framing during this call */
     ...;
 } DtlsOssl_scratch;
@@ -220,7 +219,6 @@ typedef struct {
     int *dgram_ends;       int dgram_cap;    int n_dgrams;
     char *plain;           size_t plain_cap; size_t plain_len;
     int *rec_ends;         int rec_cap;      int n_recs;
-    int consumed;
     int dropped;
     CRYPTO_THREAD_ID owner;   /* the thread that created it: DtlsOssl_scratch_claim */
 } DtlsOssl_scratch;
@@ -683,7 +681,6 @@ static void DtlsOssl_reset(DtlsOssl_conn *c, DtlsOssl_scratch *s)
     s->n_dgrams = 0;
     s->plain_len = 0;
     s->n_recs = 0;
-    s->consumed = 0;
     s->dropped = 0;
     c->n_alerts = 0;
     c->ssl_error = 0;
@@ -1188,7 +1185,6 @@ static PyObject *DtlsOssl_py_fast_send_many(PyObject *m, PyObject *const *args,
         }
     }
     Py_DECREF(seq);
-    s->consumed = (int)(i - start);
     flags = DtlsOssl_finish(c, s, flags);
     return DtlsOssl_batch_result(i, DtlsOssl_collect(s, flags, args[3], NULL));
 fail:
@@ -1259,7 +1255,6 @@ static PyObject *DtlsOssl_py_fast_receive_many(PyObject *m, PyObject *const *arg
         }
     }
     Py_DECREF(seq);
-    s->consumed = (int)(i - start);
     flags = DtlsOssl_finish(c, s, flags);
     return DtlsOssl_batch_result(i, DtlsOssl_collect(s, flags, args[3], args[4]));
 fail:

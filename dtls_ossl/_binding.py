@@ -106,7 +106,6 @@ class Scratch:
         "names",
         "plain",
         "plain_buf",
-        "plain_room",
         "ptr",
         "rec_ends",
         "wire",
@@ -126,9 +125,8 @@ class Scratch:
         self.plain: Any = None
         self.plain_buf: Any = None
         self.rec_ends: Any = None
-        # What grow_wire/ensure_plain can take without reallocating (no cdata reads needed).
+        # What grow_wire can take without reallocating (no cdata reads needed).
         self.wire_room = 0
-        self.plain_room = 0
         self._set_wire(_WIRE_CAP, _DGRAM_CAP)
         self._set_plain(_PLAIN_CAP, _REC_CAP)
         lib.DtlsOssl_scratch_claim(self.ptr)  # this thread's: the fast paths check it
@@ -148,7 +146,6 @@ class Scratch:
         self.rec_ends = _alloc("int[]", recs)
         p = self.ptr
         p.plain, p.plain_cap, p.rec_ends, p.rec_cap = self.plain, cap, self.rec_ends, recs
-        self.plain_room = min(cap - 18432, (recs - 64) * 13)
 
     def grow_wire(self, needed: int) -> None:
         """Make room for ``needed`` bytes of framed output (the buffer must be collected)."""
@@ -156,12 +153,6 @@ class Scratch:
             return
         cap = max(2 * int(self.ptr.wire_cap), needed)
         self._set_wire(cap, cap // 13 + 64)
-
-    def ensure_plain(self, needed: int) -> None:
-        """Make sure a batch of ``needed`` ciphertext bytes fits the plaintext buffers."""
-        if needed <= self.plain_room:
-            return
-        self._set_plain(needed + 18432, needed // 13 + 64)
 
 
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
