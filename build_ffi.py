@@ -850,36 +850,32 @@ static DtlsOssl_scratch *DtlsOssl_own_scratch(DtlsOssl_conn *c)
     return s;
 }
 
-static long DtlsOssl_fast_receive(DtlsOssl_conn *c, const char *data, size_t len)
+/* The per-record cores of an established connection: one datagram in, or one payload out,
+   on the connection's bound scratch (DTLSOSSL_NO_SCRATCH when the calling thread has none).
+   They return the status bits; the output stays in the scratch for DtlsOssl_collect. */
+static int DtlsOssl_receive_one(DtlsOssl_conn *c, const char *data, size_t len)
 {
     DtlsOssl_scratch *s = DtlsOssl_own_scratch(c);
-    int flags;
     if (s == NULL)
-        return -(long)DTLSOSSL_NO_SCRATCH;
+        return DTLSOSSL_NO_SCRATCH;
     c->n_fast_received++;
     DtlsOssl_reset(c, s);
-    flags = DtlsOssl_finish(c, s, DtlsOssl_feed(c, s, data, len));
-    if (flags == DTLSOSSL_PLAIN && s->n_recs == 1)
-        return (long)s->plain_len;   /* > 0: SSL_read never returns an empty record */
-    return -(long)flags;
+    return DtlsOssl_finish(c, s, DtlsOssl_feed(c, s, data, len));
 }
 
-static long DtlsOssl_fast_send(DtlsOssl_conn *c, const char *data, size_t len)
+static int DtlsOssl_send_one(DtlsOssl_conn *c, const char *data, size_t len)
 {
     DtlsOssl_scratch *s = DtlsOssl_own_scratch(c);
     int r, flags = 0;
     if (len == 0 || len > c->data_mtu)
-        return -(long)DTLSOSSL_TOO_BIG;   /* nothing sent: Python raises PayloadSizeError */
+        return DTLSOSSL_TOO_BIG;   /* nothing sent: Python raises PayloadSizeError */
     if (s == NULL)
-        return -(long)DTLSOSSL_NO_SCRATCH;
+        return DTLSOSSL_NO_SCRATCH;
     DtlsOssl_reset(c, s);
     r = SSL_write(c->ssl, data, (int)len);
     if (r <= 0)
         flags = DtlsOssl_failed(c, r);
-    flags = DtlsOssl_finish(c, s, flags);
-    if (flags == DTLSOSSL_WIRE && s->n_dgrams == 1)
-        return (long)s->wire_len;   /* > 0 */
-    return -(long)flags;
+    return DtlsOssl_finish(c, s, flags);
 }
 
 int DtlsOssl_handle_timeout(DtlsOssl_conn *c, DtlsOssl_scratch *s)
@@ -1057,61 +1053,79 @@ static int DtlsOssl_check_args(Py_ssize_t nargs, Py_ssize_t want, PyObject *cons
     return 0;
 }
 
-/* fast_send(conn, data, out) -> status bits left (0: one datagram appended to out). */
-static PyObject *DtlsOssl_py_fast_send(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+/* fast_send(conn, data, out) and fast_receive(conn, datagram, out, events): run core on the
+   item, move its datagrams to out and its records to events, return the status bits left. */
+static PyObject *DtlsOssl_py_one(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+                                 const char *usage,
+                                 int (*core)(DtlsOssl_conn *, const char *, size_t))
 {
     DtlsOssl_conn *c;
     Py_buffer view;
-    long r;
     int flags;
-    (void)m;
-    if (DtlsOssl_check_args(nargs, 3, args, 2, "fast_send(conn, data, out)") < 0)
+    if (DtlsOssl_check_args(nargs, want, args, 2, usage) < 0)
         return NULL;
     if ((c = DtlsOssl_conn_arg(args[0])) == NULL || DtlsOssl_borrow(args[1], &view) < 0)
         return NULL;
-    r = DtlsOssl_fast_send(c, (const char *)view.buf, (size_t)view.len);
+    flags = core(c, (const char *)view.buf, (size_t)view.len);
     DtlsOssl_unborrow(&view);
-    if (r > 0) {
-        if (DtlsOssl_append_bytes(args[2], c->sc->wire, r) < 0)
-            return NULL;
-        return PyLong_FromLong(0);
-    }
-    flags = (int)-r;
     if (!(flags & (DTLSOSSL_NO_SCRATCH | DTLSOSSL_TOO_BIG)))
-        flags = DtlsOssl_collect(c->sc, flags, args[2], NULL);
+        flags = DtlsOssl_collect(c->sc, flags, args[2], want > 3 ? args[3] : NULL);
     return flags < 0 ? NULL : PyLong_FromLong(flags);
 }
 
-/* fast_receive(conn, datagram, out, events) -> status bits left (0: at most one DataReceived
-   appended to events and nothing else to do). */
+static PyObject *DtlsOssl_py_fast_send(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)m;
+    return DtlsOssl_py_one(args, nargs, 3, "fast_send(conn, data, out)", DtlsOssl_send_one);
+}
+
 static PyObject *DtlsOssl_py_fast_receive(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    DtlsOssl_conn *c;
-    Py_buffer view;
-    long r;
-    int flags;
     (void)m;
-    if (DtlsOssl_check_args(nargs, 4, args, 2, "fast_receive(conn, datagram, out, events)") < 0)
-        return NULL;
-    if ((c = DtlsOssl_conn_arg(args[0])) == NULL || DtlsOssl_borrow(args[1], &view) < 0)
-        return NULL;
-    r = DtlsOssl_fast_receive(c, (const char *)view.buf, (size_t)view.len);
-    DtlsOssl_unborrow(&view);
-    if (r > 0) {
-        if (DtlsOssl_append_event(args[3], c->sc->plain, r) < 0)
-            return NULL;
-        return PyLong_FromLong(0);
-    }
-    flags = (int)-r;
-    if (!(flags & DTLSOSSL_NO_SCRATCH))
-        flags = DtlsOssl_collect(c->sc, flags, args[2], args[3]);
-    return flags < 0 ? NULL : PyLong_FromLong(flags);
+    return DtlsOssl_py_one(args, nargs, 4, "fast_receive(conn, datagram, out, events)",
+                           DtlsOssl_receive_one);
 }
 
 /* The batch results: how far the batch got (the next index) << 16 | status bits left. */
 static PyObject *DtlsOssl_batch_result(Py_ssize_t next, int flags)
 {
     return flags < 0 ? NULL : PyLong_FromLongLong(((long long)next << 16) | flags);
+}
+
+/* A batch's arguments (conn, items, start, lists...): the connection, the start index and a
+   tuple snapshot of the items (no copy for a tuple), so that a finalizer run by the collector
+   during an allocation cannot change them under us. Every item from start on must be
+   bytes-like, checked before anything is done; with check_size, also 1..data_mtu bytes long
+   (else *too_big = 1). Returns the new reference, or NULL with a Python error. */
+static PyObject *DtlsOssl_batch_begin(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+                                      const char *usage, DtlsOssl_conn **c, Py_ssize_t *start,
+                                      int check_size, int *too_big)
+{
+    PyObject *seq;
+    Py_buffer view;
+    Py_ssize_t i;
+    if (DtlsOssl_check_args(nargs, want, args, 3, usage) < 0)
+        return NULL;
+    if ((*c = DtlsOssl_conn_arg(args[0])) == NULL)
+        return NULL;
+    *start = PyLong_AsSsize_t(args[2]);
+    if (*start < 0 && PyErr_Occurred())
+        return NULL;
+    if (*start < 0)
+        *start = 0;
+    if ((seq = PySequence_Tuple(args[1])) == NULL)
+        return NULL;
+    *too_big = 0;
+    for (i = *start; i < PyTuple_GET_SIZE(seq); i++) {
+        if (DtlsOssl_borrow(PyTuple_GET_ITEM(seq, i), &view) < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        DtlsOssl_unborrow(&view);
+        if (check_size && (view.len == 0 || (size_t)view.len > (*c)->data_mtu))
+            *too_big = 1;
+    }
+    return seq;
 }
 
 /* fast_send_many(conn, payloads, start, out): send payloads[start:], one record each, and
@@ -1125,32 +1139,18 @@ static PyObject *DtlsOssl_py_fast_send_many(PyObject *m, PyObject *const *args,
     PyObject *seq, **items;
     Py_buffer view;
     Py_ssize_t i, n, start;
-    int r, flags = 0;
+    int r, too_big, flags = 0;
     (void)m;
-    if (DtlsOssl_check_args(nargs, 4, args, 3, "fast_send_many(conn, payloads, start, out)") < 0)
-        return NULL;
-    if ((c = DtlsOssl_conn_arg(args[0])) == NULL)
-        return NULL;
-    start = PyLong_AsSsize_t(args[2]);
-    if (start < 0 && PyErr_Occurred())
-        return NULL;
-    if (start < 0)
-        start = 0;
-    /* A tuple snapshot (no copy for a tuple): a finalizer run by the collector during an
-       allocation below cannot change the items under us. */
-    seq = PySequence_Tuple(args[1]);
+    /* All or nothing: every size is checked before anything is sent. */
+    seq = DtlsOssl_batch_begin(args, nargs, 4, "fast_send_many(conn, payloads, start, out)", &c,
+                               &start, 1, &too_big);
     if (seq == NULL)
         return NULL;
     n = PyTuple_GET_SIZE(seq);
     items = &PyTuple_GET_ITEM(seq, 0);
-    for (i = start; i < n; i++) {   /* all or nothing: check every size first */
-        if (DtlsOssl_borrow(items[i], &view) < 0)
-            goto fail;
-        DtlsOssl_unborrow(&view);
-        if (view.len == 0 || (size_t)view.len > c->data_mtu) {
-            Py_DECREF(seq);
-            return DtlsOssl_batch_result(start, DTLSOSSL_TOO_BIG);
-        }
+    if (too_big) {
+        Py_DECREF(seq);
+        return DtlsOssl_batch_result(start, DTLSOSSL_TOO_BIG);
     }
     if ((s = DtlsOssl_own_scratch(c)) == NULL) {
         Py_DECREF(seq);
@@ -1204,34 +1204,19 @@ static PyObject *DtlsOssl_py_fast_receive_many(PyObject *m, PyObject *const *arg
     PyObject *seq, **items;
     Py_buffer view;
     Py_ssize_t i, n, start;
-    int f, flags = 0;
+    int f, too_big, flags = 0;
     (void)m;
-    if (DtlsOssl_check_args(nargs, 5, args, 3,
-                            "fast_receive_many(conn, datagrams, start, out, events)") < 0)
-        return NULL;
-    if ((c = DtlsOssl_conn_arg(args[0])) == NULL)
-        return NULL;
-    start = PyLong_AsSsize_t(args[2]);
-    if (start < 0 && PyErr_Occurred())
-        return NULL;
-    if (start < 0)
-        start = 0;
-    if ((s = DtlsOssl_own_scratch(c)) == NULL)
-        return DtlsOssl_batch_result(start, DTLSOSSL_NO_SCRATCH);
-    /* A tuple snapshot (no copy for a tuple): a finalizer run by the collector during an
-       allocation below cannot change the items under us. */
-    seq = PySequence_Tuple(args[1]);
+    seq = DtlsOssl_batch_begin(args, nargs, 5,
+                               "fast_receive_many(conn, datagrams, start, out, events)", &c,
+                               &start, 0, &too_big);
     if (seq == NULL)
         return NULL;
+    if ((s = DtlsOssl_own_scratch(c)) == NULL) {
+        Py_DECREF(seq);
+        return DtlsOssl_batch_result(start, DTLSOSSL_NO_SCRATCH);
+    }
     n = PyTuple_GET_SIZE(seq);
     items = &PyTuple_GET_ITEM(seq, 0);
-    for (i = start; i < n; i++) {   /* a caller's error is raised before anything is fed */
-        if (PyBytes_CheckExact(items[i]))
-            continue;
-        if (DtlsOssl_borrow(items[i], &view) < 0)
-            goto fail;
-        DtlsOssl_unborrow(&view);
-    }
     DtlsOssl_reset(c, s);
     for (i = start; i < n;) {
         if (DtlsOssl_borrow(items[i], &view) < 0)
