@@ -75,7 +75,7 @@ from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS, Fingerprint, parse_fing
 from dtls_ossl.webrtc.srtp import SrtpKeys, SrtpProfile
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from typing import Any
 
     from dtls_ossl.webrtc.certificate import Certificate
@@ -343,21 +343,12 @@ class DtlsConnection:
                 self.receive_datagram(d, now)
             return
         n = len(datagrams)
-        i = 0
-        while i < n:
-            r = _fast_receive_many(self._addr, datagrams, i, self._out, self._events)
-            flags = r & 0xFFFF
-            if flags & _NO_SCRATCH:  # first call from this thread
-                self._bind_scratch()
-                continue
-            if r >> 16 == i:  # the sequence was shorter than its len() said
-                return
-            i = r >> 16
-            if flags:
-                self._handle_flags(flags, now, self._sc)
-                if self._state is not _ESTABLISHED:
-                    break
-        if i < n:
+        i = self._run_batch(
+            lambda i: _fast_receive_many(self._addr, datagrams, i, self._out, self._events),
+            n,
+            now,
+        )
+        if i < n and self._state is not _ESTABLISHED:
             for d in datagrams[i:]:  # after the end: dropped and counted
                 self.receive_datagram(d, now)
 
@@ -422,30 +413,18 @@ class DtlsConnection:
                 f"send_many() needs an established connection, not {self._state.value}"
             )
         n = len(payloads)
-        i = 0
-        while i < n:
-            r = _fast_send_many(self._addr, payloads, i, self._out)
-            flags = r & 0xFFFF
-            if flags & _NO_SCRATCH:  # first call from this thread
-                self._bind_scratch()
-                continue
-            if flags & _TOO_BIG:
-                limit = self._data_mtu
-                bad = next((m for m in map(_nbytes, payloads) if not 0 < m <= limit), 0)
-                raise PayloadSizeError(
-                    f"send_many(): a {bad}-byte payload does not fit one datagram "
-                    f"(1..{limit} bytes with mtu={self._config.mtu}); nothing was sent"
-                )
-            if r >> 16 == i:  # the sequence was shorter than its len() said
-                return
-            i = r >> 16
-            if flags:
-                self._handle_flags(flags, now, self._sc)
-                if self._state is not _ESTABLISHED and i < n:
-                    raise InvalidStateError(
-                        f"send_many(): the connection ended ({self._state.value}) after "
-                        f"{i} of {n} payloads"
-                    )
+        i = self._run_batch(lambda i: _fast_send_many(self._addr, payloads, i, self._out), n, now)
+        if i < 0:
+            limit = self._data_mtu
+            bad = next((m for m in map(_nbytes, payloads) if not 0 < m <= limit), 0)
+            raise PayloadSizeError(
+                f"send_many(): a {bad}-byte payload does not fit one datagram "
+                f"(1..{limit} bytes with mtu={self._config.mtu}); nothing was sent"
+            )
+        if i < n and self._state is not _ESTABLISHED:
+            raise InvalidStateError(
+                f"send_many(): the connection ended ({self._state.value}) after {i} of {n} payloads"
+            )
 
     def close(self, now: float) -> None:
         """End the connection: queues close_notify if established, then terminates.
@@ -666,6 +645,28 @@ class DtlsConnection:
         sc = scratch()
         lib.DtlsOssl_bind_scratch(self._c, sc.ptr)
         self._sc = sc
+
+    def _run_batch(self, run: Callable[[int], int], n: int, now: float) -> int:
+        """Drive a batch C function from item 0 until all n are done or the connection ends.
+
+        ``run(i)`` processes items i.. and returns the next index << 16 | the status bits left.
+        Returns how many items were done, or -1 if C refused a payload size (nothing done).
+        """
+        i = 0
+        while i < n and self._state is _ESTABLISHED:
+            r = run(i)
+            flags = r & 0xFFFF
+            if flags & _NO_SCRATCH:  # first call from this thread
+                self._bind_scratch()
+                continue
+            if flags & _TOO_BIG:
+                return -1
+            if r >> 16 == i:  # the sequence was shorter than its len() said
+                break
+            i = r >> 16
+            if flags:
+                self._handle_flags(flags, now, self._sc)
+        return i
 
     def _fast_send_outcome(
         self, flags: int, data: bytes | bytearray | memoryview, now: float
