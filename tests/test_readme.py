@@ -12,6 +12,8 @@ import ast
 import pathlib
 import re
 import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -128,3 +130,22 @@ def test_readme_cli_section_shows_every_command_and_each_parses():
     }
     for argv in commands:
         build_parser().parse_args(argv)  # SystemExit (status 2) on an unknown flag or value
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("index", [0, 2], ids=["cert-fingerprint", "demo"])
+def test_readme_cli_blocks_without_a_fixed_port_run(index, tmp_path):
+    """The cert/fingerprint and demo blocks run as written (the server block binds port 4444)."""
+    block = re.findall(r"```sh\n(.*?)```", section("Command line"), re.S)[index]
+    assert "4444" not in block and "conformance" not in block
+    script = re.sub(r"\bdtls-ossl\b", f"{shlex.quote(sys.executable)} -m dtls_ossl", block)
+    proc = subprocess.run(
+        ["bash", "-e", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=50
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    if index == 0:
+        server, client, printed = proc.stdout.splitlines()
+        assert re.fullmatch(r"a=fingerprint:sha-256 (?:[0-9A-F]{2}:){31}[0-9A-F]{2}", server)
+        assert printed == server != client  # `fingerprint server.pem` repeats what `cert` said
+    else:
+        assert proc.stdout.count("\nOK: ") == 2
