@@ -39,7 +39,8 @@ from dtls_ossl import Certificate, DtlsConfiguration, Fingerprint, Role, aio
 MAGIC_COOKIE = 0x2112A442
 BINDING_REQUEST, BINDING_SUCCESS = 0x0001, 0x0101
 USERNAME, XOR_MAPPED_ADDRESS = 0x0006, 0x0020
-TIMEOUT = 5.0
+TIMEOUT = 10.0
+"Seconds any one step may take before the example gives up."
 
 
 def stun_message(kind: int, transaction: bytes, attributes: list[tuple[int, bytes]]) -> bytes:
