@@ -88,7 +88,7 @@ class Sfu:
         self.certificate = certificate
         self.clients = clients
         self.names: dict[aio.Address, str] = {}  # what ICE taught us: address -> client
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: list[asyncio.Task[None]] = []  # one per client, awaited by main()
         self.stun = self.rtp = 0
         self.all_rtp = asyncio.Event()
 
@@ -118,14 +118,12 @@ class Sfu:
         if self.endpoint.get_stream(addr) is None:
             self.names[addr] = name
             stream = self.endpoint.connection_for(addr, Role.SERVER, [self.clients[name]])
-            task = asyncio.get_running_loop().create_task(self.serve(stream, name))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.tasks.append(asyncio.get_running_loop().create_task(self.serve(stream, name)))
         answer = [(XOR_MAPPED_ADDRESS, xor_address(addr[0], addr[1]))]
         self.transport.sendto(stun_message(BINDING_SUCCESS, transaction, answer), addr)
 
     def on_rtp(self, data: bytes, addr: aio.Address) -> None:
-        """RTP or RTCP from a client (SRTP in a real call: keys from ``stream.srtp_keys()``)."""
+        """Handle RTP or RTCP from a client (SRTP in a call: keys from ``stream.srtp_keys()``)."""
         _, _, seq, _, ssrc = struct.unpack_from("!BBHII", data)
         stream = self.endpoint.get_stream(addr)
         state = "no DTLS" if stream is None else stream.state.value
@@ -189,6 +187,7 @@ async def main() -> int:
             client("bob", 0x2222, bob_cert, address, sfu_fp),
         )
         await asyncio.wait_for(sfu.all_rtp.wait(), TIMEOUT)
+        await asyncio.gather(*sfu.tasks)
     except Exception as exc:  # a DtlsError from a handshake, a timeout, ...
         print(f"FAILED: {exc!r}", file=sys.stderr)
         return 1
