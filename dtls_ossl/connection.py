@@ -71,7 +71,12 @@ from dtls_ossl.exceptions import (
     PayloadSizeError,
     ProtocolError,
 )
-from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS, Fingerprint, parse_fingerprints
+from dtls_ossl.webrtc.sdp import (
+    FINGERPRINT_ALGORITHMS,
+    Fingerprint,
+    parse_fingerprints,
+    select_fingerprints,
+)
 from dtls_ossl.webrtc.srtp import SrtpKeys, SrtpProfile
 
 if TYPE_CHECKING:
@@ -211,9 +216,13 @@ class DtlsConnection:
 
     :param configuration: shared settings (certificate, profiles, MTU, timers).
     :param role: :attr:`Role.CLIENT` sends the ClientHello; :attr:`Role.SERVER` answers.
-    :param remote_fingerprints: the peer's SDP fingerprints (RFC 8122); its certificate must
-        match one of them. ``None`` means "not known yet": call
-        :meth:`set_remote_fingerprints` before the handshake can complete.
+    :param remote_fingerprints: the peer's SDP fingerprints (RFC 8122). As RFC 8122 §5 says,
+        only those of the strongest hash function given count (sha-512 > sha-384 > sha-256 >
+        sha-224 > sha-1, see :func:`~dtls_ossl.webrtc.sdp.select_fingerprints`): the peer
+        certificate must match one of them, or the handshake fails with
+        :class:`FingerprintMismatchError` and a fatal ``bad_certificate`` alert. ``None`` (the
+        default) means "not known yet": the peer's certificate flight is held until
+        :meth:`set_remote_fingerprints`.
     :param insecure_skip_fingerprint_check: accept any well-formed peer certificate. This
         removes all authentication; only for tests and debugging.
     """
@@ -249,7 +258,7 @@ class DtlsConnection:
         configuration: DtlsConfiguration,
         *,
         role: Role,
-        remote_fingerprints: Iterable[Fingerprint | str] | None,
+        remote_fingerprints: Iterable[Fingerprint | str] | None = None,
         insecure_skip_fingerprint_check: bool = False,
     ) -> None:
         """Create the connection and its OpenSSL object (no datagram is produced yet)."""
@@ -707,8 +716,10 @@ class DtlsConnection:
 
     def _set_expected(self, fingerprints: tuple[Fingerprint, ...]) -> None:
         self._expected = fingerprints
+        # RFC 8122 §5: the certificate is checked against the strongest hash's set only.
         self._cb.expected = tuple(
-            (FINGERPRINT_ALGORITHMS[fp.algorithm][0], fp.value) for fp in fingerprints
+            (FINGERPRINT_ALGORITHMS[fp.algorithm][0], fp.value)
+            for fp in select_fingerprints(fingerprints)
         )
 
     def _start(self, now: float) -> None:
@@ -852,7 +863,7 @@ class DtlsConnection:
                     FingerprintMismatchError("peer certificate was not checked"), by_peer=False
                 )
                 return
-            matched = self._expected[index]
+            matched = select_fingerprints(self._expected)[index]
         # Version, cipher, SRTP profile, data MTU and the SRTP keying material: one C call.
         r = int(lib.DtlsOssl_established(self._c, sc.names, sc.material))
         openssl_assert(r >= 0, "SSL_export_keying_material")
@@ -928,9 +939,17 @@ class DtlsConnection:
                     alert=self._sent_alert,
                 )
             else:
+                ignored = len(self._expected or ()) - len(expected)
+                rule = (
+                    f" ({ignored} weaker-hash fingerprint{'s' if ignored > 1 else ''} ignored: "
+                    "RFC 8122 §5 checks only "
+                    "the strongest hash given)"
+                    if ignored
+                    else ""
+                )
                 err = FingerprintMismatchError(
                     "peer certificate matches none of the expected fingerprints: "
-                    f"got {', '.join(actual)}; expected {', '.join(expected)}",
+                    f"got {', '.join(actual)}; expected {', '.join(expected)}{rule}",
                     expected=expected,
                     actual=actual,
                     alert=self._sent_alert,
