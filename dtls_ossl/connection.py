@@ -59,6 +59,7 @@ from dtls_ossl._callbacks import CallbackState
 from dtls_ossl._roles import Role
 from dtls_ossl._util import TYPE_CHECKING, Record, debug_logger, final
 from dtls_ossl.configuration import DtlsConfiguration
+from dtls_ossl.events import DtlsEvent, HandshakeCompleted
 from dtls_ossl.exceptions import (
     CertificateVerificationError,
     ConfigurationError,
@@ -132,6 +133,8 @@ _CHECKED = _checked_state(False)
 _CHECKED_INSECURE = _checked_state(True)
 
 _X509_V_ERR_CERT_REJECTED = 28
+# next_event() compacts its list once this many events were read (and half of it is read).
+_COMPACT_AT = 256
 _MAX_DATAGRAM = 65535
 
 
@@ -233,6 +236,7 @@ class DtlsConnection:
         "_cb",
         "_config",
         "_data_mtu",
+        "_ev_head",
         "_events",
         "_expected",
         "_handle",
@@ -284,8 +288,11 @@ class DtlsConnection:
         # The C object's address for the fast paths, set once established (they run only then).
         self._addr = 0
         self._state = ConnectionState.NEW
-        # A list, not a deque: a deque's first block alone costs ~600 bytes per connection.
+        # A list, not a deque: a deque's first block alone costs ~600 bytes per connection, and
+        # the C fast paths append to it with PyList_Append. next_event() reads from _ev_head
+        # and compacts the list now and then, so draining n events costs O(n), not O(n^2).
         self._events: list[events.DtlsEvent] = []
+        self._ev_head = 0
         self._out: list[bytes] = []
         self._held: list[bytes] | None = None
         self._timer_at: float | None = None
@@ -519,10 +526,42 @@ class DtlsConnection:
             return deadline if at is None or deadline < at else at
         return at
 
-    def next_event(self) -> events.DtlsEvent | None:
-        """Return the next event, or None when there is none."""
+    def next_event(self) -> DtlsEvent | None:
+        """Return the next event, or None when there is none.
+
+        Draining n queued events costs O(n) in all; :meth:`events` takes them all at once.
+        """
         ev = self._events
-        return ev.pop(0) if ev else None
+        i = self._ev_head
+        n = len(ev)
+        if i >= n:
+            return None
+        e = ev[i]
+        i += 1
+        if i == n:
+            ev.clear()  # the same list object: C appends to whatever self._events is
+            i = 0
+        elif i >= _COMPACT_AT and i + i >= n:
+            del ev[:i]  # amortised: at least as many items were read as are moved
+            i = 0
+        self._ev_head = i
+        return e
+
+    def events(self) -> list[DtlsEvent]:
+        """Return every queued event, in order, and forget them (a drain-all :meth:`next_event`).
+
+        After calling it, :meth:`next_event` returns None until a new input queues events.
+        """
+        ev = self._events
+        i = self._ev_head
+        if i:
+            self._ev_head = 0
+            out = ev[i:]
+            ev.clear()
+            return out
+        if ev:
+            self._events = []
+        return ev
 
     # ----------------------------------------------------------------------------- queries
 
@@ -578,7 +617,7 @@ class DtlsConnection:
         return self._expected
 
     @property
-    def handshake_info(self) -> events.HandshakeCompleted | None:
+    def handshake_info(self) -> HandshakeCompleted | None:
         """What was negotiated (the HandshakeCompleted event), once the handshake completed."""
         return self._info
 
