@@ -204,3 +204,75 @@ def test_on_handshake_that_raises_closes_that_peer(caplog):
         stats = run(main())
     assert stats.handler_errors == 1
     assert "on_handshake failed" in caplog.text
+
+
+def test_on_handshake_failed_reports_a_rejected_peer():
+    from test_aio import WRONG_FP
+
+    from dtls_ossl import FingerprintMismatchError
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        failures: list[tuple] = []
+        a = aio.DtlsEndpoint(config(CLIENT_CERT))
+        b = aio.DtlsEndpoint(
+            config(SERVER_CERT), on_handshake_failed=lambda addr, err: failures.append((addr, err))
+        )
+        ta, _ = await loop.create_datagram_endpoint(lambda: a, local_addr=(LOCAL, 0))
+        tb, _ = await loop.create_datagram_endpoint(lambda: b, local_addr=(LOCAL, 0))
+        addr_a = ta.get_extra_info("sockname")
+        server = b.connection_for(addr_a, Role.SERVER, [WRONG_FP])
+        client = a.connection_for(tb.get_extra_info("sockname"), Role.CLIENT, [SERVER_FP])
+        with pytest.raises(FingerprintMismatchError):
+            await server.wait_handshake()
+        with pytest.raises(Exception):  # noqa: B017 - the client sees the server's alert
+            await client.wait_handshake()
+        await a.close()
+        await b.close()
+        ta.close()
+        tb.close()
+        return failures, addr_a
+
+    failures, addr_a = run(main())
+    assert len(failures) == 1
+    addr, err = failures[0]
+    assert addr == addr_a
+    assert isinstance(err, FingerprintMismatchError)
+    assert err.alert == 42
+    assert err.actual == (str(CLIENT_CERT.fingerprint()),)
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((LOCAL, 0))
+        return s.getsockname()[1]
+
+
+def test_connect_fails_fast_on_port_unreachable_when_asked():
+    from dtls_ossl import HandshakeError, HandshakeTimeoutError
+
+    async def attempt(fail_fast: bool) -> tuple[BaseException, float]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        try:
+            await aio.connect(
+                LOCAL,
+                _closed_port(),
+                config(CLIENT_CERT),
+                remote_fingerprints=[SERVER_FP],
+                handshake_timeout=1.5,
+                fail_on_port_unreachable=fail_fast,
+            )
+        except Exception as exc:
+            return exc, loop.time() - t0
+        raise AssertionError("connected to a closed port")
+
+    err, took = run(attempt(True))
+    assert type(err) is HandshakeError
+    assert isinstance(err.__cause__, ConnectionRefusedError)
+    assert took < 1.0
+    # The default keeps waiting: ICMP is unauthenticated, and a server may be starting.
+    err, took = run(attempt(False))
+    assert isinstance(err, HandshakeTimeoutError)
+    assert isinstance(err.__cause__, ConnectionRefusedError)
+    assert took >= 1.4

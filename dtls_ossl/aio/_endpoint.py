@@ -75,6 +75,7 @@ __all__ = [
     "DtlsStream",
     "Handler",
     "HandshakeCallback",
+    "HandshakeFailedCallback",
     "IdleTimeoutError",
     "RemoteFingerprints",
     "ServerStats",
@@ -93,6 +94,8 @@ DatagramCallback: TypeAlias = Callable[[bytes, Address], object]
 "Receives a non-DTLS datagram and its source address (STUN, RTP/RTCP, other)."
 HandshakeCallback: TypeAlias = Callable[["DtlsStream"], object]
 "Receives a stream whose handshake just completed (a plain function, run synchronously)."
+HandshakeFailedCallback: TypeAlias = Callable[[Address, BaseException], object]
+"Receives the address and the error of a peer whose handshake failed (a plain function)."
 
 _HANDSHAKING = 0
 _ESTABLISHED = 1
@@ -575,6 +578,8 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
     :param on_other: called with ``(datagram, addr)`` for ZRTP, TURN channel data, unknown.
     :param on_handshake: called with the stream when its handshake completes (every peer,
         accepted or made by :meth:`connection_for`), before its ``handler`` starts.
+    :param on_handshake_failed: called with ``(addr, error)`` when a peer's handshake fails
+        (e.g. :class:`~dtls_ossl.FingerprintMismatchError`: a rejected certificate).
     :param handler: accept ClientHellos from unknown addresses and run this per peer.
     :param remote_fingerprints: for accepted peers: a list for all, or ``addr -> list|None``.
     :param insecure_skip_fingerprint_check: accepted peers' certificates are not checked.
@@ -598,6 +603,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         on_rtp: DatagramCallback | None = None,
         on_other: DatagramCallback | None = None,
         on_handshake: HandshakeCallback | None = None,
+        on_handshake_failed: HandshakeFailedCallback | None = None,
         handler: Handler | None = None,
         remote_fingerprints: RemoteFingerprints = None,
         insecure_skip_fingerprint_check: bool = False,
@@ -623,6 +629,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             ("on_rtp", on_rtp),
             ("on_other", on_other),
             ("on_handshake", on_handshake),
+            ("on_handshake_failed", on_handshake_failed),
         ):
             _check_sync_callback(name, cb)
         self._fixed_fps: tuple[Fingerprint, ...] | None = None
@@ -648,6 +655,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._insecure = bool(insecure_skip_fingerprint_check)
         self._handler = handler
         self._on_handshake = on_handshake
+        self._on_handshake_failed = on_handshake_failed
         self._verifier = (
             CookieVerifier(cookie_secret, rotation_interval=cookie_rotation_interval)
             if cookie_exchange
@@ -665,6 +673,8 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._sendto: Callable[[bytes, Address], object] = sendto or self._drop_output
         self._transport: asyncio.DatagramTransport | None = None
         self._close_transport_when_empty = False
+        # connect(fail_on_port_unreachable=True): ICMP port unreachable ends a silent handshake.
+        self._fail_on_refused = False
         self._peers: dict[Address, DtlsStream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -739,6 +749,16 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         if isinstance(exc, OSError):
             self._network_error = exc
         logger.debug("network error on the DTLS socket: %r", exc)
+        if self._fail_on_refused and isinstance(exc, ConnectionRefusedError):
+            for s in list(self._peers.values()):
+                # Only a handshake that never heard from its peer: after an answer, the
+                # ICMP is stale or forged, and the handshake's own timers decide.
+                if s._phase == _HANDSHAKING and s._conn.stats.datagrams_received == 0:
+                    err = HandshakeError(
+                        "ICMP port unreachable: nothing listens on the peer's port"
+                    )
+                    err.__cause__ = exc
+                    self._close_stream(s, err)
 
     def pause_writing(self) -> None:
         """Make ``send()`` wait: the transport's buffer is above its high-water mark."""
@@ -1126,6 +1146,13 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                 net = self._network_error
                 if net is not None and err.__cause__ is None:
                     err.__cause__ = net  # e.g. ICMP port unreachable: say why it was silent
+            failed = self._on_handshake_failed
+            if failed is not None and err is not None:
+                try:
+                    failed(s._addr, err)
+                except Exception:
+                    self._n_handler_errors += 1
+                    logger.exception("on_handshake_failed failed for peer %r", s._addr)
         else:
             self._n_active -= 1
         s._wake_all()
