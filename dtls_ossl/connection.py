@@ -535,10 +535,12 @@ class DtlsConnection:
         Draining n queued events costs O(n) in all; :meth:`events` takes them all at once.
         """
         ev = self._events
+        if not ev:  # read events never outlive the last unread one (cleared below)
+            return None
         i = self._ev_head
+        if not i and len(ev) <= _POP_FRONT_MAX:
+            return ev.pop(0)  # a short queue: moving it is cheaper than indexing
         n = len(ev)
-        if not i and n <= _POP_FRONT_MAX:
-            return ev.pop(0) if n else None  # a short queue: moving it is cheaper than indexing
         e = ev[i]
         i += 1
         if i == n:
