@@ -216,7 +216,8 @@ class DtlsConnection:
 
     Inputs: :meth:`connect` (client), :meth:`receive_datagram`, :meth:`handle_timer`,
     :meth:`send`, :meth:`close`. Outputs, to pull after every input:
-    :meth:`datagrams_to_send`, :meth:`get_timer` and :meth:`next_event`.
+    :meth:`datagrams_to_send`, :meth:`get_timer` and :meth:`next_event` (or :meth:`events`,
+    all at once).
 
     ``now`` is always the caller's monotonic clock in seconds. Not thread-safe.
 
