@@ -1,8 +1,10 @@
 """The ``server`` and ``client`` subcommands of ``dtls-ossl``: DTLS over real UDP.
 
 ``server`` is an echo server on :func:`dtls_ossl.aio.serve`: it prints its own
-``a=fingerprint`` line and address, then one line per peer as its handshake completes and one
-as it leaves, until SIGINT or SIGTERM closes it cleanly (close_notify to every peer, exit 0).
+``a=fingerprint`` line and address, then one line per peer as its handshake completes or
+fails (a rejected certificate: its fingerprint and the alert sent) and one as it leaves,
+until SIGINT or SIGTERM closes it cleanly (close_notify to every peer, exit 0). The echo is
+byte-exact: records are bytes, never decoded.
 
 ``client`` connects with :func:`dtls_ossl.aio.connect`, verifies the server's certificate
 against ``--fingerprint``, reports the negotiated parameters on stderr, then sends every stdin
@@ -18,6 +20,7 @@ only when a subcommand runs, so ``dtls-ossl --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from dtls_ossl.events import HandshakeCompleted
     from dtls_ossl.webrtc.certificate import Certificate
     from dtls_ossl.webrtc.sdp import Fingerprint
+    from dtls_ossl.webrtc.srtp import SrtpProfile
 
 __all__ = [
     "CLIENT_DESCRIPTION",
@@ -54,11 +58,17 @@ Run a DTLS 1.2 echo server on UDP (dtls_ossl.aio.serve): every record a peer sen
 
 At start it prints its certificate's a=fingerprint line and its address on stdout; then one
 line per peer when its handshake completes (address, version, cipher, SRTP profile, the
-peer's certificate fingerprint) and one when the peer leaves. DTLS-SRTP peers authenticate
+peer's certificate fingerprint), one per rejected peer ("rejected: fingerprint mismatch",
+the peer certificate's fingerprint, the alert sent) or failed handshake, and one when the
+peer leaves. Records are echoed byte for byte. DTLS-SRTP peers authenticate
 each other: give the clients' fingerprints with --fingerprint (repeatable; each client prints
 its own on stderr, or see 'dtls-ossl fingerprint'), or accept any client certificate with
 --insecure-no-fingerprint-check. Without --cert/--key a fresh ECDSA P-256 certificate is
 generated. Stateless cookies (HelloVerifyRequest) are on unless --no-cookies.
+
+--export-srtp also prints, per peer after its handshake, one JSON object on stdout: peer
+(address), role ("server"), profile, and local/remote master key and salt in hex (RFC 5764
+section 4.2; secret: for testing and debugging).
 
 Ctrl-C (SIGINT) or SIGTERM sends close_notify to every peer and exits with status 0.
 
@@ -70,13 +80,16 @@ CLIENT_DESCRIPTION = """\
 Connect to a DTLS server over UDP (dtls_ossl.aio.connect) and check its certificate against
 --fingerprint. The negotiated parameters and this client's own certificate fingerprint go
 to stderr (an error is one line there). Then every line read from stdin is sent as one DTLS
-record (without its newline; empty lines are skipped) and every record received is printed
-on stdout as a line. At the end of stdin the client waits up to --timeout seconds for the
-remaining replies, sends close_notify and exits: 0 if every line got a reply, 1 otherwise.
+record (without its newline; empty lines are skipped) and every record received is written
+to stdout followed by a newline, byte for byte (no text decoding). If the server's port is
+closed, the ICMP "port unreachable" ends the attempt at once. At the end of stdin the client
+waits up to --timeout seconds for the remaining replies, sends close_notify and exits: 0 if
+every line got a reply, 1 otherwise.
 
 --export-srtp prints the DTLS-SRTP keys (RFC 5764 section 4.2) as one JSON object on stdout
 right after the handshake and exits without reading stdin: role, profile, and local/remote
 master key and salt in hex. The keys are secret; this is for testing and debugging.
+--profile chooses the SRTP profiles to offer, --mtu the largest datagram.
 
 Example:
   echo hello | dtls-ossl client 127.0.0.1 4444 --fingerprint 'sha-256 AB:CD:...'"""
@@ -114,6 +127,36 @@ def fingerprint(text: str) -> Fingerprint:
         return Fingerprint.parse(text)
     except DtlsError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def srtp_profiles(text: str) -> list[SrtpProfile]:
+    """Parse a comma-separated list of SRTP profile names (OpenSSL or enum names)."""
+    from dtls_ossl.cli import srtp_profile
+
+    names = [n for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no SRTP profile")
+    return [srtp_profile(n) for n in names]
+
+
+def _dtls_arguments(p: argparse.ArgumentParser, *, export_help: str) -> None:
+    from dtls_ossl.cli import mtu
+    from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES
+
+    p.add_argument(
+        "--mtu", type=mtu, default=1200, help="largest datagram in bytes (default: 1200)"
+    )
+    p.add_argument(
+        "--profile",
+        dest="profiles",
+        type=srtp_profiles,
+        action="extend",
+        metavar="NAMES",
+        help="SRTP profiles to offer, in order of preference: repeatable or a comma list, "
+        "e.g. SRTP_AEAD_AES_128_GCM,SRTP_AES128_CM_SHA1_80 (default: "
+        f"{','.join(p.openssl_name for p in DEFAULT_SRTP_PROFILES)})",
+    )
+    p.add_argument("--export-srtp", action="store_true", help=export_help)
 
 
 def _certificate_arguments(p: argparse.ArgumentParser, whose: str) -> None:
@@ -168,6 +211,7 @@ def server_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="N processes sharing the port with SO_REUSEPORT (default: 1)",
     )
+    _dtls_arguments(p, export_help="print each peer's SRTP keys as a JSON line after its handshake")
     _keylog_argument(p)
 
 
@@ -188,10 +232,9 @@ def client_arguments(p: argparse.ArgumentParser) -> None:
         "of them)",
     )
     _certificate_arguments(p, "client")
-    p.add_argument(
-        "--export-srtp",
-        action="store_true",
-        help="print the SRTP keys as JSON after the handshake and exit (stdin is not read)",
+    _dtls_arguments(
+        p,
+        export_help="print the SRTP keys as JSON after the handshake and exit (stdin is not read)",
     )
     p.add_argument(
         "--timeout",
@@ -224,11 +267,17 @@ def _certificate(args: argparse.Namespace) -> Certificate | None:
 def _configuration(
     args: argparse.Namespace, *, handshake_timeout: float | None = 30.0
 ) -> DtlsConfiguration:
-    from dtls_ossl.configuration import DtlsConfiguration
+    from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES, DtlsConfiguration
 
     keylog: str | None = args.keylog
+    profiles: list[SrtpProfile] | None = args.profiles
     return DtlsConfiguration(
-        certificate=_certificate(args), key_log=keylog, handshake_timeout=handshake_timeout
+        certificate=_certificate(args),
+        key_log=keylog,
+        handshake_timeout=handshake_timeout,
+        mtu=args.mtu,
+        # Duplicates ("--profile A --profile A") are dropped, the first position kept.
+        srtp_profiles=tuple(dict.fromkeys(profiles)) if profiles else DEFAULT_SRTP_PROFILES,
     )
 
 
@@ -260,8 +309,16 @@ def _err(message: str) -> None:
 # -------------------------------------------------------------------------------- server
 
 
-async def echo_handler(stream: DtlsStream, *, tag: str = "") -> None:
-    """Echo every record back; print the peer's handshake and departure.
+def srtp_json(role: str, keys_dict: dict[str, str], peer: str | None = None) -> str:
+    """Format the ``--export-srtp`` line: one JSON object (peer, role, profile, keys, salts)."""
+    import json
+
+    head: dict[str, str] = {} if peer is None else {"peer": peer}
+    return json.dumps({**head, "role": role, **keys_dict})
+
+
+async def echo_handler(stream: DtlsStream, *, tag: str = "", export_srtp: bool = False) -> None:
+    """Echo every record back, byte for byte; print the peer's handshake and departure.
 
     Module level, so that ``workers > 1`` ('spawn') can pass it by reference.
     """
@@ -275,6 +332,8 @@ async def echo_handler(stream: DtlsStream, *, tag: str = "") -> None:
             f"peer {_peer_fingerprint(info)}",
             flush=True,
         )
+        if export_srtp and info.srtp_keys is not None:
+            print(srtp_json(stream.role.value, info.srtp_keys.to_dict(), peer), flush=True)
     records = 0
     reason = "close_notify"
     async with stream:
@@ -308,7 +367,10 @@ async def _serve(args: argparse.Namespace, config: DtlsConfiguration) -> int:
         loop.add_signal_handler(sig, stop.set)
     workers: int = args.workers
     # Both are module-level functions: 'spawn' workers receive them by reference.
-    handler = _tagged_echo_handler if workers > 1 else echo_handler
+    handler = functools.partial(
+        _tagged_echo_handler if workers > 1 else echo_handler, export_srtp=args.export_srtp
+    )
+    rejected = _tagged_report_rejected if workers > 1 else report_rejected
     where = format_address((args.host, args.port))
     try:
         server = await serve(
@@ -319,6 +381,7 @@ async def _serve(args: argparse.Namespace, config: DtlsConfiguration) -> int:
             remote_fingerprints=args.fingerprints,
             insecure_skip_fingerprint_check=args.insecure_no_fingerprint_check,
             cookie_exchange=not args.no_cookies,
+            on_handshake_failed=rejected,
             workers=workers,
             reuse_port=workers > 1,
         )
@@ -347,11 +410,41 @@ async def _serve(args: argparse.Namespace, config: DtlsConfiguration) -> int:
     return 0
 
 
-async def _tagged_echo_handler(stream: DtlsStream) -> None:
+async def _tagged_echo_handler(stream: DtlsStream, *, export_srtp: bool = False) -> None:
     """:func:`echo_handler` with the worker's pid in front of every line."""
     import os
 
-    await echo_handler(stream, tag=f"[pid {os.getpid()}] ")
+    await echo_handler(stream, tag=f"[pid {os.getpid()}] ", export_srtp=export_srtp)
+
+
+def rejected_line(addr: tuple[object, ...], error: BaseException) -> str:
+    """Describe a peer whose handshake failed, in one line (always printed by ``server``)."""
+    from dtls_ossl.events import alert_name
+    from dtls_ossl.exceptions import FingerprintMismatchError
+
+    peer = format_address(addr)
+    alert = getattr(error, "alert", None)
+    sent = f"; alert {alert_name(alert)} ({alert})" if isinstance(alert, int) else ""
+    if isinstance(error, FingerprintMismatchError):
+        got = ", ".join(error.actual) or "?"
+        expected = ", ".join(error.expected) or "?"
+        return (
+            f"{peer}: rejected: fingerprint mismatch: peer certificate {got}, "
+            f"expected {expected}{sent}"
+        )
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"{peer}: handshake failed: {first}"
+
+
+def report_rejected(addr: tuple[object, ...], error: BaseException) -> None:
+    """Print :func:`rejected_line` (module level: 'spawn' workers take it by reference)."""
+    print(rejected_line(addr, error), flush=True)
+
+
+def _tagged_report_rejected(addr: tuple[object, ...], error: BaseException) -> None:
+    import os
+
+    print(f"[pid {os.getpid()}] {rejected_line(addr, error)}", flush=True)
 
 
 # -------------------------------------------------------------------------------- client
@@ -384,6 +477,7 @@ async def _connect(args: argparse.Namespace, config: DtlsConfiguration) -> DtlsS
             config,
             remote_fingerprints=args.fingerprints,
             handshake_timeout=timeout,
+            fail_on_port_unreachable=True,
         )
     except FingerprintMismatchError as exc:
         expected = ", ".join(exc.expected) or "?"
@@ -396,6 +490,12 @@ async def _connect(args: argparse.Namespace, config: DtlsConfiguration) -> DtlsS
             why = " (ICMP port unreachable: is a server listening there?)"
         raise NetError(f"no answer from {where} after {waited:.1f} s{why}") from exc
     except HandshakeError as exc:
+        if isinstance(exc.__cause__, ConnectionRefusedError):
+            waited = time.monotonic() - t0
+            raise NetError(
+                f"{where} refused the connection after {waited:.1f} s (ICMP port unreachable: "
+                "is a server listening there?)"
+            ) from exc
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise NetError(f"handshake with {where} failed: {first}") from exc
     except OSError as exc:  # resolution, bind, unreachable network
@@ -403,7 +503,6 @@ async def _connect(args: argparse.Namespace, config: DtlsConfiguration) -> DtlsS
 
 
 async def _client(args: argparse.Namespace, config: DtlsConfiguration) -> int:
-    import json
     import logging
 
     assert config.certificate is not None
@@ -423,7 +522,7 @@ async def _client(args: argparse.Namespace, config: DtlsConfiguration) -> int:
         _err(f"client certificate {own}")
         if args.export_srtp:
             keys = stream.srtp_keys()
-            print(json.dumps({"role": stream.role.value, **keys.to_dict()}), flush=True)
+            print(srtp_json(stream.role.value, keys.to_dict()), flush=True)
             return 0
         return await _echo_stdin(stream, where, args.timeout)
 
@@ -458,8 +557,8 @@ async def _echo_stdin(stream: DtlsStream, where: str, timeout: float) -> int:
             while True:
                 data = await stream.recv()
                 received += 1
-                sys.stdout.write(data.decode("utf-8", "replace") + "\n")
-                sys.stdout.flush()
+                sys.stdout.buffer.write(data + b"\n")  # byte-exact: never decoded
+                sys.stdout.buffer.flush()
                 progress.set()
         except ConnectionClosedError as exc:
             closed_by_peer.append(exc.__cause__)

@@ -59,6 +59,7 @@ from dtls_ossl._callbacks import CallbackState
 from dtls_ossl._roles import Role
 from dtls_ossl._util import TYPE_CHECKING, Record, debug_logger, final
 from dtls_ossl.configuration import DtlsConfiguration
+from dtls_ossl.events import DtlsEvent, HandshakeCompleted
 from dtls_ossl.exceptions import (
     CertificateVerificationError,
     ConfigurationError,
@@ -71,7 +72,12 @@ from dtls_ossl.exceptions import (
     PayloadSizeError,
     ProtocolError,
 )
-from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS, Fingerprint, parse_fingerprints
+from dtls_ossl.webrtc.sdp import (
+    FINGERPRINT_ALGORITHMS,
+    Fingerprint,
+    parse_fingerprints,
+    select_fingerprints,
+)
 from dtls_ossl.webrtc.srtp import SrtpKeys, SrtpProfile
 
 if TYPE_CHECKING:
@@ -127,6 +133,11 @@ _CHECKED = _checked_state(False)
 _CHECKED_INSECURE = _checked_state(True)
 
 _X509_V_ERR_CERT_REJECTED = 28
+# next_event() pops from the front of a queue this short (a memmove of a few pointers, the
+# fastest path for the usual one or two events); a longer one is read from a head index and
+# compacted once this many events were read (and at least half of it).
+_POP_FRONT_MAX = 32
+_COMPACT_AT = 256
 _MAX_DATAGRAM = 65535
 
 
@@ -205,15 +216,20 @@ class DtlsConnection:
 
     Inputs: :meth:`connect` (client), :meth:`receive_datagram`, :meth:`handle_timer`,
     :meth:`send`, :meth:`close`. Outputs, to pull after every input:
-    :meth:`datagrams_to_send`, :meth:`get_timer` and :meth:`next_event`.
+    :meth:`datagrams_to_send`, :meth:`get_timer` and :meth:`next_event` (or :meth:`events`,
+    all at once).
 
     ``now`` is always the caller's monotonic clock in seconds. Not thread-safe.
 
     :param configuration: shared settings (certificate, profiles, MTU, timers).
     :param role: :attr:`Role.CLIENT` sends the ClientHello; :attr:`Role.SERVER` answers.
-    :param remote_fingerprints: the peer's SDP fingerprints (RFC 8122); its certificate must
-        match one of them. ``None`` means "not known yet": call
-        :meth:`set_remote_fingerprints` before the handshake can complete.
+    :param remote_fingerprints: the peer's SDP fingerprints (RFC 8122). As RFC 8122 §5 says,
+        only those of the strongest hash function given count (sha-512 > sha-384 > sha-256 >
+        sha-224 > sha-1, see :func:`~dtls_ossl.webrtc.sdp.select_fingerprints`): the peer
+        certificate must match one of them, or the handshake fails with
+        :class:`FingerprintMismatchError` and a fatal ``bad_certificate`` alert. ``None`` (the
+        default) means "not known yet": the peer's certificate flight is held until
+        :meth:`set_remote_fingerprints`.
     :param insecure_skip_fingerprint_check: accept any well-formed peer certificate. This
         removes all authentication; only for tests and debugging.
     """
@@ -224,6 +240,7 @@ class DtlsConnection:
         "_cb",
         "_config",
         "_data_mtu",
+        "_ev_head",
         "_events",
         "_expected",
         "_handle",
@@ -249,7 +266,7 @@ class DtlsConnection:
         configuration: DtlsConfiguration,
         *,
         role: Role,
-        remote_fingerprints: Iterable[Fingerprint | str] | None,
+        remote_fingerprints: Iterable[Fingerprint | str] | None = None,
         insecure_skip_fingerprint_check: bool = False,
     ) -> None:
         """Create the connection and its OpenSSL object (no datagram is produced yet)."""
@@ -275,8 +292,11 @@ class DtlsConnection:
         # The C object's address for the fast paths, set once established (they run only then).
         self._addr = 0
         self._state = ConnectionState.NEW
-        # A list, not a deque: a deque's first block alone costs ~600 bytes per connection.
+        # A list, not a deque: a deque's first block alone costs ~600 bytes per connection, and
+        # the C fast paths append to it with PyList_Append. next_event() reads from _ev_head
+        # and compacts the list now and then, so draining n events costs O(n), not O(n^2).
         self._events: list[events.DtlsEvent] = []
+        self._ev_head = 0
         self._out: list[bytes] = []
         self._held: list[bytes] | None = None
         self._timer_at: float | None = None
@@ -510,10 +530,44 @@ class DtlsConnection:
             return deadline if at is None or deadline < at else at
         return at
 
-    def next_event(self) -> events.DtlsEvent | None:
-        """Return the next event, or None when there is none."""
+    def next_event(self) -> DtlsEvent | None:
+        """Return the next event, or None when there is none.
+
+        Draining n queued events costs O(n) in all; :meth:`events` takes them all at once.
+        """
         ev = self._events
-        return ev.pop(0) if ev else None
+        if not ev:  # read events never outlive the last unread one (cleared below)
+            return None
+        i = self._ev_head
+        if not i and len(ev) <= _POP_FRONT_MAX:
+            return ev.pop(0)  # a short queue: moving it is cheaper than indexing
+        n = len(ev)
+        e = ev[i]
+        i += 1
+        if i == n:
+            ev.clear()  # the same list object: C appends to whatever self._events is
+            i = 0
+        elif i >= _COMPACT_AT and i + i >= n:
+            del ev[:i]  # amortised: at least as many items were read as are moved
+            i = 0
+        self._ev_head = i
+        return e
+
+    def events(self) -> list[DtlsEvent]:
+        """Return every queued event, in order, and forget them (a drain-all :meth:`next_event`).
+
+        After calling it, :meth:`next_event` returns None until a new input queues events.
+        """
+        ev = self._events
+        i = self._ev_head
+        if i:
+            self._ev_head = 0
+            out = ev[i:]
+            ev.clear()
+            return out
+        if ev:
+            self._events = []
+        return ev
 
     # ----------------------------------------------------------------------------- queries
 
@@ -569,7 +623,7 @@ class DtlsConnection:
         return self._expected
 
     @property
-    def handshake_info(self) -> events.HandshakeCompleted | None:
+    def handshake_info(self) -> HandshakeCompleted | None:
         """What was negotiated (the HandshakeCompleted event), once the handshake completed."""
         return self._info
 
@@ -707,8 +761,10 @@ class DtlsConnection:
 
     def _set_expected(self, fingerprints: tuple[Fingerprint, ...]) -> None:
         self._expected = fingerprints
+        # RFC 8122 §5: the certificate is checked against the strongest hash's set only.
         self._cb.expected = tuple(
-            (FINGERPRINT_ALGORITHMS[fp.algorithm][0], fp.value) for fp in fingerprints
+            (FINGERPRINT_ALGORITHMS[fp.algorithm][0], fp.value)
+            for fp in select_fingerprints(fingerprints)
         )
 
     def _start(self, now: float) -> None:
@@ -852,7 +908,7 @@ class DtlsConnection:
                     FingerprintMismatchError("peer certificate was not checked"), by_peer=False
                 )
                 return
-            matched = self._expected[index]
+            matched = select_fingerprints(self._expected)[index]
         # Version, cipher, SRTP profile, data MTU and the SRTP keying material: one C call.
         r = int(lib.DtlsOssl_established(self._c, sc.names, sc.material))
         openssl_assert(r >= 0, "SSL_export_keying_material")
@@ -928,9 +984,17 @@ class DtlsConnection:
                     alert=self._sent_alert,
                 )
             else:
+                ignored = len(self._expected or ()) - len(expected)
+                rule = (
+                    f" ({ignored} weaker-hash fingerprint{'s' if ignored > 1 else ''} ignored: "
+                    "RFC 8122 §5 checks only "
+                    "the strongest hash given)"
+                    if ignored
+                    else ""
+                )
                 err = FingerprintMismatchError(
                     "peer certificate matches none of the expected fingerprints: "
-                    f"got {', '.join(actual)}; expected {', '.join(expected)}",
+                    f"got {', '.join(actual)}; expected {', '.join(expected)}{rule}",
                     expected=expected,
                     actual=actual,
                     alert=self._sent_alert,

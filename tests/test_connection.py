@@ -17,7 +17,6 @@ from helpers import (
 )
 
 from dtls_ossl import (
-    CertificateVerificationError,
     ConfigurationError,
     ConnectionState,
     DtlsConfiguration,
@@ -449,8 +448,8 @@ def test_connection_several_fingerprints_one_matches():
 
 def test_connection_fingerprint_required_or_explicit_opt_out():
     cfg = DtlsConfiguration(certificate=cached_cert("client"))
-    with pytest.raises(TypeError):
-        DtlsConnection(cfg, role=Role.CLIENT)  # type: ignore[call-arg]
+    # remote_fingerprints defaults to None: "not known yet" (held flight), never "accept any".
+    assert DtlsConnection(cfg, role=Role.CLIENT).remote_fingerprints is None
     with pytest.raises(ConfigurationError):
         DtlsConnection(cfg, role=Role.CLIENT, remote_fingerprints=[])
     with pytest.raises(ConfigurationError):
@@ -485,6 +484,22 @@ def test_connection_fingerprints_given_late_to_server():
     assert event_types(client) == [events.HandshakeCompleted]
     with pytest.raises(InvalidStateError):
         server.set_remote_fingerprints([cached_cert("client").fingerprint()], now)
+
+
+def test_connection_remote_fingerprints_default_is_held_flight():
+    cfg = DtlsConfiguration(certificate=cached_cert("client"))
+    client = DtlsConnection(cfg, role=Role.CLIENT)
+    _, server = make_pair()
+    now = time.monotonic()
+    handshake(client, server, now)
+    assert event_types(client) == [events.DatagramsHeld]
+    assert client.state is ConnectionState.HANDSHAKING
+    assert client.handshake_info is None
+    client.set_remote_fingerprints([cached_cert("server").fingerprint()], now)
+    while transfer(client, server, now) + transfer(server, client, now):
+        pass
+    assert event_types(client) == [events.HandshakeCompleted]
+    assert client.state is ConnectionState.ESTABLISHED
 
 
 def test_connection_fingerprints_given_late_to_client():

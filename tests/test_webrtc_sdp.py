@@ -100,7 +100,7 @@ def test_fingerprint_parse_rejects_bad_hex(hex_text: str) -> None:
         Fingerprint.parse(f"sha-256 {hex_text}")
 
 
-@pytest.mark.parametrize("algorithm", ["sha-3", "sha256", "blake2b", "sha-256x"])
+@pytest.mark.parametrize("algorithm", ["sha-3", "sha_256", "blake2b", "sha-256x", "sha2-256"])
 def test_fingerprint_parse_rejects_unknown_algorithm(algorithm: str) -> None:
     with pytest.raises(ConfigurationError, match="unknown fingerprint algorithm") as info:
         Fingerprint.parse(f"{algorithm} {SHA256_HEX}")

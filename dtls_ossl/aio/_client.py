@@ -22,6 +22,7 @@ async def connect(
     local_addr: tuple[str, int] | None = None,
     handshake_timeout: float | None = None,
     max_queued_datagrams: int = 256,
+    fail_on_port_unreachable: bool = False,
 ) -> DtlsStream:
     """Connect to a DTLS server and return the stream once the handshake completed.
 
@@ -29,6 +30,9 @@ async def connect(
     and reports ICMP errors. An ICMP "port unreachable" does not end the handshake (the
     server may just be starting, and ICMP is easy to forge); if the handshake then times
     out, that error is the ``__cause__`` of the :class:`~dtls_ossl.HandshakeTimeoutError`.
+    With ``fail_on_port_unreachable=True`` (interactive tools), an ICMP "port unreachable"
+    that arrives before anything from the server ends the handshake at once with a
+    :class:`~dtls_ossl.HandshakeError` whose ``__cause__`` is the ConnectionRefusedError.
 
     :param remote_fingerprints: the server certificate must match one of these (RFC 8122).
     :param insecure_skip_fingerprint_check: accept any certificate (tests only).
@@ -36,6 +40,7 @@ async def connect(
     :param handshake_timeout: seconds for the whole handshake (None: the configuration's
         ``handshake_timeout``, and OpenSSL's retransmission limit).
     :param max_queued_datagrams: received records kept for ``recv()``; beyond, new ones drop.
+    :param fail_on_port_unreachable: fail fast on ICMP port unreachable (see above).
     :raises FingerprintMismatchError: the server's certificate is not the expected one.
     :raises HandshakeTimeoutError: no handshake within the deadline.
     :raises HandshakeError: the handshake failed otherwise (e.g. the server's fatal alert).
@@ -53,6 +58,7 @@ async def connect(
         max_queued_datagrams=max_queued_datagrams,
     )
     endpoint._close_transport_when_empty = True
+    endpoint._fail_on_refused = bool(fail_on_port_unreachable)
     transport, _ = await loop.create_datagram_endpoint(
         lambda: endpoint, remote_addr=(host, port), local_addr=local_addr
     )

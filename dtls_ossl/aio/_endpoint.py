@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import inspect
 import itertools
 import logging
 import math
@@ -73,6 +74,8 @@ __all__ = [
     "DtlsEndpoint",
     "DtlsStream",
     "Handler",
+    "HandshakeCallback",
+    "HandshakeFailedCallback",
     "IdleTimeoutError",
     "RemoteFingerprints",
     "ServerStats",
@@ -89,6 +92,10 @@ Handler: TypeAlias = Callable[["DtlsStream"], Awaitable[None]]
 "``async def handler(stream)``, started as a task once per established peer."
 DatagramCallback: TypeAlias = Callable[[bytes, Address], object]
 "Receives a non-DTLS datagram and its source address (STUN, RTP/RTCP, other)."
+HandshakeCallback: TypeAlias = Callable[["DtlsStream"], object]
+"Receives a stream whose handshake just completed (a plain function, run synchronously)."
+HandshakeFailedCallback: TypeAlias = Callable[[Address, BaseException], object]
+"Receives the address and the error of a peer whose handshake failed (a plain function)."
 
 _HANDSHAKING = 0
 _ESTABLISHED = 1
@@ -173,6 +180,28 @@ def _check_positive(name: str, value: object, *, optional: bool, integer: bool) 
         kind = "an int" if integer else "seconds"
         extra = " or None" if optional else ""
         raise ConfigurationError(f"{name}: expected {kind} > 0{extra}, got {value!r}")
+
+
+def _check_sync_callback(name: str, cb: object) -> None:
+    """Refuse a coroutine function as a synchronous callback, with a one-line reason."""
+    if cb is None:
+        return
+    if not callable(cb):
+        raise ConfigurationError(f"{name}: expected a function, got {type(cb).__name__}")
+    if inspect.iscoroutinefunction(cb) or inspect.iscoroutinefunction(
+        getattr(cb, "__call__", None)  # noqa: B004 - an object with an async __call__
+    ):
+        raise ConfigurationError(
+            f"{name}: async def callbacks are not supported (callbacks run synchronously, in "
+            "datagram order); pass a plain function, which may start a task itself"
+        )
+
+
+def _discard_awaitable(r: object) -> None:
+    """Close a coroutine a callback returned, so Python does not warn it was never awaited."""
+    close = getattr(r, "close", None)
+    if callable(close):
+        close()
 
 
 def _closed_error(error: BaseException | None) -> ConnectionClosedError:
@@ -523,7 +552,14 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
     address (RFC 7983 §7); STUN (0-3) goes to ``on_stun``, RTP/RTCP (128-191) to ``on_rtp``,
     the rest (ZRTP, TURN channels, unknown) to ``on_other``; with no callback they are
     counted as dropped. Callbacks run synchronously in the event loop; exceptions they raise
-    are logged and counted.
+    are logged and counted. They must be plain functions: an ``async def`` callback is
+    refused with :class:`ConfigurationError` (a task per datagram would reorder them and
+    let SRTP overtake its keys); start a task from a plain callback if you need one.
+
+    ``on_handshake(stream)`` runs synchronously the moment a peer's handshake completes,
+    before any later datagram (of the same receive burst) is routed: install the SRTP keys
+    there (``stream.srtp_keys()``) and RTP that arrives right behind the peer's last flight
+    finds them. If it raises, the error is logged and counted and that peer is closed.
 
     Peers are created with :meth:`connection_for`. With a ``handler``, a ClientHello from an
     unknown address also creates a server connection (checked against
@@ -540,6 +576,10 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
     :param on_stun: called with ``(datagram, addr)`` for STUN.
     :param on_rtp: called with ``(datagram, addr)`` for RTP and RTCP (SRTP/SRTCP).
     :param on_other: called with ``(datagram, addr)`` for ZRTP, TURN channel data, unknown.
+    :param on_handshake: called with the stream when its handshake completes (every peer,
+        accepted or made by :meth:`connection_for`), before its ``handler`` starts.
+    :param on_handshake_failed: called with ``(addr, error)`` when a peer's handshake fails
+        (e.g. :class:`~dtls_ossl.FingerprintMismatchError`: a rejected certificate).
     :param handler: accept ClientHellos from unknown addresses and run this per peer.
     :param remote_fingerprints: for accepted peers: a list for all, or ``addr -> list|None``.
     :param insecure_skip_fingerprint_check: accepted peers' certificates are not checked.
@@ -562,6 +602,8 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         on_stun: DatagramCallback | None = None,
         on_rtp: DatagramCallback | None = None,
         on_other: DatagramCallback | None = None,
+        on_handshake: HandshakeCallback | None = None,
+        on_handshake_failed: HandshakeFailedCallback | None = None,
         handler: Handler | None = None,
         remote_fingerprints: RemoteFingerprints = None,
         insecure_skip_fingerprint_check: bool = False,
@@ -582,6 +624,14 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         _check_positive("max_queued_datagrams", max_queued_datagrams, optional=False, integer=True)
         _check_positive("handshake_timeout", handshake_timeout, optional=True, integer=False)
         _check_positive("idle_timeout", idle_timeout, optional=True, integer=False)
+        for name, cb in (
+            ("on_stun", on_stun),
+            ("on_rtp", on_rtp),
+            ("on_other", on_other),
+            ("on_handshake", on_handshake),
+            ("on_handshake_failed", on_handshake_failed),
+        ):
+            _check_sync_callback(name, cb)
         self._fixed_fps: tuple[Fingerprint, ...] | None = None
         self._fps_for: Callable[[Address], Fingerprints | None] | None = None
         if insecure_skip_fingerprint_check:
@@ -604,6 +654,8 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._config = configuration
         self._insecure = bool(insecure_skip_fingerprint_check)
         self._handler = handler
+        self._on_handshake = on_handshake
+        self._on_handshake_failed = on_handshake_failed
         self._verifier = (
             CookieVerifier(cookie_secret, rotation_interval=cookie_rotation_interval)
             if cookie_exchange
@@ -621,6 +673,8 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._sendto: Callable[[bytes, Address], object] = sendto or self._drop_output
         self._transport: asyncio.DatagramTransport | None = None
         self._close_transport_when_empty = False
+        # connect(fail_on_port_unreachable=True): ICMP port unreachable ends a silent handshake.
+        self._fail_on_refused = False
         self._peers: dict[Address, DtlsStream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -695,6 +749,16 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         if isinstance(exc, OSError):
             self._network_error = exc
         logger.debug("network error on the DTLS socket: %r", exc)
+        if self._fail_on_refused and isinstance(exc, ConnectionRefusedError):
+            for s in list(self._peers.values()):
+                # Only a handshake that never heard from its peer: after an answer, the
+                # ICMP is stale or forged, and the handshake's own timers decide.
+                if s._phase == _HANDSHAKING and s._conn.stats.datagrams_received == 0:
+                    err = HandshakeError(
+                        "ICMP port unreachable: nothing listens on the peer's port"
+                    )
+                    err.__cause__ = exc
+                    self._close_stream(s, err)
 
     def pause_writing(self) -> None:
         """Make ``send()`` wait: the transport's buffer is above its high-water mark."""
@@ -740,10 +804,19 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             self._n_dropped += 1
             return
         try:
-            cb(data, addr)
+            r = cb(data, addr)
         except Exception:
             self._n_handler_errors += 1
             logger.exception("datagram callback failed for a datagram from %r", addr)
+            return
+        if r is not None and inspect.isawaitable(r):
+            _discard_awaitable(r)
+            self._n_handler_errors += 1
+            logger.error(
+                "datagram callback returned an awaitable for a datagram from %r; callbacks "
+                "must be plain functions (it was not run)",
+                addr,
+            )
 
     # ------------------------------------------------------------------------ public API
 
@@ -1028,6 +1101,8 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             self._n_in_progress -= 1
             self._n_active += 1
             self._n_completed += 1
+            if self._on_handshake is not None and not self._handshake_callback(s):
+                return
             s._wake_all()
             if s._accepted and self._handler is not None:
                 task = self._loop.create_task(self._run_handler(s))
@@ -1035,6 +1110,22 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                 task.add_done_callback(self._tasks.discard)
         elif isinstance(ev, _ConnectionTerminated):
             self._ended(s, ev.error)
+
+    def _handshake_callback(self, s: DtlsStream) -> bool:
+        """Run ``on_handshake(s)``; False (and the peer closed) if it failed."""
+        cb = self._on_handshake
+        assert cb is not None
+        try:
+            r = cb(s)
+            if r is not None and inspect.isawaitable(r):
+                _discard_awaitable(r)
+                raise ConfigurationError("on_handshake returned an awaitable; it must be plain")
+        except Exception as exc:
+            self._n_handler_errors += 1
+            logger.exception("on_handshake failed for peer %r; closing it", s._addr)
+            self._close_stream(s, exc)
+            return False
+        return True
 
     def _ended(self, s: DtlsStream, error: DtlsError | None) -> None:
         phase = s._phase
@@ -1055,6 +1146,13 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                 net = self._network_error
                 if net is not None and err.__cause__ is None:
                     err.__cause__ = net  # e.g. ICMP port unreachable: say why it was silent
+            failed = self._on_handshake_failed
+            if failed is not None and err is not None:
+                try:
+                    failed(s._addr, err)
+                except Exception:
+                    self._n_handler_errors += 1
+                    logger.exception("on_handshake_failed failed for peer %r", s._addr)
         else:
             self._n_active -= 1
         s._wake_all()

@@ -12,6 +12,7 @@ from dtls_ossl.aio._endpoint import (
     Address,
     DtlsEndpoint,
     Handler,
+    HandshakeFailedCallback,
     RemoteFingerprints,
     ServerStats,
     logger,
@@ -168,6 +169,7 @@ async def serve(
     handshake_timeout: float | None = 10.0,
     idle_timeout: float | None = 300.0,
     max_queued_datagrams: int = 256,
+    on_handshake_failed: HandshakeFailedCallback | None = None,
     workers: int = 1,
     reuse_port: bool = False,
     start_method: str = "spawn",
@@ -186,7 +188,8 @@ async def serve(
     default, safe with any threads or loops) the handler and ``remote_fingerprints`` must be
     picklable (module-level functions); ``"fork"`` takes anything, but fork only from a
     process that runs no other threads. One ``cookie_secret`` (random if omitted) is shared
-    by all workers.
+    by all workers. ``on_handshake_failed(addr, error)`` (picklable too) reports each peer
+    whose handshake failed, e.g. a rejected certificate.
 
     :raises ConfigurationError: a bad argument.
     :raises OSError: the address cannot be bound, or a worker failed to start.
@@ -215,6 +218,7 @@ async def serve(
         "handshake_timeout": handshake_timeout,
         "idle_timeout": idle_timeout,
         "max_queued_datagrams": max_queued_datagrams,
+        "on_handshake_failed": on_handshake_failed,
     }
     if workers > 1:
         if not reuse_port:

@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FINGERPRINT_ALGORITHMS",
+    "FINGERPRINT_PREFERENCE",
     "Fingerprint",
     "SetupRole",
     "parse_fingerprints",
+    "select_fingerprints",
     "setup_role",
 ]
 
@@ -43,10 +45,18 @@ FINGERPRINT_ALGORITHMS: dict[str, tuple[str, int]] = {
 ``md5`` and ``md2`` are valid RFC 8122 names but MUST NOT be used, so they are rejected.
 """
 
+FINGERPRINT_PREFERENCE: tuple[str, ...] = ("sha-512", "sha-384", "sha-256", "sha-224", "sha-1")
+"""The supported hash functions, most preferred (strongest) first: the order in which
+:func:`select_fingerprints` picks the set of fingerprints a certificate must match."""
+
 _setattr = object.__setattr__
 _FORBIDDEN_ALGORITHMS = frozenset({"md5", "md2"})
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _MAX_ECHO = 40
+# OpenSSL's "x509 -fingerprint" output: "SHA256 Fingerprint=AB:CD:..." (3.x: lower-case name).
+_OPENSSL_MARKER = " fingerprint="
+# Hyphen-less spellings users paste (sha256, SHA1): "sha" + digits -> "sha-" + digits.
+_ALIASES = {name.replace("-", ""): name for name in FINGERPRINT_ALGORITHMS}
 
 
 def _echo(text: str) -> str:
@@ -83,6 +93,9 @@ def _normalise_algorithm(algorithm: str) -> str:
     name = algorithm.strip().lower()
     if name in FINGERPRINT_ALGORITHMS:
         return name
+    alias = _ALIASES.get(name)
+    if alias is not None:
+        return alias
     if name in _FORBIDDEN_ALGORITHMS:
         raise ConfigurationError(
             f"fingerprint algorithm {name!r} must not be used (RFC 8122 §5); use sha-256"
@@ -134,8 +147,11 @@ class Fingerprint(Record):
         """Parse an SDP fingerprint such as ``"sha-256 AB:CD:..."``.
 
         A leading ``a=fingerprint:`` or ``fingerprint:`` is accepted, as is surrounding
-        whitespace. The algorithm name and the hex digits are case-insensitive. The digest must
-        be colon-separated two-digit hex pairs, exactly as many as the algorithm produces.
+        whitespace. The algorithm name and the hex digits are case-insensitive, and the name
+        may omit its hyphen (``sha256``, ``SHA-256`` and ``SHA256`` all mean ``sha-256``).
+        OpenSSL's ``openssl x509 -fingerprint -sha256`` output, ``SHA256 Fingerprint=AB:...``,
+        is accepted as is. The digest must be colon-separated two-digit hex pairs, exactly as
+        many as the algorithm produces.
 
         :param text: the attribute value, with or without its ``a=fingerprint:`` prefix.
         :returns: the parsed fingerprint.
@@ -143,6 +159,9 @@ class Fingerprint(Record):
             digest of the wrong length. Never raises anything else for a ``str`` argument.
         """
         body = _strip_prefix(text.strip(), ("a=fingerprint:", "fingerprint:"))
+        marker = body.lower().find(_OPENSSL_MARKER)
+        if marker > 0:
+            body = f"{body[:marker]} {body[marker + len(_OPENSSL_MARKER) :]}"
         parts = body.split()
         if len(parts) != 2:
             raise ConfigurationError(
@@ -312,3 +331,20 @@ def parse_fingerprints(
             "remote_fingerprints: at least one fingerprint is needed" + empty_hint
         )
     return tuple(out)
+
+
+def select_fingerprints(fingerprints: Iterable[Fingerprint]) -> tuple[Fingerprint, ...]:
+    """Select the fingerprints a peer certificate must match one of (RFC 8122 §5).
+
+    When the peer offers fingerprints made with different hash functions, only those of the
+    most preferred (strongest, :data:`FINGERPRINT_PREFERENCE`) hash function offered count:
+    ``[<correct sha-1>, <wrong sha-256>]`` selects the sha-256 one, so the certificate is
+    refused. A weaker hash never overrules a stronger one, which would let whoever can forge
+    the weak digest choose the certificate. Order is kept; an empty input gives ``()``.
+    """
+    fps = tuple(fingerprints)
+    for algorithm in FINGERPRINT_PREFERENCE:
+        chosen = tuple(fp for fp in fps if fp.algorithm == algorithm)
+        if chosen:
+            return chosen
+    return ()
