@@ -62,6 +62,7 @@ class _Setup:
         self.server_config = DtlsConfiguration(
             certificate=self.server_cert, srtp_profiles=profiles, mtu=mtu
         )
+        self.sent = [0, 0, 0, 0]
 
     def handshake_pair(self) -> tuple[Any, Any]:
         """Return an established (client, server) pair; both checked as the C baseline does."""
@@ -76,12 +77,15 @@ class _Setup:
         )
         client.connect(now)
         completed: set[int] = set()
+        sent = self.sent = [0, 0, 0, 0]  # datagrams, bytes: client's, server's (as C counts)
         for _ in range(32):
             moved = 0
-            for src, dst in ((client, server), (server, client)):
+            for side, (src, dst) in enumerate(((client, server), (server, client))):
                 for datagram in src.datagrams_to_send(now):
                     dst.receive_datagram(datagram, now)
                     moved += 1
+                    sent[side] += 1
+                    sent[side + 2] += len(datagram)
             for conn in (client, server):
                 while (event := conn.next_event()) is not None:
                     if isinstance(event, events.HandshakeCompleted):
@@ -261,17 +265,18 @@ def _probe_lines(what: str, conn: Any, prefix: str) -> list[str]:
 
 
 def report(setup: _Setup, client: Any, server: Any) -> list[str]:
-    """client.* and server.* lines for an established pair (as the C baseline prints them).
+    """client.* and server.* lines for the pair setup made last (as the C baseline prints them).
 
     The fingerprint line is derived from what the library reports it matched, not assumed.
     """
     lines: list[str] = []
-    for prefix, conn, expected in (
-        ("client.", client, setup.server_fp),
-        ("server.", server, setup.client_fp),
+    for side, (prefix, conn, expected) in enumerate(
+        (("client.", client, setup.server_fp), ("server.", server, setup.client_fp))
     ):
         lines += _probe_lines("configured", conn, prefix)
         lines += _probe_lines("negotiated", conn, prefix)
+        lines.append(f"{prefix}handshake_datagrams_sent={setup.sent[side]}")
+        lines.append(f"{prefix}handshake_bytes_sent={setup.sent[side + 2]}")
         info = conn.handshake_info
         matched = None if info is None else info.peer_fingerprint
         if matched is not None and matched == expected:

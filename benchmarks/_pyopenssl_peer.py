@@ -33,6 +33,7 @@ import datetime
 import gc
 import os
 import platform
+import secrets
 import sys
 import time
 import warnings
@@ -58,9 +59,14 @@ WARMUP_HANDSHAKES = 20
 
 
 class Identity:
-    """A self-signed ECDSA P-256 certificate, its key and its SHA-256 fingerprint."""
+    """A self-signed ECDSA P-256 certificate, its key and its SHA-256 fingerprint.
 
-    def __init__(self, common_name: str) -> None:
+    Shaped like dtls_ossl's Certificate.generate() and the C baseline's: v3, no extensions, a
+    16-hex-character CN, a random serial, one day back and 30 days ahead.
+    """
+
+    def __init__(self) -> None:
+        common_name = secrets.token_hex(8)
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -126,6 +132,7 @@ class Endpoint:
             self.conn.set_connect_state()
         self.peer_fingerprint = peer.fingerprint
         self.done = False
+        self.sent_datagrams = self.sent_bytes = 0
 
     def drive(self) -> None:
         if self.done:
@@ -186,13 +193,15 @@ def pump(src: Endpoint, dst: Endpoint) -> int:
             dst.conn.bio_write(datagram)
             dst.drive()
             moved += 1
+            src.sent_bytes += len(datagram)
+    src.sent_datagrams += moved
     return moved
 
 
 class Setup:
     def __init__(self) -> None:
-        self.client_id = Identity("client")
-        self.server_id = Identity("server")
+        self.client_id = Identity()
+        self.server_id = Identity()
         self.client_ctx = make_context(self.client_id)
         self.server_ctx = make_context(self.server_id)
 
@@ -223,6 +232,23 @@ def _key_name(cert: crypto.X509 | None) -> str:
     return f"{type(key).__name__.replace('PublicKey', '').replace('_', '')} {bits}"
 
 
+def _cert_shape(cert: crypto.X509) -> str:
+    """The C probe's own_cert_shape line, from the certificate itself."""
+    c = cert.to_cryptography()
+    cn = c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    cn_len = len(str(cn[0].value)) if cn else -1
+    serial_len = (c.serial_number.bit_length() + 7) // 8
+    if hasattr(c, "not_valid_after_utc"):
+        days = (c.not_valid_after_utc - c.not_valid_before_utc).days
+    else:  # cryptography < 42 (Debian's)
+        days = (c.not_valid_after - c.not_valid_before).days
+    return (
+        f"v{c.version.value + 1}, {len(c.extensions)} extensions, self-issued "
+        f"{int(c.subject == c.issuer)}, CN {cn_len} chars, serial {serial_len} bytes, "
+        f"valid {days} days"
+    )
+
+
 def report(setup: Setup, client: Endpoint, server: Endpoint) -> list[str]:
     """client.* and server.* lines, as far as pyOpenSSL and its binding can tell them."""
     from OpenSSL._util import ffi, lib
@@ -244,6 +270,7 @@ def report(setup: Setup, client: Endpoint, server: Endpoint) -> list[str]:
         put(prefix, "ciphers", ":".join(c.get_cipher_list()))
         put(prefix, "own_key", _key_name(own.x509))
         put(prefix, "own_cert_signature", own.x509.get_signature_algorithm().decode())
+        put(prefix, "own_cert_shape", _cert_shape(own.x509))
         put(prefix, "version", c.get_protocol_version_name())
         put(prefix, "cipher", c.get_cipher_name())
         if hasattr(c, "get_group_name"):
@@ -262,6 +289,8 @@ def report(setup: Setup, client: Endpoint, server: Endpoint) -> list[str]:
             put(prefix, "ticket_lifetime_hint", hint)
         put(prefix, "peer_key", _key_name(c.get_peer_certificate()))
         put(prefix, "data_mtu", c.get_cleartext_mtu())
+        put(prefix, "handshake_datagrams_sent", ep.sent_datagrams)
+        put(prefix, "handshake_bytes_sent", ep.sent_bytes)
         if hasattr(lib, "SSL_CTX_sess_number"):
             put(prefix, "sessions_cached", lib.SSL_CTX_sess_number(ctx._context))
         put(prefix, "fingerprint_check", "sha-256 of the peer certificate DER, compared")

@@ -26,8 +26,8 @@
  * negotiated (client.* and server.* lines from dtls_probe.c, the same code that reports for
  * dtls_ossl), which the benchmark compares before it prints any ratio.
  *
- * Each side: DTLS_method, a self-signed ECDSA P-256 certificate (SHA-256 signature)
- * generated once at start, peer verification with a callback that accepts (WebRTC checks
+ * Each side: DTLS_method, a self-signed ECDSA P-256 certificate shaped like the library's
+ * (see make_identity) generated once at start, peer verification with a callback that accepts (WebRTC checks
  * the fingerprint instead). After each handshake both sides export 60 bytes of
  * "EXTRACTOR-dtls_srtp" keying material (compared) and check the SHA-256 fingerprint of
  * the peer certificate (X509_digest of its DER, compared with memcmp).
@@ -41,7 +41,9 @@
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/bn.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -151,8 +153,13 @@ typedef struct {
     unsigned int fp_len;
 } identity;
 
-static void make_identity(identity *id, const char *cn)
+/* The shape of dtls_ossl's Certificate.generate() (reported as own_cert_shape and compared):
+ * X.509 v3, no extensions, subject = issuer = CN of 16 random hex characters, a random
+ * 159-bit serial, valid from one day ago for 30 days, ECDSA P-256 signed with SHA-256. */
+static void make_identity(identity *id)
 {
+    unsigned char rnd[8];
+    char cn[17];
     id->key = EVP_EC_gen("P-256");
     if (id->key == NULL)
         die("EVP_EC_gen");
@@ -160,9 +167,17 @@ static void make_identity(identity *id, const char *cn)
     if (x == NULL)
         die("X509_new");
     X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), (long)(now_s() * 1000) & 0x7fffffff);
+    BIGNUM *serial = BN_new();
+    if (serial == NULL || !BN_rand(serial, 159, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) ||
+        BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(x)) == NULL)
+        die("serial");
+    BN_free(serial);
     X509_gmtime_adj(X509_getm_notBefore(x), -86400);
     X509_gmtime_adj(X509_getm_notAfter(x), 30L * 86400);
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        die("RAND_bytes");
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(cn + 2 * i, 3, "%02x", rnd[i]);
     X509_NAME *name = X509_get_subject_name(x);
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
     X509_set_issuer_name(x, name);
@@ -215,6 +230,7 @@ typedef struct {
     BIO *wbio; /* OpenSSL writes outgoing records here */
     const unsigned char *peer_fp;
     unsigned int peer_fp_len;
+    long sent_datagrams, sent_bytes; /* during the handshake, for the report */
 } endpoint;
 
 static void endpoint_new(endpoint *ep, SSL_CTX *ctx, int is_server, const identity *peer)
@@ -237,6 +253,7 @@ static void endpoint_new(endpoint *ep, SSL_CTX *ctx, int is_server, const identi
         SSL_set_connect_state(ep->ssl);
     ep->peer_fp = peer->fp;
     ep->peer_fp_len = peer->fp_len;
+    ep->sent_datagrams = ep->sent_bytes = 0;
 }
 
 static void endpoint_free(endpoint *ep)
@@ -281,6 +298,7 @@ static int pump(endpoint *src, endpoint *dst)
             if (off > start && off + rec - start > MTU) {
                 if (BIO_write(dst->rbio, buf + start, (int)(off - start)) <= 0)
                     die("BIO_write");
+                src->sent_bytes += (long)(off - start);
                 drive(dst);
                 moved++;
                 start = off;
@@ -290,10 +308,12 @@ static int pump(endpoint *src, endpoint *dst)
         if (off > start) {
             if (BIO_write(dst->rbio, buf + start, (int)(off - start)) <= 0)
                 die("BIO_write");
+            src->sent_bytes += (long)(off - start);
             drive(dst);
             moved++;
         }
     }
+    src->sent_datagrams += moved;
     return moved;
 }
 
@@ -322,8 +342,8 @@ typedef struct {
 
 static void setup_init(setup *s)
 {
-    make_identity(&s->client_id, "client");
-    make_identity(&s->server_id, "server");
+    make_identity(&s->client_id);
+    make_identity(&s->server_id);
     s->client_ctx = make_ctx(&s->client_id);
     s->server_ctx = make_ctx(&s->server_id);
 }
@@ -363,6 +383,8 @@ static void print_report(endpoint *client, endpoint *server)
         if (dtls_probe_negotiated(eps[i]->ssl, names[i], buf, sizeof buf) < 0)
             die("dtls_probe_negotiated: buffer too small");
         fputs(buf, stdout);
+        printf("%shandshake_datagrams_sent=%ld\n", names[i], eps[i]->sent_datagrams);
+        printf("%shandshake_bytes_sent=%ld\n", names[i], eps[i]->sent_bytes);
         printf("%sfingerprint_check=sha-256 of the peer certificate DER, compared\n", names[i]);
         printf("%sfingerprint_how=X509_digest + memcmp after the handshake\n", names[i]);
     }

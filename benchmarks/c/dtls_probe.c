@@ -8,7 +8,8 @@
  *
  *   dtls_probe_configured(ssl, prefix, buf, cap)  before (or after) a handshake:
  *       options, session_cache_mode, verify_mode, min_version, max_version,
- *       ciphers (the effective list, expanded), srtp_profiles, own_key, own_cert_signature
+ *       ciphers (the effective list, expanded), srtp_profiles, own_key, own_cert_signature,
+ *       own_cert_shape
  *   dtls_probe_negotiated(ssl, prefix, buf, cap)  after a handshake:
  *       version, cipher, group, extms, peer_groups and shared_groups (server side),
  *       srtp_profile, session_reused, ticket, ticket_lifetime_hint, peer_key,
@@ -136,6 +137,19 @@ int dtls_probe_configured(SSL *ssl, const char *prefix, char *buf, size_t cap)
     put(&o, prefix, "own_key", "%s", key);
     put(&o, prefix, "own_cert_signature", "%s",
         own ? OBJ_nid2sn(X509_get_signature_nid(own)) : "none");
+    if (own != NULL) {
+        /* What makes two self-signed certificates cost the same to send, hash and parse. */
+        char cn[256];
+        int cn_len = X509_NAME_get_text_by_NID(X509_get_subject_name(own), NID_commonName, cn,
+                                               sizeof cn);
+        int days = 0, secs = 0;
+        ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(own), X509_get0_notAfter(own));
+        put(&o, prefix, "own_cert_shape",
+            "v%ld, %d extensions, self-issued %d, CN %d chars, serial %d bytes, valid %d days",
+            X509_get_version(own) + 1, X509_get_ext_count(own),
+            X509_NAME_cmp(X509_get_subject_name(own), X509_get_issuer_name(own)) == 0, cn_len,
+            ASN1_STRING_length(X509_get0_serialNumber(own)), days);
+    }
     return finish(&o);
 }
 
