@@ -237,14 +237,14 @@ def _cert_shape(cert: crypto.X509) -> str:
     c = cert.to_cryptography()
     cn = c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     cn_len = len(str(cn[0].value)) if cn else -1
-    serial_len = (c.serial_number.bit_length() + 7) // 8
+    serial_len = ((c.serial_number.bit_length() + 7) // 8 + 3) // 4 * 4
     if hasattr(c, "not_valid_after_utc"):
         days = (c.not_valid_after_utc - c.not_valid_before_utc).days
     else:  # cryptography < 42 (Debian's)
         days = (c.not_valid_after - c.not_valid_before).days
     return (
         f"v{c.version.value + 1}, {len(c.extensions)} extensions, self-issued "
-        f"{int(c.subject == c.issuer)}, CN {cn_len} chars, serial {serial_len} bytes, "
+        f"{int(c.subject == c.issuer)}, CN {cn_len} chars, serial <= {serial_len} bytes, "
         f"valid {days} days"
     )
 

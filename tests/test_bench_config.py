@@ -102,7 +102,7 @@ def test_c_and_dtls_ossl_report_identical_work(common: Any, runs: dict[str, Any]
         assert d[side + "peer_key"] == "EC P-256"
         assert d[side + "fingerprint_check"] == "sha-256 of the peer certificate DER, compared"
         assert d[side + "own_cert_shape"] == (
-            "v3, 0 extensions, self-issued 1, CN 16 chars, serial 20 bytes, valid 31 days"
+            "v3, 0 extensions, self-issued 1, CN 16 chars, serial <= 20 bytes, valid 31 days"
         )
         # Same flights: the same number of datagrams each way (bytes vary by a few: ECDSA).
         assert int(d[side + "handshake_datagrams_sent"]) > 0
