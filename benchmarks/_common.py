@@ -503,6 +503,18 @@ def check(label: str, value: float | None, ok: Callable[[float], bool], shown: s
     print(f"  [{verdict}] {label}: {shown if value is not None else 'no measurement'}")
 
 
+def ratio_spread(a: Job, b: Job) -> str:
+    """Per-round ratios a/b (rounds are interleaved, so each pair shared the machine's state):
+    ``; per round min/median/max 0.80/0.84/0.90``, or empty with fewer than two rounds."""
+    pairs = [x / y for x, y in zip(a.values, b.values, strict=False) if y]
+    if len(pairs) < 2:
+        return ""
+    return (
+        f"; per round min/median/max {min(pairs):.2f}/{statistics.median(pairs):.2f}/"
+        f"{max(pairs):.2f}"
+    )
+
+
 def ratio(a: Job | None, b: Job | None) -> float | None:
     if a is None or b is None or a.median is None or b.median is None or not b.median:
         return None

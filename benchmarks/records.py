@@ -29,6 +29,7 @@ from _common import (
     print_machine,
     print_table,
     ratio,
+    ratio_spread,
     rounds,
     run_interleaved,
     with_mtu,
@@ -81,16 +82,15 @@ def main() -> int:
     per_dgram, batch = by_row[DTLS_OSSL], by_row[batch_row]
     print("Targets for dtls_ossl (same OpenSSL as C, same configuration: checked above):")
     r = ratio(per_dgram, by_row[C])
-    spread = ""
-    if r and per_dgram.spread:
-        spread = f" (rounds: {per_dgram.spread} vs C {by_row[C].spread})"
+    spread = f" (medians{ratio_spread(per_dgram, by_row[C])})" if r else ""
     check("per-datagram >= 0.45 x C", r, lambda v: v >= 0.45, f"{r or 0:.2f} x C{spread}")
     for name in (PYOPENSSL_DEBIAN, PYOPENSSL_HERE):
         r = ratio(per_dgram, by_row[name])
         which = impls[name].openssl or "?"
         check(f"per-datagram > 2 x {name} [{which}]", r, lambda v: v > 2.0, f"{r or 0:.2f} x")
     r = ratio(batch, by_row[C])
-    check(f"batch x{args.batch} >= 0.6 x C", r, lambda v: v >= 0.6, f"{r or 0:.2f} x C")
+    spread = f" (medians{ratio_spread(batch, by_row[C])})" if r else ""
+    check(f"batch x{args.batch} >= 0.6 x C", r, lambda v: v >= 0.6, f"{r or 0:.2f} x C{spread}")
     return 0
 
 
