@@ -320,8 +320,13 @@ def discover(quiet: bool = False) -> list[Impl]:
     here = sys.executable
     dtls_ossl_argv = [here, str(BENCH_DIR / "_dtls_ossl_peer.py")]
     try:
-        config = library_config(dtls_ossl_argv)
-        impls.append(Impl(C, [str(build_c_baseline()), *config], detail="gcc -O2"))
+        exe = build_c_baseline()
+        try:
+            config = library_config(dtls_ossl_argv)
+        except BenchError as exc:
+            msg = f"C baseline unavailable: no configuration from dtls_ossl: {exc}"
+            raise BenchError(msg) from exc
+        impls.append(Impl(C, [str(exe), *config], detail="gcc -O2"))
     except BenchError as exc:
         impls.append(Impl(C, None, unavailable=str(exc)))
     impls.append(Impl(DTLS_OSSL, dtls_ossl_argv))
