@@ -10,6 +10,13 @@ Runs as a script too, printing ``key=value`` lines like the other peers::
     python benchmarks/_dtls_ossl_peer.py records N SIZE
     python benchmarks/_dtls_ossl_peer.py records-batch N SIZE [BATCH]
     python benchmarks/_dtls_ossl_peer.py memory N
+    python benchmarks/_dtls_ossl_peer.py config
+
+``config`` prints what the benchmark's configuration makes the library set on its ``SSL_CTX``
+(options, session cache mode, verify mode, versions, effective ciphers, groups, SRTP profiles,
+MTU): benchmarks/_common.py passes exactly that to the C baseline. ``handshake`` and ``records``
+end with ``client.*``/``server.*`` lines: what each side is configured with and negotiated, read
+from the library's own SSL objects by benchmarks/c/dtls_probe.c (the code that reports for C).
 
 If ``import dtls_ossl`` fails, the script prints ``error=dtls_ossl not built: ...`` and exits with
 status 3, and the benchmark shows that instead of a number.
@@ -55,6 +62,7 @@ class _Setup:
         self.server_config = DtlsConfiguration(
             certificate=self.server_cert, srtp_profiles=profiles, mtu=mtu
         )
+        self.sent = [0, 0, 0, 0]
 
     def handshake_pair(self) -> tuple[Any, Any]:
         """Return an established (client, server) pair; both checked as the C baseline does."""
@@ -69,12 +77,15 @@ class _Setup:
         )
         client.connect(now)
         completed: set[int] = set()
+        sent = self.sent = [0, 0, 0, 0]  # datagrams, bytes: client's, server's (as C counts)
         for _ in range(32):
             moved = 0
-            for src, dst in ((client, server), (server, client)):
+            for side, (src, dst) in enumerate(((client, server), (server, client))):
                 for datagram in src.datagrams_to_send(now):
                     dst.receive_datagram(datagram, now)
                     moved += 1
+                    sent[side] += 1
+                    sent[side + 2] += len(datagram)
             for conn in (client, server):
                 while (event := conn.next_event()) is not None:
                     if isinstance(event, events.HandshakeCompleted):
@@ -103,18 +114,22 @@ class _Setup:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_dtls_ossl_handshakes(n: int) -> float:
-    """Return handshakes per second for n in-memory handshakes (after a warm-up)."""
+def run_dtls_ossl_handshakes(n: int) -> tuple[float, list[str]]:
+    """Return handshakes per second for n in-memory handshakes (after a warm-up).
+
+    Also returns the report lines of one more (untimed) handshake: see :func:`report`.
+    """
     setup = _Setup()
     for _ in range(WARMUP_HANDSHAKES):
         setup.handshake_pair()
     t0 = time.perf_counter()
     for _ in range(n):
         setup.handshake_pair()
-    return n / (time.perf_counter() - t0)
+    rate = n / (time.perf_counter() - t0)
+    return rate, report_or_reason(setup, *setup.handshake_pair())
 
 
-def run_dtls_ossl_records(n: int, size: int, batch: int = 0) -> float:
+def run_dtls_ossl_records(n: int, size: int, batch: int = 0) -> tuple[float, list[str]]:
     """Return records per second, client to server, for n records of size bytes.
 
     batch == 0 uses the per-datagram API (send, datagrams_to_send, receive_datagram,
@@ -163,7 +178,8 @@ def run_dtls_ossl_records(n: int, size: int, batch: int = 0) -> float:
     run(warm)
     t0 = time.perf_counter()
     run(n)
-    return n / (time.perf_counter() - t0)
+    rate = n / (time.perf_counter() - t0)
+    return rate, report_or_reason(setup, client, server)
 
 
 def records_mtu(size: int) -> int:
@@ -189,6 +205,117 @@ def dtls_ossl_bytes_per_conn(n: int) -> float:
         del client
         gc.collect()  # same as the pyOpenSSL peer, so reference cycles cannot favour either
     return (_rss_bytes() - before) / n
+
+
+# ---------------------------------------------------------------------------------------------
+# What the library set and negotiated, read by the C baseline's own reporting code.
+# ---------------------------------------------------------------------------------------------
+
+
+class ProbeError(Exception):
+    """benchmarks/c/dtls_probe.c could not be built or loaded."""
+
+
+_probe: Any = None
+
+
+def _load_probe() -> Any:
+    """Load benchmarks/c/dtls_probe.c (built by _common) into this process, once."""
+    global _probe
+    if _probe is not None:
+        return _probe
+    import ctypes
+
+    from _common import BenchError, build_probe_library
+
+    from dtls_ossl._binding import lib
+
+    try:
+        path = build_probe_library()
+    except BenchError as exc:
+        raise ProbeError(str(exc)) from exc
+    # The library's libssl is loaded already; the probe binds to that same soname. Refuse to
+    # read its SSL objects through any other libssl.
+    probe = ctypes.CDLL(str(path))
+    probe.dtls_probe_openssl_version_num.restype = ctypes.c_ulong
+    ours, theirs = int(lib.OpenSSL_version_num()), int(probe.dtls_probe_openssl_version_num())
+    if ours != theirs:
+        raise ProbeError(
+            f"probe runs on OpenSSL {theirs:#x}, dtls_ossl on {ours:#x}: not the same libssl"
+        )
+    for name in ("dtls_probe_configured", "dtls_probe_negotiated"):
+        fn = getattr(probe, name)
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+        fn.restype = ctypes.c_int
+    _probe = probe
+    return probe
+
+
+def _probe_lines(what: str, conn: Any, prefix: str) -> list[str]:
+    import ctypes
+
+    from dtls_ossl._binding import ffi
+
+    fn = getattr(_load_probe(), f"dtls_probe_{what}")
+    buf = ctypes.create_string_buffer(1 << 15)
+    ssl = int(ffi.cast("uintptr_t", conn._c.ssl))  # the library's own SSL object
+    if fn(ssl, prefix.encode(), buf, len(buf)) < 0:
+        raise ProbeError("probe buffer too small")
+    return buf.value.decode().splitlines()
+
+
+def report(setup: _Setup, client: Any, server: Any) -> list[str]:
+    """client.* and server.* lines for the pair setup made last (as the C baseline prints them).
+
+    The fingerprint line is derived from what the library reports it matched, not assumed.
+    """
+    lines: list[str] = []
+    for side, (prefix, conn, expected) in enumerate(
+        (("client.", client, setup.server_fp), ("server.", server, setup.client_fp))
+    ):
+        lines += _probe_lines("configured", conn, prefix)
+        lines += _probe_lines("negotiated", conn, prefix)
+        lines.append(f"{prefix}handshake_datagrams_sent={setup.sent[side]}")
+        lines.append(f"{prefix}handshake_bytes_sent={setup.sent[side + 2]}")
+        info = conn.handshake_info
+        matched = None if info is None else info.peer_fingerprint
+        if matched is not None and matched == expected:
+            check = f"{matched.algorithm} of the peer certificate DER, compared"
+        else:
+            check = f"not done (matched {matched!r})"
+        lines.append(f"{prefix}fingerprint_check={check}")
+        lines.append(
+            f"{prefix}fingerprint_how=hashlib + hmac.compare_digest in the certificate "
+            "verify callback, during the handshake"
+        )
+    return lines
+
+
+def report_or_reason(setup: _Setup, client: Any, server: Any) -> list[str]:
+    """:func:`report`, or one ``probe_error=`` line (no gcc): the rate still counts."""
+    try:
+        return report(setup, client, server)
+    except ProbeError as exc:
+        return [f"probe_error={exc}"]
+
+
+def configured() -> list[str]:
+    """What the benchmark's configuration makes the library set (the C baseline's CONFIG)."""
+    from dtls_ossl import DtlsConnection, Role
+
+    setup = _Setup()
+    conn = DtlsConnection(
+        setup.client_config, role=Role.CLIENT, remote_fingerprints=[setup.server_fp]
+    )
+    lines = _probe_lines("configured", conn, "")
+    ciphers = next(ln.partition("=")[2] for ln in lines if ln.startswith("ciphers="))
+    # TLS 1.3 suites are a separate list (SSL_CTX_set_ciphersuites), unused by DTLS 1.2 and left
+    # at OpenSSL's default by both; the report compares the full effective list anyway.
+    tls12 = ":".join(c for c in ciphers.split(":") if not c.startswith("TLS_"))
+    lines.append(f"tls12_ciphers={tls12}")
+    lines.append(f"groups={setup.client_config.groups}")
+    lines.append(f"mtu={setup.client_config.mtu}")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,22 +359,25 @@ def main(argv: list[str]) -> int:
         return EXIT_NOT_BUILT
     if len(argv) == 2 and argv[0] == "handshake":
         n = int(argv[1])
-        rate = run_dtls_ossl_handshakes(n)
+        rate, lines = run_dtls_ossl_handshakes(n)
         _print_header()
         print(f"handshakes={n}\nhandshakes_per_s={rate:.2f}")
+        print("\n".join(lines))
     elif len(argv) == 3 and argv[0] == "records":
         n, size = int(argv[1]), int(argv[2])
-        rate = run_dtls_ossl_records(n, size)
+        rate, lines = run_dtls_ossl_records(n, size)
         _print_header()
         print(f"records={n}\nrecord_size={size}\nmtu={records_mtu(size)}")
         print(f"records_per_s={rate:.2f}")
+        print("\n".join(lines))
     elif len(argv) in (3, 4) and argv[0] == "records-batch":
         n, size = int(argv[1]), int(argv[2])
         batch = int(argv[3]) if len(argv) == 4 else 64
-        rate = run_dtls_ossl_records(n, size, batch)
+        rate, lines = run_dtls_ossl_records(n, size, batch)
         _print_header()
         print(f"records={n}\nrecord_size={size}\nmtu={records_mtu(size)}\nbatch={batch}")
         print(f"records_per_s={rate:.2f}")
+        print("\n".join(lines))
     elif len(argv) == 2 and argv[0] == "memory":
         n = int(argv[1])
         per_conn = dtls_ossl_bytes_per_conn(n)
@@ -255,10 +385,16 @@ def main(argv: list[str]) -> int:
         print(f"connections={n}\nrss_bytes_per_conn={per_conn:.1f}")
     elif len(argv) == 1 and argv[0] == "version":
         _print_header()
+    elif len(argv) == 1 and argv[0] == "config":
+        try:
+            print("\n".join(configured()))
+        except ProbeError as exc:
+            print(f"probe_error={exc}")
+            return 1
     else:
         print(
             "usage: _dtls_ossl_peer.py handshake N | records N SIZE | "
-            "records-batch N SIZE [BATCH] | memory N | version",
+            "records-batch N SIZE [BATCH] | memory N | version | config",
             file=sys.stderr,
         )
         return 2

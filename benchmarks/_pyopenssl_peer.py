@@ -8,6 +8,13 @@ measures the PyPI wheel (which bundles its own, newer OpenSSL) and Debian's pyth
     python benchmarks/_pyopenssl_peer.py records N SIZE
     python benchmarks/_pyopenssl_peer.py memory N
     /usr/bin/python3 benchmarks/_pyopenssl_peer.py handshake N
+    python benchmarks/_pyopenssl_peer.py CONFIG handshake N   # CONFIG: as the C baseline's
+
+With CONFIG (the benchmark passes dtls_ossl's, as it does to the C baseline) the contexts are set
+up with it as far as pyOpenSSL allows: options, session cache mode, verify mode, versions,
+ciphers, SRTP profiles and MTU; there is no groups setter. ``handshake`` and ``records`` end with
+``client.*``/``server.*`` lines in the C baseline's format, each taken from pyOpenSSL or its
+binding where they offer it; a line they cannot give is left out (and the benchmark says so).
 
 Output is one ``key=value`` per line, the same keys as benchmarks/c/dtls_baseline.c. The work
 mirrors the C baseline: DTLS 1.2 only, OP_NO_QUERY_MTU | OP_NO_RENEGOTIATION, MTU 1200,
@@ -26,6 +33,7 @@ import datetime
 import gc
 import os
 import platform
+import secrets
 import sys
 import time
 import warnings
@@ -51,9 +59,14 @@ WARMUP_HANDSHAKES = 20
 
 
 class Identity:
-    """A self-signed ECDSA P-256 certificate, its key and its SHA-256 fingerprint."""
+    """A self-signed ECDSA P-256 certificate, its key and its SHA-256 fingerprint.
 
-    def __init__(self, common_name: str) -> None:
+    Shaped like dtls_ossl's Certificate.generate() and the C baseline's: v3, no extensions, a
+    16-hex-character CN, a random serial, one day back and 30 days ahead.
+    """
+
+    def __init__(self) -> None:
+        common_name = secrets.token_hex(8)
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -76,17 +89,34 @@ def _accept(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok:
     return True  # WebRTC checks the fingerprint after the handshake instead
 
 
+CONFIG: dict[str, str] = {}
+"The benchmark's CONFIG (dtls_ossl's settings), empty when run without it."
+
+_VERSIONS = {"DTLSv1.2": DTLS1_2_VERSION, "any": 0}
+
+
 def make_context(identity: Identity) -> SSL.Context:
+    from OpenSSL._util import lib
+
     ctx = SSL.Context(SSL.DTLS_METHOD)
-    ctx.set_min_proto_version(DTLS1_2_VERSION)
-    ctx.set_max_proto_version(DTLS1_2_VERSION)
-    ctx.set_options(SSL.OP_NO_QUERY_MTU | SSL.OP_NO_RENEGOTIATION)
+    ctx.set_min_proto_version(_VERSIONS[CONFIG.get("min-version", "DTLSv1.2")])
+    ctx.set_max_proto_version(_VERSIONS[CONFIG.get("max-version", "DTLSv1.2")])
+    if "options" in CONFIG:
+        if hasattr(lib, "SSL_CTX_clear_options"):  # else only added to OpenSSL's defaults
+            lib.SSL_CTX_clear_options(ctx._context, lib.SSL_CTX_set_options(ctx._context, 0))
+        ctx.set_options(int(CONFIG["options"], 0))
+    else:
+        ctx.set_options(SSL.OP_NO_QUERY_MTU | SSL.OP_NO_RENEGOTIATION)
+    if "session-cache-mode" in CONFIG:
+        ctx.set_session_cache_mode(int(CONFIG["session-cache-mode"], 0))
     ctx.use_certificate(identity.x509)
     ctx.use_privatekey(identity.pkey)
     ctx.check_privatekey()
-    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _accept)
-    ctx.set_cipher_list(CIPHERS)
-    ctx.set_tlsext_use_srtp(SRTP_PROFILES)
+    mode = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+    ctx.set_verify(int(CONFIG.get("verify-mode", str(mode)), 0), _accept)
+    ctx.set_cipher_list(CONFIG["ciphers"].encode() if "ciphers" in CONFIG else CIPHERS)
+    profiles = CONFIG["srtp-profiles"].encode() if "srtp-profiles" in CONFIG else SRTP_PROFILES
+    ctx.set_tlsext_use_srtp(profiles)
     return ctx
 
 
@@ -95,13 +125,14 @@ class Endpoint:
 
     def __init__(self, ctx: SSL.Context, server: bool, peer: Identity) -> None:
         self.conn = SSL.Connection(ctx, None)  # None: memory BIOs
-        self.conn.set_ciphertext_mtu(MTU)
+        self.conn.set_ciphertext_mtu(int(CONFIG.get("mtu", MTU)))
         if server:
             self.conn.set_accept_state()
         else:
             self.conn.set_connect_state()
         self.peer_fingerprint = peer.fingerprint
         self.done = False
+        self.sent_datagrams = self.sent_bytes = 0
 
     def drive(self) -> None:
         if self.done:
@@ -139,8 +170,9 @@ def _srtp_negotiated(conn: SSL.Connection) -> bool:
     return bool(lib.SSL_get_selected_srtp_profile(conn._ssl) != ffi.NULL)
 
 
-def pack_datagrams(data: bytes, mtu: int = MTU) -> Iterator[bytes]:
+def pack_datagrams(data: bytes, mtu: int = 0) -> Iterator[bytes]:
     """Split joined DTLS records on their headers and pack them into datagrams <= mtu."""
+    mtu = mtu or int(CONFIG.get("mtu", MTU))
     start = off = 0
     while off < len(data):
         if len(data) - off < 13:
@@ -161,13 +193,15 @@ def pump(src: Endpoint, dst: Endpoint) -> int:
             dst.conn.bio_write(datagram)
             dst.drive()
             moved += 1
+            src.sent_bytes += len(datagram)
+    src.sent_datagrams += moved
     return moved
 
 
 class Setup:
     def __init__(self) -> None:
-        self.client_id = Identity("client")
-        self.server_id = Identity("server")
+        self.client_id = Identity()
+        self.server_id = Identity()
         self.client_ctx = make_context(self.client_id)
         self.server_ctx = make_context(self.server_id)
 
@@ -184,6 +218,84 @@ class Setup:
         if client.check_established() != server.check_established():
             raise RuntimeError("exported keying material differs")
         return client, server
+
+
+def _key_name(cert: crypto.X509 | None) -> str:
+    """The C probe's format: "EC P-256", "RSA 2048"."""
+    if cert is None:
+        return "none"
+    key = cert.to_cryptography().public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        nist = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+        return f"EC {nist.get(key.curve.name, key.curve.name)}"
+    bits = getattr(key, "key_size", 0)
+    return f"{type(key).__name__.replace('PublicKey', '').replace('_', '')} {bits}"
+
+
+def _cert_shape(cert: crypto.X509) -> str:
+    """The C probe's own_cert_shape line, from the certificate itself."""
+    c = cert.to_cryptography()
+    cn = c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    cn_len = len(str(cn[0].value)) if cn else -1
+    serial_len = ((c.serial_number.bit_length() + 7) // 8 + 3) // 4 * 4
+    if hasattr(c, "not_valid_after_utc"):
+        days = (c.not_valid_after_utc - c.not_valid_before_utc).days
+    else:  # cryptography < 42 (Debian's)
+        days = (c.not_valid_after - c.not_valid_before).days
+    return (
+        f"v{c.version.value + 1}, {len(c.extensions)} extensions, self-issued "
+        f"{int(c.subject == c.issuer)}, CN {cn_len} chars, serial <= {serial_len} bytes, "
+        f"valid {days} days"
+    )
+
+
+def report(setup: Setup, client: Endpoint, server: Endpoint) -> list[str]:
+    """client.* and server.* lines, as far as pyOpenSSL and its binding can tell them."""
+    from OpenSSL._util import ffi, lib
+
+    lines: list[str] = []
+
+    def put(prefix: str, key: str, value: object) -> None:
+        lines.append(f"{prefix}{key}={value}")
+
+    for prefix, ep, ctx, own in (
+        ("client.", client, setup.client_ctx, setup.client_id),
+        ("server.", server, setup.server_ctx, setup.server_id),
+    ):
+        c = ep.conn
+        if hasattr(lib, "SSL_get_options"):
+            put(prefix, "options", hex(lib.SSL_get_options(c._ssl)))
+        put(prefix, "session_cache_mode", hex(ctx.get_session_cache_mode()))
+        put(prefix, "verify_mode", hex(ctx.get_verify_mode()))
+        put(prefix, "ciphers", ":".join(c.get_cipher_list()))
+        put(prefix, "own_key", _key_name(own.x509))
+        put(prefix, "own_cert_signature", own.x509.get_signature_algorithm().decode())
+        put(prefix, "own_cert_shape", _cert_shape(own.x509))
+        put(prefix, "version", c.get_protocol_version_name())
+        put(prefix, "cipher", c.get_cipher_name())
+        if hasattr(c, "get_group_name"):
+            put(prefix, "group", c.get_group_name() or "none")
+        if hasattr(lib, "SSL_get_extms_support"):
+            put(prefix, "extms", lib.SSL_get_extms_support(c._ssl))
+        if hasattr(c, "get_selected_srtp_profile"):
+            put(prefix, "srtp_profile", c.get_selected_srtp_profile().decode() or "none")
+        if hasattr(lib, "SSL_session_reused"):
+            put(prefix, "session_reused", lib.SSL_session_reused(c._ssl))
+        sess = lib.SSL_get_session(c._ssl)
+        if hasattr(lib, "SSL_SESSION_has_ticket"):
+            put(prefix, "ticket", lib.SSL_SESSION_has_ticket(sess) if sess != ffi.NULL else 0)
+        if hasattr(lib, "SSL_SESSION_get_ticket_lifetime_hint"):
+            hint = lib.SSL_SESSION_get_ticket_lifetime_hint(sess) if sess != ffi.NULL else 0
+            put(prefix, "ticket_lifetime_hint", hint)
+        put(prefix, "peer_key", _key_name(c.get_peer_certificate()))
+        put(prefix, "data_mtu", c.get_cleartext_mtu())
+        put(prefix, "handshake_datagrams_sent", ep.sent_datagrams)
+        put(prefix, "handshake_bytes_sent", ep.sent_bytes)
+        if hasattr(lib, "SSL_CTX_sess_number"):
+            put(prefix, "sessions_cached", lib.SSL_CTX_sess_number(ctx._context))
+        put(prefix, "fingerprint_check", "sha-256 of the peer certificate DER, compared")
+        put(prefix, "fingerprint_how", "X509.digest + == after the handshake")
+    return lines
 
 
 def print_header() -> None:
@@ -205,6 +317,7 @@ def mode_handshake(n: int) -> None:
     dt = time.perf_counter() - t0
     print_header()
     print(f"handshakes={n}\nseconds={dt:.6f}\nhandshakes_per_s={n / dt:.2f}")
+    print("\n".join(report(setup, *setup.handshake_pair())))
 
 
 def mode_records(n: int, size: int) -> None:
@@ -228,6 +341,7 @@ def mode_records(n: int, size: int) -> None:
     print(f"cipher={s.get_cipher_name()}")
     print(f"records={n}\nrecord_size={size}\ndatagram_size={len(datagram)}")
     print(f"seconds={dt:.6f}\nrecords_per_s={n / dt:.2f}")
+    print("\n".join(report(setup, client, server)))
 
 
 def rss_bytes() -> int:
@@ -254,6 +368,9 @@ def mode_memory(n: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    while len(argv) >= 2 and argv[0].startswith("--"):
+        CONFIG[argv[0][2:]] = argv[1]
+        argv = argv[2:]
     if len(argv) == 2 and argv[0] == "handshake":
         mode_handshake(int(argv[1]))
     elif len(argv) == 3 and argv[0] == "records":

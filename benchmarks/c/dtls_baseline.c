@@ -3,24 +3,34 @@
  * benchmarks/_dtls_ossl_peer.py and benchmarks/_pyopenssl_peer.py do, written
  * directly against libssl, so the Python numbers can be read as ratios of it.
  *
- * Usage:
- *   dtls_baseline handshake N        -> handshakes_per_s=...
- *   dtls_baseline records N SIZE     -> records_per_s=...
- *   dtls_baseline memory N           -> bytes_per_conn=... (live heap bytes, counted
- *                                       with CRYPTO_set_mem_functions)
- *   dtls_baseline rss N              -> rss_bytes_per_conn=... (/proc/self/statm growth,
- *                                       server side, the method the Python peers use)
+ * Usage (CONFIG is required for every mode but version):
+ *   dtls_baseline CONFIG handshake N     -> handshakes_per_s=...
+ *   dtls_baseline CONFIG records N SIZE  -> records_per_s=...
+ *   dtls_baseline CONFIG memory N        -> bytes_per_conn=... (live heap bytes, counted
+ *                                           with CRYPTO_set_mem_functions)
+ *   dtls_baseline CONFIG rss N           -> rss_bytes_per_conn=... (/proc/self/statm
+ *                                           growth, server side, as the Python peers do)
+ *   dtls_baseline version                -> openssl_version=...
  *
- *   dtls_baseline version            -> openssl_version=...
+ *   CONFIG = --options HEX --session-cache-mode HEX --verify-mode HEX
+ *            --min-version V --max-version V --ciphers LIST --groups LIST
+ *            --srtp-profiles LIST --mtu N
  *
- * Every mode also prints openssl_version=... . Output is one key=value per line.
+ * CONFIG is not chosen here: benchmarks/_common.py reads it from dtls_ossl's own SSL_CTX
+ * (benchmarks/_dtls_ossl_peer.py config, through dtls_probe.c) and passes it on, so both do
+ * the same protocol work. The options are applied bit for bit (OpenSSL's defaults cleared
+ * first), the cipher list is the library's effective, expanded one.
  *
- * Each side: DTLS_method, DTLS 1.2 only, SSL_OP_NO_QUERY_MTU|SSL_OP_NO_RENEGOTIATION,
- * MTU 1200, a self-signed ECDSA P-256 certificate generated once at start, peer
- * verification with a callback that accepts (WebRTC checks the fingerprint instead),
- * groups X25519:P-256, ECDHE-ECDSA AEAD ciphers, use_srtp. After each handshake
- * both sides export 60 bytes of "EXTRACTOR-dtls_srtp" keying material (compared) and
- * check the SHA-256 fingerprint of the peer certificate.
+ * Every mode also prints openssl_version=... . Output is one key=value per line. The
+ * handshake and records modes also print what each side is configured with and what it
+ * negotiated (client.* and server.* lines from dtls_probe.c, the same code that reports for
+ * dtls_ossl), which the benchmark compares before it prints any ratio.
+ *
+ * Each side: DTLS_method, a self-signed ECDSA P-256 certificate shaped like the library's
+ * (see make_identity) generated once at start, peer verification with a callback that accepts (WebRTC checks
+ * the fingerprint instead). After each handshake both sides export 60 bytes of
+ * "EXTRACTOR-dtls_srtp" keying material (compared) and check the SHA-256 fingerprint of
+ * the peer certificate (X509_digest of its DER, compared with memcmp).
  *
  * Datagrams: a memory BIO joins everything written to it, so the bytes pending on
  * one side's write BIO are split on DTLS record headers (13 bytes, length at offset
@@ -31,20 +41,37 @@
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/bn.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "dtls_probe.h"
+
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MTU 1200
 #define EXPORT_LABEL "EXTRACTOR-dtls_srtp"
 #define EXPORT_LEN 60
 #define DGRAM_MAX 65536
+
+/* The library's configuration, from the command line (see CONFIG above). */
+typedef struct {
+    uint64_t options;
+    long cache_mode;
+    int verify_mode;
+    int min_version, max_version;
+    const char *ciphers, *groups, *srtp_profiles;
+    long mtu;
+} config_t;
+
+static config_t cfg;
+#define MTU ((size_t)cfg.mtu)
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -126,8 +153,13 @@ typedef struct {
     unsigned int fp_len;
 } identity;
 
-static void make_identity(identity *id, const char *cn)
+/* The shape of dtls_ossl's Certificate.generate() (reported as own_cert_shape and compared):
+ * X.509 v3, no extensions, subject = issuer = CN of 16 random hex characters, a random
+ * 159-bit serial, valid from one day ago for 30 days, ECDSA P-256 signed with SHA-256. */
+static void make_identity(identity *id)
 {
+    unsigned char rnd[8];
+    char cn[17];
     id->key = EVP_EC_gen("P-256");
     if (id->key == NULL)
         die("EVP_EC_gen");
@@ -135,9 +167,17 @@ static void make_identity(identity *id, const char *cn)
     if (x == NULL)
         die("X509_new");
     X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), (long)(now_s() * 1000) & 0x7fffffff);
+    BIGNUM *serial = BN_new();
+    if (serial == NULL || !BN_rand(serial, 159, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) ||
+        BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(x)) == NULL)
+        die("serial");
+    BN_free(serial);
     X509_gmtime_adj(X509_getm_notBefore(x), -86400);
     X509_gmtime_adj(X509_getm_notAfter(x), 30L * 86400);
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        die("RAND_bytes");
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(cn + 2 * i, 3, "%02x", rnd[i]);
     X509_NAME *name = X509_get_subject_name(x);
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
     X509_set_issuer_name(x, name);
@@ -161,21 +201,23 @@ static SSL_CTX *make_ctx(const identity *id)
     SSL_CTX *ctx = SSL_CTX_new(DTLS_method());
     if (ctx == NULL)
         die("SSL_CTX_new");
-    if (!SSL_CTX_set_min_proto_version(ctx, DTLS1_2_VERSION) ||
-        !SSL_CTX_set_max_proto_version(ctx, DTLS1_2_VERSION))
+    if (!SSL_CTX_set_min_proto_version(ctx, cfg.min_version) ||
+        !SSL_CTX_set_max_proto_version(ctx, cfg.max_version))
         die("set proto version");
-    SSL_CTX_set_options(ctx, SSL_OP_NO_QUERY_MTU | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_clear_options(ctx, SSL_CTX_get_options(ctx));
+    SSL_CTX_set_options(ctx, cfg.options);
+    SSL_CTX_set_session_cache_mode(ctx, cfg.cache_mode);
     if (SSL_CTX_use_certificate(ctx, id->cert) != 1 || SSL_CTX_use_PrivateKey(ctx, id->key) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1)
         die("use certificate/key");
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any);
-    if (SSL_CTX_set1_groups_list(ctx, "X25519:P-256") != 1)
+    SSL_CTX_set_verify(ctx, cfg.verify_mode, accept_any);
+    if (SSL_CTX_set1_groups_list(ctx, cfg.groups) != 1)
         die("set1_groups_list");
-    if (SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-                                     "ECDHE-ECDSA-CHACHA20-POLY1305") != 1)
+    if (SSL_CTX_set_cipher_list(ctx, cfg.ciphers) != 1)
         die("set_cipher_list");
     /* Note the inverted convention: 0 means success. */
-    if (SSL_CTX_set_tlsext_use_srtp(ctx, "SRTP_AES128_CM_SHA1_80:SRTP_AEAD_AES_128_GCM") != 0)
+    if (strcmp(cfg.srtp_profiles, "none") != 0 &&
+        SSL_CTX_set_tlsext_use_srtp(ctx, cfg.srtp_profiles) != 0)
         die("set_tlsext_use_srtp");
     return ctx;
 }
@@ -188,6 +230,7 @@ typedef struct {
     BIO *wbio; /* OpenSSL writes outgoing records here */
     const unsigned char *peer_fp;
     unsigned int peer_fp_len;
+    long sent_datagrams, sent_bytes; /* during the handshake, for the report */
 } endpoint;
 
 static void endpoint_new(endpoint *ep, SSL_CTX *ctx, int is_server, const identity *peer)
@@ -203,13 +246,14 @@ static void endpoint_new(endpoint *ep, SSL_CTX *ctx, int is_server, const identi
     BIO_set_mem_eof_return(ep->rbio, -1);
     BIO_set_mem_eof_return(ep->wbio, -1);
     SSL_set_bio(ep->ssl, ep->rbio, ep->wbio);
-    SSL_set_mtu(ep->ssl, MTU);
+    SSL_set_mtu(ep->ssl, cfg.mtu);
     if (is_server)
         SSL_set_accept_state(ep->ssl);
     else
         SSL_set_connect_state(ep->ssl);
     ep->peer_fp = peer->fp;
     ep->peer_fp_len = peer->fp_len;
+    ep->sent_datagrams = ep->sent_bytes = 0;
 }
 
 static void endpoint_free(endpoint *ep)
@@ -254,6 +298,7 @@ static int pump(endpoint *src, endpoint *dst)
             if (off > start && off + rec - start > MTU) {
                 if (BIO_write(dst->rbio, buf + start, (int)(off - start)) <= 0)
                     die("BIO_write");
+                src->sent_bytes += (long)(off - start);
                 drive(dst);
                 moved++;
                 start = off;
@@ -263,10 +308,12 @@ static int pump(endpoint *src, endpoint *dst)
         if (off > start) {
             if (BIO_write(dst->rbio, buf + start, (int)(off - start)) <= 0)
                 die("BIO_write");
+            src->sent_bytes += (long)(off - start);
             drive(dst);
             moved++;
         }
     }
+    src->sent_datagrams += moved;
     return moved;
 }
 
@@ -295,8 +342,8 @@ typedef struct {
 
 static void setup_init(setup *s)
 {
-    make_identity(&s->client_id, "client");
-    make_identity(&s->server_id, "server");
+    make_identity(&s->client_id);
+    make_identity(&s->server_id);
     s->client_ctx = make_ctx(&s->client_id);
     s->server_ctx = make_ctx(&s->server_id);
 }
@@ -322,6 +369,27 @@ static void handshake_pair(setup *s, endpoint *client, endpoint *server)
 
 /* ------------------------------------------------------------------ modes */
 
+/* What both sides are configured with and negotiated (dtls_probe.c), and how the peer
+ * certificate was checked: the benchmark compares these lines with dtls_ossl's. */
+static void print_report(endpoint *client, endpoint *server)
+{
+    static char buf[16384];
+    endpoint *eps[2] = {client, server};
+    const char *names[2] = {"client.", "server."};
+    for (int i = 0; i < 2; i++) {
+        if (dtls_probe_configured(eps[i]->ssl, names[i], buf, sizeof buf) < 0)
+            die("dtls_probe_configured: buffer too small");
+        fputs(buf, stdout);
+        if (dtls_probe_negotiated(eps[i]->ssl, names[i], buf, sizeof buf) < 0)
+            die("dtls_probe_negotiated: buffer too small");
+        fputs(buf, stdout);
+        printf("%shandshake_datagrams_sent=%ld\n", names[i], eps[i]->sent_datagrams);
+        printf("%shandshake_bytes_sent=%ld\n", names[i], eps[i]->sent_bytes);
+        printf("%sfingerprint_check=sha-256 of the peer certificate DER, compared\n", names[i]);
+        printf("%sfingerprint_how=X509_digest + memcmp after the handshake\n", names[i]);
+    }
+}
+
 static void print_version(void)
 {
     printf("openssl_version=%s\n", OpenSSL_version(OPENSSL_VERSION));
@@ -346,6 +414,10 @@ static void mode_handshake(long n)
     double dt = now_s() - t0;
     print_version();
     printf("handshakes=%ld\nseconds=%.6f\nhandshakes_per_s=%.2f\n", n, dt, (double)n / dt);
+    handshake_pair(&s, &c, &sv); /* untimed: report what the timed ones negotiated */
+    print_report(&c, &sv);
+    endpoint_free(&c);
+    endpoint_free(&sv);
 }
 
 static void mode_records(long n, int size)
@@ -380,6 +452,7 @@ static void mode_records(long n, int size)
     printf("cipher=%s\n", SSL_get_cipher_name(sv.ssl));
     printf("records=%ld\nrecord_size=%d\ndatagram_size=%d\nseconds=%.6f\nrecords_per_s=%.2f\n", n,
            size, dgram_len, dt, (double)n / dt);
+    print_report(&c, &sv);
     free(data);
     endpoint_free(&c);
     endpoint_free(&sv);
@@ -433,25 +506,85 @@ static void mode_memory(long n, int use_rss)
     }
 }
 
+static int parse_version(const char *name)
+{
+    if (strcmp(name, "any") == 0)
+        return 0;
+    if (strcmp(name, "DTLSv1.2") == 0)
+        return DTLS1_2_VERSION;
+#ifdef DTLS1_3_VERSION
+    if (strcmp(name, "DTLSv1.3") == 0)
+        return DTLS1_3_VERSION;
+#endif
+    fprintf(stderr, "dtls_baseline: unknown version %s\n", name);
+    exit(2);
+}
+
+/* Consume the CONFIG options at the front of argv; return the index of the mode. */
+static int parse_config(int argc, char **argv)
+{
+    int seen = 0, i = 1;
+    for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
+        const char *k = argv[i] + 2, *v = argv[i + 1];
+        char *end = NULL;
+        if (strcmp(k, "options") == 0)
+            cfg.options = strtoull(v, &end, 0), seen |= 1;
+        else if (strcmp(k, "session-cache-mode") == 0)
+            cfg.cache_mode = strtol(v, &end, 0), seen |= 2;
+        else if (strcmp(k, "verify-mode") == 0)
+            cfg.verify_mode = (int)strtol(v, &end, 0), seen |= 4;
+        else if (strcmp(k, "min-version") == 0)
+            cfg.min_version = parse_version(v), seen |= 8;
+        else if (strcmp(k, "max-version") == 0)
+            cfg.max_version = parse_version(v), seen |= 16;
+        else if (strcmp(k, "ciphers") == 0)
+            cfg.ciphers = v, seen |= 32;
+        else if (strcmp(k, "groups") == 0)
+            cfg.groups = v, seen |= 64;
+        else if (strcmp(k, "srtp-profiles") == 0)
+            cfg.srtp_profiles = v, seen |= 128;
+        else if (strcmp(k, "mtu") == 0)
+            cfg.mtu = strtol(v, &end, 0), seen |= 256;
+        else {
+            fprintf(stderr, "dtls_baseline: unknown option --%s\n", k);
+            exit(2);
+        }
+        if (end != NULL && (*end != '\0' || end == v)) {
+            fprintf(stderr, "dtls_baseline: --%s: not a number: %s\n", k, v);
+            exit(2);
+        }
+    }
+    if (i < argc && strcmp(argv[i], "version") != 0 && seen != 511) {
+        fprintf(stderr, "dtls_baseline: every CONFIG option is required (the benchmark "
+                        "passes dtls_ossl's; see benchmarks/_dtls_ossl_peer.py config)\n");
+        exit(2);
+    }
+    return i;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "memory") == 0) {
+    int m = parse_config(argc, argv);
+    int left = argc - m;
+    const char *mode = m < argc ? argv[m] : "";
+    if (strcmp(mode, "memory") == 0) {
         /* Must precede every other OpenSSL call. */
         if (!CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free))
             die("CRYPTO_set_mem_functions");
     }
-    if (argc == 3 && strcmp(argv[1], "handshake") == 0) {
-        mode_handshake(atol(argv[2]));
-    } else if (argc == 4 && strcmp(argv[1], "records") == 0) {
-        mode_records(atol(argv[2]), atoi(argv[3]));
-    } else if (argc == 3 && strcmp(argv[1], "memory") == 0) {
-        mode_memory(atol(argv[2]), 0);
-    } else if (argc == 3 && strcmp(argv[1], "rss") == 0) {
-        mode_memory(atol(argv[2]), 1);
-    } else if (argc == 2 && strcmp(argv[1], "version") == 0) {
+    if (left == 2 && strcmp(mode, "handshake") == 0) {
+        mode_handshake(atol(argv[m + 1]));
+    } else if (left == 3 && strcmp(mode, "records") == 0) {
+        mode_records(atol(argv[m + 1]), atoi(argv[m + 2]));
+    } else if (left == 2 && strcmp(mode, "memory") == 0) {
+        mode_memory(atol(argv[m + 1]), 0);
+    } else if (left == 2 && strcmp(mode, "rss") == 0) {
+        mode_memory(atol(argv[m + 1]), 1);
+    } else if (left == 1 && strcmp(mode, "version") == 0) {
         print_version();
     } else {
-        fprintf(stderr, "usage: %s handshake N | records N SIZE | memory N | rss N | version\n",
+        fprintf(stderr,
+                "usage: %s CONFIG (handshake N | records N SIZE | memory N | rss N) | version\n",
                 argv[0]);
         return 2;
     }
