@@ -226,6 +226,27 @@ def test_installed_package_without_binding_says_reinstall(tmp_path: Path) -> Non
     )
 
 
+def test_binding_that_fails_to_load_names_the_cause_and_the_fix(tmp_path: Path) -> None:
+    tree = copy_without_binding(tmp_path / "clone")
+    module = tree / "dtls_ossl" / f"_openssl{EXTENSION_SUFFIXES[0]}"
+    # dlopen fails here, as it does on a missing OPENSSL_3.x symbol version.
+    module.write_bytes(b"not a shared object\n" * 256)
+    result = import_from(tree, ENTRY_POINTS["import-binding"])
+    assert result.returncode == 1
+    package = (tree / "dtls_ossl").resolve()
+    last = result.stderr.splitlines()[-1]
+    prefix = f"ImportError: dtls_ossl: loading the compiled OpenSSL binding from {package} failed ("
+    suffix = (
+        "). If it names an OPENSSL_ symbol version, the module was built against a newer OpenSSL "
+        "than the libssl/libcrypto that was loaded: run with LD_LIBRARY_PATH set to the lib "
+        "directory of the OpenSSL it was built against, or rebuild it against the OpenSSL that "
+        "runs (`pip install --force-reinstall --no-cache-dir .` without CFLAGS/LDFLAGS)"
+    )
+    assert last.startswith(prefix), last
+    assert last.endswith(suffix), last
+    assert last[len(prefix) : -len(suffix)] == f"{module}: invalid ELF header"
+
+
 def test_import_without_binding_stays_lazy(tmp_path: Path) -> None:
     """``import dtls_ossl`` alone does not need the binding (it loads on first use)."""
     tree = copy_without_binding(tmp_path / "clone")
