@@ -286,6 +286,38 @@ def test_build_refuses_openssl_older_than_3_in_one_line(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.timeout(150)  # compiles the binding (about 2 s when idle)
+def test_module_built_against_newer_headers_refuses_the_older_openssl(tmp_path: Path) -> None:
+    """The issue's case end to end: compiled against 3.N+1 headers, loaded with 3.N."""
+    running = openssl_version_number()
+    major, minor, patch = running >> 28, running >> 20 & 0xFF, running >> 4 & 0xFF
+    overlay = tmp_path / "include" / "openssl"
+    overlay.mkdir(parents=True)
+    (overlay / "opensslv.h").write_text(
+        "#include_next <openssl/opensslv.h>\n"
+        "#undef OPENSSL_VERSION_MINOR\n"
+        f"#define OPENSSL_VERSION_MINOR {minor + 1}\n"
+    )
+    tree = copy_without_binding(tmp_path / "clone")
+    shutil.copy(ROOT / "build_ffi.py", tree / "build_ffi.py")
+    build = subprocess.run(
+        [sys.executable, "build_ffi.py"],
+        cwd=tree,
+        env={**os.environ, "CFLAGS": f"-I{tmp_path / 'include'}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    result = import_from(tree, ENTRY_POINTS["import-binding"])
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"ImportError: dtls_ossl was built against OpenSSL {major}.{minor + 1}.{patch} but "
+        f"OpenSSL {major}.{minor}.{patch} is the one loaded at run time: {FIX}"
+    )
+
+
 def test_build_accepts_the_system_openssl_3() -> None:
     result = subprocess.run(
         [sys.executable, "-c", "import build_ffi"],
