@@ -1341,9 +1341,41 @@ def _check_headers(include_dirs: list[str]) -> None:
         raise SystemExit(1)
 
 
+def _check_version(include_dirs: list[str]) -> None:
+    """Stop with one line when the headers the compiler finds are older than OpenSSL 3.0."""
+    import sysconfig
+
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
+    flags = os.environ.get("CPPFLAGS", "").split() + os.environ.get("CFLAGS", "").split()
+    probe = (
+        "#include <openssl/opensslv.h>\n#if OPENSSL_VERSION_NUMBER < 0x30000000L\n"
+        "DTLS_OSSL_TOO_OLD OPENSSL_VERSION_TEXT\n#endif\n"
+    )
+    try:
+        out = subprocess.run(
+            [*cc, *flags, *(f"-I{d}" for d in include_dirs), "-E", "-P", "-"],
+            input=probe,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return  # no usable preprocessor here: the compile itself will report the problem
+    if "DTLS_OSSL_TOO_OLD" in out:
+        found = out.split("DTLS_OSSL_TOO_OLD", 1)[1].split("\n", 1)[0].strip().strip('"')
+        sys.stderr.write(
+            f"error: dtls_ossl needs OpenSSL >= 3.0, but the headers found are {found}: install "
+            "libssl-dev (Debian/Ubuntu) or openssl-devel (Fedora/RHEL) of OpenSSL 3, or point "
+            "CFLAGS/LDFLAGS at an OpenSSL >= 3.0\n"
+        )
+        raise SystemExit(1)
+
+
 def _make_builder() -> FFI:
     include_dirs, library_dirs, extra_link_args = _pkg_config()
     _check_headers(include_dirs)
+    _check_version(include_dirs)
     builder = FFI()
     builder.cdef("\n".join(s.types for s in SECTIONS))
     builder.cdef("\n".join(s.functions for s in SECTIONS))

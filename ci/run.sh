@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
-# The single CI entry point: install what the build and the real peers need, build the
-# extension, lint, type-check, then run the README's test command.
+# The single CI entry point: run the README's Quickstart in a fresh clone (ci/quickstart.sh),
+# install what the build and the real peers need, build the extension, lint, type-check, then
+# run the README's test command. Each step prints its duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# step NAME COMMAND...: run one step, then print how long it took (also when it fails).
+step() {
+  local name=$1 start=$EPOCHREALTIME status=0
+  shift
+  echo "ci: step $name"
+  "$@" || status=$?
+  local took
+  took=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+  if [ "$status" -ne 0 ]; then
+    echo "ci: step $name FAILED (exit $status) after $took s" >&2
+    exit "$status"
+  fi
+  echo "ci: step $name done in $took s"
+}
 
 # System packages: OpenSSL headers to compile against, the openssl CLI the interop tests
 # start as a peer, and the compiler toolchain. Installed only when missing.
@@ -11,25 +27,33 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists libssl 2>/dev/null || [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
-if [ "${#need[@]}" -gt 0 ]; then
+python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv) # for ci/quickstart.sh
+system_packages() {
   echo "ci: installing ${need[*]}"
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${need[@]}"
+  $sudo_cmd apt-get update -q &&
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${need[@]}"
+}
+if [ "${#need[@]}" -gt 0 ]; then
+  step system-packages system_packages
 fi
+
+# First of the project's own steps, as a newcomer who has the Install section's prerequisites
+# above: the README's Quickstart lines, verbatim, in a fresh clone and venv.
+step quickstart bash ci/quickstart.sh
 
 # The README's test command (installs the test extras, compiles build_ffi.py, runs pytest),
 # with lint and type checks in between.
-python -m pip install -q -e '.[test]'
-python -m ruff check dtls_ossl build_ffi.py
-python -m ruff format --check dtls_ossl build_ffi.py
-python -m mypy
+step install python -m pip install -q -e '.[test]'
+step ruff-check python -m ruff check dtls_ossl build_ffi.py
+step ruff-format python -m ruff format --check dtls_ossl build_ffi.py
+step mypy python -m mypy
 # Peers first, so that the tests of the conformance peers run instead of skipping.
-bash ci/install-peers.sh
-python -m pytest
+step install-peers bash ci/install-peers.sh
+step pytest python -m pytest
 
 # Interop matrix against real DTLS stacks (openssl, pyOpenSSL, GnuTLS, Mbed TLS and wolfSSL
 # built from Debian source, pion, werift, aiortc, headless Chromium and Firefox ESR): installs
 # missing peers, then runs it; non-zero if any cell fails. Reports: reports/conformance (report.json, junit.xml).
-bash ci/conformance.sh
+step conformance bash ci/conformance.sh

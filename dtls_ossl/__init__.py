@@ -25,6 +25,7 @@ from dtls_ossl.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from dtls_ossl import aio, webrtc
     from dtls_ossl._binding import HAS_DTLS_1_3, openssl_version, openssl_version_number
     from dtls_ossl._roles import Role
     from dtls_ossl.configuration import DtlsConfiguration
@@ -65,11 +66,13 @@ __all__ = [
     "SrtpKeys",
     "SrtpProfile",
     "__version__",
+    "aio",
     "classify",
     "events",
     "openssl_version",
     "openssl_version_number",
     "setup_role",
+    "webrtc",
 ]
 
 # Loaded on first access (PEP 562), so that ``import dtls_ossl`` stays cheap: the compiled
@@ -95,6 +98,11 @@ _LAZY = {
     "HAS_DTLS_1_3": "dtls_ossl._binding",
     "openssl_version": "dtls_ossl._binding",
     "openssl_version_number": "dtls_ossl._binding",
+    "aio": "dtls_ossl.aio",
+    "webrtc": "dtls_ossl.webrtc",
+    # Not public: routes `from dtls_ossl import _openssl` (connection.py) through _binding, so
+    # the compiled module is never used before _binding's checks (missing binding, versions).
+    "_openssl": "dtls_ossl._binding",
 }
 
 if not TYPE_CHECKING:

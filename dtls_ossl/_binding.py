@@ -8,10 +8,50 @@ from __future__ import annotations
 
 from _thread import _local as _thread_local
 
-from dtls_ossl import _openssl as _openssl_module
-from dtls_ossl._openssl import ffi, lib
 from dtls_ossl._util import TYPE_CHECKING
 from dtls_ossl.exceptions import OpenSSLError, OpenSSLErrorInfo
+
+
+def _load_failure(exc: ImportError) -> str:
+    """Say why ``dtls_ossl._openssl`` did not load, and the command that fixes it."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent
+    if isinstance(exc, ModuleNotFoundError) and exc.name == "dtls_ossl._openssl":
+        # ``python -m dtls_ossl`` in a clone puts the clone first on sys.path, so this source
+        # tree shadows the package that ``pip install .`` compiled into site-packages.
+        if not (package.parent / "pyproject.toml").is_file():
+            return (
+                f"dtls_ossl: the compiled OpenSSL binding is missing: {package} has no "
+                f"_openssl{EXTENSION_SUFFIXES[0]}; reinstall it for this Python with "
+                "`pip install --force-reinstall dtls_ossl`"
+            )
+        return (
+            f"dtls_ossl: the compiled OpenSSL binding is missing: {package} has no "
+            f"_openssl{EXTENSION_SUFFIXES[0]}, so it is a source tree that was not built for this "
+            f"Python. Build it in place with `pip install -e {package.parent}`, or, after "
+            "`pip install .`, run the installed `dtls-ossl` command or Python from another "
+            "directory so that the installed package is imported"
+        )
+    # Typically "version `OPENSSL_3.3.0' not found": a libssl.so.3 older than the headers the
+    # module was compiled with was loaded first (Python's ssl or hashlib load the system one).
+    return (
+        f"dtls_ossl: loading the compiled OpenSSL binding from {package} failed ({exc}). If it "
+        "names an OPENSSL_ symbol version, the module was built against a newer OpenSSL than "
+        "the libssl/libcrypto that was loaded: run with LD_LIBRARY_PATH set to the lib directory "
+        "of the OpenSSL it was built against, or rebuild it against the OpenSSL that runs "
+        "(`pip install --force-reinstall --no-cache-dir .` without CFLAGS/LDFLAGS)"
+    )
+
+
+try:
+    import dtls_ossl._openssl as _openssl
+except ImportError as _exc:
+    # The message carries all that the original said; its traceback would only add noise.
+    raise ImportError(_load_failure(_exc)) from None
+
+from dtls_ossl._openssl import ffi, lib  # noqa: E402
 
 if TYPE_CHECKING:
     from typing import Any
@@ -19,10 +59,13 @@ if TYPE_CHECKING:
 __all__ = [
     "HAS_DTLS_1_3",
     "Scratch",
+    "check_runtime_version",
     "consume_errors",
     "ffi",
+    "format_version",
     "lib",
     "openssl_assert",
+    "openssl_build_version_number",
     "openssl_version",
     "openssl_version_number",
     "scratch",
@@ -33,18 +76,56 @@ HAS_DTLS_1_3: bool = bool(lib.DtlsOssl_HAS_DTLS_1_3)
 
 _BUILT_VERSION = int(lib.OPENSSL_VERSION_NUMBER)
 
-if int(lib.OpenSSL_version_num()) >> 28 < 3:  # pragma: no cover - refused at build time too
-    raise ImportError(
-        "dtls_ossl needs OpenSSL >= 3.0 at run time, found "
-        + ffi.string(lib.OpenSSL_version(lib.OPENSSL_VERSION)).decode("ascii")
+
+def format_version(number: int) -> str:
+    """Return ``OPENSSL_VERSION_NUMBER`` as text: ``0x30000130`` -> ``3.0.19``.
+
+    OpenSSL 3 and later encode major.minor.patch as ``0xMNN00PP0``; 1.x as ``0xMNNFFPPS``
+    (fix number, then a patch letter), shown as e.g. ``1.1.1w``.
+    """
+    major, minor = number >> 28, (number >> 20) & 0xFF
+    if major >= 3:
+        return f"{major}.{minor}.{(number >> 4) & 0xFF}"
+    letter = (number >> 4) & 0xFF
+    suffix = chr(ord("a") + letter - 1) if 1 <= letter <= 26 else ""
+    return f"{major}.{minor}.{(number >> 12) & 0xFF}{suffix}"
+
+
+def check_runtime_version(built: int, running: int) -> None:
+    """Raise ImportError unless OpenSSL ``running`` can stand in for the ``built`` headers.
+
+    Both are ``OPENSSL_VERSION_NUMBER`` values. The runtime must be 3.0 or later, of the same
+    major version as the headers (a major version changes the ABI) and not older than them
+    (minor releases add functions; an older patch level lacks fixes the build assumed). In the
+    3.x encoding ``0xMNN00PP0`` the fields are ordered most significant first, so the integers
+    compare as (major, minor, patch) tuples; a newer minor or patch level at run time is fine.
+    """
+    fix = (
+        "rebuild dtls_ossl against the OpenSSL that runs (`pip install --force-reinstall "
+        "--no-cache-dir .` without CFLAGS/LDFLAGS), or load the one it was built against first "
+        "(LD_LIBRARY_PATH=<its lib directory>; Python's ssl and hashlib load the system libssl)"
     )
+    if running >> 28 < 3:
+        raise ImportError(
+            f"dtls_ossl needs OpenSSL >= 3.0 at run time, found {format_version(running)}: {fix}"
+        )
+    if running >> 28 != built >> 28 or running < built:
+        raise ImportError(
+            f"dtls_ossl was built against OpenSSL {format_version(built)} but OpenSSL "
+            f"{format_version(running)} is the one loaded at run time: {fix}"
+        )
+
+
+# Debian names OpenSSL 3.0 and 3.5 both libssl.so.3: a module compiled against newer headers
+# can silently bind to an older library that was loaded first.
+check_runtime_version(_BUILT_VERSION, int(lib.OpenSSL_version_num()))
 
 
 if lib.DtlsOssl_init() != 1:  # pragma: no cover - only out of memory
     raise ImportError("dtls_ossl: initialising the OpenSSL binding failed (ex_data index, BIO)")
 
 # The per-record paths are CPython functions that the C code adds to the _openssl module.
-if lib.DtlsOssl_install_fast(_openssl_module.__name__.encode("ascii")) != 0:  # pragma: no cover
+if lib.DtlsOssl_install_fast(_openssl.__name__.encode("ascii")) != 0:  # pragma: no cover
     raise ImportError("dtls_ossl: adding the fast paths to dtls_ossl._openssl failed")
 
 
@@ -56,6 +137,11 @@ def openssl_version() -> str:
 def openssl_version_number() -> int:
     """Return ``OPENSSL_VERSION_NUMBER`` of the OpenSSL loaded at run time."""
     return int(lib.OpenSSL_version_num())
+
+
+def openssl_build_version_number() -> int:
+    """Return ``OPENSSL_VERSION_NUMBER`` of the OpenSSL headers the binding was compiled with."""
+    return _BUILT_VERSION
 
 
 def consume_errors() -> tuple[OpenSSLErrorInfo, ...]:

@@ -58,20 +58,28 @@ def lazy_attributes(
 ) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """Return a module's PEP 562 ``__getattr__`` and ``__dir__``; *namespace* is its globals().
 
-    *lazy* maps each name loaded on first access to the module that defines it; the value is
-    then stored in *namespace*, so ``__getattr__`` runs once per name.
+    *lazy* maps each name loaded on first access to the module that defines it, or a
+    subpackage's own name to itself (``"aio": "dtls_ossl.aio"``); the value is then stored in
+    *namespace*, so ``__getattr__`` runs once per name. ``__dir__`` lists ``__all__`` only: the
+    public names, not the helpers and submodules that importing leaves in the namespace.
     """
+    package = namespace["__name__"]
 
     def __getattr__(name: str) -> object:
         module = lazy.get(name)
         if module is None:
-            raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
-        value = getattr(__import__(module, fromlist=[name]), name)
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if module == f"{package}.{name}":
+            # A submodule: `from package import name` would ask this function again.
+            __import__(module)
+            value = sys.modules[module]
+        else:
+            value = getattr(__import__(module, fromlist=[name]), name)
         namespace[name] = value
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*namespace, *namespace["__all__"]})
+        return sorted(namespace["__all__"])
 
     return __getattr__, __dir__
 

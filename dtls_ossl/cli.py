@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from dtls_ossl import __version__, _netcli
-from dtls_ossl._binding import openssl_version
+from dtls_ossl._binding import format_version, openssl_build_version_number, openssl_version
 from dtls_ossl.configuration import _MAX_MTU, _MIN_MTU, _MIN_TIMEOUT, DEFAULT_SRTP_PROFILES
 from dtls_ossl.conformance import command as _conformance
 from dtls_ossl.exceptions import DtlsError
@@ -38,7 +38,7 @@ from dtls_ossl.webrtc.certificate import KEY_TYPES, Certificate
 from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS
 from dtls_ossl.webrtc.srtp import SrtpProfile
 
-__all__ = ["COMMANDS", "PROG", "Command", "build_parser", "main"]
+__all__ = ["COMMANDS", "PROG", "Command", "build_parser", "main", "version_line"]
 
 PROG = "dtls-ossl"
 "The program name used in usage and error messages."
@@ -153,6 +153,12 @@ def _add_verbose(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
+def version_line() -> str:
+    """Return what ``dtls-ossl --version`` prints: ours, the build and the run-time OpenSSL."""
+    built = format_version(openssl_build_version_number())
+    return f"{PROG} {__version__} (built against OpenSSL {built}, running {openssl_version()})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand of :data:`COMMANDS`."""
     parser = _Parser(
@@ -161,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         "an echo server and client, a loopback DTLS-SRTP demo and a conformance matrix.",
     )
     parser.add_argument(
-        "--version", action="version", version=f"{PROG} {__version__} ({openssl_version()})"
+        "--version",
+        action="store_true",
+        help="print the versions of dtls-ossl and of the OpenSSL it was built against and runs on",
     )
     _add_verbose(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -446,6 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(relativeCreated)8.1f ms %(name)s %(levelname)s: %(message)s",
         )
     run: Callable[[argparse.Namespace], int] | None = getattr(args, "run", None)
+    if args.version:  # printed by hand: argparse's version action wraps it at the terminal width
+        print(version_line())
+        return 0
     if run is None:
         names = ", ".join(c.name for c in COMMANDS)
         return _fail(f"choose a command: {names} (see '{PROG} --help')", 2)
