@@ -58,6 +58,7 @@ static const uint64_t SSL_OP_NO_RENEGOTIATION;
 static const uint64_t SSL_OP_NO_TICKET;
 static const uint64_t SSL_OP_NO_COMPRESSION;
 static const uint64_t SSL_OP_CIPHER_SERVER_PREFERENCE;
+static const uint64_t SSL_OP_NO_ENCRYPT_THEN_MAC;
 static const int SSL_VERIFY_PEER;
 static const int SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
 static const long SSL_SESS_CACHE_OFF;
