@@ -997,11 +997,15 @@ int64_t DtlsOssl_established(DtlsOssl_conn *c, const char **names, char *materia
         n = 0;
     }
     if (n > 0) {
-        if (ERR_peek_error() != 0)
-            ERR_clear_error();
+        /* A mark, not a cleared queue: a record after the Finished may have failed in the same
+           call, and _fatal reads its reason from the queue after this. */
+        ERR_set_mark();
         if (SSL_export_keying_material(c->ssl, (unsigned char *)material, n, label,
-                                       sizeof(label) - 1, NULL, 0, 0) != 1)
+                                       sizeof(label) - 1, NULL, 0, 0) != 1) {
+            ERR_clear_last_mark();
             return -1;
+        }
+        ERR_pop_to_mark();
     }
     c->data_mtu = DTLS_get_data_mtu(c->ssl);
     return (int64_t)(id & 0xffff) | ((int64_t)(c->data_mtu & 0xffff) << 16) | ((int64_t)n << 32);

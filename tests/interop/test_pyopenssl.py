@@ -405,9 +405,7 @@ def pair(
     **peer_kwargs: object,
 ) -> tuple[UdpDriver, PyOpenSSLPeer]:
     """Our connection in ``our_role`` and a started pyOpenSSL peer in the other role."""
-    conn = make_conn(
-        ours, our_role, expected or theirs.fingerprint(), mtu=mtu, ciphers=our_ciphers
-    )
+    conn = make_conn(ours, our_role, expected or theirs.fingerprint(), mtu=mtu, ciphers=our_ciphers)
     if our_role is Role.CLIENT:
         peer = peers(Role.SERVER, theirs, mtu=mtu, **peer_kwargs)
         peer.start()
