@@ -179,6 +179,10 @@ int DtlsOssl_drain(DtlsOssl_conn *, DtlsOssl_scratch *);
 int DtlsOssl_prime_cookie_exchange(DtlsOssl_conn *);
 size_t DtlsOssl_pending(DtlsOssl_conn *);
 int DtlsOssl_well_formed(const unsigned char *, size_t);
+/* Choose how epoch-0 records are screened (see DtlsOssl_screen_epoch0) before the first one
+   arrives: 1 renumbers them (DTLS 1.2), 0 drops implausible ones (where DTLS 1.3 may be
+   negotiated). Set from the configuration at creation; tests switch it. */
+void DtlsOssl_set_renumber0(DtlsOssl_conn *, int);
 
 /* Python callbacks (API-mode extern "Python"); the handle is the connection's callback state. */
 extern "Python" int DtlsOssl_py_check_peer(void *, const unsigned char *, int);
@@ -875,6 +879,13 @@ static const char *DtlsOssl_screen_epoch0(DtlsOssl_conn *c, const char *data, si
     }
     *copy = (char *)w;
     return *copy;
+}
+
+void DtlsOssl_set_renumber0(DtlsOssl_conn *c, int on)
+{
+    c->renumber0 = on != 0;
+    c->seq0 = c->renumber0 ? 1 : 0;
+    c->seen0 = 0;
 }
 
 static int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from helpers import drain_events, handshake, make_pair
 
 from dtls_ossl import ConnectionState, DtlsConnection, ProtocolError, events
+from dtls_ossl._binding import lib
 from dtls_ossl.configuration import CBC_CIPHERS, DEFAULT_CIPHERS
 
 NOW = 1000.0
@@ -315,3 +316,40 @@ def test_fatal_record_after_finished_keeps_its_reason(content_type, plaintext, a
     assert isinstance(term.error, ProtocolError)
     assert str(term.error) == reason
     assert server.state is ConnectionState.FAILED
+
+
+def _plausibility_screen(*conns: DtlsConnection) -> None:
+    """Switch to the screen used where DTLS 1.3 may be negotiated (no renumbering)."""
+    for conn in conns:
+        lib.DtlsOssl_set_renumber0(conn._c, 0)
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+@pytest.mark.parametrize("seq", [65536, TOP_SEQ])
+def test_plausibility_screen_drops_implausible_epoch0_numbers(side, seq):
+    """Without renumbering, a datagram whose plaintext record is numbered above 65535 (the
+    first from the peer) or more than 4096 above the highest fed is dropped and counted."""
+    rnd = random.Random(f"screen/{side}/{seq}")
+    client, server = pair()
+    _plausibility_screen(client, server)
+    victim = server if side == "server" else client
+    forged = record(22, 0, seq, forged_handshake_fragment(rnd))
+    assert flights(client, server, {2: (victim, forged)}) == [1, 1, 1, 1]
+    assert_clean_completion(client, server)
+    assert victim.stats.datagrams_dropped == 1
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_plausibility_screen_cannot_stop_a_number_within_its_window(side):
+    """Why DTLS 1.2 renumbers instead: a forged record numbered 100 passes any plausible
+    window, moves OpenSSL's 64-record replay window past the genuine records, and the
+    handshake stalls (flight 3 or 4 is never answered without a retransmission)."""
+    rnd = random.Random(f"window/{side}")
+    client, server = pair()
+    _plausibility_screen(client, server)
+    victim = server if side == "server" else client
+    forged = record(22, 0, 100, forged_handshake_fragment(rnd))
+    counts = flights(client, server, {2: (victim, forged)})
+    assert counts in ([1, 1, 0, 0], [1, 1, 1, 0])
+    assert client.state is server.state is ConnectionState.HANDSHAKING
+    assert victim.stats.datagrams_dropped == 0
