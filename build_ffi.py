@@ -58,6 +58,7 @@ static const uint64_t SSL_OP_NO_RENEGOTIATION;
 static const uint64_t SSL_OP_NO_TICKET;
 static const uint64_t SSL_OP_NO_COMPRESSION;
 static const uint64_t SSL_OP_CIPHER_SERVER_PREFERENCE;
+static const uint64_t SSL_OP_NO_ENCRYPT_THEN_MAC;
 static const int SSL_VERIFY_PEER;
 static const int SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
 static const long SSL_SESS_CACHE_OFF;
@@ -178,6 +179,10 @@ int DtlsOssl_drain(DtlsOssl_conn *, DtlsOssl_scratch *);
 int DtlsOssl_prime_cookie_exchange(DtlsOssl_conn *);
 size_t DtlsOssl_pending(DtlsOssl_conn *);
 int DtlsOssl_well_formed(const unsigned char *, size_t);
+/* Choose how epoch-0 records are screened (see DtlsOssl_screen_epoch0) before the first one
+   arrives: 1 renumbers them (DTLS 1.2), 0 drops implausible ones (where DTLS 1.3 may be
+   negotiated). Set from the configuration at creation; tests switch it. */
+void DtlsOssl_set_renumber0(DtlsOssl_conn *, int);
 
 /* Python callbacks (API-mode extern "Python"); the handle is the connection's callback state. */
 extern "Python" int DtlsOssl_py_check_peer(void *, const unsigned char *, int);
@@ -248,6 +253,11 @@ typedef struct {
     char *spill;              /* owned: output that did not fit out->wire (or with no out) */
     size_t spill_len, spill_cap;
     DtlsOssl_scratch *sc;     /* borrowed (Python keeps it alive): the fast paths' scratch */
+    /* Epoch-0 screening (DtlsOssl_screen_epoch0): the sequence number the next plaintext
+       record is given, or (renumber0 == 0) the highest one fed and whether any was. */
+    int renumber0;
+    int seen0;
+    uint64_t seq0;
 } DtlsOssl_conn;
 
 static int DtlsOssl_conn_index = -1;
@@ -572,6 +582,11 @@ DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *ctx, int is_server, size_t mtu,
     c->max_timeout_us = max_us;
     c->handle = handle;
     c->timeout_us = -1;
+    /* Renumbering is DTLS 1.2 only: DTLS 1.3 acknowledges records by their numbers (RFC 9147
+       section 7). 1 and up: the primed cookie exchange fed OpenSSL a record numbered 0. */
+    c->renumber0 = !DtlsOssl_HAS_DTLS_1_3
+                   || SSL_CTX_get_max_proto_version(ctx) == DTLS1_2_VERSION;
+    c->seq0 = c->renumber0 ? 1 : 0;
     if (!SSL_set_ex_data(c->ssl, DtlsOssl_conn_index, c))
         goto fail;
     /* Our BIOs have no path MTU to query (no more than memory BIOs): without both of these
@@ -793,26 +808,94 @@ static size_t DtlsOssl_min_encrypted(DtlsOssl_conn *c)
     return c->min_encrypted;
 }
 
-/* Untrusted input: well_formed plus no protected record shorter than the cipher allows. */
+/* Untrusted input: well_formed plus no protected record shorter than the cipher allows.
+   Returns 0 (drop it), 1, or 2: acceptable and holding plaintext (epoch-0) records. */
 static int DtlsOssl_acceptable(DtlsOssl_conn *c, const unsigned char *data, size_t len)
 {
     size_t off = 0;
+    int r = 1;
     if (!DtlsOssl_well_formed(data, len))
         return 0;
     while (off < len) {
         size_t rl = ((size_t)data[off + 11] << 8) | data[off + 12];
-        if ((data[off + 3] | data[off + 4]) && rl < DtlsOssl_min_encrypted(c))
-            return 0;
+        if (data[off + 3] | data[off + 4]) {
+            if (rl < DtlsOssl_min_encrypted(c))
+                return 0;
+        } else {
+            r = 2;
+        }
         off += DTLSOSSL_HDR + rl;
     }
-    return 1;
+    return r;
+}
+
+/* Plaintext (epoch-0) records carry a sequence number nobody authenticates, and OpenSSL
+   moves its epoch-0 replay window to the highest one it processed: one forged record numbered
+   2^48-1 made every genuine record after it look like a replay, and the handshake stalled.
+   A window that moves can be walked by forged records, so with DTLS 1.2 OpenSSL never sees
+   the peer's numbers: the epoch-0 records are renumbered 1, 2, 3... in the order they are
+   fed. Nothing is lost: a replay check means nothing on records anyone can forge, and
+   duplicated or retransmitted handshake messages are recognised by their message_seq.
+   Where DTLS 1.3 may be negotiated (its ACKs name records by number) the numbers stay, and a
+   datagram holding an implausible one is dropped instead: above 65535 for the first plaintext
+   record (a peer numbers its records from 0, and a client's retransmitted ClientHellos before
+   the first answer are a few dozen), or more than 4096 above the highest fed (every record of
+   a handshake with all its retransmissions). An off-path attacker can only add datagrams, not
+   change genuine ones, so the whole datagram is forged and dropped with its other records.
+   Returns data (nothing to change), a copy in *copy (to be freed), or NULL: drop it. */
+static const char *DtlsOssl_screen_epoch0(DtlsOssl_conn *c, const char *data, size_t len,
+                                          char **copy)
+{
+    const unsigned char *d = (const unsigned char *)data;
+    unsigned char *w;
+    size_t off;
+    uint64_t seq, top = c->seq0;
+    int seen = c->seen0, i;
+    *copy = NULL;
+    if (!c->renumber0) {
+        for (off = 0; off < len; off += DTLSOSSL_HDR + ((size_t)d[off + 11] << 8) + d[off + 12]) {
+            if (d[off + 3] | d[off + 4])
+                continue;
+            for (seq = 0, i = 5; i < 11; i++)
+                seq = (seq << 8) | d[off + i];
+            if (seen ? seq > top + 4096 : seq > 65535)
+                return NULL;
+            if (!seen || seq > top)
+                top = seq;
+            seen = 1;
+        }
+        c->seq0 = top;
+        c->seen0 = seen;
+        return data;
+    }
+    if ((w = malloc(len)) == NULL)
+        return NULL;
+    memcpy(w, data, len);
+    for (off = 0; off < len; off += DTLSOSSL_HDR + ((size_t)w[off + 11] << 8) + w[off + 12]) {
+        if (w[off + 3] | w[off + 4])
+            continue;
+        for (seq = c->seq0++, i = 10; i >= 5; i--, seq >>= 8)
+            w[off + i] = (unsigned char)(seq & 0xff);
+    }
+    *copy = (char *)w;
+    return *copy;
+}
+
+void DtlsOssl_set_renumber0(DtlsOssl_conn *c, int on)
+{
+    c->renumber0 = on != 0;
+    c->seq0 = c->renumber0 ? 1 : 0;
+    c->seen0 = 0;
 }
 
 static int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
                          size_t len)
 {
-    int flags;
-    if (!DtlsOssl_acceptable(c, (const unsigned char *)data, len)) {
+    int flags, ok = DtlsOssl_acceptable(c, (const unsigned char *)data, len);
+    char *copy = NULL;
+    if (ok == 2)
+        data = DtlsOssl_screen_epoch0(c, data, len, &copy);
+    if (!ok || data == NULL) {
         s->dropped++;
         return DTLSOSSL_DROPPED;
     }
@@ -822,6 +905,7 @@ static int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data
     /* One datagram per read: never let leftovers of a bad datagram poison the next one. */
     c->in = NULL;
     c->in_left = 0;
+    free(copy);
     return flags;
 }
 
@@ -924,11 +1008,15 @@ int64_t DtlsOssl_established(DtlsOssl_conn *c, const char **names, char *materia
         n = 0;
     }
     if (n > 0) {
-        if (ERR_peek_error() != 0)
-            ERR_clear_error();
+        /* A mark, not a cleared queue: a record after the Finished may have failed in the same
+           call, and _fatal reads its reason from the queue after this. */
+        ERR_set_mark();
         if (SSL_export_keying_material(c->ssl, (unsigned char *)material, n, label,
-                                       sizeof(label) - 1, NULL, 0, 0) != 1)
+                                       sizeof(label) - 1, NULL, 0, 0) != 1) {
+            ERR_clear_last_mark();
             return -1;
+        }
+        ERR_pop_to_mark();
     }
     c->data_mtu = DTLS_get_data_mtu(c->ssl);
     return (int64_t)(id & 0xffff) | ((int64_t)(c->data_mtu & 0xffff) << 16) | ((int64_t)n << 32);

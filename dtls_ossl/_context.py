@@ -30,14 +30,18 @@ def build_ssl_ctx(config: DtlsConfiguration) -> Any:
     openssl_assert(ctx != ffi.NULL, "SSL_CTX_new")
     ctx = ffi.gc(ctx, lib.SSL_CTX_free)  # owned: freed when the configuration is collected
     # Renegotiation has no use in WebRTC and is a DoS lever; tickets and the session cache
-    # would only cost memory per peer (WebRTC never resumes).
+    # would only cost memory per peer (WebRTC never resumes). No encrypt-then-MAC: OpenSSL 3.0's
+    # DTLS answers a record failing its EtM MAC check with a fatal bad_record_mac, so one forged
+    # datagram would end a CBC connection; MAC-then-encrypt records failing the check are
+    # dropped silently (RFC 6347 section 4.1.2.7). Only CBC suites (CBC_CIPHERS) are affected.
     lib.SSL_CTX_set_options(
         ctx,
         lib.SSL_OP_NO_QUERY_MTU
         | lib.SSL_OP_NO_RENEGOTIATION
         | lib.SSL_OP_NO_TICKET
         | lib.SSL_OP_NO_COMPRESSION
-        | lib.SSL_OP_CIPHER_SERVER_PREFERENCE,
+        | lib.SSL_OP_CIPHER_SERVER_PREFERENCE
+        | lib.SSL_OP_NO_ENCRYPT_THEN_MAC,
     )
     lib.SSL_CTX_set_session_cache_mode(ctx, lib.SSL_SESS_CACHE_OFF)
     openssl_assert(lib.SSL_CTX_set_min_proto_version(ctx, lib.DTLS1_2_VERSION) == 1, "min version")

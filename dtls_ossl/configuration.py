@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from dtls_ossl.webrtc.certificate import Certificate
 
 __all__ = [
+    "CBC_CIPHERS",
     "DEFAULT_CIPHERS",
     "DEFAULT_GROUPS",
     "DEFAULT_SRTP_PROFILES",
@@ -38,14 +39,23 @@ DEFAULT_CIPHERS = ":".join(
         "ECDHE-RSA-AES256-GCM-SHA384",
         "ECDHE-ECDSA-CHACHA20-POLY1305",
         "ECDHE-RSA-CHACHA20-POLY1305",
-        # CBC suites that browsers still offer and some embedded stacks still need.
+    ]
+)
+"""Forward-secret AEAD suites in WebRTC's order of preference (what browsers negotiate).
+
+CBC suites are left out: add :data:`CBC_CIPHERS` for a peer that has nothing else."""
+
+CBC_CIPHERS = ":".join(
+    [
         "ECDHE-ECDSA-AES128-SHA",
         "ECDHE-RSA-AES128-SHA",
         "ECDHE-ECDSA-AES256-SHA",
         "ECDHE-RSA-AES256-SHA",
     ]
 )
-"Forward-secret suites in WebRTC's order of preference (AEAD first)."
+"""Forward-secret CBC suites browsers still offer, for ``ciphers=DEFAULT_CIPHERS + ":" +
+CBC_CIPHERS``. They run MAC-then-encrypt (encrypt-then-MAC is switched off), so that a forged
+record is dropped rather than fatal; see the README's design notes."""
 
 # DTLS 1.2 signs the ECDHE share with the certificate key but also needs the certificate's own
 # curve in the groups list for ECDSA certificates: keep P-256 beside X25519.

@@ -527,7 +527,9 @@ def test_aio_fragmented_client_hello_with_cookie_over_udp(late_first):
             (hello,) = conn.datagrams_to_send(now)
             (rec,) = parse_records(hello)
             body = rec.body[HS_HDR:]
-            cuts = [len(body) // 3, 2 * len(body) // 3]
+            # The first fragment must hold the cookie (version, random, session_id, cookie).
+            cookie_end = 2 + 32 + 1 + body[34] + 1 + body[35 + body[34]]
+            cuts = [max(len(body) // 3, cookie_end), 2 * len(body) // 3]
             frags = _split_hello(rec, body, cuts, [rec.seq, rec.seq + 30, rec.seq + 31])
             if late_first:
                 peer.send(frags[2])  # no cookie in it, unknown address: dropped, no state

@@ -33,6 +33,7 @@ from dtls_ossl import (
     SrtpProfile,
     events,
 )
+from dtls_ossl.configuration import CBC_CIPHERS, DEFAULT_CIPHERS
 
 from .udp_driver import LOCALHOST, UdpDriver, data_received, has_event, terminated
 
@@ -374,10 +375,19 @@ def drivers() -> Iterator[list[UdpDriver]]:
 
 
 def make_conn(
-    cert: Certificate, role: Role, expected: Fingerprint, *, mtu: int = MTU
+    cert: Certificate,
+    role: Role,
+    expected: Fingerprint,
+    *,
+    mtu: int = MTU,
+    ciphers: str = DEFAULT_CIPHERS,
 ) -> DtlsConnection:
     cfg = DtlsConfiguration(
-        certificate=cert, mtu=mtu, initial_retransmit_timeout=0.2, handshake_timeout=STEP
+        certificate=cert,
+        mtu=mtu,
+        initial_retransmit_timeout=0.2,
+        handshake_timeout=STEP,
+        ciphers=ciphers,
     )
     return DtlsConnection(cfg, role=role, remote_fingerprints=[expected])
 
@@ -391,10 +401,11 @@ def pair(
     expected: Fingerprint | None = None,
     *,
     mtu: int = MTU,
+    our_ciphers: str = DEFAULT_CIPHERS,
     **peer_kwargs: object,
 ) -> tuple[UdpDriver, PyOpenSSLPeer]:
     """Our connection in ``our_role`` and a started pyOpenSSL peer in the other role."""
-    conn = make_conn(ours, our_role, expected or theirs.fingerprint(), mtu=mtu)
+    conn = make_conn(ours, our_role, expected or theirs.fingerprint(), mtu=mtu, ciphers=our_ciphers)
     if our_role is Role.CLIENT:
         peer = peers(Role.SERVER, theirs, mtu=mtu, **peer_kwargs)
         peer.start()
@@ -534,9 +545,14 @@ CIPHERS = [
 @ROLES
 @pytest.mark.parametrize(("key_type", "cipher"), CIPHERS, ids=[c for _, c in CIPHERS])
 def test_pyopenssl_each_default_cipher(peers, drivers, certificates, role, key_type, cipher):
-    """Each suite of our default list, forced on the peer, carries full-size records."""
+    """Each suite of our default list (and of CBC_CIPHERS, asked for), forced on the peer,
+    carries full-size records."""
     ours, theirs = certificates[key_type]
-    driver, peer = pair(peers, drivers, role, ours, theirs, ciphers=cipher.encode())
+    assert (cipher in DEFAULT_CIPHERS.split(":")) != (cipher in CBC_CIPHERS.split(":"))
+    mine = DEFAULT_CIPHERS + ":" + CBC_CIPHERS
+    driver, peer = pair(
+        peers, drivers, role, ours, theirs, our_ciphers=mine, ciphers=cipher.encode()
+    )
     hs = handshake(driver, peer)
     assert hs.cipher == peer.info.cipher == cipher
     assert driver.conn.export_keying_material(LABEL, 60) == peer.info.material
