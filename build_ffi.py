@@ -248,6 +248,8 @@ typedef struct {
     char *spill;              /* owned: output that did not fit out->wire (or with no out) */
     size_t spill_len, spill_cap;
     DtlsOssl_scratch *sc;     /* borrowed (Python keeps it alive): the fast paths' scratch */
+    int one_flight;           /* this call writes at most one flight: pack across flushes */
+    int framed_early;         /* a flush framed output during this call */
 } DtlsOssl_conn;
 
 static int DtlsOssl_conn_index = -1;
@@ -264,6 +266,8 @@ static DtlsOssl_conn *DtlsOssl_conn_of(const SSL *ssl)
    keeps a buffer between calls, so an idle connection holds no BIO memory, and the per-record
    path saves two copies and the memory BIO's bookkeeping. */
 static BIO_METHOD *DtlsOssl_bio_method = NULL;   /* owned: created once, never freed */
+
+static void DtlsOssl_frame(DtlsOssl_conn *c, DtlsOssl_scratch *s, size_t n);
 
 static int DtlsOssl_bio_read(BIO *b, char *out, int outl)
 {
@@ -321,6 +325,15 @@ static long DtlsOssl_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
     case BIO_CTRL_WPENDING:
         return 0;
     case BIO_CTRL_FLUSH:
+        /* OpenSSL flushes at the end of each flight it writes, and after each message it
+           retransmits: frame what came before now, so no datagram spans two flights. */
+        if (c != NULL && b == c->wbio && c->out != NULL && c->unframed > 0
+            && !c->one_flight) {
+            DtlsOssl_frame(c, c->out, c->unframed);
+            c->unframed = 0;
+            c->framed_early = 1;
+        }
+        return 1;
     case BIO_CTRL_DUP:
         return 1;
     case BIO_CTRL_RESET:
@@ -627,7 +640,9 @@ int DtlsOssl_well_formed(const unsigned char *data, size_t len)
 }
 
 /* Pack the n bytes of whole records just written after s->wire_len into datagrams of at most
-   mtu bytes, splitting on record headers: a record is never split. */
+   mtu bytes, splitting on record headers: a record is never split. The n bytes are one flight
+   (a BIO flush frames what came before it), so records of two flights never share a datagram:
+   an OpenSSL peer discards the rest of a datagram that starts with a stale retransmission. */
 static void DtlsOssl_frame(DtlsOssl_conn *c, DtlsOssl_scratch *s, size_t n)
 {
     const unsigned char *w = (const unsigned char *)s->wire;
@@ -702,6 +717,11 @@ static int DtlsOssl_finish(DtlsOssl_conn *c, DtlsOssl_scratch *s, int flags)
         c->unframed = 0;
         flags |= DTLSOSSL_WIRE;
     }
+    if (c->framed_early) {
+        c->framed_early = 0;
+        flags |= DTLSOSSL_WIRE;
+    }
+    c->one_flight = 0;
     if (c->spill_len > 0)
         flags |= DTLSOSSL_OVERFLOW;
     c->out = NULL;
@@ -882,6 +902,7 @@ int DtlsOssl_handle_timeout(DtlsOssl_conn *c, DtlsOssl_scratch *s)
 {
     int r, flags = 0;
     DtlsOssl_reset(c, s);
+    c->one_flight = 1;   /* only the last flight, flushed once per message */
     r = DTLSv1_handle_timeout(c->ssl);
     if (r > 0)
         flags |= DTLSOSSL_RETRANSMITTED;
