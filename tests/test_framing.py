@@ -11,8 +11,8 @@ extensions it does not speak.
 from __future__ import annotations
 
 import time
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
