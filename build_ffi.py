@@ -123,6 +123,7 @@ int SSL_CTX_set_max_proto_version(SSL_CTX *, int);   /* macro */
 int SSL_CTX_set_cipher_list(SSL_CTX *, const char *);
 int SSL_CTX_set1_groups_list(SSL_CTX *, const char *);   /* macro */
 long SSL_CTX_set_session_cache_mode(SSL_CTX *, long);    /* macro */
+long SSL_CTX_set_max_cert_list(SSL_CTX *, long);         /* macro */
 int SSL_CTX_set_tlsext_use_srtp(SSL_CTX *, const char *); /* returns 0 on success */
 int SSL_CTX_check_private_key(const SSL_CTX *);
 X509_VERIFY_PARAM *SSL_CTX_get0_param(SSL_CTX *);
@@ -214,6 +215,14 @@ static const int DtlsOssl_DTLS1_3_VERSION = 0;
 /* A DTLS record header: type(1) version(2) epoch(2) seq(6) length(2). RFC 6347 §4.1. */
 #define DTLSOSSL_HDR 13
 
+/* Bounds on what a peer may make OpenSSL buffer during a handshake (DtlsOssl_bounded). A
+   genuine peer needs one entry per fragmented message of its flight, a next-epoch Finished
+   that overtook its ChangeCipherSpec, and one Finished behind each ChangeCipherSpec it sends. */
+#define DTLSOSSL_MAX_PARTIAL 8          /* fragmented handshake messages in reassembly */
+#define DTLSOSSL_PARTIAL_MESSAGES 4     /* their claimed lengths: this many max_message */
+#define DTLSOSSL_MAX_FUTURE 8           /* next-epoch records buffered before the CCS */
+#define DTLSOSSL_MAX_AFTER_CCS 8        /* next-epoch records right behind a CCS */
+
 typedef struct {
     char *wire;            size_t wire_cap;  size_t wire_len;
     int *dgram_ends;       int dgram_cap;    int n_dgrams;
@@ -250,6 +259,14 @@ typedef struct {
     DtlsOssl_scratch *sc;     /* borrowed (Python keeps it alive): the fast paths' scratch */
     int one_flight;           /* this call writes at most one flight: pack across flushes */
     int framed_early;         /* a flush framed output during this call */
+    /* What the peer may make OpenSSL buffer during the handshake (DtlsOssl_bounded). */
+    size_t max_message;       /* largest handshake message: SSL_get_max_cert_list */
+    size_t partial_bytes;     /* claimed lengths of the fragmented messages below */
+    int n_partial;
+    unsigned int partial_seq[DTLSOSSL_MAX_PARTIAL];
+    int future_records;       /* next-epoch records fed before OpenSSL's read epoch moved */
+    int after_ccs_records;    /* next-epoch records fed right behind a CCS in one datagram */
+    int bounded;              /* DTLS 1.2 only: DtlsOssl_bounded knows its epochs */
 } DtlsOssl_conn;
 
 static int DtlsOssl_conn_index = -1;
@@ -585,6 +602,8 @@ DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *ctx, int is_server, size_t mtu,
     c->max_timeout_us = max_us;
     c->handle = handle;
     c->timeout_us = -1;
+    c->max_message = (size_t)SSL_get_max_cert_list(c->ssl);   /* from the SSL_CTX */
+    c->bounded = SSL_get_max_proto_version(c->ssl) == DTLS1_2_VERSION;
     if (!SSL_set_ex_data(c->ssl, DtlsOssl_conn_index, c))
         goto fail;
     /* Our BIOs have no path MTU to query (no more than memory BIOs): without both of these
@@ -828,11 +847,109 @@ static int DtlsOssl_acceptable(DtlsOssl_conn *c, const unsigned char *data, size
     return 1;
 }
 
+/* 1 once OpenSSL has read the peer's ChangeCipherSpec of this handshake: from then on it reads
+   epoch 1 and buffers nothing of the next epoch. No renegotiation, no resumption. */
+static int DtlsOssl_read_epoch_moved(const SSL *ssl)
+{
+    switch (SSL_get_state(ssl)) {
+    case TLS_ST_SR_CHANGE:
+    case TLS_ST_SR_FINISHED:
+    case TLS_ST_SW_CHANGE:
+    case TLS_ST_SW_FINISHED:
+    case TLS_ST_CR_CHANGE:
+    case TLS_ST_CR_FINISHED:
+    case TLS_ST_OK:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* 1 if the plaintext handshake fragments in one record body fit the reassembly budget. OpenSSL
+   allocates a fragment's claimed message length (up to SSL_get_max_cert_list, 100 KiB by
+   default) for the message and for up to 10 messages ahead, so 26 forged bytes would cost
+   tens of KiB. A fragment never seen before is taken into the budget here. */
+static int DtlsOssl_fragments_fit(DtlsOssl_conn *c, const unsigned char *p, size_t n)
+{
+    while (n >= 12) {
+        size_t msg_len = ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
+        unsigned int seq = ((unsigned int)p[4] << 8) | p[5];
+        size_t frag_len = ((size_t)p[9] << 16) | ((size_t)p[10] << 8) | p[11];
+        int i;
+        if (msg_len > c->max_message)
+            return 0;
+        if (frag_len < msg_len) {   /* reassembly: OpenSSL allocates msg_len */
+            for (i = 0; i < c->n_partial && c->partial_seq[i] != seq; i++)
+                ;
+            if (i == c->n_partial) {
+                if (c->n_partial == DTLSOSSL_MAX_PARTIAL
+                    || c->partial_bytes + msg_len > DTLSOSSL_PARTIAL_MESSAGES * c->max_message)
+                    return 0;
+                c->partial_seq[c->n_partial++] = seq;
+                c->partial_bytes += msg_len;
+            }
+        }
+        if (frag_len > n - 12)
+            break;   /* malformed: OpenSSL discards it */
+        p += 12 + frag_len;
+        n -= 12 + frag_len;
+    }
+    return 1;
+}
+
+/* Untrusted input, after DtlsOssl_acceptable: 1 if the datagram stays within what one
+   connection may make OpenSSL buffer, else 0 (the datagram is dropped). During a handshake:
+   plaintext fragments within DtlsOssl_fragments_fit, and next-epoch records (OpenSSL keeps up
+   to 100 of them, each in its own read buffer) within DTLSOSSL_MAX_FUTURE, counting the record
+   right behind a ChangeCipherSpec apart, since a peer that packs its flight sends its Finished
+   there. Always: no epoch above 1, which only renegotiation (off) would start and which
+   OpenSSL would buffer for the life of the connection. */
+static int DtlsOssl_bounded(DtlsOssl_conn *c, const unsigned char *d, size_t len)
+{
+    size_t off = 0;
+    int done = SSL_is_init_finished(c->ssl), moved = -1;
+    int future = 0, after_ccs = 0, behind_ccs = 0;
+    if (!c->bounded)
+        return 1;
+    while (off < len) {
+        unsigned int epoch = ((unsigned int)d[off + 3] << 8) | d[off + 4];
+        size_t rl = ((size_t)d[off + 11] << 8) | d[off + 12];
+        int ccs = 0;
+        if (epoch > 1)
+            return 0;
+        if (!done) {
+            if (epoch == 0) {
+                ccs = d[off] == 20;
+                if (d[off] == 22 && !DtlsOssl_fragments_fit(c, d + off + DTLSOSSL_HDR, rl))
+                    return 0;
+            } else {
+                if (moved < 0)
+                    moved = DtlsOssl_read_epoch_moved(c->ssl);
+                if (!moved) {
+                    if (behind_ccs)
+                        after_ccs++;
+                    else
+                        future++;
+                }
+            }
+        }
+        behind_ccs = ccs;
+        off += DTLSOSSL_HDR + rl;
+    }
+    if (c->future_records + future > DTLSOSSL_MAX_FUTURE
+        || c->after_ccs_records + after_ccs > DTLSOSSL_MAX_AFTER_CCS)
+        return 0;
+    c->future_records += future;
+    c->after_ccs_records += after_ccs;
+    return 1;
+}
+
 static int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
                          size_t len)
 {
     int flags;
-    if (!DtlsOssl_acceptable(c, (const unsigned char *)data, len)) {
+    if (!DtlsOssl_acceptable(c, (const unsigned char *)data, len)
+        || !DtlsOssl_bounded(c, (const unsigned char *)data, len)) {
         s->dropped++;
         return DTLSOSSL_DROPPED;
     }
