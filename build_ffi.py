@@ -35,6 +35,9 @@ SSL = Section(
     includes="""
 #include <string.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <openssl/opensslv.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -179,6 +182,8 @@ int DtlsOssl_drain(DtlsOssl_conn *, DtlsOssl_scratch *);
 int DtlsOssl_prime_cookie_exchange(DtlsOssl_conn *);
 size_t DtlsOssl_pending(DtlsOssl_conn *);
 int DtlsOssl_well_formed(const unsigned char *, size_t);
+/* Give the C heap's free pages back to the system (glibc malloc_trim); 0 elsewhere. */
+int DtlsOssl_release_memory(void);
 
 /* Python callbacks (API-mode extern "Python"); the handle is the connection's callback state. */
 extern "Python" int DtlsOssl_py_check_peer(void *, const unsigned char *, int);
@@ -220,8 +225,8 @@ static const int DtlsOssl_DTLS1_3_VERSION = 0;
    that overtook its ChangeCipherSpec, and one Finished behind each ChangeCipherSpec it sends. */
 #define DTLSOSSL_MAX_PARTIAL 8          /* fragmented handshake messages in reassembly */
 #define DTLSOSSL_PARTIAL_MESSAGES 4     /* their claimed lengths: this many max_message */
-#define DTLSOSSL_MAX_FUTURE 8           /* next-epoch records buffered before the CCS */
-#define DTLSOSSL_MAX_AFTER_CCS 8        /* next-epoch records right behind a CCS */
+#define DTLSOSSL_MAX_FUTURE 4           /* next-epoch records buffered before the CCS */
+#define DTLSOSSL_MAX_AFTER_CCS 4        /* next-epoch records right behind a CCS */
 
 typedef struct {
     char *wire;            size_t wire_cap;  size_t wire_len;
@@ -623,6 +628,18 @@ fail:
     SSL_free(c->ssl);
     free(c);
     return NULL;
+}
+
+/* glibc returns freed heap memory to the system only from the top of the heap: after many
+   connections end, the pages below a live allocation stay resident (the allocator keeps them,
+   nothing leaks). malloc_trim(0) releases every free page (madvise), whatever its place. */
+int DtlsOssl_release_memory(void)
+{
+#ifdef __GLIBC__
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
 }
 
 void DtlsOssl_conn_free(DtlsOssl_conn *c)
