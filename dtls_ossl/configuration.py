@@ -122,7 +122,8 @@ class DtlsConfiguration(Record):
     max_retransmit_timeout: float = 60.0
     "Cap of the doubling backoff (RFC 6347 §4.2.4.1: at least 60 s; WebRTC uses ~3 s)."
     handshake_timeout: float | None = 30.0
-    "Overall deadline of a handshake; None waits until OpenSSL gives up (12 expiries)."
+    """Overall deadline of a handshake; None waits until OpenSSL gives up (12 expiries). A
+    server's starts when it answers the first ClientHello: before that it has no deadline."""
     ciphers: str = DEFAULT_CIPHERS
     "OpenSSL cipher list for DTLS 1.2."
     groups: str = DEFAULT_GROUPS

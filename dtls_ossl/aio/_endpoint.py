@@ -796,7 +796,10 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
 
         A client starts its handshake at once (ICE has found the path); a server waits for
         the ClientHello (never with a cookie exchange: ICE already proved the address). The
-        endpoint's ``handler`` is not called for streams made here.
+        endpoint's ``handler`` is not called for streams made here. The endpoint's
+        ``handshake_timeout`` counts from here for both roles; without it, a server that
+        never hears a ClientHello waits until it is closed (the connection's own deadline
+        starts with its first answer).
         ``remote_fingerprints=None`` means "not known yet": call
         :meth:`DtlsStream.set_remote_fingerprints` when the SDP answer arrives. Await
         :meth:`DtlsStream.wait_handshake` for the outcome.
