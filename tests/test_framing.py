@@ -342,8 +342,10 @@ def _server_step(server: Any, datagram: bytes) -> tuple[bool, list[bytes]]:
 def test_framing_late_flight_is_not_packed_behind_a_stale_retransmission(certs):
     """Issue 9 case 2: the server's flight arrives after our timer expired, before
     handle_timer(). OpenSSL retransmits the ClientHello inline, then writes flight 3; an
-    OpenSSL server drops the rest of a datagram that starts with a stale ClientHello, so the
-    two flights must travel in separate datagrams for the handshake to finish now."""
+    OpenSSL server on a datagram BIO drops the rest of a datagram that starts with a stale
+    ClientHello, so the two flights must travel in separate datagrams. This server reads
+    memory BIOs (it would cope either way), so the framing is what is checked here; the
+    interop test with s_server over UDP shows the loss itself."""
     ccert, scert = certs["ecdsa-p256"]
     mtu = 1200
     client = DtlsConnection(
