@@ -31,6 +31,7 @@ import sys
 import time
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -72,13 +73,16 @@ async def _serve(client_fp: str, per_address: int) -> None:
                 await stream.send(data)
 
     config = DtlsConfiguration()
+    limits: dict[str, Any] = {}
+    if per_address:
+        limits["max_handshakes_per_address"] = per_address
     server = await aio.serve(
         handler,
         "127.0.0.1",
         0,
         config,
         remote_fingerprints=[Fingerprint.parse(client_fp)],
-        **({} if per_address == 0 else {"max_handshakes_per_address": per_address}),
+        **limits,
     )
     print(f"port={server.address[1]}", flush=True)
     loop = asyncio.get_running_loop()

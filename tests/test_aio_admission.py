@@ -20,11 +20,12 @@ from test_aio import (
 
 import dtls_ossl.aio._endpoint as endpoint_module
 from dtls_ossl import ConfigurationError, HandshakeTimeoutError
+from dtls_ossl._binding import lib
 from dtls_ossl.aio._endpoint import _source_key
 
 
-def test_aio_handshakes_per_address_are_limited_while_other_addresses_are_served():
-    async def main():
+def test_aio_handshakes_per_address_are_limited_while_other_addresses_are_served() -> None:
+    async def main() -> None:
         async with await start_server(
             cookie_exchange=False, max_handshakes_per_address=3, handshake_timeout=1.0
         ) as server:
@@ -49,8 +50,8 @@ def test_aio_handshakes_per_address_are_limited_while_other_addresses_are_served
     run(main())
 
 
-def test_aio_max_handshakes_per_address_must_be_a_positive_int():
-    async def main():
+def test_aio_max_handshakes_per_address_must_be_a_positive_int() -> None:
+    async def main() -> None:
         for bad in (0, -1, 1.5, True):
             with pytest.raises(ConfigurationError, match="max_handshakes_per_address"):
                 await start_server(max_handshakes_per_address=bad)
@@ -58,7 +59,7 @@ def test_aio_max_handshakes_per_address_must_be_a_positive_int():
     run(main())
 
 
-def test_source_key_groups_ipv6_by_64_and_maps_ipv4():
+def test_source_key_groups_ipv6_by_64_and_maps_ipv4() -> None:
     assert _source_key(("192.0.2.7", 5000)) == "192.0.2.7"
     assert _source_key(("::ffff:192.0.2.7", 5000, 0, 0)) == "192.0.2.7"
     a = _source_key(("2001:db8:1:2::1", 5000, 0, 0))
@@ -82,11 +83,13 @@ class _CountingLib:
         return 0
 
 
-def test_aio_memory_is_given_back_when_the_last_failed_handshake_ends(monkeypatch):
-    counting = _CountingLib(endpoint_module.lib)
+def test_aio_memory_is_given_back_when_the_last_failed_handshake_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counting = _CountingLib(lib)
     monkeypatch.setattr(endpoint_module, "lib", counting)
 
-    async def main():
+    async def main() -> None:
         async with await start_server(cookie_exchange=False, handshake_timeout=0.5) as server:
             hello = first_client_hello()
             stalled = [await raw_peer(server.address) for _ in range(4)]

@@ -91,7 +91,7 @@ def finish(
     assert [e.data for e in drain_events(server) if isinstance(e, events.DataReceived)] == [b"ping"]
 
 
-def test_fragment_claiming_more_than_max_handshake_message_is_dropped():
+def test_fragment_claiming_more_than_max_handshake_message_is_dropped() -> None:
     client, server, flight2, now = waiting_for_flight_3()
     # The issue's 10 forged fragments (26 bytes each) claiming ~100 KiB messages.
     for i in range(10):
@@ -110,7 +110,7 @@ def test_fragment_claiming_more_than_max_handshake_message_is_dropped():
 FORGED_SEQ = 5
 
 
-def test_fragments_within_the_claim_limit_are_bounded_in_bytes():
+def test_fragments_within_the_claim_limit_are_bounded_in_bytes() -> None:
     client, server, flight2, now = waiting_for_flight_3()
     # 16 KiB claims: four fragmented messages fill the 4 x max_handshake_message budget.
     for i in range(10):
@@ -125,7 +125,7 @@ def test_fragments_within_the_claim_limit_are_bounded_in_bytes():
     assert server.stats.datagrams_dropped == 6
 
 
-def test_fragments_within_the_claim_limit_are_bounded_in_number():
+def test_fragments_within_the_claim_limit_are_bounded_in_number() -> None:
     client, server, flight2, now = waiting_for_flight_3()
     # Small claims: at most 8 fragmented messages, whatever their size.
     for i in range(10):
@@ -137,7 +137,7 @@ def test_fragments_within_the_claim_limit_are_bounded_in_number():
     assert server.stats.datagrams_dropped == 2
 
 
-def test_max_handshake_message_is_configurable():
+def test_max_handshake_message_is_configurable() -> None:
     client, server, flight2, now = waiting_for_flight_3(max_handshake_message=128 * 1024)
     server.receive_datagram(record(22, 0, 10, fragment(11, 100 * 1024, FORGED_SEQ, 0, b"x")), now)
     assert server.stats.datagrams_dropped == 0
@@ -148,7 +148,9 @@ def test_max_handshake_message_is_configurable():
 
 
 @pytest.mark.parametrize("one_record_per_datagram", [False, True], ids=["packed", "openssl-style"])
-def test_next_epoch_records_are_bounded_and_the_handshake_completes(one_record_per_datagram):
+def test_next_epoch_records_are_bounded_and_the_handshake_completes(
+    one_record_per_datagram: bool,
+) -> None:
     rng = random.Random(9)
     client, server, flight2, now = waiting_for_flight_3()
     # The issue's 100 forged next-epoch records (45 bytes each).
@@ -161,7 +163,7 @@ def test_next_epoch_records_are_bounded_and_the_handshake_completes(one_record_p
     assert server.stats.datagrams_dropped == 100 - 4
 
 
-def test_records_behind_a_forged_ccs_are_bounded_too():
+def test_records_behind_a_forged_ccs_are_bounded_too() -> None:
     rng = random.Random(5)
     client, server, flight2, now = waiting_for_flight_3()
     ccs = record(20, 0, 50, b"\x01")  # within the replay window
@@ -171,7 +173,7 @@ def test_records_behind_a_forged_ccs_are_bounded_too():
     finish(client, server, flight2, now, one_record_per_datagram=True)
 
 
-def test_established_connection_drops_epochs_above_one():
+def test_established_connection_drops_epochs_above_one() -> None:
     rng = random.Random(2)
     client, server, flight2, now = waiting_for_flight_3()
     finish(client, server, flight2, now)
@@ -191,7 +193,7 @@ def _rss() -> int:
         return int(f.read().split()[1]) * 4096
 
 
-def test_forged_buffers_rss_per_connection_stays_small():
+def test_forged_buffers_rss_per_connection_stays_small() -> None:
     """RSS: 100 connections waiting for flight 3, each sent the issue's forged fragments and
     next-epoch records, grow by less than 32 KiB each (before the bounds: 167 + 422 KiB)."""
     rng = random.Random(1)
