@@ -35,6 +35,9 @@ SSL = Section(
     includes="""
 #include <string.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <openssl/opensslv.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -124,6 +127,7 @@ int SSL_CTX_set_max_proto_version(SSL_CTX *, int);   /* macro */
 int SSL_CTX_set_cipher_list(SSL_CTX *, const char *);
 int SSL_CTX_set1_groups_list(SSL_CTX *, const char *);   /* macro */
 long SSL_CTX_set_session_cache_mode(SSL_CTX *, long);    /* macro */
+long SSL_CTX_set_max_cert_list(SSL_CTX *, long);         /* macro */
 int SSL_CTX_set_tlsext_use_srtp(SSL_CTX *, const char *); /* returns 0 on success */
 int SSL_CTX_check_private_key(const SSL_CTX *);
 X509_VERIFY_PARAM *SSL_CTX_get0_param(SSL_CTX *);
@@ -183,6 +187,8 @@ int DtlsOssl_well_formed(const unsigned char *, size_t);
    arrives: 1 renumbers them (DTLS 1.2), 0 drops implausible ones (where DTLS 1.3 may be
    negotiated). Set from the configuration at creation; tests switch it. */
 void DtlsOssl_set_renumber0(DtlsOssl_conn *, int);
+/* Give the C heap's free pages back to the system (glibc malloc_trim); 0 elsewhere. */
+int DtlsOssl_release_memory(void);
 
 /* Python callbacks (API-mode extern "Python"); the handle is the connection's callback state. */
 extern "Python" int DtlsOssl_py_check_peer(void *, const unsigned char *, int);
@@ -218,6 +224,14 @@ static const int DtlsOssl_DTLS1_3_VERSION = 0;
 
 /* A DTLS record header: type(1) version(2) epoch(2) seq(6) length(2). RFC 6347 §4.1. */
 #define DTLSOSSL_HDR 13
+
+/* Bounds on what a peer may make OpenSSL buffer during a handshake (DtlsOssl_bounded). A
+   genuine peer needs one entry per fragmented message of its flight, a next-epoch Finished
+   that overtook its ChangeCipherSpec, and one Finished behind each ChangeCipherSpec it sends. */
+#define DTLSOSSL_MAX_PARTIAL 8          /* fragmented handshake messages in reassembly */
+#define DTLSOSSL_PARTIAL_MESSAGES 4     /* their claimed lengths: this many max_message */
+#define DTLSOSSL_MAX_FUTURE 4           /* next-epoch records buffered before the CCS */
+#define DTLSOSSL_MAX_AFTER_CCS 4        /* next-epoch records right behind a CCS */
 
 typedef struct {
     char *wire;            size_t wire_cap;  size_t wire_len;
@@ -258,6 +272,16 @@ typedef struct {
     int renumber0;
     int seen0;
     uint64_t seq0;
+    int one_flight;           /* this call writes at most one flight: pack across flushes */
+    int framed_early;         /* a flush framed output during this call */
+    /* What the peer may make OpenSSL buffer during the handshake (DtlsOssl_bounded). */
+    size_t max_message;       /* largest handshake message: SSL_get_max_cert_list */
+    size_t partial_bytes;     /* claimed lengths of the fragmented messages below */
+    int n_partial;
+    unsigned int partial_seq[DTLSOSSL_MAX_PARTIAL];
+    int future_records;       /* next-epoch records fed before OpenSSL's read epoch moved */
+    int after_ccs_records;    /* next-epoch records fed right behind a CCS in one datagram */
+    int bounded;              /* DTLS 1.2 only: DtlsOssl_bounded knows its epochs */
 } DtlsOssl_conn;
 
 static int DtlsOssl_conn_index = -1;
@@ -274,6 +298,8 @@ static DtlsOssl_conn *DtlsOssl_conn_of(const SSL *ssl)
    keeps a buffer between calls, so an idle connection holds no BIO memory, and the per-record
    path saves two copies and the memory BIO's bookkeeping. */
 static BIO_METHOD *DtlsOssl_bio_method = NULL;   /* owned: created once, never freed */
+
+static void DtlsOssl_frame(DtlsOssl_conn *c, DtlsOssl_scratch *s, size_t n);
 
 static int DtlsOssl_bio_read(BIO *b, char *out, int outl)
 {
@@ -331,6 +357,15 @@ static long DtlsOssl_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
     case BIO_CTRL_WPENDING:
         return 0;
     case BIO_CTRL_FLUSH:
+        /* OpenSSL flushes at the end of each flight it writes, and after each message it
+           retransmits: frame what came before now, so no datagram spans two flights. */
+        if (c != NULL && b == c->wbio && c->out != NULL && c->unframed > 0
+            && !c->one_flight) {
+            DtlsOssl_frame(c, c->out, c->unframed);
+            c->unframed = 0;
+            c->framed_early = 1;
+        }
+        return 1;
     case BIO_CTRL_DUP:
         return 1;
     case BIO_CTRL_RESET:
@@ -587,6 +622,8 @@ DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *ctx, int is_server, size_t mtu,
     c->renumber0 = !DtlsOssl_HAS_DTLS_1_3
                    || SSL_CTX_get_max_proto_version(ctx) == DTLS1_2_VERSION;
     c->seq0 = c->renumber0 ? 1 : 0;
+    c->max_message = (size_t)SSL_get_max_cert_list(c->ssl);   /* from the SSL_CTX */
+    c->bounded = SSL_get_max_proto_version(c->ssl) == DTLS1_2_VERSION;
     if (!SSL_set_ex_data(c->ssl, DtlsOssl_conn_index, c))
         goto fail;
     /* Our BIOs have no path MTU to query (no more than memory BIOs): without both of these
@@ -606,6 +643,18 @@ fail:
     SSL_free(c->ssl);
     free(c);
     return NULL;
+}
+
+/* glibc returns freed heap memory to the system only from the top of the heap: after many
+   connections end, the pages below a live allocation stay resident (the allocator keeps them,
+   nothing leaks). malloc_trim(0) releases every free page (madvise), whatever its place. */
+int DtlsOssl_release_memory(void)
+{
+#ifdef __GLIBC__
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
 }
 
 void DtlsOssl_conn_free(DtlsOssl_conn *c)
@@ -642,7 +691,9 @@ int DtlsOssl_well_formed(const unsigned char *data, size_t len)
 }
 
 /* Pack the n bytes of whole records just written after s->wire_len into datagrams of at most
-   mtu bytes, splitting on record headers: a record is never split. */
+   mtu bytes, splitting on record headers: a record is never split. The n bytes are one flight
+   (a BIO flush frames what came before it), so records of two flights never share a datagram:
+   an OpenSSL peer discards the rest of a datagram that starts with a stale retransmission. */
 static void DtlsOssl_frame(DtlsOssl_conn *c, DtlsOssl_scratch *s, size_t n)
 {
     const unsigned char *w = (const unsigned char *)s->wire;
@@ -717,6 +768,11 @@ static int DtlsOssl_finish(DtlsOssl_conn *c, DtlsOssl_scratch *s, int flags)
         c->unframed = 0;
         flags |= DTLSOSSL_WIRE;
     }
+    if (c->framed_early) {
+        c->framed_early = 0;
+        flags |= DTLSOSSL_WIRE;
+    }
+    c->one_flight = 0;
     if (c->spill_len > 0)
         flags |= DTLSOSSL_OVERFLOW;
     c->out = NULL;
@@ -888,11 +944,112 @@ void DtlsOssl_set_renumber0(DtlsOssl_conn *c, int on)
     c->seen0 = 0;
 }
 
+/* 1 once OpenSSL has read the peer's ChangeCipherSpec of this handshake: from then on it reads
+   epoch 1 and buffers nothing of the next epoch. No renegotiation, no resumption. */
+static int DtlsOssl_read_epoch_moved(const SSL *ssl)
+{
+    switch (SSL_get_state(ssl)) {
+    case TLS_ST_SR_CHANGE:
+    case TLS_ST_SR_FINISHED:
+    case TLS_ST_SW_CHANGE:
+    case TLS_ST_SW_FINISHED:
+    case TLS_ST_CR_CHANGE:
+    case TLS_ST_CR_FINISHED:
+    case TLS_ST_OK:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* 1 if the plaintext handshake fragments in one record body fit the reassembly budget. OpenSSL
+   allocates a fragment's claimed message length (up to SSL_get_max_cert_list, 100 KiB by
+   default) for the message and for up to 10 messages ahead, so 26 forged bytes would cost
+   tens of KiB. A fragment never seen before is taken into the budget here. */
+static int DtlsOssl_fragments_fit(DtlsOssl_conn *c, const unsigned char *p, size_t n)
+{
+    while (n >= 12) {
+        size_t msg_len = ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
+        unsigned int seq = ((unsigned int)p[4] << 8) | p[5];
+        size_t frag_len = ((size_t)p[9] << 16) | ((size_t)p[10] << 8) | p[11];
+        int i;
+        if (msg_len > c->max_message)
+            return 0;
+        if (frag_len < msg_len) {   /* reassembly: OpenSSL allocates msg_len */
+            for (i = 0; i < c->n_partial && c->partial_seq[i] != seq; i++)
+                ;
+            if (i == c->n_partial) {
+                if (c->n_partial == DTLSOSSL_MAX_PARTIAL
+                    || c->partial_bytes + msg_len > DTLSOSSL_PARTIAL_MESSAGES * c->max_message)
+                    return 0;
+                c->partial_seq[c->n_partial++] = seq;
+                c->partial_bytes += msg_len;
+            }
+        }
+        if (frag_len > n - 12)
+            break;   /* malformed: OpenSSL discards it */
+        p += 12 + frag_len;
+        n -= 12 + frag_len;
+    }
+    return 1;
+}
+
+/* Untrusted input, after DtlsOssl_acceptable: 1 if the datagram stays within what one
+   connection may make OpenSSL buffer, else 0 (the datagram is dropped). During a handshake:
+   plaintext fragments within DtlsOssl_fragments_fit, and next-epoch records (OpenSSL keeps up
+   to 100 of them, each in its own read buffer) within DTLSOSSL_MAX_FUTURE, counting the record
+   right behind a ChangeCipherSpec apart, since a peer that packs its flight sends its Finished
+   there. Always: no epoch above 1, which only renegotiation (off) would start and which
+   OpenSSL would buffer for the life of the connection. */
+static int DtlsOssl_bounded(DtlsOssl_conn *c, const unsigned char *d, size_t len)
+{
+    size_t off = 0;
+    int done = SSL_is_init_finished(c->ssl), moved = -1;
+    int future = 0, after_ccs = 0, behind_ccs = 0;
+    if (!c->bounded)
+        return 1;
+    while (off < len) {
+        unsigned int epoch = ((unsigned int)d[off + 3] << 8) | d[off + 4];
+        size_t rl = ((size_t)d[off + 11] << 8) | d[off + 12];
+        int ccs = 0;
+        if (epoch > 1)
+            return 0;
+        if (!done) {
+            if (epoch == 0) {
+                ccs = d[off] == 20;
+                if (d[off] == 22 && !DtlsOssl_fragments_fit(c, d + off + DTLSOSSL_HDR, rl))
+                    return 0;
+            } else {
+                if (moved < 0)
+                    moved = DtlsOssl_read_epoch_moved(c->ssl);
+                if (!moved) {
+                    if (behind_ccs)
+                        after_ccs++;
+                    else
+                        future++;
+                }
+            }
+        }
+        behind_ccs = ccs;
+        off += DTLSOSSL_HDR + rl;
+    }
+    if (c->future_records + future > DTLSOSSL_MAX_FUTURE
+        || c->after_ccs_records + after_ccs > DTLSOSSL_MAX_AFTER_CCS)
+        return 0;
+    c->future_records += future;
+    c->after_ccs_records += after_ccs;
+    return 1;
+}
+
 static int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
                          size_t len)
 {
     int flags, ok = DtlsOssl_acceptable(c, (const unsigned char *)data, len);
     char *copy = NULL;
+    /* Bounds first, on the datagram as the peer sent it; renumbering changes only sequence
+       numbers. */
+    if (ok && !DtlsOssl_bounded(c, (const unsigned char *)data, len))
+        ok = 0;
     if (ok == 2)
         data = DtlsOssl_screen_epoch0(c, data, len, &copy);
     if (!ok || data == NULL) {
@@ -966,6 +1123,7 @@ int DtlsOssl_handle_timeout(DtlsOssl_conn *c, DtlsOssl_scratch *s)
 {
     int r, flags = 0;
     DtlsOssl_reset(c, s);
+    c->one_flight = 1;   /* only the last flight, flushed once per message */
     r = DTLSv1_handle_timeout(c->ssl);
     if (r > 0)
         flags |= DTLSOSSL_RETRANSMITTED;

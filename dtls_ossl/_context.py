@@ -44,6 +44,9 @@ def build_ssl_ctx(config: DtlsConfiguration) -> Any:
         | lib.SSL_OP_NO_ENCRYPT_THEN_MAC,
     )
     lib.SSL_CTX_set_session_cache_mode(ctx, lib.SSL_SESS_CACHE_OFF)
+    # Caps the peer's certificate list and every handshake message OpenSSL reassembles; the
+    # framing screen drops fragments claiming more (DtlsOssl_bounded).
+    lib.SSL_CTX_set_max_cert_list(ctx, config.max_handshake_message)
     openssl_assert(lib.SSL_CTX_set_min_proto_version(ctx, lib.DTLS1_2_VERSION) == 1, "min version")
     max_version = lib.DtlsOssl_DTLS1_3_VERSION if config.allow_dtls_1_3 else lib.DTLS1_2_VERSION
     openssl_assert(lib.SSL_CTX_set_max_proto_version(ctx, max_version) == 1, "max version")

@@ -118,6 +118,7 @@ class DtlsConfiguration(Record):
         "allow_dtls_1_3",
         "key_log",
         "max_held_datagrams",
+        "max_handshake_message",
     )
 
     certificate: Certificate | None = None
@@ -131,7 +132,8 @@ class DtlsConfiguration(Record):
     max_retransmit_timeout: float = 60.0
     "Cap of the doubling backoff (RFC 6347 §4.2.4.1: at least 60 s; WebRTC uses ~3 s)."
     handshake_timeout: float | None = 30.0
-    "Overall deadline of a handshake; None waits until OpenSSL gives up (12 expiries)."
+    """Overall deadline of a handshake; None waits until OpenSSL gives up (12 expiries). A
+    server's starts when it answers the first ClientHello: before that it has no deadline."""
     ciphers: str = DEFAULT_CIPHERS
     "OpenSSL cipher list for DTLS 1.2."
     groups: str = DEFAULT_GROUPS
@@ -142,6 +144,10 @@ class DtlsConfiguration(Record):
     "Where to write NSS key-log lines (for Wireshark); None honours ``SSLKEYLOGFILE``."
     max_held_datagrams: int = 64
     "How many peer datagrams to hold while the remote fingerprints are not known yet."
+    max_handshake_message: int = 16384
+    """Largest handshake message (a certificate chain, above all) we accept from the peer, in
+    bytes. A forged fragment claiming more is dropped, so that it cannot make OpenSSL allocate
+    for it (OpenSSL's own default is 100 KiB); raise it for long certificate chains."""
     # Private state, not fields: out of repr(), == and hash().
     _ctx: Any = None
     _lock: Any = None
@@ -160,6 +166,7 @@ class DtlsConfiguration(Record):
         allow_dtls_1_3: bool = False,
         key_log: KeyLogTarget | None = None,
         max_held_datagrams: int = 64,
+        max_handshake_message: int = 16384,
     ) -> None:
         """Validate every field; generate a certificate when none was given."""
         _setattr(self, "certificate", certificate)
@@ -173,6 +180,7 @@ class DtlsConfiguration(Record):
         _setattr(self, "allow_dtls_1_3", allow_dtls_1_3)
         _setattr(self, "key_log", key_log)
         _setattr(self, "max_held_datagrams", max_held_datagrams)
+        _setattr(self, "max_handshake_message", max_handshake_message)
         _setattr(self, "_ctx", None)
         _setattr(self, "_lock", allocate_lock())
         _setattr(self, "_key_log_writer", None)
@@ -230,6 +238,11 @@ class DtlsConfiguration(Record):
                 raise ConfigurationError(f"{name}: expected a non-empty ASCII string")
         if self.max_held_datagrams < 0:
             raise ConfigurationError("max_held_datagrams: must be >= 0")
+        m = self.max_handshake_message
+        if isinstance(m, bool) or not isinstance(m, int) or not 4096 <= m <= 0xFFFFFF:
+            raise ConfigurationError(
+                f"max_handshake_message: expected an int in 4096..16777215 bytes, got {m!r}"
+            )
         if self.allow_dtls_1_3:
             from dtls_ossl._binding import HAS_DTLS_1_3, openssl_version
 

@@ -180,7 +180,8 @@ class ConnectionStats(Record):
     datagrams_received: int
     "Datagrams given to ``receive_datagram`` (including dropped and held ones)."
     datagrams_dropped: int
-    "Datagrams dropped before OpenSSL saw them: not DTLS framing, or arriving after the end."
+    """Datagrams dropped before OpenSSL saw them: not DTLS framing, past what a handshake may
+    make OpenSSL buffer (``max_handshake_message``, next-epoch records), or after the end."""
     datagrams_held: int
     "Datagrams held while waiting for the remote fingerprints (total)."
     datagrams_sent: int

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import inspect
+import ipaddress
 import itertools
 import logging
 import math
@@ -51,6 +52,7 @@ from dataclasses import dataclass, fields
 from typing import Any, TypeAlias, cast, final
 
 from dtls_ossl import events
+from dtls_ossl._binding import lib
 from dtls_ossl._roles import Role
 from dtls_ossl.configuration import DtlsConfiguration
 from dtls_ossl.connection import ConnectionState, ConnectionStats, DtlsConnection
@@ -106,6 +108,7 @@ _SLACK = 0.001
 # Idle deadlines are rounded up to this grid so many peers share one wake-up.
 _IDLE_GRID = 4.0  # per second: a quarter-second grid
 _DEFAULT_HANDSHAKE_TIMEOUT = 30.0
+_RELEASE_INTERVAL = 1.0  # seconds between two malloc_trim calls (_maybe_release_memory)
 _COMPACT_MIN = 1024
 
 _DataReceived = events.DataReceived
@@ -139,7 +142,8 @@ class ServerStats:
     cookies_rejected: int = 0
     "ClientHellos carrying a cookie that was invalid or expired (answered with a new one)."
     peers_rejected_limit: int = 0
-    "New ClientHellos dropped because ``max_handshakes`` or ``max_peers`` was reached."
+    """New ClientHellos dropped because ``max_handshakes``, ``max_peers`` or
+    ``max_handshakes_per_address`` was reached."""
     peers_rejected_unknown: int = 0
     "New ClientHellos dropped because ``remote_fingerprints(addr)`` returned None or failed."
     peers_reaped_idle: int = 0
@@ -202,6 +206,25 @@ def _discard_awaitable(r: object) -> None:
     close = getattr(r, "close", None)
     if callable(close):
         close()
+
+
+def _source_key(addr: Address) -> object:
+    """Return what ``max_handshakes_per_address`` counts by.
+
+    That is the IPv4 address (also when mapped into IPv6), or the /64 prefix of an IPv6
+    address (one host usually has a whole /64).
+    """
+    host = addr[0]
+    if not isinstance(host, str) or ":" not in host:
+        return host
+    try:
+        ip = ipaddress.IPv6Address(host.partition("%")[0])
+    except ValueError:
+        return host
+    mapped = ip.ipv4_mapped
+    if mapped is not None:
+        return str(mapped)
+    return ip.packed[:8]
 
 
 def _closed_error(error: BaseException | None) -> ConnectionClosedError:
@@ -587,6 +610,10 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
     :param cookie_secret: 16+ bytes shared by every process serving this address.
     :param cookie_rotation_interval: seconds per cookie key.
     :param max_handshakes: handshakes in progress beyond which new hellos are dropped.
+    :param max_handshakes_per_address: accepted handshakes in progress from one source address
+        (one IPv4 address, one IPv6 /64) beyond which its new hellos are dropped, so that one
+        host cannot hold every handshake slot and the memory they may buffer. Clients behind
+        one NAT share an address, but seldom start 64 handshakes within one handshake time.
     :param max_peers: connections beyond which new hellos are dropped.
     :param handshake_timeout: deadline of every handshake (None: the configuration's).
     :param idle_timeout: close established peers that sent nothing for this long (None: never).
@@ -611,6 +638,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         cookie_secret: bytes | None = None,
         cookie_rotation_interval: float = 30.0,
         max_handshakes: int = 1000,
+        max_handshakes_per_address: int = 64,
         max_peers: int = 100_000,
         handshake_timeout: float | None = None,
         idle_timeout: float | None = None,
@@ -620,6 +648,9 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         if not isinstance(configuration, DtlsConfiguration):
             raise ConfigurationError("configuration: expected a DtlsConfiguration")
         _check_positive("max_handshakes", max_handshakes, optional=False, integer=True)
+        _check_positive(
+            "max_handshakes_per_address", max_handshakes_per_address, optional=False, integer=True
+        )
         _check_positive("max_peers", max_peers, optional=False, integer=True)
         _check_positive("max_queued_datagrams", max_queued_datagrams, optional=False, integer=True)
         _check_positive("handshake_timeout", handshake_timeout, optional=True, integer=False)
@@ -662,6 +693,9 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             else None
         )
         self._max_handshakes = max_handshakes
+        self._max_per_source = max_handshakes_per_address
+        # Accepted handshakes in progress by _source_key (entries at zero are removed).
+        self._per_source: dict[object, int] = {}
         self._max_peers = max_peers
         self._handshake_timeout = handshake_timeout
         self._accept_timeout = (
@@ -711,6 +745,9 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._n_overflowed = 0
         self._n_network_errors = 0
         self._n_handler_errors = 0
+        # Failed handshakes whose memory the C heap has not been asked to give back yet.
+        self._n_unreleased = 0
+        self._released_at = -math.inf
 
     # ------------------------------------------------------------------ DatagramProtocol
 
@@ -832,7 +869,10 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
 
         A client starts its handshake at once (ICE has found the path); a server waits for
         the ClientHello (never with a cookie exchange: ICE already proved the address). The
-        endpoint's ``handler`` is not called for streams made here.
+        endpoint's ``handler`` is not called for streams made here. The endpoint's
+        ``handshake_timeout`` counts from here for both roles; without it, a server that
+        never hears a ClientHello waits until it is closed (the connection's own deadline
+        starts with its first answer).
         ``remote_fingerprints=None`` means "not known yet": call
         :meth:`DtlsStream.set_remote_fingerprints` when the SDP answer arrives. Await
         :meth:`DtlsStream.wait_handshake` for the outcome.
@@ -973,7 +1013,11 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             # hello, whose first fragment carries what the cookie check needs.
             self._n_dropped += 1
             return
-        if self._n_in_progress >= self._max_handshakes or len(self._peers) >= self._max_peers:
+        if (
+            self._n_in_progress >= self._max_handshakes
+            or len(self._peers) >= self._max_peers
+            or self._per_source.get(_source_key(addr), 0) >= self._max_per_source
+        ):
             self._n_rejected_limit += 1
             return
         verifier = self._verifier
@@ -1029,7 +1073,18 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             return
         self._peers[addr] = s
         self._n_in_progress += 1
+        key = _source_key(addr)
+        self._per_source[key] = self._per_source.get(key, 0) + 1
         self._after(s, now)
+
+    def _source_done(self, addr: Address) -> None:
+        """Count out an accepted handshake from ``addr`` that completed or ended."""
+        key = _source_key(addr)
+        n = self._per_source.get(key, 0) - 1
+        if n > 0:
+            self._per_source[key] = n
+        else:
+            self._per_source.pop(key, None)
 
     def _maybe_restart(self, s: DtlsStream, data: bytes, addr: Address) -> bool:
         """Handle an epoch-0 ClientHello on an established association (RFC 6347 §4.2.8).
@@ -1099,6 +1154,8 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             s._hs_deadline = None
             self._unschedule(s)  # its handshake-time deadline is moot: _after sets the next
             self._n_in_progress -= 1
+            if s._accepted:
+                self._source_done(s._addr)
             self._n_active += 1
             self._n_completed += 1
             if self._on_handshake is not None and not self._handshake_callback(s):
@@ -1140,7 +1197,10 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._unschedule(s)
         if phase == _HANDSHAKING:
             self._n_in_progress -= 1
+            if s._accepted:
+                self._source_done(s._addr)
             self._n_failed += 1
+            self._n_unreleased += 1
             if isinstance(err, HandshakeTimeoutError):
                 self._n_timed_out += 1
                 net = self._network_error
@@ -1155,7 +1215,23 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                     logger.exception("on_handshake_failed failed for peer %r", s._addr)
         else:
             self._n_active -= 1
+        if self._n_unreleased:
+            self._maybe_release_memory()
         s._wake_all()
+
+    def _maybe_release_memory(self) -> None:
+        """Give freed C heap pages back after failed handshakes (a flood of them, typically).
+
+        glibc keeps the memory of freed SSL objects resident when anything lives above it in
+        the heap: without this, what a flood of abandoned handshakes made OpenSSL allocate
+        stays in the RSS after they all timed out. At most once a second, and once more when
+        the last handshake in progress ends; a trim costs about a millisecond per 100 MB.
+        """
+        now = self._time()
+        if self._n_in_progress == 0 or now - self._released_at >= _RELEASE_INTERVAL:
+            self._n_unreleased = 0
+            self._released_at = now
+            lib.DtlsOssl_release_memory()
         if self._close_transport_when_empty and not self._peers:
             self._close_own_transport()
 

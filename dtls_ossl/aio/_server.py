@@ -165,6 +165,7 @@ async def serve(
     cookie_secret: bytes | None = None,
     cookie_rotation_interval: float = 30.0,
     max_handshakes: int = 1000,
+    max_handshakes_per_address: int = 64,
     max_peers: int = 100_000,
     handshake_timeout: float | None = 10.0,
     idle_timeout: float | None = 300.0,
@@ -179,8 +180,14 @@ async def serve(
     One UDP socket and one :class:`~dtls_ossl.DtlsConnection` per peer address. New peers
     must return a stateless cookie first (``cookie_exchange``, RFC 6347 §4.2.1) and fit the
     limits; see :class:`DtlsEndpoint` for every parameter. Defaults suit a public server:
-    1000 handshakes in progress, 100,000 peers, 10 s per handshake, 300 s of silence before
-    an established peer is closed.
+    1000 handshakes in progress (64 per source address), 100,000 peers, 10 s per handshake,
+    300 s of silence before an established peer is closed.
+
+    Half-open peers: DTLS 1.2 ends with the server's flight, so a client that gives up at its
+    deadline after the server completed leaves an established peer here whose handler gets no
+    data; it is closed after ``idle_timeout``, or replaced as soon as the client retries from
+    the same address (a new cookie-checked ClientHello). Set ``idle_timeout`` to what the
+    protocol's keep-alives allow.
 
     ``workers=N`` (with ``reuse_port=True``) starts N processes, each with its own socket on
     the same port (``SO_REUSEPORT``), event loop and handler; this process only supervises.
@@ -214,6 +221,7 @@ async def serve(
         "cookie_secret": cookie_secret,
         "cookie_rotation_interval": cookie_rotation_interval,
         "max_handshakes": max_handshakes,
+        "max_handshakes_per_address": max_handshakes_per_address,
         "max_peers": max_peers,
         "handshake_timeout": handshake_timeout,
         "idle_timeout": idle_timeout,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -25,6 +26,7 @@ import pytest
 
 from dtls_ossl import (
     Certificate,
+    ConnectionState,
     DtlsConfiguration,
     DtlsConnection,
     Fingerprint,
@@ -807,3 +809,77 @@ def test_rsa_flights_fragmented_at_small_mtu(tmp_path, spawn, drivers, certifica
     driver.send(payload)
     peer.wait_for(rf"^{payload[:-1].decode()}$", tag="out")
     assert max(map(len, driver.sent)) <= mtu
+
+
+# ------------------------------------------- a late flight after our timer expired (issue 9)
+
+
+def _records(datagram: bytes) -> list[tuple[int, int, int]]:
+    """(content type, epoch, first body byte) of every record in a datagram."""
+    out = []
+    at = 0
+    while at + 13 <= len(datagram):
+        end = at + 13 + int.from_bytes(datagram[at + 11 : at + 13], "big")
+        out.append(
+            (datagram[at], int.from_bytes(datagram[at + 3 : at + 5], "big"), datagram[at + 13])
+        )
+        at = end
+    return out
+
+
+def test_client_late_flight_after_expired_timer_completes_at_s_server(
+    tmp_path, spawn, our_certificate, peer_certificate
+):
+    """s_server's flight 2 reaches us after our 50 ms timer expired and before handle_timer()
+    ran: OpenSSL retransmits our ClientHello inline, then writes flight 3. s_server drops the
+    rest of a datagram that starts with a stale ClientHello, so the two must travel apart for
+    the handshake to finish now rather than after s_server's 1 s retransmission."""
+    cert_file, key_file = write_identity(tmp_path, "server", peer_certificate)
+    port = free_udp_port()
+    server = start_s_server(spawn, s_server_args(port, cert_file, key_file, None))
+    cfg = DtlsConfiguration(
+        certificate=our_certificate,
+        mtu=MTU,
+        initial_retransmit_timeout=0.05,
+        handshake_timeout=STEP,
+    )
+    conn = DtlsConnection(
+        cfg, role=Role.CLIENT, remote_fingerprints=[peer_certificate.fingerprint()]
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect((LOCALHOST, port))
+        sock.settimeout(STEP)
+        conn.connect(time.monotonic())
+        for d in conn.datagrams_to_send(time.monotonic()):
+            sock.send(d)
+        hvr = sock.recv(65536)
+        assert handshake_type(hvr) == 3
+        conn.receive_datagram(hvr, time.monotonic())
+        for d in conn.datagrams_to_send(time.monotonic()):  # the ClientHello with the cookie
+            sock.send(d)
+        sent_at = time.monotonic()
+        flight2 = []
+        while not any(r == (22, 0, 14) for d in flight2 for r in _records(d)):  # ServerHelloDone
+            flight2.append(sock.recv(65536))
+        time.sleep(max(0.0, sent_at + 0.08 - time.monotonic()))  # our 50 ms timer has expired
+        now = time.monotonic()
+        for d in flight2:
+            conn.receive_datagram(d, now)  # handle_timer() is never called in this test
+        flight3 = conn.datagrams_to_send(now)
+        assert _records(flight3[0]) == [(22, 0, 1)]  # the inline retransmission, alone
+        for d in flight3:
+            sock.send(d)
+        start = time.monotonic()
+        sock.settimeout(0.8)  # under s_server's 1 s retransmission timer
+        while conn.state is not ConnectionState.ESTABLISHED:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                raise AssertionError(
+                    f"flight 3 was lost: no flight 4 within 0.8 s\n{server.describe()}"
+                ) from None
+            conn.receive_datagram(data, time.monotonic())
+            for d in conn.datagrams_to_send(time.monotonic()):
+                sock.send(d)
+        assert time.monotonic() - start < 0.8
+        assert conn.stats.retransmissions == 0
