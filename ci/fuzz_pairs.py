@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Mutation campaign against real in-memory DtlsConnection pairs (issue 9, "keep it from coming back").
+"""Mutation campaign against real in-memory DtlsConnection pairs (issue 9).
 
 Each scenario is one seed. From the seed it picks a variant (certificate key ECDSA or RSA, SRTP
 on or off, cookie exchange through ``CookieVerifier`` + ``accept_verified_hello`` or not,
@@ -41,6 +41,7 @@ warning, not a failure). Exit status 1 if any failure. Reproduce one with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import sys
@@ -110,6 +111,7 @@ class Rec:
     body: bytes
 
     def pack(self, length: int | None = None) -> bytes:
+        """Serialise, with an optional (possibly false) length field."""
         n = len(self.body) if length is None else length
         return (
             bytes([self.ctype])
@@ -158,9 +160,8 @@ def unauthenticated_kind(data: bytes, max_msg_seq: int) -> str | None:
             continue
         if r.ctype == 21 and len(r.body) >= 2 and (r.body[0] == 2 or r.body[1] == 0):
             return "plaintext-alert"
-        if r.ctype == 22 and len(r.body) >= 12:
-            if int.from_bytes(r.body[4:6], "big") > max_msg_seq:
-                return "plaintext-handshake"
+        if r.ctype == 22 and len(r.body) >= 12 and int.from_bytes(r.body[4:6], "big") > max_msg_seq:
+            return "plaintext-handshake"
     return None
 
 
@@ -220,12 +221,9 @@ class World:
             extra: dict[str, Any] = dict(TIMERS)
             if not v.srtp:
                 extra["srtp_profiles"] = ()
+            cextra = dict(extra, ciphers=CBC[v.key]) if v.cipher == "cbc" else extra
             try:
-                c = DtlsConfiguration(
-                    certificate=self.certs[(v.key, "client")],
-                    **extra,
-                    **({"ciphers": CBC[v.key]} if v.cipher == "cbc" else {}),
-                )
+                c = DtlsConfiguration(certificate=self.certs[(v.key, "client")], **cextra)
                 s = DtlsConfiguration(certificate=self.certs[(v.key, "server")], **extra)
                 self.configs[v] = (c, s)
             except ConfigurationError:
@@ -283,6 +281,7 @@ class Failure:
     culprit: Injected | None = None
 
     def signature(self) -> tuple[str, str, str, str]:
+        """Group key of the summary: kind, state, target, mutation class."""
         return (
             self.kind,
             self.scenario.state,
@@ -291,6 +290,7 @@ class Failure:
         )
 
     def reproducer(self) -> str:
+        """Describe the failure and the command that replays it."""
         c = self.culprit
         head = (
             f"{self.kind}: {self.message}\n    reproduce: python ci/fuzz_pairs.py --replay "
@@ -360,12 +360,15 @@ class Pair:
     # ------------------------------------------------------------------ plumbing
 
     def conn(self, role: Role) -> DtlsConnection:
+        """Return the connection of one side."""
         return self.client if role is Role.CLIENT else self.server
 
     def fail(self, kind: str, message: str, culprit: Injected | None = None) -> None:
+        """Record an invariant violation."""
         self.failures.append(Failure(kind, self.sc, message, culprit))
 
     def call(self, what: str, fn: Any, *args: Any, culprit: Injected | None = None) -> bool:
+        """Call the API; an exception escaping it is a failure."""
         try:
             fn(*args)
         except Exception as e:
@@ -416,11 +419,7 @@ class Pair:
         if culprit is None:
             self.genuine.append(data)
             self.max_msg_seq[role] = max([self.max_msg_seq[role], *handshake_seqs(data)])
-        if (
-            role is Role.SERVER
-            and self.verifier is not None
-            and conn.state is ConnectionState.NEW
-        ):
+        if role is Role.SERVER and self.verifier is not None and conn.state is ConnectionState.NEW:
             self.stateless(data, culprit)
             return
         was_ended = self.ended[role] is not None
@@ -439,16 +438,14 @@ class Pair:
         self.pending[peer] += out
 
     def stateless(self, data: bytes, culprit: Injected | None) -> None:
-        """The cookie layer in front of a server that has not started (as aio.serve() does)."""
+        """Pass a datagram through the cookie layer in front of a NEW server (as serve() does)."""
         assert self.verifier is not None
         try:
             info = parse_client_hello_untrusted(data)
             if info is None:
                 return
             if not self.verifier.check(info, ("192.0.2.1", 5000), 1_800_000_000.0):
-                hvr = self.verifier.hello_verify_request(
-                    info, ("192.0.2.1", 5000), 1_800_000_000.0
-                )
+                hvr = self.verifier.hello_verify_request(info, ("192.0.2.1", 5000), 1_800_000_000.0)
                 # Sent to the (spoofed) source address: the genuine client.
                 self.feed(Role.CLIENT, hvr, None)
                 return
@@ -467,15 +464,17 @@ class Pair:
         self.collect(Role.SERVER, False, culprit)
 
     def outputs(self, role: Role) -> list[bytes]:
-        """What a side queued outside receive_datagram (connect, send, close, timers)."""
+        """Return what a side queued outside receive_datagram (connect, send, close, timers)."""
         return self.conn(role).datagrams_to_send(time.monotonic())
 
     # ------------------------------------------------------------------ injection
 
     def pool(self) -> list[bytes]:
+        """Return the genuine datagrams mutations start from."""
         return self.genuine or self.world.reference.get(self.v, [])
 
     def mutate(self, index: int, step: list[bytes]) -> Injected:
+        """Make the index-th injected datagram (class and recipe drawn from the seed)."""
         rng = self.rng
         cls = rng.choice(CLASSES)
         pool = self.pool()
@@ -492,7 +491,8 @@ class Pair:
             r = recs[ri]
             packed = fn(r)
             return (
-                b"".join(x.pack() for x in recs[:ri]) + packed
+                b"".join(x.pack() for x in recs[:ri])
+                + packed
                 + b"".join(x.pack() for x in recs[ri + 1 :]),
                 f"{detail}, record {ri} (type {r.ctype} epoch {r.epoch} seq {r.seq}): {what}",
             )
@@ -598,6 +598,7 @@ class Pair:
         return Injected(index, cls, detail, data)
 
     def inject(self, step: list[bytes], target: Role) -> list[Injected]:
+        """Draw this scenario's injected datagrams (may reorder the step's genuine ones)."""
         muts = [self.mutate(i, step) for i in range(self.sc.count)]
         if any(m.cls == "reorder" for m in muts) and len(step) > 1:
             self.rng.shuffle(step)
@@ -618,6 +619,7 @@ class Pair:
             self.inject_now(muts)
 
     def inject_now(self, muts: list[Injected]) -> None:
+        """Feed the injected datagrams to the target, noting which are excepted."""
         target = self.sc.target
         for m in muts:
             if self.only is not None and m.index != self.only:
@@ -642,12 +644,14 @@ class Pair:
     # ------------------------------------------------------------------ the exchange
 
     def flight(self, src: Role, state: str) -> None:
+        """Deliver what ``src`` has for its peer, as the step of ``state``."""
         dst = Role.SERVER if src is Role.CLIENT else Role.CLIENT
         step = self.pending[dst] + self.outputs(src)
         self.pending[dst] = []
         self.deliver(src, dst, step, state)
 
     def pump(self) -> int:
+        """Deliver both ways until quiet; return how many datagrams moved."""
         moved = 0
         for _ in range(20):
             n = 0
@@ -681,15 +685,16 @@ class Pair:
         return bool(goal())
 
     def both(self, state: ConnectionState) -> bool:
+        """Tell whether both sides are in ``state``."""
         return self.client.state is state and self.server.state is state
 
     def run(self) -> None:
-        try:
+        """Run the genuine exchange with the injection; failures end up in ``failures``."""
+        with contextlib.suppress(Broken):
             self._run()
-        except Broken:
-            pass
 
     def check(self, ok: bool, what: str) -> None:
+        """Stop the exchange if ``ok`` is false: excepted, or a failure blamed on a datagram."""
         if ok:
             return
         culprit = self.blame
@@ -727,7 +732,8 @@ class Pair:
         self.flight(Role.CLIENT, "flight3")
         self.flight(Role.SERVER, "flight4")
         self.check(
-            self.settle(lambda: self.both(ConnectionState.ESTABLISHED)), "handshake did not complete"
+            self.settle(lambda: self.both(ConnectionState.ESTABLISHED)),
+            "handshake did not complete",
         )
         self.check(self.completed[Role.CLIENT] == 1, "client: no HandshakeCompleted")
         self.check(self.completed[Role.SERVER] == 1, "server: no HandshakeCompleted")
@@ -741,8 +747,10 @@ class Pair:
         self.flight(Role.SERVER, "-")
         self.check(
             self.settle(
-                lambda: self.got[Role.SERVER] == self.sent[Role.CLIENT]
-                and self.got[Role.CLIENT] == self.sent[Role.SERVER]
+                lambda: (
+                    self.got[Role.SERVER] == self.sent[Role.CLIENT]
+                    and self.got[Role.CLIENT] == self.sent[Role.SERVER]
+                )
             ),
             "data did not arrive",
         )
@@ -768,7 +776,7 @@ class Pair:
 
 
 def scenario_for(seed: int) -> Scenario:
-    """What a seed decides (variant, state, target, count, position)."""
+    """Return what a seed decides (variant, state, target, count, position)."""
     rng = random.Random(seed)
     return Scenario(
         seed,
@@ -780,9 +788,7 @@ def scenario_for(seed: int) -> Scenario:
     )
 
 
-def run_one(
-    world: World, seed: int, only: int | None = None, verbose: bool = False
-) -> Pair | None:
+def run_one(world: World, seed: int, only: int | None = None, verbose: bool = False) -> Pair | None:
     """Run the scenario of one seed; None if the library refuses the variant."""
     sc = scenario_for(seed)
     if world.config(sc.variant) is None:
@@ -873,7 +879,10 @@ def campaign(
 def report(s: Summary, seconds: float, out: Any = sys.stdout) -> None:
     """Print the summary and one reproducer per kind of failure."""
     p = print
-    p(f"fuzz: {s.scenarios} scenarios, {s.datagrams} injected datagrams in {seconds:.0f} s", file=out)
+    p(
+        f"fuzz: {s.scenarios} scenarios, {s.datagrams} injected datagrams in {seconds:.0f} s",
+        file=out,
+    )
     if s.refused:
         p(f"  variants refused by the configuration: {s.refused} scenarios", file=out)
     p("  states: " + ", ".join(f"{k} {s.states[k]}" for k in STATES), file=out)
@@ -891,7 +900,10 @@ def report(s: Summary, seconds: float, out: Any = sys.stdout) -> None:
     groups: dict[tuple[str, str, str, str], list[Failure]] = {}
     for f in s.failures:
         groups.setdefault(f.signature(), []).append(f)
-    p(f"  failures: {len(s.failures)} in {len(groups)} kinds (kind, state, target, class)", file=out)
+    p(
+        f"  failures: {len(s.failures)} in {len(groups)} kinds (kind, state, target, class)",
+        file=out,
+    )
     for sig, fs in sorted(groups.items()):
         p(f"--- {'/'.join(sig)}: {len(fs)}x; first:", file=out)
         p("  " + fs[0].reproducer(), file=out)
@@ -900,9 +912,7 @@ def report(s: Summary, seconds: float, out: Any = sys.stdout) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command line: a timed campaign, or the replay of one seed."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--seconds", type=float, default=float(os.environ.get("FUZZ_SECONDS", "180"))
-    )
+    ap.add_argument("--seconds", type=float, default=float(os.environ.get("FUZZ_SECONDS", "180")))
     ap.add_argument("--seed", type=int, default=int(os.environ.get("FUZZ_SEED", "1")))
     ap.add_argument("--replay", type=int, help="run one seed verbosely and report it")
     ap.add_argument("--only", type=int, help="with --replay: inject only mutation #ONLY")
