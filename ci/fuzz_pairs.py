@@ -279,15 +279,42 @@ class Failure:
     scenario: Scenario
     message: str
     culprit: Injected | None = None
+    # Why each side ended ("" if alive); whether the pair was left stalled (both alive); whether
+    # the culprit carried an epoch-0 record numbered far ahead of the target's genuine ones;
+    # whether the fatal error came in the same call as HandshakeCompleted.
+    ends: tuple[str, str] = ("", "")
+    stalled: bool = False
+    seq_jump: bool = False
+    with_completion: bool = False
+    alone: bool = False  # found with --only (the culprit alone breaks the pair)
 
-    def signature(self) -> tuple[str, str, str, str]:
-        """Group key of the summary: kind, state, target, mutation class."""
-        return (
-            self.kind,
-            self.scenario.state,
-            self.scenario.target.value,
-            self.culprit.cls if self.culprit else "-",
-        )
+    def diagnosis(self) -> str:
+        """Name the failure by symptom, and by which of issue 9's cases it matches, if any."""
+        own = [e for e in self.ends if e and not e.startswith("peer sent")]
+        reason = own[0] if own else (self.ends[0] or self.ends[1])
+        if self.kind in ("exception", "forged-event"):
+            return self.kind
+        if self.kind == "events" and NO_DETAIL in self.message:
+            if self.with_completion:
+                return (
+                    "case 4: fatal error in the call that completed the handshake lost its detail"
+                )
+            return "lost detail: fatal error without OpenSSL reason (not at completion)"
+        if self.kind == "events":
+            return "events: " + self.message
+        if self.scenario.variant.cipher == "cbc" and any(
+            m in e for e in self.ends for m in ("bad record mac", "bad_record_mac")
+        ):
+            return "case 1: forged record with a bad MAC kills a CBC connection"
+        if self.stalled and self.seq_jump:
+            return "case 3: epoch-0 record numbered far ahead stalls the handshake"
+        if "too many warn alerts" in reason or "no renegotiation" in reason:
+            return f"forged epoch-0 warning alert ends the handshake ({reason})"
+        if self.stalled:
+            return "stall: neither side ended, no progress"
+        if reason:
+            return f"forged record ends a connection ({reason})"
+        return self.kind + ": " + self.message
 
     def reproducer(self) -> str:
         """Describe the failure and the command that replays it."""
@@ -298,7 +325,8 @@ class Failure:
         )
         if c is not None:
             head += (
-                f" --only {c.index}\n    {self.scenario}\n    mutation #{c.index}: {c.cls} "
+                (f" --only {c.index}" if self.alone else "")
+                + f"\n    {self.scenario}\n    mutation #{c.index}: {c.cls} "
                 f"({c.detail}); {len(c.data)} bytes: {c.data[:40].hex()}"
                 + ("..." if len(c.data) > 40 else "")
             )
@@ -350,6 +378,7 @@ class Pair:
             Role.SERVER: None,
         }
         self.max_msg_seq: dict[Role, int] = {Role.CLIENT: -1, Role.SERVER: -1}
+        self.max_seq0: dict[Role, int] = {Role.CLIENT: -1, Role.SERVER: -1}
         self.injected: list[Injected] = []
         self.failures: list[Failure] = []
         self.excepted: str | None = None
@@ -363,9 +392,39 @@ class Pair:
         """Return the connection of one side."""
         return self.client if role is Role.CLIENT else self.server
 
-    def fail(self, kind: str, message: str, culprit: Injected | None = None) -> None:
+    def fail(
+        self,
+        kind: str,
+        message: str,
+        culprit: Injected | None = None,
+        with_completion: bool = False,
+    ) -> None:
         """Record an invariant violation."""
-        self.failures.append(Failure(kind, self.sc, message, culprit))
+        ends = (self._reason(Role.CLIENT), self._reason(Role.SERVER))
+        stalled = not any(ends) and not (
+            self.both(ConnectionState.ESTABLISHED) or self.both(ConnectionState.CLOSED)
+        )
+        jump = culprit is not None and any(
+            r.epoch == 0 and r.seq > self.max_seq0[self.sc.target] + 256
+            for r in parse(culprit.data)
+        )
+        self.failures.append(
+            Failure(
+                kind,
+                self.sc,
+                message,
+                culprit,
+                ends,
+                stalled,
+                jump,
+                with_completion,
+                self.only is not None,
+            )
+        )
+
+    def _reason(self, role: Role) -> str:
+        e = self.ended[role]
+        return "" if e is None or e.error is None else str(e.error)
 
     def call(self, what: str, fn: Any, *args: Any, culprit: Injected | None = None) -> bool:
         """Call the API; an exception escaping it is a failure."""
@@ -380,10 +439,12 @@ class Pair:
     def drain(self, role: Role, culprit: Injected | None) -> None:
         """Check and record the events of one side after one input."""
         conn = self.conn(role)
+        completed_now = False
         while (e := conn.next_event()) is not None:
             if self.ended[role] is not None:
                 self.fail("events", f"{role.value}: {type(e).__name__} after the end", culprit)
             if isinstance(e, events.HandshakeCompleted):
+                completed_now = True
                 self.completed[role] += 1
                 if culprit is not None and culprit.cls not in GENUINE_CONTENT:
                     self.fail("forged-event", f"{role.value}: HandshakeCompleted", culprit)
@@ -407,6 +468,7 @@ class Pair:
                         f"{role.value}: ConnectionTerminated({type(e.error).__name__}"
                         f"({str(e.error)!r})) lost the reason",
                         culprit,
+                        with_completion=completed_now,
                     )
                 if culprit is not None and self.verbose:
                     print(f"  {role.value} ended by #{culprit.index}: {e.error!r}")
@@ -419,6 +481,8 @@ class Pair:
         if culprit is None:
             self.genuine.append(data)
             self.max_msg_seq[role] = max([self.max_msg_seq[role], *handshake_seqs(data)])
+            seqs0 = [r.seq for r in parse(data) if r.epoch == 0]
+            self.max_seq0[role] = max([self.max_seq0[role], *seqs0])
         if role is Role.SERVER and self.verifier is not None and conn.state is ConnectionState.NEW:
             self.stateless(data, culprit)
             return
@@ -854,7 +918,7 @@ def campaign(
         s.classes.update(pair.counts)
         if pair.excepted:
             s.excepted[pair.excepted] += 1
-        if pair.settle_rounds and not pair.failures:
+        if pair.settle_rounds and not pair.failures and not pair.excepted:
             s.delayed.append(pair.sc)
         failures = pair.failures
         if len(pair.injected) > 1 and (
@@ -863,7 +927,15 @@ def campaign(
             # Several datagrams were injected: find which one alone breaks the pair, so the
             # reproducer names one mutation (and an excepted one cannot hide another).
             single = shrink(world, pair)
-            failures = single or failures
+            if single:
+                failures = single
+            elif any(m.excepted for m in pair.injected):
+                # No datagram breaks the pair alone, and one of them is an inherent forgery
+                # (e.g. a foreign ClientHello that started the server): excepted.
+                failures = []
+                s.excepted[
+                    "combined with " + next(m.excepted for m in pair.injected if m.excepted)
+                ] += 1
         s.failures += failures
         if time.monotonic() - last >= progress:
             last = time.monotonic()
@@ -897,16 +969,23 @@ def report(s: Summary, seconds: float, out: Any = sys.stdout) -> None:
         p(f"  delayed (completed only after retransmission rounds): {len(s.delayed)}", file=out)
         for sc in s.delayed[:5]:
             p(f"    python ci/fuzz_pairs.py --replay {sc.seed}   # {sc}", file=out)
-    groups: dict[tuple[str, str, str, str], list[Failure]] = {}
+    groups: dict[str, list[Failure]] = {}
     for f in s.failures:
-        groups.setdefault(f.signature(), []).append(f)
-    p(
-        f"  failures: {len(s.failures)} in {len(groups)} kinds (kind, state, target, class)",
-        file=out,
-    )
-    for sig, fs in sorted(groups.items()):
-        p(f"--- {'/'.join(sig)}: {len(fs)}x; first:", file=out)
-        p("  " + fs[0].reproducer(), file=out)
+        groups.setdefault(f.diagnosis(), []).append(f)
+    p(f"  failures: {len(s.failures)} in {len(groups)} kinds", file=out)
+    for name, fs in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        by_class = Counter(f.culprit.cls if f.culprit else "-" for f in fs)
+        by_state = Counter(f.scenario.state for f in fs)
+        p(f"--- {name}: {len(fs)}x", file=out)
+        p("    classes: " + ", ".join(f"{k} {n}" for k, n in by_class.most_common()), file=out)
+        p("    states: " + ", ".join(f"{k} {n}" for k, n in by_state.most_common()), file=out)
+        shown: set[str] = set()
+        for f in fs:  # one reproducer per mutation class, three at most
+            cls = f.culprit.cls if f.culprit else "-"
+            if cls in shown or len(shown) == 3:
+                continue
+            shown.add(cls)
+            p("  " + f.reproducer(), file=out)
 
 
 def main(argv: list[str] | None = None) -> int:
