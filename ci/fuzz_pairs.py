@@ -153,14 +153,21 @@ def handshake_seqs(data: bytes) -> list[int]:
     ]
 
 
-def unauthenticated_kind(data: bytes, max_msg_seq: int) -> str | None:
-    """Which excepted class a datagram falls in for a target still reading epoch 0, if any."""
+def unauthenticated_kind(data: bytes, next_msg_seq: int) -> str | None:
+    """Which excepted class a datagram falls in for a target still reading epoch 0, if any.
+
+    ``next_msg_seq`` is the first message_seq the target has not received any of yet.
+    """
     for r in parse(data):
         if r.epoch != 0:
             continue
         if r.ctype == 21 and len(r.body) >= 2 and (r.body[0] == 2 or r.body[1] == 0):
             return "plaintext-alert"
-        if r.ctype == 22 and len(r.body) >= 12 and int.from_bytes(r.body[4:6], "big") > max_msg_seq:
+        if (
+            r.ctype == 22
+            and len(r.body) >= 12
+            and int.from_bytes(r.body[4:6], "big") >= next_msg_seq
+        ):
             return "plaintext-handshake"
     return None
 
@@ -377,7 +384,8 @@ class Pair:
             Role.CLIENT: None,
             Role.SERVER: None,
         }
-        self.max_msg_seq: dict[Role, int] = {Role.CLIENT: -1, Role.SERVER: -1}
+        # message_seq of the genuine handshake fragments each side received (out of order too).
+        self.msg_seqs: dict[Role, set[int]] = {Role.CLIENT: set(), Role.SERVER: set()}
         self.max_seq0: dict[Role, int] = {Role.CLIENT: -1, Role.SERVER: -1}
         self.injected: list[Injected] = []
         self.failures: list[Failure] = []
@@ -421,6 +429,13 @@ class Pair:
                 self.only is not None,
             )
         )
+
+    def next_msg_seq(self, role: Role) -> int:
+        """Return the first message_seq this side has received nothing of (genuine)."""
+        n = 0
+        while n in self.msg_seqs[role]:
+            n += 1
+        return n
 
     def _reason(self, role: Role) -> str:
         e = self.ended[role]
@@ -480,7 +495,7 @@ class Pair:
         conn = self.conn(role)
         if culprit is None:
             self.genuine.append(data)
-            self.max_msg_seq[role] = max([self.max_msg_seq[role], *handshake_seqs(data)])
+            self.msg_seqs[role].update(handshake_seqs(data))
             seqs0 = [r.seq for r in parse(data) if r.epoch == 0]
             self.max_seq0[role] = max([self.max_seq0[role], *seqs0])
         if role is Role.SERVER and self.verifier is not None and conn.state is ConnectionState.NEW:
@@ -618,7 +633,7 @@ class Pair:
             data = rng.choice(step) if step else src
             detail = "a genuine datagram of this step replayed, step order shuffled"
         elif cls == "fragment":
-            msg_seq = max(0, self.max_msg_seq[self.sc.target] + rng.randint(0, 3))
+            msg_seq = max(0, self.next_msg_seq(self.sc.target) + rng.randint(-1, 3))
             total = rng.choice((rng.randint(1, 2000), rng.randint(1, (1 << 24) - 1)))
             off = rng.randrange(total)
             flen = min(total - off, rng.randint(0, 200))
@@ -692,7 +707,7 @@ class Pair:
             self.counts[m.cls] += 1
             conn = self.conn(target)
             if conn.state in (ConnectionState.NEW, ConnectionState.HANDSHAKING):
-                m.excepted = unauthenticated_kind(m.data, self.max_msg_seq[target])
+                m.excepted = unauthenticated_kind(m.data, self.next_msg_seq(target))
             if self.verbose:
                 print(
                     f"inject #{m.index} {m.cls} -> {target.value} ({conn.state.value}): "

@@ -35,7 +35,7 @@ python -m pytest
 bash ci/conformance.sh
 
 # Robustness jobs of issue 9, after the main test run: a bounded mutation campaign against
-# in-memory pairs (FUZZ_SECONDS, default 180 s) and the suite under ASan/UBSan (~3 min here).
+# in-memory pairs (FUZZ_SECONDS, default 180 s) and the suite under ASan/UBSan (~2.5 min here).
 # CI_SKIP_FUZZ=1 / CI_SKIP_SANITIZE=1 skip one; FUZZ_ALLOW_FAILURES=1 reports without failing.
 [ "${CI_SKIP_FUZZ:-0}" = 1 ] || bash ci/fuzz.sh
 [ "${CI_SKIP_SANITIZE:-0}" = 1 ] || bash ci/sanitize.sh

@@ -36,13 +36,14 @@ def _handshake(msg_seq: int) -> bytes:
 
 def test_fuzz_pairs_excepts_only_unauthenticated_records():
     kind = fuzz_pairs.unauthenticated_kind
-    assert kind(_alert(2, 40), -1) == "plaintext-alert"
-    assert kind(_alert(1, 0), 3) == "plaintext-alert"  # close_notify
-    assert kind(_alert(1, 47), 3) is None  # a warning must not end a handshake
-    assert kind(_alert(2, 40, epoch=1), 3) is None  # epoch 1 is authenticated
-    assert kind(_handshake(4), 3) == "plaintext-handshake"  # the next message: unverifiable
-    assert kind(_handshake(3), 3) is None  # already received: must be discarded
-    assert kind(b"\x16\xfe\xfd" + bytes(10), -1) is None  # no body: not a message
+    # Second argument: the first message_seq the target has received nothing of.
+    assert kind(_alert(2, 40), 0) == "plaintext-alert"
+    assert kind(_alert(1, 0), 4) == "plaintext-alert"  # close_notify
+    assert kind(_alert(1, 47), 4) is None  # a warning must not end a handshake
+    assert kind(_alert(2, 40, epoch=1), 4) is None  # epoch 1 is authenticated
+    assert kind(_handshake(4), 4) == "plaintext-handshake"  # the next message: unverifiable
+    assert kind(_handshake(3), 4) is None  # already received: must be discarded
+    assert kind(b"\x16\xfe\xfd" + bytes(10), 0) is None  # no body: not a message
 
 
 def test_fuzz_pairs_record_edits_round_trip():
