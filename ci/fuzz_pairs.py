@@ -228,9 +228,10 @@ class World:
             extra: dict[str, Any] = dict(TIMERS)
             if not v.srtp:
                 extra["srtp_profiles"] = ()
-            cextra = dict(extra, ciphers=CBC[v.key]) if v.cipher == "cbc" else extra
+            if v.cipher == "cbc":  # asked for explicitly on both sides (defaults may be AEAD-only)
+                extra["ciphers"] = CBC[v.key]
             try:
-                c = DtlsConfiguration(certificate=self.certs[(v.key, "client")], **cextra)
+                c = DtlsConfiguration(certificate=self.certs[(v.key, "client")], **extra)
                 s = DtlsConfiguration(certificate=self.certs[(v.key, "server")], **extra)
                 self.configs[v] = (c, s)
             except ConfigurationError:
