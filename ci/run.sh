@@ -57,3 +57,9 @@ step pytest python -m pytest
 # built from Debian source, pion, werift, aiortc, headless Chromium and Firefox ESR): installs
 # missing peers, then runs it; non-zero if any cell fails. Reports: reports/conformance (report.json, junit.xml).
 step conformance bash ci/conformance.sh
+
+# Robustness jobs of issue 9, after the main test run: a bounded mutation campaign against
+# in-memory pairs (FUZZ_SECONDS, default 180 s) and the suite under ASan/UBSan (~2.5 min here).
+# CI_SKIP_FUZZ=1 / CI_SKIP_SANITIZE=1 skip one; FUZZ_ALLOW_FAILURES=1 reports without failing.
+[ "${CI_SKIP_FUZZ:-0}" = 1 ] || step fuzz bash ci/fuzz.sh
+[ "${CI_SKIP_SANITIZE:-0}" = 1 ] || step sanitize bash ci/sanitize.sh

@@ -91,6 +91,7 @@ def _one(i: int, certs, configs) -> None:
     _drain(client, server)
 
 
+@pytest.mark.rss
 def test_leak_rss_flat_over_thousands_of_handshakes(certs):
     ccert, scert, _ = certs
     configs = (
@@ -108,6 +109,7 @@ def test_leak_rss_flat_over_thousands_of_handshakes(certs):
     assert growth < MAX_GROWTH, f"RSS grew by {growth / 1e6:.1f} MB over {TOTAL - WARMUP} pairs"
 
 
+@pytest.mark.rss
 def test_leak_rss_flat_over_many_records(certs):
     """The per-record C paths create bytes and events themselves: none may be leaked.
 
