@@ -864,12 +864,82 @@ static size_t DtlsOssl_min_encrypted(DtlsOssl_conn *c)
     return c->min_encrypted;
 }
 
-/* Untrusted input: well_formed plus no protected record shorter than the cipher allows.
-   Returns 0 (drop it), 1, or 2: acceptable and holding plaintext (epoch-0) records. */
-static int DtlsOssl_acceptable(DtlsOssl_conn *c, const unsigned char *data, size_t len)
+/* Untrusted input: 1 if the body of a plaintext handshake record is one or more whole
+   fragments, each with a consistent header (RFC 6347 §4.2.3): the fragment lies within the
+   record and within its message, and is empty only for an empty message. OpenSSL 3.0 ends the
+   handshake on a short header ("unexpected message") or a fragment longer than the record
+   ("bad length"), and on an inconsistent fragment of a message it already has it fails with
+   an empty error queue (dtls1_process_out_of_seq_message), where RFC 6347 §4.1.2.7 says to
+   discard. No peer sends such a record (an empty one included: RFC 5246 §6.2.1). */
+static int DtlsOssl_fragments_consistent(const unsigned char *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    while (n > 0) {
+        size_t msg_len, frag_off, frag_len;
+        if (n < 12)
+            return 0;
+        msg_len = ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
+        frag_off = ((size_t)p[6] << 16) | ((size_t)p[7] << 8) | p[8];
+        frag_len = ((size_t)p[9] << 16) | ((size_t)p[10] << 8) | p[11];
+        if (frag_len > n - 12 || frag_off + frag_len > msg_len || (frag_len == 0 && msg_len))
+            return 0;
+        p += 12 + frag_len;
+        n -= 12 + frag_len;
+    }
+    return 1;
+}
+
+/* What becomes of a plaintext (epoch-0) record: DTLSOSSL_DROP_DATAGRAM, DTLSOSSL_PASS, or
+   DTLSOSSL_DROP_RECORD (only this record is removed; the rest of the datagram is fed).
+   Nothing in epoch 0 is authenticated, and OpenSSL 3.0 answers each of the malformed records
+   below with a fatal alert where RFC 6347 §4.1.2.7 says to discard: application data (never
+   valid before the keys), content types it does not know (heartbeat, tls12_cid, ACK), a
+   ChangeCipherSpec that is not the one byte 1, an alert that is not two bytes or of no known
+   level, an inconsistent handshake fragment. No genuine peer sends any of them, and an
+   off-path attacker cannot alter a genuine datagram, so the datagram holding one is forged
+   as a whole and is dropped with its other records.
+   A warning-level alert other than close_notify is removed alone: OpenSSL 3.0 reads a
+   warning alert record five times over (openssl/openssl#25444) and ends the handshake with
+   "too many warn alerts", so one forged warning would kill any handshake; a genuine peer
+   aborting a handshake sends a fatal alert or close_notify (kept, and inherent: see the
+   README), and the warnings a genuine peer may send (unrecognized_name before its
+   ServerHello, user_canceled before close_notify, RFC 5246 §7.2.2) say nothing a handshake
+   can act on. Removing the record, not the datagram, keeps what a peer packed with it. */
+#define DTLSOSSL_DROP_DATAGRAM 0
+#define DTLSOSSL_PASS 1
+#define DTLSOSSL_DROP_RECORD 2
+static int DtlsOssl_plain_record(DtlsOssl_conn *c, const unsigned char *r, size_t rl)
+{
+    const unsigned char *body = r + DTLSOSSL_HDR;
+    switch (r[0]) {
+    case 20:   /* change_cipher_spec */
+        return rl == 1 && body[0] == 1 ? DTLSOSSL_PASS : DTLSOSSL_DROP_DATAGRAM;
+    case 21:   /* alert */
+        if (rl != 2)
+            return DTLSOSSL_DROP_DATAGRAM;
+        if (body[0] == 2 || (body[0] == 1 && body[1] == 0))
+            return DTLSOSSL_PASS;   /* fatal, or close_notify */
+        return body[0] == 1 ? DTLSOSSL_DROP_RECORD : DTLSOSSL_DROP_DATAGRAM;
+    case 22:   /* handshake */
+        return DtlsOssl_fragments_consistent(body, rl) ? DTLSOSSL_PASS : DTLSOSSL_DROP_DATAGRAM;
+    case 26:   /* ACK: DTLS 1.3 (RFC 9147 §7), its own business where it may be negotiated */
+        return c->renumber0 ? DTLSOSSL_DROP_DATAGRAM : DTLSOSSL_PASS;
+    default:   /* application data in epoch 0, heartbeat, tls12_cid */
+        return DTLSOSSL_DROP_DATAGRAM;
+    }
+}
+
+/* Untrusted input: well_formed, no protected record shorter than the cipher allows, and every
+   plaintext record acceptable to DtlsOssl_plain_record. Returns 0 (drop the datagram), 1, or
+   2: acceptable and holding plaintext (epoch-0) records. *strip counts the records to remove
+   (DtlsOssl_strip). */
+static int DtlsOssl_acceptable(DtlsOssl_conn *c, const unsigned char *data, size_t len,
+                               int *strip)
 {
     size_t off = 0;
     int r = 1;
+    *strip = 0;
     if (!DtlsOssl_well_formed(data, len))
         return 0;
     while (off < len) {
@@ -878,11 +948,42 @@ static int DtlsOssl_acceptable(DtlsOssl_conn *c, const unsigned char *data, size
             if (rl < DtlsOssl_min_encrypted(c))
                 return 0;
         } else {
-            r = 2;
+            switch (DtlsOssl_plain_record(c, data + off, rl)) {
+            case DTLSOSSL_DROP_DATAGRAM:
+                return 0;
+            case DTLSOSSL_DROP_RECORD:
+                ++*strip;
+                break;
+            default:
+                r = 2;
+            }
         }
         off += DTLSOSSL_HDR + rl;
     }
     return r;
+}
+
+/* After DtlsOssl_acceptable: a copy of the datagram without the records it marked
+   DTLSOSSL_DROP_RECORD, in *copy (to be freed); *len becomes its length, 0 if nothing is
+   left. NULL if out of memory (the datagram is dropped). */
+static const char *DtlsOssl_strip(DtlsOssl_conn *c, const char *data, size_t *len,
+                                  char **copy)
+{
+    const unsigned char *d = (const unsigned char *)data;
+    size_t off, n = 0, rl;
+    *copy = malloc(*len);
+    if (*copy == NULL)
+        return NULL;
+    for (off = 0; off < *len; off += DTLSOSSL_HDR + rl) {
+        rl = ((size_t)d[off + 11] << 8) | d[off + 12];
+        if (!(d[off + 3] | d[off + 4])
+            && DtlsOssl_plain_record(c, d + off, rl) == DTLSOSSL_DROP_RECORD)
+            continue;
+        memcpy(*copy + n, data + off, DTLSOSSL_HDR + rl);
+        n += DTLSOSSL_HDR + rl;
+    }
+    *len = n;
+    return *copy;
 }
 
 /* Plaintext (epoch-0) records carry a sequence number nobody authenticates, and OpenSSL
@@ -1044,15 +1145,21 @@ static int DtlsOssl_bounded(DtlsOssl_conn *c, const unsigned char *d, size_t len
 static int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
                          size_t len)
 {
-    int flags, ok = DtlsOssl_acceptable(c, (const unsigned char *)data, len);
-    char *copy = NULL;
-    /* Bounds first, on the datagram as the peer sent it; renumbering changes only sequence
-       numbers. */
+    int flags, strip, ok = DtlsOssl_acceptable(c, (const unsigned char *)data, len, &strip);
+    char *copy = NULL, *stripped = NULL;
+    if (ok && strip) {
+        data = DtlsOssl_strip(c, data, &len, &stripped);
+        if (data == NULL || len == 0)
+            ok = 0;   /* nothing left to feed: dropped as a whole */
+    }
+    /* Bounds next, on the datagram as the peer sent it (less the removed records);
+       renumbering changes only sequence numbers. */
     if (ok && !DtlsOssl_bounded(c, (const unsigned char *)data, len))
         ok = 0;
     if (ok == 2)
         data = DtlsOssl_screen_epoch0(c, data, len, &copy);
     if (!ok || data == NULL) {
+        free(stripped);
         s->dropped++;
         return DTLSOSSL_DROPPED;
     }
@@ -1063,6 +1170,7 @@ static int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data
     c->in = NULL;
     c->in_left = 0;
     free(copy);
+    free(stripped);
     return flags;
 }
 

@@ -60,8 +60,9 @@ class ClientHelloInfo:
 def parse_client_hello_untrusted(datagram: bytes) -> ClientHelloInfo | None:
     """Parse the ClientHello (fragment) in the first record of a datagram, or return None.
 
-    Only the fields up to the cookie are read; they all sit in the first fragment. A fragment
-    with a non-zero offset is returned with empty ``random`` and ``cookie``. Cannot fail.
+    None also for a record longer than the datagram or an inconsistent fragment header. Only
+    the fields up to the cookie are read; they all sit in the first fragment. A fragment with
+    a non-zero offset is returned with empty ``random`` and ``cookie``. Cannot fail.
     """
     d = datagram
     n = len(d)
@@ -69,12 +70,17 @@ def parse_client_hello_untrusted(datagram: bytes) -> ClientHelloInfo | None:
     if n < 25 or d[0] != 22 or d[1] != 0xFE or d[3] != 0 or d[4] != 0 or d[13] != 1:
         return None
     record_len = (d[11] << 8) | d[12]
-    end = min(n, 13 + record_len)
+    end = 13 + record_len
     # Handshake header: msg_type(1) length(3) message_seq(2) fragment_offset(3) fragment_length(3)
+    msg_len = (d[14] << 16) | (d[15] << 8) | d[16]
     message_seq = (d[17] << 8) | d[18]
     offset = (d[19] << 16) | (d[20] << 8) | d[21]
     frag_len = (d[22] << 16) | (d[23] << 8) | d[24]
-    body_end = min(end, 25 + frag_len)
+    body_end = 25 + frag_len
+    # A truncated record or an inconsistent fragment header is not a ClientHello: the
+    # connection's own screen would drop it too (DtlsOssl_well_formed, DtlsOssl_acceptable).
+    if end > n or body_end > end or offset + frag_len > msg_len:
+        return None
     if offset != 0:
         return ClientHelloInfo(
             record_seq=bytes(d[5:11]),
