@@ -28,8 +28,8 @@ Excepted from "broken" (inherent to DTLS 1.2, where nothing is authenticated bef
 Finished): while the target still reads epoch 0 (before the peer's ChangeCipherSpec),
     plaintext-alert      an epoch-0 alert record that is fatal (level 2) or close_notify;
     plaintext-handshake  an epoch-0 handshake record for a message_seq the target has not
-                         received yet (a forged next message is indistinguishable from the real
-                         one until Finished fails).
+                         received whole yet (a forged next message, or fragment of one, is
+                         indistinguishable from the real one until Finished fails).
 Anything else that breaks the pair is a failure, e.g. a forged epoch-1 record, a record number
 pushed to 2**48-1 on an already-received message, a replay, junk or a truncated record.
 
@@ -144,13 +144,28 @@ def parse(data: bytes) -> list[Rec]:
     return out
 
 
-def handshake_seqs(data: bytes) -> list[int]:
-    """message_seq of every epoch-0 handshake record of a datagram."""
+def handshake_fragments(data: bytes) -> list[tuple[int, int, int, int]]:
+    """(message_seq, length, fragment_offset, fragment_length) of every epoch-0 handshake record."""
     return [
-        int.from_bytes(r.body[4:6], "big")
+        (
+            int.from_bytes(r.body[4:6], "big"),
+            int.from_bytes(r.body[1:4], "big"),
+            int.from_bytes(r.body[6:9], "big"),
+            int.from_bytes(r.body[9:12], "big"),
+        )
         for r in parse(data)
         if r.ctype == 22 and r.epoch == 0 and len(r.body) >= 12
     ]
+
+
+def _covered(length: int, ranges: list[tuple[int, int]]) -> bool:
+    """Whether the fragment ranges cover a message of ``length`` bytes."""
+    end = 0
+    for off, flen in sorted(ranges):
+        if off > end:
+            return False
+        end = max(end, off + flen)
+    return end >= length
 
 
 def unauthenticated_kind(data: bytes, next_msg_seq: int) -> str | None:
@@ -386,7 +401,11 @@ class Pair:
             Role.SERVER: None,
         }
         # message_seq of the genuine handshake fragments each side received (out of order too).
-        self.msg_seqs: dict[Role, set[int]] = {Role.CLIENT: set(), Role.SERVER: set()}
+        # message_seq -> (length, received fragment ranges), genuine epoch-0 handshake only
+        self.msg_frags: dict[Role, dict[int, tuple[int, list[tuple[int, int]]]]] = {
+            Role.CLIENT: {},
+            Role.SERVER: {},
+        }
         self.max_seq0: dict[Role, int] = {Role.CLIENT: -1, Role.SERVER: -1}
         self.injected: list[Injected] = []
         self.failures: list[Failure] = []
@@ -432,9 +451,13 @@ class Pair:
         )
 
     def next_msg_seq(self, role: Role) -> int:
-        """Return the first message_seq this side has received nothing of (genuine)."""
+        """Return the first message_seq this side has not received whole (genuine).
+
+        A forged fragment of a message still being reassembled is as indistinguishable from
+        the real one as a forged next message: which fragment OpenSSL keeps is arbitrary.
+        """
         n = 0
-        while n in self.msg_seqs[role]:
+        while n in self.msg_frags[role] and _covered(*self.msg_frags[role][n]):
             n += 1
         return n
 
@@ -496,7 +519,8 @@ class Pair:
         conn = self.conn(role)
         if culprit is None:
             self.genuine.append(data)
-            self.msg_seqs[role].update(handshake_seqs(data))
+            for seq, length, off, flen in handshake_fragments(data):
+                self.msg_frags[role].setdefault(seq, (length, []))[1].append((off, flen))
             seqs0 = [r.seq for r in parse(data) if r.epoch == 0]
             self.max_seq0[role] = max([self.max_seq0[role], *seqs0])
         if role is Role.SERVER and self.verifier is not None and conn.state is ConnectionState.NEW:

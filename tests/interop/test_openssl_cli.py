@@ -88,9 +88,10 @@ class CliPeer:
             t.start()
 
     def _read(self, stream: IO[bytes], tag: str) -> None:
-        for line in iter(stream.readline, b""):
-            with self._lock:
-                self._chunks.append((tag, line))
+        with contextlib.suppress(ValueError):  # stop() gave up waiting and closed the pipe
+            for line in iter(stream.readline, b""):
+                with self._lock:
+                    self._chunks.append((tag, line))
 
     def text(self, tag: str | None = None) -> str:
         """Everything printed so far (stdout and stderr interleaved, or just one of them)."""
@@ -143,12 +144,16 @@ class CliPeer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(2)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError):  # broken pipe on an exited process
-                    stream.close()
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):  # broken pipe on an exited process
+                self.proc.stdin.close()
+        # The process has exited, so the readers reach EOF; closing a pipe under a reader
+        # that is still in readline() fails in that thread instead.
         for t in self._readers:
-            t.join(1)
+            t.join(2)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 @pytest.fixture
