@@ -29,8 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from dtls_ossl import events
-from dtls_ossl._binding import openssl_version
+from dtls_ossl import events, openssl_version
 from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES, DtlsConfiguration
 from dtls_ossl.connection import ConnectionState, DtlsConnection
 from dtls_ossl.exceptions import DtlsError, FingerprintMismatchError, InvalidStateError
