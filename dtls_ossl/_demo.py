@@ -80,10 +80,6 @@ class _Demo(_Report):
 
     # -------------------------------------------------------------------------- output
 
-    def say(self, line: str = "") -> None:
-        if not self.o.json:
-            print(line.rstrip(), file=self.out, flush=True)
-
     def rel(self, now: float) -> float:
         return now - self.t0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TextIO
 
 from dtls_ossl import events, openssl_version
 from dtls_ossl._demo_model import (
@@ -35,8 +35,12 @@ class _Report:
     echoed: bool
     close_notify_seen: bool
 
+    out: TextIO
+
     def say(self, line: str = "") -> None:
-        raise NotImplementedError  # pragma: no cover - the run loop prints
+        """Print one line of the human timeline (nothing in JSON mode)."""
+        if not self.o.json:
+            print(line.rstrip(), file=self.out, flush=True)
 
     # ---------------------------------------------------------------------------- checks
 
