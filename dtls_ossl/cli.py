@@ -51,9 +51,8 @@ from dtls_ossl.webrtc.srtp import SrtpProfile
 
 __all__ = ["COMMANDS", "PROG", "Command", "build_parser", "main", "version_line"]
 
-# The argument types live in _cliargs (below this module and the subcommand modules); these
-# names stay importable from dtls_ossl.cli as before.
-_reexported = (mtu, positive_float, positive_int, probability, retransmit_timeout, srtp_profile)
+# The argument types and UsageError live in _cliargs, below this module and the subcommand
+# modules; they stay importable from here under their old names.
 _UsageError = UsageError
 
 _log = logging.getLogger("dtls_ossl.cli")
@@ -81,7 +80,7 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     "Adds the subcommand's options to its parser."
     run: Callable[[argparse.Namespace], int]
-    "Runs it; returns the exit status. May raise DtlsError or OSError (one-line errors)."
+    "Runs it; returns the exit status. May raise CliError, DtlsError or OSError (one line)."
     description: str = ""
     "Longer text for ``dtls-ossl <name> --help``; the help line if empty."
 
