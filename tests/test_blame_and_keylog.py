@@ -172,3 +172,19 @@ def test_cli_net_error_is_one_line_exit_1(capsys: pytest.CaptureFixture[str]) ->
         r"\(ICMP port unreachable: is a server listening there\?\)\n",
         err,
     )
+
+
+def test_key_log_path_that_cannot_be_opened_fails_at_first_line(tmp_path: Path) -> None:
+    # Validation opens nothing, so a bad path surfaces where the first line is written: the
+    # OSError propagates unchanged and the connection ends with CallbackError.
+    path = tmp_path / "no-such-directory" / "keys.log"
+    client, server = make_pair({"key_log": path})
+    now = time.monotonic()
+    client.connect(now)
+    transfer(client, server, now)
+    with pytest.raises(FileNotFoundError) as info:
+        transfer(server, client, now)
+    assert info.value.filename == str(path)
+    end = drain_events(client)[-1]
+    assert isinstance(end, events.ConnectionTerminated)
+    assert type(end.error) is CallbackError and end.error.__cause__ is info.value
