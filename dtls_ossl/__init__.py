@@ -9,6 +9,7 @@ from __future__ import annotations
 from dtls_ossl import events
 from dtls_ossl._util import TYPE_CHECKING, lazy_attributes
 from dtls_ossl.exceptions import (
+    CallbackError,
     CertificateVerificationError,
     ConfigurationError,
     ConnectionClosedError,
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "HAS_DTLS_1_3",
     "SRTP_EXPORTER_LABEL",
+    "CallbackError",
     "Certificate",
     "CertificateVerificationError",
     "ConfigurationError",

@@ -1,4 +1,8 @@
-"""Build the one OpenSSL ``SSL_CTX`` of a :class:`~dtls_ossl.DtlsConfiguration`."""
+"""Build an OpenSSL ``SSL_CTX`` from plain settings (the one of a ``DtlsConfiguration``).
+
+It sits below :mod:`dtls_ossl.configuration`, which validates its fields and then calls
+:func:`build_ssl_ctx` with them: this module knows OpenSSL, not the configuration type.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,8 @@ from dtls_ossl._util import TYPE_CHECKING
 from dtls_ossl.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
-
-    from dtls_ossl.configuration import DtlsConfiguration
 
 __all__ = ["build_ssl_ctx"]
 
@@ -20,8 +23,21 @@ def _config_assert(ok: bool, what: str) -> None:
         raise ConfigurationError(f"{what}{': ' + detail if detail else ''}")
 
 
-def build_ssl_ctx(config: DtlsConfiguration) -> Any:
-    """Create and configure the ``SSL_CTX`` shared by every connection of ``config``.
+def build_ssl_ctx(
+    *,
+    ciphers: str,
+    groups: str,
+    srtp_names: Sequence[str],
+    cert_der: bytes,
+    key_der: bytes | None,
+    max_handshake_message: int,
+    allow_dtls_1_3: bool,
+    key_log: bool,
+) -> Any:
+    """Create and configure an ``SSL_CTX`` shared by every connection of one configuration.
+
+    ``srtp_names`` are OpenSSL ``use_srtp`` profile names in order of preference; ``key_log``
+    installs the key-log callback (the connection's writer receives the lines).
 
     :raises ConfigurationError: a cipher, group, profile, certificate or key was refused.
     """
@@ -46,20 +62,20 @@ def build_ssl_ctx(config: DtlsConfiguration) -> Any:
     lib.SSL_CTX_set_session_cache_mode(ctx, lib.SSL_SESS_CACHE_OFF)
     # Caps the peer's certificate list and every handshake message OpenSSL reassembles; the
     # framing screen drops fragments claiming more (DtlsOssl_bounded).
-    lib.SSL_CTX_set_max_cert_list(ctx, config.max_handshake_message)
+    lib.SSL_CTX_set_max_cert_list(ctx, max_handshake_message)
     openssl_assert(lib.SSL_CTX_set_min_proto_version(ctx, lib.DTLS1_2_VERSION) == 1, "min version")
-    max_version = lib.DtlsOssl_DTLS1_3_VERSION if config.allow_dtls_1_3 else lib.DTLS1_2_VERSION
+    max_version = lib.DtlsOssl_DTLS1_3_VERSION if allow_dtls_1_3 else lib.DTLS1_2_VERSION
     openssl_assert(lib.SSL_CTX_set_max_proto_version(ctx, max_version) == 1, "max version")
     _config_assert(
-        lib.SSL_CTX_set_cipher_list(ctx, config.ciphers.encode("ascii")) == 1,
-        f"ciphers: OpenSSL accepts none of {config.ciphers!r}",
+        lib.SSL_CTX_set_cipher_list(ctx, ciphers.encode("ascii")) == 1,
+        f"ciphers: OpenSSL accepts none of {ciphers!r}",
     )
     _config_assert(
-        lib.SSL_CTX_set1_groups_list(ctx, config.groups.encode("ascii")) == 1,
-        f"groups: OpenSSL refused {config.groups!r}",
+        lib.SSL_CTX_set1_groups_list(ctx, groups.encode("ascii")) == 1,
+        f"groups: OpenSSL refused {groups!r}",
     )
-    if config.srtp_profiles:
-        names = ":".join(p.openssl_name for p in config.srtp_profiles)
+    if srtp_names:
+        names = ":".join(srtp_names)
         # SSL_CTX_set_tlsext_use_srtp(3) returns 0 on success, unlike most of OpenSSL.
         _config_assert(
             lib.SSL_CTX_set_tlsext_use_srtp(ctx, names.encode("ascii")) == 0,
@@ -68,19 +84,10 @@ def build_ssl_ctx(config: DtlsConfiguration) -> Any:
     # No X509_V_FLAG_CHECK_SS_SIGNATURE: a self-signed certificate's own signature proves
     # nothing that the fingerprint (which pins the certificate) and CertificateVerify (which
     # proves the key) do not, and checking it costs each side a signature verification.
-    cert = config.certificate
-    key_der = None if cert is None else cert.private_key_der
-    if cert is None or key_der is None:
+    if key_der is None:
         raise ConfigurationError("certificate: a private key is required for our own side")
     _config_assert(
-        lib.DtlsOssl_ctx_setup(
-            ctx,
-            cert.der,
-            len(cert.der),
-            key_der,
-            len(key_der),
-            int(config.key_log_writer is not None),
-        )
+        lib.DtlsOssl_ctx_setup(ctx, cert_der, len(cert_der), key_der, len(key_der), int(key_log))
         == 1,
         "certificate: OpenSSL refused the certificate or key",
     )

@@ -26,245 +26,40 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from dtls_ossl import events
-from dtls_ossl._binding import openssl_version
-from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES, DtlsConfiguration
-from dtls_ossl.connection import ConnectionState, DtlsConnection
-from dtls_ossl.exceptions import DtlsError, FingerprintMismatchError, InvalidStateError
+from dtls_ossl import events, openssl_version
+from dtls_ossl._demo_impair import _Impairment
+from dtls_ossl._demo_model import (
+    LOCALHOST,
+    MESSAGE,
+    DemoOptions,
+    _arrow,
+    _error_name,
+    _first_line,
+    _hostport,
+    _Peer,
+    _short,
+    conn_open,
+)
+from dtls_ossl._demo_report import _Report
+from dtls_ossl._demo_wire import _ALERT_LEVELS, describe_datagram
+from dtls_ossl.configuration import DtlsConfiguration
+from dtls_ossl.connection import DtlsConnection
 from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.sdp import Fingerprint, SetupRole, setup_role
-from dtls_ossl.webrtc.srtp import SrtpKeys, SrtpProfile
 
 __all__ = ["DemoOptions", "describe_datagram", "run_demo"]
 
 _log = logging.getLogger("dtls_ossl.cli")
 
-LOCALHOST = "127.0.0.1"
-MESSAGE = b"hello from client"
-"The application payload of the round trip; the server echoes it back."
-
-_REORDER_DELAY = (0.01, 0.03)  # seconds a reordered datagram is held back: later ones overtake
-_DUPLICATE_DELAY = (0.0, 0.02)  # seconds after the original that a duplicate is delivered
 _ECHO_ATTEMPTS = 10
 _MAX_DATAGRAM = 65535
-
-_HANDSHAKE_TYPES = {
-    0: "HelloRequest",
-    1: "ClientHello",
-    2: "ServerHello",
-    3: "HelloVerifyRequest",
-    4: "NewSessionTicket",
-    11: "Certificate",
-    12: "ServerKeyExchange",
-    13: "CertificateRequest",
-    14: "ServerHelloDone",
-    15: "CertificateVerify",
-    16: "ClientKeyExchange",
-    20: "Finished",
-}
-_ALERT_LEVELS = {1: "warning", 2: "fatal"}
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    """What ``dtls-ossl demo`` was asked to do; validated by the CLI's argument types."""
-
-    loss: float = 0.0
-    "Probability that a datagram is dropped, in each direction."
-    reorder: float = 0.0
-    "Probability that a datagram is held back 10-30 ms, so that later ones overtake it."
-    duplicate: float = 0.0
-    "Probability that a datagram is delivered twice."
-    seed: int | None = None
-    "Seed of the impairment; None picks one (and prints it, so a run can be replayed)."
-    mtu: int = 1200
-    "Largest datagram, in bytes (UDP payload)."
-    profiles: tuple[SrtpProfile, ...] = DEFAULT_SRTP_PROFILES
-    "SRTP profiles both sides offer, most preferred first."
-    key_type: str = "ecdsa-p256"
-    "Key type of both generated certificates."
-    initial_timeout: float = 0.1
-    "First retransmission timeout in seconds (doubling up to max(1 s, this))."
-    timeout: float = 10.0
-    "Overall handshake deadline in seconds."
-    wrong_fingerprint: bool = False
-    "Give the client a wrong expected fingerprint: the handshake must fail closed."
-    json: bool = False
-    "Print a JSON summary instead of the human timeline."
-
-
-# --------------------------------------------------------------------------- record labels
-
-
-def describe_datagram(data: bytes) -> str:
-    """Name what a DTLS datagram carries, e.g. ``ServerHello+Certificate+ServerHelloDone``.
-
-    Parses the 13-byte record headers (RFC 6347 §4.1) and, in epoch 0, the 12-byte handshake
-    headers (RFC 6347 §4.2.2). Never raises: truncated input is labelled, not trusted.
-    """
-    labels: list[str] = []
-    off = 0
-    while off < len(data):
-        if len(data) - off < 13:
-            labels.append(f"?({len(data) - off} trailing bytes)")
-            break
-        ctype = data[off]
-        epoch = int.from_bytes(data[off + 3 : off + 5], "big")
-        length = int.from_bytes(data[off + 11 : off + 13], "big")
-        body = data[off + 13 : off + 13 + length]
-        off += 13 + length
-        if ctype == 22 and epoch == 0:
-            labels.extend(_handshake_labels(body))
-        elif ctype == 22:
-            labels.append("Finished (encrypted)")
-        elif ctype == 20:
-            labels.append("ChangeCipherSpec")
-        elif ctype == 21 and epoch == 0 and len(body) == 2:
-            level = _ALERT_LEVELS.get(body[0], str(body[0]))
-            labels.append(f"Alert({level} {events.alert_name(body[1])})")
-        elif ctype == 21:
-            labels.append("Alert (encrypted)")
-        elif ctype == 23:
-            labels.append("ApplicationData")
-        else:
-            labels.append(f"ContentType{ctype}")
-    return "+".join(labels) if labels else "(empty)"
-
-
-def _handshake_labels(body: bytes) -> list[str]:
-    """Name the handshake messages (or fragments of them) of one epoch-0 record."""
-    out: list[str] = []
-    pos = 0
-    while pos < len(body):
-        if len(body) - pos < 12:
-            out.append("Handshake(truncated)")
-            break
-        msg_type = body[pos]
-        total = int.from_bytes(body[pos + 1 : pos + 4], "big")
-        frag_off = int.from_bytes(body[pos + 6 : pos + 9], "big")
-        frag_len = int.from_bytes(body[pos + 9 : pos + 12], "big")
-        name = _HANDSHAKE_TYPES.get(msg_type, f"Handshake{msg_type}")
-        if frag_off or frag_len < total:
-            name += f"[{frag_off}..{frag_off + frag_len}/{total}]"
-        out.append(name)
-        pos += 12 + frag_len
-    return out
-
-
-# ------------------------------------------------------------------------------ impairment
-
-
-@dataclass(frozen=True)
-class _Fate:
-    dropped: bool
-    delay: float
-    "0 for an immediate delivery; > 0 when reordered."
-    duplicate_delay: float | None
-    "When a second copy is delivered, relative to now; None for no duplicate."
-
-    @property
-    def marks(self) -> list[str]:
-        if self.dropped:
-            return ["DROPPED"]
-        out = []
-        if self.delay:
-            out.append("REORDERED")
-        if self.duplicate_delay is not None:
-            out.append("DUPLICATED")
-        return out
-
-
-class _Impairment:
-    """One direction's loss/reorder/duplicate decisions, from its own seeded random stream."""
-
-    def __init__(self, options: DemoOptions, seed: int, direction: str) -> None:
-        self._options = options
-        self._rng = random.Random(f"{seed}/{direction}")
-
-    def fate(self) -> _Fate:
-        rng = self._rng
-        # Always draw the same count per datagram, so the n-th datagram of a direction meets
-        # the same fate for a seed whatever the other options and timings are.
-        r_loss, r_reorder, r_dup, r_delay, r_dup_delay = (rng.random() for _ in range(5))
-        o = self._options
-        if r_loss < o.loss:
-            return _Fate(True, 0.0, None)
-        delay = 0.0
-        if r_reorder < o.reorder:
-            lo, hi = _REORDER_DELAY
-            delay = lo + r_delay * (hi - lo)
-        dup = None
-        if r_dup < o.duplicate:
-            lo, hi = _DUPLICATE_DELAY
-            dup = lo + r_dup_delay * (hi - lo)
-        return _Fate(False, delay, dup)
-
-
-# ----------------------------------------------------------------------------------- peers
-
-
-@dataclass(eq=False)
-class _Peer:
-    name: str
-    conn: DtlsConnection
-    certificate: Certificate
-    expected: Fingerprint
-    sock: socket.socket
-    impairment: _Impairment
-    addr: tuple[str, int] = ("", 0)
-    other: _Peer | None = None
-    completed: events.HandshakeCompleted | None = None
-    terminated: events.ConnectionTerminated | None = None
-    received: list[bytes] = field(default_factory=list)
-    retransmissions: int = 0
-    alerts_sent: list[str] = field(default_factory=list)
-    alerts_received: list[str] = field(default_factory=list)
-    echo: bool = False
-    "Echo every DataReceived back (the server's application)."
-
-    def __post_init__(self) -> None:
-        self.addr = self.sock.getsockname()[:2]
-
-    @property
-    def peer(self) -> _Peer:
-        assert self.other is not None
-        return self.other
-
-    @property
-    def ended(self) -> bool:
-        return self.terminated is not None
-
-
-def _hostport(addr: tuple[str, int]) -> str:
-    return f"{addr[0]}:{addr[1]}"
-
-
-def _short(fp: Fingerprint | str) -> str:
-    """Abbreviate a fingerprint for prose: ``sha-256 AB:CD:EF:01:..:67:89``."""
-    text = str(fp)
-    algorithm, _, hexpart = text.partition(" ")
-    pairs = hexpart.split(":")
-    if len(pairs) <= 8:
-        return text
-    return f"{algorithm} {':'.join(pairs[:4])}:..:{':'.join(pairs[-2:])}"
-
-
-def _error_name(error: DtlsError | None) -> str:
-    return "clean close" if error is None else type(error).__name__
-
-
-def _first_line(text: str, width: int = 90) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= width else line[: width - 3] + "..."
-
 
 # ------------------------------------------------------------------------------------ demo
 
 
-class _Demo:
+class _Demo(_Report):
     """One run: sockets, selector, impairment queue, output."""
 
     def __init__(self, options: DemoOptions, out: TextIO) -> None:
@@ -284,10 +79,6 @@ class _Demo:
         self.close_notify_seen = False
 
     # -------------------------------------------------------------------------- output
-
-    def say(self, line: str = "") -> None:
-        if not self.o.json:
-            print(line.rstrip(), file=self.out, flush=True)
 
     def rel(self, now: float) -> float:
         return now - self.t0
@@ -342,7 +133,14 @@ class _Demo:
                 raise
             name = role.value
             direction = "c2s" if name == "client" else "s2c"
-            peer = _Peer(name, conn, cert, expects, sock, _Impairment(o, self.seed, direction))
+            peer = _Peer(
+                name,
+                conn,
+                cert,
+                expects,
+                sock,
+                _Impairment(o.loss, o.reorder, o.duplicate, self.seed, direction),
+            )
             self.peers.append(peer)
             self.sel.register(sock, selectors.EVENT_READ, peer)
         a, b = self.peers
@@ -626,244 +424,6 @@ class _Demo:
             self.pump(s, now)
         # Deliver what is still queued (e.g. a reordered close_notify), then stop.
         self.run_until(lambda: not self.queue, time.monotonic() + 0.1)
-
-    # ---------------------------------------------------------------------------- checks
-
-    def verdict(self) -> tuple[bool, str]:
-        if self.o.wrong_fingerprint:
-            return self.verdict_fail_closed()
-        c, s = self.client, self.server
-        for p in (c, s):
-            if p.completed is None:
-                why = _error_name(p.terminated.error) if p.terminated else "no answer in time"
-                return False, f"the {p.name} handshake did not complete ({why})"
-        cc, sc = c.completed, s.completed
-        assert cc is not None and sc is not None
-        for what, a, b in (
-            ("version", cc.protocol_version, sc.protocol_version),
-            ("cipher", cc.cipher, sc.cipher),
-            ("SRTP profile", cc.srtp_profile, sc.srtp_profile),
-        ):
-            if a != b:
-                return False, f"the sides disagree on the {what}: client {a}, server {b}"
-        for p, info in ((c, cc), (s, sc)):
-            if not self.fingerprint_verified(p, info):
-                return False, f"the {p.name} did not verify the peer's fingerprint"
-        ck, sk = cc.srtp_keys, sc.srtp_keys
-        if ck is None or sk is None:
-            return False, "no SRTP profile was negotiated, so there are no SRTP keys"
-        if not ck.mirrors(sk):
-            return False, "the SRTP keys do not mirror (client.local != server.remote)"
-        if not self.echoed:
-            return False, (
-                f"the echo of {MESSAGE.decode()!r} did not come back "
-                f"after {self.echo_sent} attempt(s)"
-            )
-        profile = cc.srtp_profile.openssl_name if cc.srtp_profile else "no SRTP"
-        return True, (
-            f"{cc.protocol_version} + {profile} agreed, fingerprints verified, "
-            "SRTP keys mirror, echo returned"
-        )
-
-    def verdict_fail_closed(self) -> tuple[bool, str]:
-        c, s = self.client, self.server
-        if c.completed is not None or s.completed is not None:
-            return False, "a handshake completed despite the wrong fingerprint (NOT fail-closed)"
-        if c.terminated is None:
-            return False, "the client neither completed nor failed: no verdict in time"
-        error = c.terminated.error
-        if not isinstance(error, FingerprintMismatchError):
-            return False, (
-                f"the client failed with {_error_name(error)}, expected FingerprintMismatchError"
-            )
-        try:
-            c.conn.srtp_keys()
-        except InvalidStateError:
-            pass
-        else:  # pragma: no cover - srtp_keys() needs a completed handshake
-            return False, "the client has SRTP keys after a failed handshake"
-        if c.received or s.received:
-            return False, "application data flowed after a failed handshake"
-        return True, "failed closed as expected: FingerprintMismatchError, no SRTP keys, no data"
-
-    @staticmethod
-    def fingerprint_verified(p: _Peer, info: events.HandshakeCompleted) -> bool:
-        return (
-            info.peer_fingerprint is not None
-            and info.peer_fingerprint == p.expected
-            and p.expected.matches(info.peer_certificate.der)
-            and info.peer_certificate == p.peer.certificate
-        )
-
-    # ---------------------------------------------------------------------------- report
-
-    def print_results(self) -> None:
-        c, s = self.client, self.server
-        self.say()
-        if c.completed is not None and s.completed is not None:
-            self.print_parameters(c.completed, s.completed)
-            return
-        for p in (c, s):
-            t = p.terminated
-            if p.completed is not None:
-                self.say(f"{p.name}: handshake completed")
-                continue
-            if t is None or t.error is None:
-                why = "still handshaking" if t is None else f"closed after the {p.peer.name} ended"
-                self.say(f"{p.name}: handshake did not complete: {why}")
-            else:
-                name = _error_name(t.error)
-                message = _first_line(str(t.error), 200)
-                if isinstance(t.error, FingerprintMismatchError):
-                    self.say(f"{p.name}: handshake failed: {name}")
-                    for e in t.error.expected:
-                        self.say(f"  expected {_short(e)} (from the SDP)")
-                    for a in t.error.actual:
-                        self.say(f"  got      {_short(a)} (the {p.peer.name}'s certificate)")
-                elif len(name) + len(message) < 70:
-                    self.say(f"{p.name}: handshake failed: {name}: {message}")
-                else:
-                    self.say(f"{p.name}: handshake failed: {name}")
-                    self.say(f"  {_first_line(message, 96)}")
-            try:
-                p.conn.srtp_keys()
-            except InvalidStateError as exc:
-                self.say(f"  srtp_keys() raises InvalidStateError: {_first_line(str(exc), 50)}")
-
-    def print_parameters(
-        self, cc: events.HandshakeCompleted, sc: events.HandshakeCompleted
-    ) -> None:
-        def row(label: str, a: str, b: str) -> None:
-            mark = "same" if a == b else "DIFFERENT"
-            self.say(f"  {label:<17} {a:<31} {b:<31} {mark}")
-
-        def profile(info: events.HandshakeCompleted) -> str:
-            return info.srtp_profile.openssl_name if info.srtp_profile else "(none)"
-
-        def verified(p: _Peer, info: events.HandshakeCompleted) -> str:
-            ok = self.fingerprint_verified(p, info)
-            return "fingerprint verified" if ok else "fingerprint NOT VERIFIED"
-
-        self.say(f"{'negotiated':<19} {'client':<31} {'server':<31}")
-        row("version", cc.protocol_version, sc.protocol_version)
-        row("cipher", cc.cipher, sc.cipher)
-        row("SRTP profile", profile(cc), profile(sc))
-        fc, fs = verified(self.client, cc), verified(self.server, sc)
-        self.say(f"  {'peer certificate':<17} {fc:<31} {fs:<31}")
-
-    def print_keys(self) -> None:
-        c, s = self.client, self.server
-        if c.completed is None or s.completed is None:
-            return
-        ck, sk = c.completed.srtp_keys, s.completed.srtp_keys
-        if ck is None or sk is None:
-            self.say("SRTP keys: none (no SRTP profile was negotiated)")
-            return
-        self.say()
-        self.say(f"SRTP master keys, {ck.profile.openssl_name} (RFC 5764 §4.2; throwaway, hex):")
-        self.say(f"{'':<15}{'client':<40}{'server':<40}")
-        a = self.arrow
-        rows = [
-            (f"c{a}s key", "local ", ck.local_key, "remote", sk.remote_key),
-            (f"c{a}s salt", "local ", ck.local_salt, "remote", sk.remote_salt),
-            (f"s{a}c key", "remote", ck.remote_key, "local ", sk.local_key),
-            (f"s{a}c salt", "remote", ck.remote_salt, "local ", sk.local_salt),
-        ]
-        for label, ca, cv, sa, sv in rows:
-            ch, sh = cv.hex(), sv.hex()
-            mark = "==" if cv == sv else "!="
-            chunks = max(1, (len(ch) + 31) // 32)
-            for i in range(chunks):
-                lab = label if i == 0 else ""
-                la, lb = (ca, sa) if i == 0 else ("", "")
-                m = mark if i == chunks - 1 else ""
-                self.say(
-                    f"  {lab:<12} {la:<6} {ch[32 * i : 32 * i + 32]:<32}  "
-                    f"{lb:<6} {sh[32 * i : 32 * i + 32]:<32}  {m}".rstrip()
-                )
-        verdict = "mirror" if ck.mirrors(sk) else "DO NOT mirror"
-        self.say(f"  client.local == server.remote and server.local == client.remote: {verdict}")
-
-    def summary(self, ok: bool, reason: str, elapsed: float) -> dict[str, Any]:
-        def side(p: _Peer) -> dict[str, Any]:
-            info = p.completed
-            t = p.terminated
-            keys: SrtpKeys | None = info.srtp_keys if info else None
-            return {
-                "address": _hostport(p.addr),
-                "handshake_completed": info is not None,
-                "protocol_version": info.protocol_version if info else None,
-                "cipher": info.cipher if info else None,
-                "srtp_profile": (
-                    info.srtp_profile.openssl_name if info and info.srtp_profile else None
-                ),
-                "expected_fingerprint": str(p.expected),
-                "fingerprint_verified": bool(info and self.fingerprint_verified(p, info)),
-                "srtp_keys": keys.to_dict() if keys else None,
-                "retransmissions": p.retransmissions,
-                "alerts_sent": p.alerts_sent,
-                "alerts_received": p.alerts_received,
-                "received": [d.decode("utf-8", "replace") for d in p.received],
-                "error": (
-                    None
-                    if t is None or t.error is None
-                    else {"type": type(t.error).__name__, "message": str(t.error)}
-                ),
-                "terminated": t is not None,
-                "terminated_by_peer": bool(t and t.by_peer),
-                "stats": {
-                    "datagrams_sent": p.conn.stats.datagrams_sent,
-                    "datagrams_received": p.conn.stats.datagrams_received,
-                    "datagrams_dropped": p.conn.stats.datagrams_dropped,
-                },
-            }
-
-        o = self.o
-        ck = self.client.completed.srtp_keys if self.client.completed else None
-        sk = self.server.completed.srtp_keys if self.server.completed else None
-        return {
-            "ok": ok,
-            "result": "OK" if ok else "FAILED",
-            "reason": reason,
-            "expected_outcome": "fail-closed" if o.wrong_fingerprint else "success",
-            "openssl": openssl_version(),
-            "elapsed": round(elapsed, 4),
-            "options": {
-                "loss": o.loss,
-                "reorder": o.reorder,
-                "duplicate": o.duplicate,
-                "seed": self.seed,
-                "mtu": o.mtu,
-                "profiles": [p.openssl_name for p in o.profiles],
-                "key_type": o.key_type,
-                "initial_timeout": o.initial_timeout,
-                "timeout": o.timeout,
-                "wrong_fingerprint": o.wrong_fingerprint,
-            },
-            "sdp": {"offer": self.offer, "answer": self.answer, "roles": self.roles},
-            "datagrams": dict(self.counts),
-            "client": side(self.client),
-            "server": side(self.server),
-            "keys_mirror": bool(ck and sk and ck.mirrors(sk)),
-            "echo_returned": self.echoed,
-            "echo_attempts": self.echo_sent,
-            "close_notify_received": self.close_notify_seen,
-            "timeline": self.trace,
-        }
-
-
-def conn_open(conn: DtlsConnection) -> bool:
-    """Whether ``conn`` can send application data."""
-    return conn.state is ConnectionState.ESTABLISHED
-
-
-def _arrow(out: TextIO) -> str:
-    """``→`` if the output stream can encode it, else ``->``."""
-    try:
-        "→".encode(getattr(out, "encoding", None) or "ascii")
-    except (UnicodeEncodeError, LookupError):
-        return "->"
-    return "→"
 
 
 def run_demo(options: DemoOptions, out: TextIO) -> int:

@@ -25,6 +25,15 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from dtls_ossl._cliargs import (
+    PROG,
+    CliError,
+    UsageError,
+    mtu,
+    positive_float,
+    positive_int,
+    srtp_profile,
+)
 from dtls_ossl.exceptions import DtlsError
 
 if TYPE_CHECKING:
@@ -49,8 +58,11 @@ DEFAULT_PORT = 4444
 DEFAULT_CLIENT_TIMEOUT = 5.0
 
 
-class NetError(DtlsError):
-    """A failure of ``server`` or ``client`` already worded as the one-line error to print."""
+class NetError(CliError):
+    """A failure of ``server`` or ``client`` already worded as the one-line error to print.
+
+    The CLI's network or usage failure, not a library error: not a :class:`~dtls_ossl.DtlsError`.
+    """
 
 
 SERVER_DESCRIPTION = """\
@@ -131,8 +143,6 @@ def fingerprint(text: str) -> Fingerprint:
 
 def srtp_profiles(text: str) -> list[SrtpProfile]:
     """Parse a comma-separated list of SRTP profile names (OpenSSL or enum names)."""
-    from dtls_ossl.cli import srtp_profile
-
     names = [n for n in text.split(",") if n.strip()]
     if not names:
         raise argparse.ArgumentTypeError(f"{text!r} names no SRTP profile")
@@ -140,7 +150,6 @@ def srtp_profiles(text: str) -> list[SrtpProfile]:
 
 
 def _dtls_arguments(p: argparse.ArgumentParser, *, export_help: str) -> None:
-    from dtls_ossl.cli import mtu
     from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES
 
     p.add_argument(
@@ -174,8 +183,6 @@ def _keylog_argument(p: argparse.ArgumentParser) -> None:
 
 def server_arguments(p: argparse.ArgumentParser) -> None:
     """Add the options of ``dtls-ossl server``."""
-    from dtls_ossl.cli import positive_int
-
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     p.add_argument(
         "--port",
@@ -217,8 +224,6 @@ def server_arguments(p: argparse.ArgumentParser) -> None:
 
 def client_arguments(p: argparse.ArgumentParser) -> None:
     """Add the options of ``dtls-ossl client``."""
-    from dtls_ossl.cli import positive_float
-
     p.add_argument("host", metavar="HOST", help="server address or name")
     p.add_argument("port", metavar="PORT", type=client_port, help="server UDP port")
     p.add_argument(
@@ -252,7 +257,6 @@ def client_arguments(p: argparse.ArgumentParser) -> None:
 
 def _certificate(args: argparse.Namespace) -> Certificate | None:
     """Load ``--cert``/``--key``, or return None (the configuration generates one)."""
-    from dtls_ossl.cli import _UsageError
     from dtls_ossl.webrtc.certificate import Certificate
 
     cert_path: str | None = args.cert
@@ -260,7 +264,7 @@ def _certificate(args: argparse.Namespace) -> Certificate | None:
     if cert_path is None and key_path is None:
         return None
     if cert_path is None or key_path is None:
-        raise _UsageError("--cert and --key go together")
+        raise UsageError("--cert and --key go together")
     return Certificate.load(cert_path, key_path)
 
 
@@ -301,7 +305,6 @@ def _peer_fingerprint(info: HandshakeCompleted) -> str:
 
 
 def _err(message: str) -> None:
-    from dtls_ossl.cli import PROG
 
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 

@@ -29,9 +29,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from dtls_ossl import __version__, _netcli
-from dtls_ossl._binding import format_version, openssl_build_version_number, openssl_version
-from dtls_ossl.configuration import _MAX_MTU, _MIN_MTU, _MIN_TIMEOUT, DEFAULT_SRTP_PROFILES
+from dtls_ossl import __version__, _netcli, openssl_version
+from dtls_ossl._binding import format_version, openssl_build_version_number
+from dtls_ossl._cliargs import (
+    PROG,
+    CliError,
+    UsageError,
+    mtu,
+    positive_float,
+    positive_int,
+    probability,
+    retransmit_timeout,
+    srtp_profile,
+)
+from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES
 from dtls_ossl.conformance import command as _conformance
 from dtls_ossl.exceptions import DtlsError
 from dtls_ossl.webrtc.certificate import KEY_TYPES, Certificate
@@ -40,8 +51,9 @@ from dtls_ossl.webrtc.srtp import SrtpProfile
 
 __all__ = ["COMMANDS", "PROG", "Command", "build_parser", "main", "version_line"]
 
-PROG = "dtls-ossl"
-"The program name used in usage and error messages."
+# The argument types and UsageError live in _cliargs, below this module and the subcommand
+# modules; they stay importable from here under their old names.
+_UsageError = UsageError
 
 _log = logging.getLogger("dtls_ossl.cli")
 
@@ -68,77 +80,9 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     "Adds the subcommand's options to its parser."
     run: Callable[[argparse.Namespace], int]
-    "Runs it; returns the exit status. May raise DtlsError or OSError (one-line errors)."
+    "Runs it; returns the exit status. May raise CliError, DtlsError or OSError (one line)."
     description: str = ""
     "Longer text for ``dtls-ossl <name> --help``; the help line if empty."
-
-
-# ----------------------------------------------------------------------- argument types
-# Each raises ArgumentTypeError, which argparse reports as "argument --x: <message>".
-
-
-def probability(text: str) -> float:
-    """Parse a probability in 0..1 (``0.3``; ``30%`` also works)."""
-    try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability in 0..1")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """Parse a number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
-    return value
-
-
-def retransmit_timeout(text: str) -> float:
-    """Parse a retransmission timeout: seconds, at least what OpenSSL can time (20 ms)."""
-    value = positive_float(text)
-    if value < _MIN_TIMEOUT:
-        raise argparse.ArgumentTypeError(
-            f"{text} s is below {_MIN_TIMEOUT} s (OpenSSL treats shorter timers as expired)"
-        )
-    return value
-
-
-def mtu(text: str) -> int:
-    """Parse an MTU: the largest UDP payload in bytes."""
-    value = positive_int(text)
-    if not _MIN_MTU <= value <= _MAX_MTU:
-        raise argparse.ArgumentTypeError(f"{text} is outside {_MIN_MTU}..{_MAX_MTU} bytes")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """Parse an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
-
-
-def srtp_profile(text: str) -> SrtpProfile:
-    """Parse an SRTP profile by OpenSSL name or enum name, case-insensitively.
-
-    ``SRTP_AEAD_AES_128_GCM``, ``aead_aes_128_gcm`` and ``AEAD_AES_128_GCM`` are the same.
-    """
-    name = text.strip().upper()
-    for profile in SrtpProfile:
-        if name in (profile.openssl_name, profile.name):
-            return profile
-    choices = ", ".join(p.openssl_name for p in SrtpProfile)
-    raise argparse.ArgumentTypeError(f"unknown SRTP profile {text!r}; choose from {choices}")
 
 
 def _add_verbose(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -239,7 +183,7 @@ def _run_cert(args: argparse.Namespace) -> int:
     cert_path: str = args.out_cert
     key_path: str = args.out_key
     if os.path.abspath(cert_path) == os.path.abspath(key_path):
-        raise _UsageError("--out-cert and --out-key must be different files")
+        raise UsageError("--out-cert and --out-key must be different files")
     if not args.force:
         for path in (cert_path, key_path):
             if os.path.lexists(path):
@@ -359,7 +303,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     profiles: list[SrtpProfile] | None = args.profiles
     if profiles is not None and len(set(profiles)) != len(profiles):
-        raise _UsageError("--profile: a profile is given twice")
+        raise UsageError("--profile: a profile is given twice")
     options = DemoOptions(
         loss=args.loss,
         reorder=args.reorder,
@@ -423,10 +367,6 @@ COMMANDS: list[Command] = [
 "Every subcommand, in ``--help`` order."
 
 
-class _UsageError(Exception):
-    """A bad combination of arguments found after parsing (exit status 2)."""
-
-
 def _fail(message: str, status: int) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return status
@@ -462,9 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"choose a command: {names} (see '{PROG} --help')", 2)
     try:
         return run(args)
-    except _UsageError as exc:
+    except UsageError as exc:
         return _fail(str(exc), 2)
-    except DtlsError as exc:
+    except (CliError, DtlsError) as exc:
         return _fail(_one_line(exc), 1)
     except BrokenPipeError:
         _silence_stdout()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from _thread import allocate_lock
 
+from dtls_ossl._context import build_ssl_ctx
 from dtls_ossl._roles import Role
 from dtls_ossl._util import TYPE_CHECKING, Record
 from dtls_ossl.exceptions import ConfigurationError
@@ -141,7 +142,10 @@ class DtlsConfiguration(Record):
     allow_dtls_1_3: bool = False
     "Negotiate DTLS 1.3 when both sides can; needs :data:`dtls_ossl.HAS_DTLS_1_3`."
     key_log: KeyLogTarget | None = None
-    "Where to write NSS key-log lines (for Wireshark); None honours ``SSLKEYLOGFILE``."
+    """Where to write NSS key-log lines (for Wireshark); None honours ``SSLKEYLOGFILE``.
+
+    A path is opened only to append a line and closed right after (the configuration itself
+    never opens it); a text stream or a callable stays the caller's to close."""
     max_held_datagrams: int = 64
     "How many peer datagrams to hold while the remote fingerprints are not known yet."
     max_handshake_message: int = 16384
@@ -262,10 +266,22 @@ class DtlsConfiguration(Record):
             return ctx
         with self._lock:
             if self._ctx is None:
-                from dtls_ossl._context import build_ssl_ctx
-
-                _setattr(self, "_ctx", build_ssl_ctx(self))
+                _setattr(self, "_ctx", self._build_ssl_ctx())
         return self._ctx
+
+    def _build_ssl_ctx(self) -> Any:
+        cert = self.certificate
+        assert cert is not None  # _validate generated one
+        return build_ssl_ctx(
+            ciphers=self.ciphers,
+            groups=self.groups,
+            srtp_names=[p.openssl_name for p in self.srtp_profiles],
+            cert_der=cert.der,
+            key_der=cert.private_key_der,
+            max_handshake_message=self.max_handshake_message,
+            allow_dtls_1_3=self.allow_dtls_1_3,
+            key_log=self._key_log_writer is not None,
+        )
 
     @property
     def key_log_writer(self) -> Callable[[str], None] | None:
@@ -284,7 +300,14 @@ def _check_duration(name: str, value: object) -> None:
 
 
 def _key_log_writer(target: KeyLogTarget | None) -> Callable[[str], None] | None:
-    """Resolve a key-log target (or ``SSLKEYLOGFILE``) into a per-line writer."""
+    """Resolve a key-log target (or ``SSLKEYLOGFILE``) into a per-line writer; opens nothing.
+
+    A path gets a writer that opens the file, appends one line and closes it. So nobody owns a
+    handle: no configuration, ``replace()`` copy, worker process or idle connection holds a
+    descriptor, a capture can be decrypted while the program runs, and each line is one
+    ``O_APPEND`` write, whole even when several processes log to one file. The cost, an
+    open and a close per line (one line per DTLS 1.2 handshake), is paid only when logging.
+    """
     import os
 
     if target is None:
@@ -294,14 +317,12 @@ def _key_log_writer(target: KeyLogTarget | None) -> Callable[[str], None] | None
         target = env
     if isinstance(target, (str, os.PathLike)):
         path = os.fspath(target)
-        try:
-            # Line-buffered append: a capture can be decrypted while the program still runs.
-            stream: IO[str] = open(path, "a", buffering=1, encoding="ascii")  # noqa: SIM115
-        except OSError as exc:
-            raise ConfigurationError(f"key_log: cannot open {path!r}: {exc.strerror}") from exc
+        if not isinstance(path, str) or not path:
+            raise ConfigurationError(f"key_log: expected a file path, got {target!r}")
 
         def _append(line: str) -> None:
-            stream.write(line + "\n")
+            with open(path, "a", encoding="ascii") as stream:
+                stream.write(line + "\n")
 
         return _append
     if callable(target):

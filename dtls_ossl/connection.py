@@ -61,6 +61,7 @@ from dtls_ossl._util import TYPE_CHECKING, Record, debug_logger, final
 from dtls_ossl.configuration import DtlsConfiguration
 from dtls_ossl.events import DtlsEvent, HandshakeCompleted
 from dtls_ossl.exceptions import (
+    CallbackError,
     CertificateVerificationError,
     ConfigurationError,
     DtlsError,
@@ -133,6 +134,9 @@ _CHECKED = _checked_state(False)
 _CHECKED_INSECURE = _checked_state(True)
 
 _X509_V_ERR_CERT_REJECTED = 28
+# ERR_LIB_SSL and SSL_R_READ_TIMEOUT_EXPIRED (openssl/err.h, sslerr.h): DTLS gave up retrying.
+_ERR_LIB_SSL = 20
+_SSL_R_READ_TIMEOUT_EXPIRED = 312
 # next_event() pops from the front of a queue this short (a memmove of a few pointers, the
 # fastest path for the usual one or two events); a longer one is read from a head index and
 # compacted once this many events were read (and at least half of it).
@@ -823,13 +827,15 @@ class DtlsConnection:
         captured = self._cb.captured
         if captured is not None or flags & _CALLBACK:
             self._cb.captured = None
-            self._terminate(
-                HandshakeError("a callback raised an exception", errors=consume_errors()),
-                by_peer=False,
-            )
-            if captured is not None:
-                raise captured
-            raise OpenSSLError("a dtls_ossl callback failed", consume_errors())
+            if captured is None:  # pragma: no cover - our callbacks capture what they raise
+                failure = OpenSSLError("a dtls_ossl callback failed", consume_errors())
+                self._terminate(failure, by_peer=False)
+                raise failure
+            # The user's callback raised: their error, not the peer's (exceptions.py).
+            ended = CallbackError(f"a callback raised {type(captured).__name__}")
+            ended.__cause__ = captured
+            self._terminate(ended, by_peer=False)
+            raise captured
         if flags & _RETRANSMITTED:
             self._n_retransmissions += 1
             c = self._c
@@ -1020,7 +1026,10 @@ class DtlsConnection:
                 alert=self._sent_alert,
                 errors=errors,
             )
-        elif any(e.reason == "read timeout expired" for e in errors):
+        elif any(
+            e.library_code == _ERR_LIB_SSL and e.reason_code == _SSL_R_READ_TIMEOUT_EXPIRED
+            for e in errors
+        ):
             err = HandshakeTimeoutError(
                 f"no answer from the peer after {self._n_retransmissions} retransmissions",
                 errors=errors,

@@ -5,6 +5,12 @@ are the caller's mistakes and are raised at once; :class:`HandshakeError` and it
 describe a peer or negotiation failure and normally arrive inside a
 :class:`~dtls_ossl.events.ConnectionTerminated` event rather than being raised;
 :class:`OpenSSLError` means OpenSSL itself failed unexpectedly.
+
+A callback the user gave (a key-log writer, a handler) that raises is the user's error: its
+exception propagates unchanged from the call that ran it and is never wrapped into a
+:class:`HandshakeError`. Only dtls_ossl's own errors derive from :class:`DtlsError`; the
+connection it ended records :class:`CallbackError` (the caller is to blame) with the user's
+exception as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 from dtls_ossl._util import Record
 
 __all__ = [
+    "CallbackError",
     "CertificateVerificationError",
     "ConfigurationError",
     "ConnectionClosedError",
@@ -51,6 +58,22 @@ class OpenSSLErrorInfo(Record):
     def __str__(self) -> str:
         """Format as ``library: reason``."""
         return f"{self.library}: {self.reason}"
+
+    # OpenSSL 3 packs an error as library << 23 | reason, bit 31 marking a system errno
+    # (ERR_GET_LIB / ERR_GET_REASON in openssl/err.h); dtls_ossl needs OpenSSL >= 3.0.
+    @property
+    def library_code(self) -> int:
+        """OpenSSL's library number (``ERR_GET_LIB``), e.g. 20 for ``ERR_LIB_SSL``; 2 for errno."""
+        if self.code & 0x80000000:
+            return 2  # ERR_LIB_SYS
+        return (self.code >> 23) & 0xFF
+
+    @property
+    def reason_code(self) -> int:
+        """OpenSSL's reason number (``ERR_GET_REASON``), e.g. 312 for a read timeout."""
+        if self.code & 0x80000000:
+            return self.code & 0x7FFFFFFF
+        return self.code & 0x7FFFFF
 
 
 class DtlsError(Exception):
@@ -104,6 +127,15 @@ class ProtocolError(DtlsError):
 
 class HandshakeError(ProtocolError):
     """The handshake failed; see :class:`ProtocolError` for the attributes."""
+
+
+class CallbackError(DtlsError):
+    """A callback the user gave raised, and the connection that ran it failed.
+
+    The caller is to blame, not the peer: the user's exception itself was re-raised unchanged
+    from the call that ran the callback, and is this error's ``__cause__``. It is what
+    ``ConnectionTerminated.error`` records for that connection; never a :class:`HandshakeError`.
+    """
 
 
 class PayloadSizeError(DtlsError, ValueError):

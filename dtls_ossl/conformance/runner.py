@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TextIO
 
-from dtls_ossl import __version__
-from dtls_ossl._binding import openssl_version
+from dtls_ossl import __version__, openssl_version
 from dtls_ossl.conformance._cell import CellContext, Identities
 from dtls_ossl.conformance._model import (
     CellFailure,
