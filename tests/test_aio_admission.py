@@ -21,7 +21,6 @@ from test_aio import (
 import dtls_ossl.aio._memory as memory_module
 from dtls_ossl import ConfigurationError, HandshakeTimeoutError
 from dtls_ossl._binding import lib
-from dtls_ossl.aio._admission import source_key
 
 
 def test_aio_handshakes_per_address_are_limited_while_other_addresses_are_served() -> None:
@@ -57,15 +56,6 @@ def test_aio_max_handshakes_per_address_must_be_a_positive_int() -> None:
                 await start_server(max_handshakes_per_address=bad)
 
     run(main())
-
-
-def test_source_key_groups_ipv6_by_64_and_maps_ipv4() -> None:
-    assert source_key(("192.0.2.7", 5000)) == "192.0.2.7"
-    assert source_key(("::ffff:192.0.2.7", 5000, 0, 0)) == "192.0.2.7"
-    a = source_key(("2001:db8:1:2::1", 5000, 0, 0))
-    assert a == source_key(("2001:db8:1:2:ffff::9", 6000, 0, 0))
-    assert a != source_key(("2001:db8:1:3::1", 5000, 0, 0))
-    assert source_key(("fe80::1%lo", 5000, 0, 1)) == source_key(("fe80::2", 5000, 0, 1))
 
 
 class _CountingLib:
