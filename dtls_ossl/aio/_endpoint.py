@@ -80,18 +80,7 @@ from dtls_ossl.exceptions import (
 )
 from dtls_ossl.webrtc.sdp import Fingerprint, parse_fingerprints
 
-__all__ = [
-    "Address",
-    "DatagramCallback",
-    "DtlsEndpoint",
-    "DtlsStream",
-    "Handler",
-    "HandshakeCallback",
-    "HandshakeFailedCallback",
-    "IdleTimeoutError",
-    "RemoteFingerprints",
-    "ServerStats",
-]
+__all__ = ["DtlsEndpoint"]
 
 # Idle deadlines are rounded up to this grid so many peers share one wake-up.
 _IDLE_GRID = 4.0  # per second: a quarter-second grid
