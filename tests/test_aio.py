@@ -154,11 +154,17 @@ async def hello_with_cookie(server: aio.DtlsServer) -> bytes:
     return hello
 
 
-def crash(stream: aio.DtlsStream) -> None:
-    """Make a client vanish without a close_notify (its socket is closed under it)."""
-    transport = stream._endpoint._transport
-    assert transport is not None
-    transport.abort()
+async def crashable_client(
+    server: aio.DtlsServer,
+) -> tuple[aio.DtlsStream, asyncio.DatagramTransport]:
+    """Connect a client whose socket the test owns: aborting it makes the client vanish
+    without a close_notify (as a crashed client process does)."""
+    loop = asyncio.get_running_loop()
+    endpoint = aio.DtlsEndpoint(client_config())
+    transport, _ = await loop.create_datagram_endpoint(lambda: endpoint, local_addr=(LOCAL, 0))
+    stream = endpoint.connection_for(server.address, Role.CLIENT, [SERVER_FP])
+    await asyncio.wait_for(stream.wait_handshake(), 5)
+    return stream, transport
 
 
 # --------------------------------------------------------------------------- basic use
@@ -633,10 +639,10 @@ def test_aio_restarted_client_replaces_its_association():
 
     async def main():
         async with await start_server(handler) as server:
-            first = await connect(server)
+            first, transport = await crashable_client(server)
             await roundtrip(first, b"one")
             local = first.local_address
-            crash(first)  # the client process "restarts" on the same port
+            transport.abort()  # the client process "restarts" on the same port
             await asyncio.sleep(0.05)
             second = await connect(server, local_addr=local)
             await roundtrip(second, b"two")

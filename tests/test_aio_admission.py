@@ -18,10 +18,9 @@ from test_aio import (
     start_server,
 )
 
-import dtls_ossl.aio._endpoint as endpoint_module
+import dtls_ossl.aio._memory as memory_module
 from dtls_ossl import ConfigurationError, HandshakeTimeoutError
 from dtls_ossl._binding import lib
-from dtls_ossl.aio._endpoint import _source_key
 
 
 def test_aio_handshakes_per_address_are_limited_while_other_addresses_are_served() -> None:
@@ -59,17 +58,8 @@ def test_aio_max_handshakes_per_address_must_be_a_positive_int() -> None:
     run(main())
 
 
-def test_source_key_groups_ipv6_by_64_and_maps_ipv4() -> None:
-    assert _source_key(("192.0.2.7", 5000)) == "192.0.2.7"
-    assert _source_key(("::ffff:192.0.2.7", 5000, 0, 0)) == "192.0.2.7"
-    a = _source_key(("2001:db8:1:2::1", 5000, 0, 0))
-    assert a == _source_key(("2001:db8:1:2:ffff::9", 6000, 0, 0))
-    assert a != _source_key(("2001:db8:1:3::1", 5000, 0, 0))
-    assert _source_key(("fe80::1%lo", 5000, 0, 1)) == _source_key(("fe80::2", 5000, 0, 1))
-
-
 class _CountingLib:
-    """Stands in for the cffi lib in the endpoint module: counts release_memory calls."""
+    """Stands in for the cffi lib behind the heap trimmer: counts release_memory calls."""
 
     def __init__(self, real: object) -> None:
         self.real = real
@@ -87,7 +77,7 @@ def test_aio_memory_is_given_back_when_the_last_failed_handshake_ends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     counting = _CountingLib(lib)
-    monkeypatch.setattr(endpoint_module, "lib", counting)
+    monkeypatch.setattr(memory_module, "lib", counting)  # the binding, not private state
 
     async def main() -> None:
         async with await start_server(cookie_exchange=False, handshake_timeout=0.5) as server:

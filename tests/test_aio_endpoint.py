@@ -54,19 +54,9 @@ async def udp_endpoint(cert, **kwargs) -> tuple[aio.DtlsEndpoint, asyncio.Datagr
     return endpoint, transport
 
 
-def count_wakeups(endpoint: aio.DtlsEndpoint) -> list[int]:
-    """Count the endpoint's timer wake-ups (wraps its one timer callback)."""
-    counter = [0]
-    original = endpoint._on_timer
-
-    def counted() -> None:
-        counter[0] += 1
-        original()
-
-    endpoint._on_timer = counted
-    if endpoint._timer_at is not None:
-        endpoint._arm(endpoint._timer_at)  # the armed handle holds the unwrapped callback
-    return counter
+def wakeups(endpoint: aio.DtlsEndpoint) -> int:
+    """The endpoint's timer wake-ups so far (a public counter)."""
+    return endpoint.stats.timer_wakeups
 
 
 def test_aio_endpoint_demuxes_stun_rtp_and_dtls_on_one_socket():
@@ -212,21 +202,23 @@ def test_aio_endpoint_accepts_with_a_handler_and_no_cookies():
 def test_aio_established_peers_cost_no_timer_wakeups():
     async def main():
         async with await start_server(idle_timeout=30.0) as server:
-            wakeups = count_wakeups(server.endpoint)
+            ep = server.endpoint
+            assert ep is not None
+            start = wakeups(ep)
             from test_aio import connect
 
             streams = await asyncio.gather(*(connect(server) for _ in range(50)))
             for s in streams:
                 await roundtrip(s, b"x")
             await asyncio.sleep(0.5)  # handshake-time entries expire (at most a few wake-ups)
-            settled = wakeups[0]
+            settled = wakeups(ep)
             await asyncio.sleep(1.0)
-            assert wakeups[0] == settled  # 50 established, idle peers: no wake-up at all
-            ep = server.endpoint
+            assert wakeups(ep) == settled  # 50 established, idle peers: no wake-up at all
             # One timer for the endpoint, armed at the earliest idle deadline (~30 s away).
-            assert ep._timer is not None and ep._timer_at is not None
-            assert ep._timer_at - asyncio.get_running_loop().time() > 25
-            assert settled < 50  # fewer than one per peer, even with retransmissions
+            next_wakeup = ep.next_wakeup
+            assert next_wakeup is not None
+            assert next_wakeup - asyncio.get_running_loop().time() > 25
+            assert settled - start < 50  # fewer than one per peer, even with retransmissions
             await asyncio.gather(*(s.aclose() for s in streams))
 
     run(main())
@@ -238,12 +230,14 @@ def test_aio_idle_deadlines_of_many_peers_share_wakeups():
             from test_aio import connect
 
             streams = await asyncio.gather(*(connect(server) for _ in range(40)))
-            wakeups = count_wakeups(server.endpoint)
+            ep = server.endpoint
+            assert ep is not None
+            start = wakeups(ep)
             await eventually(lambda: server.stats.peers_reaped_idle == 40, timeout=3)
             # Idle deadlines fall on a quarter-second grid: 40 reaps in a few wake-ups.
-            assert wakeups[0] <= 3
+            assert wakeups(ep) - start <= 3
             await eventually(lambda: all(s.closed for s in streams), what="close_notify")
-            assert server.endpoint._timer is None and server.endpoint._heap == []
+            assert ep.next_wakeup is None  # nothing left to wake up for
 
     run(main())
 

@@ -18,7 +18,14 @@ import warnings
 import pytest
 from test_aio import CLIENT_CERT, CLIENT_FP, LOCAL, SERVER_CERT, SERVER_FP, config, run
 
-from dtls_ossl import ConfigurationError, DtlsConnection, Role, aio
+from dtls_ossl import (
+    ConfigurationError,
+    ConnectionClosedError,
+    DtlsConnection,
+    DtlsError,
+    Role,
+    aio,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -276,3 +283,58 @@ def test_connect_fails_fast_on_port_unreachable_when_asked():
     assert isinstance(err, HandshakeTimeoutError)
     assert isinstance(err.__cause__, ConnectionRefusedError)
     assert took >= 1.4
+
+
+class KeyLogBroke(Exception):
+    """The user's own exception (not a DtlsError)."""
+
+
+def test_a_user_callback_exception_propagates_as_itself(caplog: pytest.LogCaptureFixture) -> None:
+    """Blame rule: a key-log writer that raises is the user's error, never a HandshakeError."""
+
+    def broken_key_log(line: str) -> None:
+        raise KeyLogBroke(line[:13])
+
+    async def main() -> tuple[aio.ServerStats, KeyLogBroke]:
+        loop = asyncio.get_running_loop()
+        a = aio.DtlsEndpoint(config(CLIENT_CERT, key_log=broken_key_log))
+        b = aio.DtlsEndpoint(config(SERVER_CERT))
+        ta, _ = await loop.create_datagram_endpoint(lambda: a, local_addr=(LOCAL, 0))
+        tb, _ = await loop.create_datagram_endpoint(lambda: b, local_addr=(LOCAL, 0))
+        b.connection_for(ta.get_extra_info("sockname"), Role.SERVER, [CLIENT_FP])
+        client = a.connection_for(tb.get_extra_info("sockname"), Role.CLIENT, [SERVER_FP])
+        with pytest.raises(KeyLogBroke) as info:
+            await asyncio.wait_for(client.wait_handshake(), 5)
+        assert client.closed and client.error is info.value
+        with pytest.raises(ConnectionClosedError) as closed:
+            await client.recv()  # the end of the stream says why: the user's exception
+        assert closed.value.__cause__ is info.value
+        stats = a.stats
+        await a.close()
+        await b.close()
+        ta.close()
+        tb.close()
+        return stats, info.value
+
+    with caplog.at_level(logging.ERROR, logger="dtls_ossl.aio"):
+        stats, exc = run(main())
+    assert not isinstance(exc, DtlsError)
+    assert stats.handler_errors == 1 and stats.handshakes_failed == 1
+    (record,) = [r for r in caplog.records if r.exc_info]
+    assert (
+        record.exc_info is not None and record.exc_info[1] is exc
+    )  # logged as the user's, with its own traceback
+
+
+def test_connect_closes_its_socket_when_the_stream_ends() -> None:
+    from test_aio import connect, roundtrip, start_server
+
+    async def main() -> None:
+        async with await start_server() as server:
+            stream = await connect(server)
+            await roundtrip(stream, b"x")
+            assert stream.local_address is not None
+            await asyncio.wait_for(stream.aclose(), 5)
+            assert stream.local_address is None  # connection_lost: the socket is closed
+
+    run(main())

@@ -36,19 +36,17 @@ Keep clocks within ``cookie_rotation_interval`` (30 s by default) of each other.
 from __future__ import annotations
 
 from dtls_ossl.aio._client import connect
-from dtls_ossl.aio._endpoint import (
+from dtls_ossl.aio._endpoint import DtlsEndpoint
+from dtls_ossl.aio._server import DtlsServer, serve
+from dtls_ossl.aio._stats import ServerStats
+from dtls_ossl.aio._stream import DtlsStream, Handler, HandshakeCallback
+from dtls_ossl.aio._types import (
     Address,
     DatagramCallback,
-    DtlsEndpoint,
-    DtlsStream,
-    Handler,
-    HandshakeCallback,
     HandshakeFailedCallback,
-    IdleTimeoutError,
     RemoteFingerprints,
-    ServerStats,
 )
-from dtls_ossl.aio._server import DtlsServer, serve
+from dtls_ossl.exceptions import IdleTimeoutError
 
 __all__ = [
     "Address",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from dtls_ossl._roles import Role
-from dtls_ossl.aio._endpoint import DtlsEndpoint, DtlsStream, Fingerprints
+from dtls_ossl.aio._endpoint import DtlsEndpoint
+from dtls_ossl.aio._stream import DtlsStream
+from dtls_ossl.aio._types import Fingerprints
 from dtls_ossl.configuration import DtlsConfiguration
 from dtls_ossl.exceptions import ConfigurationError
 

@@ -3,64 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import socket
-from typing import TYPE_CHECKING, Any, final
+from typing import Any, final
 
-from dtls_ossl.aio._endpoint import (
-    Address,
-    DtlsEndpoint,
-    Handler,
-    HandshakeFailedCallback,
-    RemoteFingerprints,
-    ServerStats,
-    logger,
-)
+from dtls_ossl.aio._endpoint import DtlsEndpoint
+from dtls_ossl.aio._socket import open_server_endpoint
+from dtls_ossl.aio._stats import ServerStats
+from dtls_ossl.aio._stream import Handler
+from dtls_ossl.aio._types import Address, HandshakeFailedCallback, RemoteFingerprints
+from dtls_ossl.aio._workers import WorkerPool
 from dtls_ossl.configuration import DtlsConfiguration
 from dtls_ossl.exceptions import ConfigurationError
 
-if TYPE_CHECKING:
-    from dtls_ossl.aio._workers import WorkerPool
-
 __all__ = ["DtlsServer", "serve"]
-
-# Asked for; the kernel caps it at net.core.rmem_max / wmem_max. A deep receive queue absorbs
-# bursts of handshakes (and floods) while the loop is busy.
-_SOCKET_BUFFER = 4 * 1024 * 1024
-
-
-async def bind_udp_socket(host: str | None, port: int, *, reuse_port: bool) -> socket.socket:
-    """Create a non-blocking UDP socket bound to ``(host, port)`` (``host=None``: any)."""
-    try:
-        # A numeric address needs no resolver thread (and no executor in a forked worker).
-        infos = socket.getaddrinfo(
-            host,
-            port,
-            type=socket.SOCK_DGRAM,
-            proto=socket.IPPROTO_UDP,
-            flags=socket.AI_PASSIVE | socket.AI_NUMERICHOST,
-        )
-    except socket.gaierror:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP, flags=socket.AI_PASSIVE
-        )
-    if not infos:  # pragma: no cover - getaddrinfo raises instead
-        raise OSError(f"cannot resolve {host!r}")
-    family, type_, proto, _, addr = infos[0]
-    sock = socket.socket(family, type_, proto)
-    try:
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            with contextlib.suppress(OSError):  # only a hint
-                sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
-        sock.bind(addr)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 @final
@@ -233,32 +188,13 @@ async def serve(
             raise ConfigurationError("workers > 1 needs reuse_port=True (SO_REUSEPORT)")
         if cookie_exchange and cookie_secret is None:
             options["cookie_secret"] = os.urandom(32)  # one secret for every worker
-        from dtls_ossl.aio._workers import WorkerPool
-
         pool = await WorkerPool.start(
             handler, host, port, configuration, options, workers, start_method
         )
         return DtlsServer(address=pool.address, pool=pool)
-    return await _serve_here(handler, host, port, configuration, options, reuse_port=reuse_port)
-
-
-async def _serve_here(
-    handler: Handler,
-    host: str | None,
-    port: int,
-    configuration: DtlsConfiguration,
-    options: dict[str, Any],
-    *,
-    reuse_port: bool,
-) -> DtlsServer:
-    loop = asyncio.get_running_loop()
-    endpoint = DtlsEndpoint(configuration, handler=handler, **options)
-    sock = await bind_udp_socket(host, port, reuse_port=reuse_port)
-    try:
-        transport, _ = await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
-    except BaseException:
-        sock.close()
-        raise
-    address = transport.get_extra_info("sockname")
-    logger.debug("DTLS server listening on %r", address)
-    return DtlsServer(address=address, endpoint=endpoint, transport=transport)
+    endpoint, transport = await open_server_endpoint(
+        handler, host, port, configuration, options, reuse_port=reuse_port
+    )
+    return DtlsServer(
+        address=transport.get_extra_info("sockname"), endpoint=endpoint, transport=transport
+    )

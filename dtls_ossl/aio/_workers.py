@@ -22,7 +22,10 @@ import signal
 from dataclasses import astuple
 from typing import TYPE_CHECKING, Any, final
 
-from dtls_ossl.aio._endpoint import Address, Handler, ServerStats, logger
+from dtls_ossl.aio._socket import open_server_endpoint
+from dtls_ossl.aio._stats import ServerStats
+from dtls_ossl.aio._stream import Handler
+from dtls_ossl.aio._types import Address, logger
 from dtls_ossl.configuration import DtlsConfiguration
 from dtls_ossl.exceptions import ConfigurationError
 
@@ -109,12 +112,12 @@ async def _worker(
     options: dict[str, Any],
     conn: Connection,
 ) -> None:
-    from dtls_ossl.aio._server import _serve_here
-
     loop = asyncio.get_running_loop()
-    server = await _serve_here(handler, host, port, configuration, options, reuse_port=True)
+    endpoint, transport = await open_server_endpoint(
+        handler, host, port, configuration, options, reuse_port=True
+    )
     pid = os.getpid()
-    _send(conn, ("ready", pid, server.address))
+    _send(conn, ("ready", pid, transport.get_extra_info("sockname")))
     stop: asyncio.Future[float] = loop.create_future()
 
     def on_message() -> None:
@@ -131,11 +134,11 @@ async def _worker(
     try:
         while not stop.done():
             await asyncio.wait([stop], timeout=_STATS_INTERVAL)
-            _send(conn, ("stats", pid, astuple(server.stats)))
+            _send(conn, ("stats", pid, astuple(endpoint.stats)))
     finally:
         loop.remove_reader(conn.fileno())
-    await server.close(grace=stop.result())
-    _send(conn, ("stats", pid, astuple(server.stats)))
+    await endpoint.close(grace=stop.result())
+    _send(conn, ("stats", pid, astuple(endpoint.stats)))
     _send(conn, ("closed",))
 
 
