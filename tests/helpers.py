@@ -48,8 +48,8 @@ def make_pair(
     *,
     client_cert: Certificate | None = None,
     server_cert: Certificate | None = None,
-    client_expects: Iterable | None | str = "auto",
-    server_expects: Iterable | None | str = "auto",
+    client_expects: Iterable | str | None = "auto",
+    server_expects: Iterable | str | None = "auto",
 ) -> tuple[DtlsConnection, DtlsConnection]:
     client_cert = client_cert or cached_cert("client")
     server_cert = server_cert or cached_cert("server")

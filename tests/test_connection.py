@@ -379,7 +379,7 @@ def test_connection_close_notify_exact_events():
 
 
 def test_connection_close_during_handshake():
-    client, server = make_pair()
+    client, _server = make_pair()
     now = time.monotonic()
     client.connect(now)
     client.close(now)

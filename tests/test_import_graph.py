@@ -20,12 +20,8 @@ import dtls_ossl
 PACKAGE = Path(dtls_ossl.__file__).resolve().parent
 ROOT = "dtls_ossl"
 
-# Each entry names a cycle another branch is removing; drop it when that branch is merged.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # aio/_server <-> aio/_workers: socket setup moves below both in the asyncio split
-    # (the aio helper's branch); the lead drops this exception at merge.
-    frozenset({"dtls_ossl.aio._server", "dtls_ossl.aio._workers"}),
-}
+# Each entry names a cycle a branch in flight is removing; none is left.
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def _modules() -> dict[str, Path]:
