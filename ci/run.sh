@@ -20,6 +20,10 @@ step() {
   echo "ci: step $name done in $took s"
 }
 
+# Peers built from source (wolfSSL, Mbed TLS, pion) outlive the clean clone CI runs in: they go
+# to a per-user cache unless the caller chose a directory (a build is skipped when it exists).
+export DTLS_OSSL_PEERS_DIR="${DTLS_OSSL_PEERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dtls_ossl/peers}"
+
 # System packages: OpenSSL headers to compile against, the openssl CLI the interop tests
 # start as a peer, and the compiler toolchain. Installed only when missing.
 need=()
