@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dtls_ossl import events
+from dtls_ossl._records import reassemble_client_hello_untrusted
 from dtls_ossl._roles import Role
 from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES, DtlsConfiguration
-from dtls_ossl.conformance._hello import inspect_client_hello
 from dtls_ossl.conformance._impair import Impairment
 from dtls_ossl.conformance._io import PeerProcess, UdpDriver, ended, settled
 from dtls_ossl.conformance._model import (
@@ -350,7 +350,7 @@ def _check_handshake(
     theirs = endpoint.negotiated()
     out.theirs = theirs
     if spec.kind is CellKind.DTLS13_HELLO:
-        hello = inspect_client_hello(driver.inbound)
+        hello = reassemble_client_hello_untrusted(driver.inbound)
         described = hello.describe() if hello is not None else "no ClientHello seen"
         out.add(
             "client_hello_offers_1.3",
