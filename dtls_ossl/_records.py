@@ -23,8 +23,8 @@ the conformance harness (a whole ClientHello reassembled from its fragments).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, TypeVar
 
 from dtls_ossl._util import final
 
@@ -133,15 +133,25 @@ def split_records_untrusted(datagram: bytes) -> tuple[list[Record], int]:
     The offset equals ``len(datagram)`` when every byte belonged to a record; otherwise the
     bytes from it on are a cut-short header or a record whose length runs past the datagram.
     """
-    records: list[Record] = []
+    return _split_untrusted(datagram, parse_record_untrusted, RECORD_HEADER)
+
+
+_Item = TypeVar("_Item", Record, "HandshakeFragment")
+
+
+def _split_untrusted(
+    data: bytes, parse: Callable[[bytes, int], _Item | None], header: int
+) -> tuple[list[_Item], int]:
+    """Parse items lying end to end (each a ``header`` and its last field) until one fails."""
+    items: list[_Item] = []
     at = 0
-    while at < len(datagram):
-        record = parse_record_untrusted(datagram, at)
-        if record is None:
+    while at < len(data):
+        item = parse(data, at)
+        if item is None:
             break
-        records.append(record)
-        at = record.end
-    return records, at
+        items.append(item)
+        at += header + len(item[-1])
+    return items, at
 
 
 # ------------------------------------------------------------------------ handshake headers
@@ -188,15 +198,7 @@ def split_handshake_untrusted(payload: bytes) -> tuple[list[HandshakeFragment], 
 
     The offset equals ``len(payload)`` when every byte belonged to a fragment.
     """
-    fragments: list[HandshakeFragment] = []
-    at = 0
-    while at < len(payload):
-        fragment = parse_handshake_fragment_untrusted(payload, at)
-        if fragment is None:
-            break
-        fragments.append(fragment)
-        at += HANDSHAKE_HEADER + len(fragment.body)
-    return fragments, at
+    return _split_untrusted(payload, parse_handshake_fragment_untrusted, HANDSHAKE_HEADER)
 
 
 def first_handshake_type_untrusted(datagram: bytes) -> int:
