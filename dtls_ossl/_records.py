@@ -169,6 +169,19 @@ class HandshakeFragment(NamedTuple):
     "The ``fragment_length`` bytes of this fragment."
 
 
+def _handshake_header_untrusted(d: bytes, at: int, end: int) -> tuple[int, int, int] | None:
+    """Return (length, fragment_offset, body end) of the header at ``at`` in ``d[:end]``."""
+    if at < 0 or end - at < HANDSHAKE_HEADER:
+        return None
+    length = (d[at + 1] << 16) | (d[at + 2] << 8) | d[at + 3]
+    frag_off = (d[at + 6] << 16) | (d[at + 7] << 8) | d[at + 8]
+    frag_len = (d[at + 9] << 16) | (d[at + 10] << 8) | d[at + 11]
+    body_end = at + HANDSHAKE_HEADER + frag_len
+    if body_end > end or frag_off + frag_len > length:
+        return None
+    return length, frag_off, body_end
+
+
 def parse_handshake_fragment_untrusted(data: bytes, offset: int = 0) -> HandshakeFragment | None:
     """Parse the handshake fragment at ``offset`` of a record payload, or return None.
 
@@ -176,20 +189,16 @@ def parse_handshake_fragment_untrusted(data: bytes, offset: int = 0) -> Handshak
     the message's declared length (fragment_offset + fragment_length > length).
     """
     d = data
-    if offset < 0 or len(d) - offset < HANDSHAKE_HEADER:
+    header = _handshake_header_untrusted(d, offset, len(d))
+    if header is None:
         return None
-    length = (d[offset + 1] << 16) | (d[offset + 2] << 8) | d[offset + 3]
-    frag_off = (d[offset + 6] << 16) | (d[offset + 7] << 8) | d[offset + 8]
-    frag_len = (d[offset + 9] << 16) | (d[offset + 10] << 8) | d[offset + 11]
-    start = offset + HANDSHAKE_HEADER
-    if start + frag_len > len(d) or frag_off + frag_len > length:
-        return None
+    length, frag_off, body_end = header
     return HandshakeFragment(
         d[offset],
         length,
         (d[offset + 4] << 8) | d[offset + 5],
         frag_off,
-        bytes(d[start : start + frag_len]),
+        bytes(d[offset + HANDSHAKE_HEADER : body_end]),
     )
 
 
@@ -338,19 +347,27 @@ class ClientHelloInfo:
         return text
 
 
-def _hello_prefix_untrusted(body: bytes) -> tuple[bytes, bytes, bytes, int] | None:
-    """Read client_version, random and cookie; return them and the offset after the cookie."""
-    if len(body) < 35:
+def _hello_prefix_untrusted(d: bytes, at: int, end: int) -> tuple[bytes, bytes, bytes, int] | None:
+    """Read client_version, random and cookie of the body at ``d[at:end]``.
+
+    Return them and the offset after the cookie, or None if they do not fit.
+    """
+    if end - at < 35:
         return None
-    sid_len = body[34]
-    at = 35 + sid_len
-    if sid_len > 32 or at >= len(body):
+    sid_len = d[at + 34]
+    pos = at + 35 + sid_len
+    if sid_len > 32 or pos >= end:
         return None
-    cookie_len = body[at]
-    at += 1
-    if at + cookie_len > len(body):
+    cookie_len = d[pos]
+    pos += 1
+    if pos + cookie_len > end:
         return None
-    return body[0:2], body[2:34], body[at : at + cookie_len], at + cookie_len
+    return (
+        bytes(d[at : at + 2]),
+        bytes(d[at + 2 : at + 34]),
+        bytes(d[pos : pos + cookie_len]),
+        pos + cookie_len,
+    )
 
 
 def parse_client_hello_untrusted(datagram: bytes) -> ClientHelloInfo | None:
@@ -372,35 +389,38 @@ def parse_client_hello_untrusted(datagram: bytes) -> ClientHelloInfo | None:
         or d[RECORD_HEADER] != CLIENT_HELLO
     ):
         return None
-    record = parse_record_untrusted(d)
-    if record is None:
+    # Bounds only, no copies: this runs for every datagram from an unknown address.
+    record_end = RECORD_HEADER + ((d[11] << 8) | d[12])
+    if record_end > len(d):
         return None
-    hs = parse_handshake_fragment_untrusted(record.fragment)
-    if hs is None:
+    header = _handshake_header_untrusted(d, RECORD_HEADER, record_end)
+    if header is None:
         return None
+    length, frag_off, body_end = header
+    message_seq = (d[17] << 8) | d[18]
     record_seq = bytes(d[5:11])
-    if hs.fragment_offset:
+    if frag_off:
         return ClientHelloInfo(
             record_seq=record_seq,
-            message_seq=hs.message_seq,
-            fragment_offset=hs.fragment_offset,
+            message_seq=message_seq,
+            fragment_offset=frag_off,
             version=b"",
             random=b"",
             cookie=b"",
-            length=hs.length,
+            length=length,
         )
-    prefix = _hello_prefix_untrusted(hs.body)
+    prefix = _hello_prefix_untrusted(d, RECORD_HEADER + HANDSHAKE_HEADER, body_end)
     if prefix is None:
         return None
     version, random, cookie, _ = prefix
     return ClientHelloInfo(
         record_seq=record_seq,
-        message_seq=hs.message_seq,
+        message_seq=message_seq,
         fragment_offset=0,
         version=version,
         random=random,
         cookie=cookie,
-        length=hs.length,
+        length=length,
     )
 
 
@@ -463,7 +483,7 @@ def reassemble_client_hello_untrusted(datagrams: Iterable[bytes]) -> ClientHello
 
 def _read_hello_body_untrusted(info: ClientHelloInfo, body: bytes) -> None:
     """Fill ``info`` from a whole ClientHello body, stopping at the first malformed field."""
-    prefix = _hello_prefix_untrusted(body)
+    prefix = _hello_prefix_untrusted(body, 0, len(body))
     if prefix is None:
         return
     info.version, info.random, info.cookie, at = prefix
