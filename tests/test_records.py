@@ -202,6 +202,17 @@ def test_client_hello_malformed_cases() -> None:
     assert got is not None and got.complete and got.cookie == b"abc" and got.groups == []
 
 
+def test_oversized_hello_is_not_reassembled_and_cut_records_are_labelled() -> None:
+    huge = record(22, 0, 0, fragment(1, (1 << 17) + 1, 0, 0, bytes(40)))
+    assert reassemble_client_hello_untrusted([huge]) is None
+    assert reassemble_client_hello_untrusted([]) is None
+    # The demo's printer labels what does not form a whole record instead of guessing.
+    assert describe_datagram(huge[:-1]) == f"?({len(huge) - 1} trailing bytes)"
+    assert describe_datagram(record(22, 0, 0, fragment(2, 10, 0, 0, bytes(10))[:-1])) == (
+        "Handshake(truncated)"
+    )
+
+
 def test_cookies_module_keeps_the_one_class() -> None:
     assert cookies.ClientHelloInfo is ClientHelloInfo
     assert cookies.parse_client_hello_untrusted is parse_client_hello_untrusted
