@@ -29,7 +29,6 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from dtls_ossl import events, openssl_version
-from dtls_ossl._demo_impair import _Impairment
 from dtls_ossl._demo_model import (
     LOCALHOST,
     MESSAGE,
@@ -41,6 +40,7 @@ from dtls_ossl._demo_model import (
     _Peer,
     _short,
     conn_open,
+    demo_link,
 )
 from dtls_ossl._demo_report import _Report
 from dtls_ossl._demo_wire import _ALERT_LEVELS, describe_datagram
@@ -139,7 +139,7 @@ class _Demo(_Report):
                 cert,
                 expects,
                 sock,
-                _Impairment(o.loss, o.reorder, o.duplicate, self.seed, direction),
+                demo_link(o, self.seed, direction),
             )
             self.peers.append(peer)
             self.sel.register(sock, selectors.EVENT_READ, peer)

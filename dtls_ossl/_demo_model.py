@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from dtls_ossl import events
-from dtls_ossl._demo_impair import _Impairment
+from dtls_ossl._impair import Impairment, Link
 from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES
 from dtls_ossl.connection import ConnectionState, DtlsConnection
 from dtls_ossl.exceptions import DtlsError
@@ -50,6 +50,22 @@ class DemoOptions:
     "Print a JSON summary instead of the human timeline."
 
 
+_REORDER_DELAY = (0.01, 0.03)  # seconds a reordered datagram is held back: later ones overtake
+_DUPLICATE_DELAY = (0.0, 0.02)  # seconds after the original that a duplicate is delivered
+
+
+def demo_link(o: DemoOptions, seed: int, direction: str) -> Link:
+    """Return the seeded impairment of one direction of the demo (``c2s`` or ``s2c``)."""
+    imp = Impairment(
+        loss=o.loss,
+        duplicate=o.duplicate,
+        reorder=o.reorder,
+        delay=_REORDER_DELAY,
+        duplicate_delay=_DUPLICATE_DELAY,
+    )
+    return Link(imp, seed, direction)
+
+
 @dataclass(eq=False)
 class _Peer:
     name: str
@@ -57,7 +73,7 @@ class _Peer:
     certificate: Certificate
     expected: Fingerprint
     sock: socket.socket
-    impairment: _Impairment
+    impairment: Link
     addr: tuple[str, int] = ("", 0)
     other: _Peer | None = None
     completed: events.HandshakeCompleted | None = None

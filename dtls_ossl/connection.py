@@ -56,6 +56,8 @@ from itertools import repeat
 from dtls_ossl import _openssl, events
 from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, openssl_assert, scratch
 from dtls_ossl._callbacks import CallbackState
+from dtls_ossl._records import is_client_hello_untrusted as _is_client_hello_untrusted
+from dtls_ossl._records import may_feed_untrusted as _may_feed_untrusted
 from dtls_ossl._roles import Role
 from dtls_ossl._util import TYPE_CHECKING, Record, debug_logger, final
 from dtls_ossl.configuration import DtlsConfiguration
@@ -1119,25 +1121,3 @@ def _records(buf: Any, ends: list[int]) -> list[bytes]:
 def _nbytes(data: bytes | bytearray | memoryview) -> int:
     """Size in bytes of a bytes-like object (len() counts items, wider in some memoryviews)."""
     return len(data) if type(data) is bytes else memoryview(data).nbytes
-
-
-def _first_handshake_type_untrusted(data: bytes) -> int:
-    """Return the handshake type of an epoch-0 handshake first record, else -1. Cannot fail."""
-    if len(data) > 25 and data[0] == 22 and data[3] == 0 and data[4] == 0:
-        return data[13]
-    return -1
-
-
-def _is_client_hello_untrusted(data: bytes) -> bool:
-    """Tell whether the first record is an epoch-0 handshake record with a ClientHello."""
-    return _first_handshake_type_untrusted(data) == 1
-
-
-def _may_feed_untrusted(data: bytes) -> bool:
-    """Tell whether a datagram may go to OpenSSL before the peer's fingerprint is known.
-
-    Only a ClientHello (type 1) or HelloVerifyRequest (type 3) in epoch 0: neither carries a
-    certificate, so feeding them lets the handshake progress up to the peer's Certificate,
-    which is then held until ``set_remote_fingerprints``.
-    """
-    return _first_handshake_type_untrusted(data) in (1, 3)

@@ -24,94 +24,15 @@ from __future__ import annotations
 import hmac
 import os
 
+# ClientHelloInfo and its parser live with every other parser of peer bytes; they stay
+# importable from here, where they were first published.
+from dtls_ossl._records import ClientHelloInfo, parse_client_hello_untrusted
 from dtls_ossl._util import final
 from dtls_ossl.exceptions import ConfigurationError
 
 __all__ = ["ClientHelloInfo", "CookieVerifier", "parse_client_hello_untrusted"]
 
 _COOKIE_TAG = 16  # bytes of HMAC-SHA256 kept; RFC 6347 allows up to 255 bytes of cookie
-
-
-@final
-class ClientHelloInfo:
-    """The fields of a ClientHello's first fragment that the cookie exchange needs."""
-
-    __slots__ = ("cookie", "fragment_offset", "message_seq", "random", "record_seq", "version")
-
-    def __init__(
-        self,
-        *,
-        record_seq: bytes,
-        message_seq: int,
-        fragment_offset: int,
-        version: bytes,
-        random: bytes,
-        cookie: bytes,
-    ) -> None:
-        """Hold the parsed fields (see :func:`parse_client_hello_untrusted`)."""
-        self.record_seq = record_seq
-        self.message_seq = message_seq
-        self.fragment_offset = fragment_offset
-        self.version = version
-        self.random = random
-        self.cookie = cookie
-
-
-def parse_client_hello_untrusted(datagram: bytes) -> ClientHelloInfo | None:
-    """Parse the ClientHello (fragment) in the first record of a datagram, or return None.
-
-    None also for a record longer than the datagram or an inconsistent fragment header. Only
-    the fields up to the cookie are read; they all sit in the first fragment. A fragment with
-    a non-zero offset is returned with empty ``random`` and ``cookie``. Cannot fail.
-    """
-    d = datagram
-    n = len(d)
-    # Record header (13) + handshake header (12).
-    if n < 25 or d[0] != 22 or d[1] != 0xFE or d[3] != 0 or d[4] != 0 or d[13] != 1:
-        return None
-    record_len = (d[11] << 8) | d[12]
-    end = 13 + record_len
-    # Handshake header: msg_type(1) length(3) message_seq(2) fragment_offset(3) fragment_length(3)
-    msg_len = (d[14] << 16) | (d[15] << 8) | d[16]
-    message_seq = (d[17] << 8) | d[18]
-    offset = (d[19] << 16) | (d[20] << 8) | d[21]
-    frag_len = (d[22] << 16) | (d[23] << 8) | d[24]
-    body_end = 25 + frag_len
-    # A truncated record or an inconsistent fragment header is not a ClientHello: the
-    # connection's own screen would drop it too (DtlsOssl_well_formed, DtlsOssl_acceptable).
-    if end > n or body_end > end or offset + frag_len > msg_len:
-        return None
-    if offset != 0:
-        return ClientHelloInfo(
-            record_seq=bytes(d[5:11]),
-            message_seq=message_seq,
-            fragment_offset=offset,
-            version=b"",
-            random=b"",
-            cookie=b"",
-        )
-    pos = 25
-    # client_version(2) random(32) session_id<0..32> cookie<0..255>
-    if body_end - pos < 35:
-        return None
-    version = bytes(d[pos : pos + 2])
-    random = bytes(d[pos + 2 : pos + 34])
-    sid_len = d[pos + 34]
-    pos += 35 + sid_len
-    if sid_len > 32 or pos >= body_end:
-        return None
-    cookie_len = d[pos]
-    pos += 1
-    if pos + cookie_len > body_end:
-        return None
-    return ClientHelloInfo(
-        record_seq=bytes(d[5:11]),
-        message_seq=message_seq,
-        fragment_offset=0,
-        version=version,
-        random=random,
-        cookie=bytes(d[pos : pos + cookie_len]),
-    )
 
 
 @final

@@ -3,9 +3,10 @@
 OpenSSL's retransmission timer runs on its own wall clock (STYLE.md section 0, fact 3), so a
 fake clock cannot make it expire: this channel uses ``time.monotonic()`` and real sleeps.
 
-Each direction has its own :class:`Impairment` (loss, duplication, reordering) and its own
-``random.Random`` seeded from ``(seed, direction)``, so the n-th datagram sent one way always
-meets the same fate for a given seed, whatever the timing of the other direction.
+Each direction is a :class:`dtls_ossl._impair.Link` with its own :class:`Impairment` (loss,
+duplication, reordering) and its own ``random.Random`` seeded from ``(seed, direction)``, so the
+n-th datagram sent one way always meets the same fate for a given seed, whatever the timing of
+the other direction.
 
 The loop (:func:`drive`): deliver what is due, call ``handle_timer`` on every connection whose
 ``get_timer()`` has passed, send what they produced through the impairment, then sleep until
@@ -16,14 +17,12 @@ handshakes wait in parallel rather than one after the other.
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dtls_ossl import ConnectionState, DtlsConnection, events
+from dtls_ossl._impair import Impairment, Link
 
 __all__ = ["CLEAN", "Channel", "Impairment", "Sent", "drive", "state_rank"]
 
@@ -33,28 +32,6 @@ _ORDER = list(ConnectionState)
 def state_rank(state: ConnectionState) -> int:
     """Position of a state in the forward-only order NEW < HANDSHAKING < ... < FAILED."""
     return _ORDER.index(state)
-
-
-@dataclass(frozen=True)
-class Impairment:
-    """What happens to the datagrams of one direction. Probabilities are per datagram."""
-
-    loss: float = 0.0
-    "Probability that a datagram is dropped."
-    duplicate: float = 0.0
-    "Probability that a delivered datagram is delivered a second time (a little later)."
-    reorder: float = 0.0
-    "Probability that a datagram is held back by up to ``reorder_delay`` (later ones overtake)."
-    reorder_delay: float = 0.02
-    "Largest extra delay, in seconds, of a held-back datagram or a duplicate."
-
-    def __post_init__(self) -> None:
-        for name in ("loss", "duplicate", "reorder"):
-            p = getattr(self, name)
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"{name}: probability {p!r} is outside 0..1")
-        if self.reorder_delay < 0:
-            raise ValueError("reorder_delay must be >= 0")
 
 
 CLEAN = Impairment()
@@ -71,45 +48,6 @@ class Sent:
     data: bytes
     fate: str
     "``delivered``, ``dropped``, ``delayed`` (reordered) or ``duplicated``."
-
-
-@dataclass
-class _Link:
-    name: str
-    dst: DtlsConnection
-    impairment: Impairment
-    rng: random.Random
-    queue: list[tuple[float, int, bytes]] = field(default_factory=list)
-    counter: itertools.count = field(default_factory=itertools.count)
-
-    def push(self, data: bytes, now: float) -> str:
-        imp = self.impairment
-        rng = self.rng
-        # Always draw the same number of values per datagram: fates stay aligned per index.
-        r_loss, r_dup, r_reorder, r_delay, r_dup_delay = (rng.random() for _ in range(5))
-        if r_loss < imp.loss:
-            return "dropped"
-        fate = "delivered"
-        at = now
-        if r_reorder < imp.reorder:
-            at = now + r_delay * imp.reorder_delay
-            fate = "delayed"
-        heapq.heappush(self.queue, (at, next(self.counter), data))
-        if r_dup < imp.duplicate:
-            heapq.heappush(
-                self.queue, (now + r_dup_delay * imp.reorder_delay, next(self.counter), data)
-            )
-            fate = "duplicated"
-        return fate
-
-    def pop_due(self, now: float) -> list[bytes]:
-        out = []
-        while self.queue and self.queue[0][0] <= now:
-            out.append(heapq.heappop(self.queue)[2])
-        return out
-
-    def next_at(self) -> float | None:
-        return self.queue[0][0] if self.queue else None
 
 
 class Channel:
@@ -132,8 +70,9 @@ class Channel:
         self.client = client
         self.server = server
         self.seed = seed
-        self.c2s = _Link("c2s", server, c2s, random.Random(f"{seed}/c2s"))
-        self.s2c = _Link("s2c", client, s2c, random.Random(f"{seed}/s2c"))
+        self.c2s = Link(c2s, seed, "c2s")
+        self.s2c = Link(s2c, seed, "s2c")
+        self._dst = {"c2s": server, "s2c": client}
         self.client_events: list[events.DtlsEvent] = []
         self.server_events: list[events.DtlsEvent] = []
         self.trace: list[Sent] = []
@@ -167,7 +106,7 @@ class Channel:
             delivered = False
             for link in (self.c2s, self.s2c):
                 for d in link.pop_due(now):
-                    link.dst.receive_datagram(d, now)
+                    self._dst[link.name].receive_datagram(d, now)
                     delivered = True
             self._flush(now)
             if not delivered:
@@ -232,7 +171,7 @@ class Channel:
         ):
             for d in conn.datagrams_to_send(now):
                 fate = link.push(d, now)
-                self.trace.append(Sent(now, link.name, d, fate))
+                self.trace.append(Sent(now, link.name, d, fate.outcome))
             while (e := conn.next_event()) is not None:
                 evs.append(e)
             rank = state_rank(conn.state)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dtls_ossl._demo import describe_datagram as reexported
-from dtls_ossl._demo_impair import _Impairment
+from dtls_ossl._demo_model import DemoOptions, demo_link
 from dtls_ossl._demo_wire import describe_datagram
 
 
 def test_impairment_same_seed_same_fates_per_direction() -> None:
     def fates(direction: str) -> list[tuple[bool, float, float | None]]:
-        imp = _Impairment(0.3, 0.3, 0.3, 42, direction)
+        imp = demo_link(DemoOptions(loss=0.3, reorder=0.3, duplicate=0.3), 42, direction)
         return [(f.dropped, f.delay, f.duplicate_delay) for f in (imp.fate() for _ in range(50))]
 
     assert fates("c2s") == fates("c2s")
@@ -17,11 +17,11 @@ def test_impairment_same_seed_same_fates_per_direction() -> None:
 
 
 def test_impairment_extremes() -> None:
-    dropped = _Impairment(1.0, 0.0, 0.0, 1, "c2s")
+    dropped = demo_link(DemoOptions(loss=1.0), 1, "c2s")
     assert [dropped.fate().marks for _ in range(3)] == [["DROPPED"]] * 3
-    clean = _Impairment(0.0, 0.0, 0.0, 1, "c2s")
+    clean = demo_link(DemoOptions(), 1, "c2s")
     assert [clean.fate().marks for _ in range(3)] == [[]] * 3
-    every = _Impairment(0.0, 1.0, 1.0, 1, "c2s")
+    every = demo_link(DemoOptions(reorder=1.0, duplicate=1.0), 1, "c2s")
     fate = every.fate()
     assert fate.marks == ["REORDERED", "DUPLICATED"]
     assert 0.01 <= fate.delay <= 0.03

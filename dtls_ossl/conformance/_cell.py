@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dtls_ossl import events
+from dtls_ossl._impair import LossyPath
+from dtls_ossl._records import reassemble_client_hello_untrusted
 from dtls_ossl._roles import Role
 from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES, DtlsConfiguration
-from dtls_ossl.conformance._hello import inspect_client_hello
-from dtls_ossl.conformance._impair import Impairment
 from dtls_ossl.conformance._io import PeerProcess, UdpDriver, ended, settled
 from dtls_ossl.conformance._model import (
     CellFailure,
@@ -235,11 +235,11 @@ def our_configuration(
     )
 
 
-def impairment_for(spec: CellSpec) -> Impairment | None:
+def impairment_for(spec: CellSpec) -> LossyPath | None:
     """Return the seeded impairment of a lossy cell (seed: the CRC-32 of the cell id)."""
     if spec.kind is not CellKind.LOSSY:
         return None
-    return Impairment(zlib.crc32(spec.id.encode()), loss=LOSSY_LOSS)
+    return LossyPath(zlib.crc32(spec.id.encode()), loss=LOSSY_LOSS)
 
 
 def run_standard_cell(
@@ -350,7 +350,7 @@ def _check_handshake(
     theirs = endpoint.negotiated()
     out.theirs = theirs
     if spec.kind is CellKind.DTLS13_HELLO:
-        hello = inspect_client_hello(driver.inbound)
+        hello = reassemble_client_hello_untrusted(driver.inbound)
         described = hello.describe() if hello is not None else "no ClientHello seen"
         out.add(
             "client_hello_offers_1.3",

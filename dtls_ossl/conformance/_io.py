@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO
 
 from dtls_ossl import events
-from dtls_ossl.conformance._impair import Impairment
+from dtls_ossl._impair import LossyPath
 from dtls_ossl.conformance._model import CellFailure, Deadline
 from dtls_ossl.connection import DtlsConnection
 
@@ -117,7 +117,7 @@ class UdpDriver:
         self,
         conn: DtlsConnection,
         peer: tuple[str, int] | None = None,
-        impairment: Impairment | None = None,
+        impairment: LossyPath | None = None,
     ) -> None:
         """Bind the socket (and connect it for a client)."""
         self.conn = conn

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from dtls_ossl._records import split_records_untrusted
 from dtls_ossl.conformance._cell import MTU, CellContext, CellOutcome, Endpoint, run_standard_cell
 from dtls_ossl.conformance._io import LOCALHOST
 from dtls_ossl.conformance._model import Availability, CellFailure, Negotiated
@@ -30,14 +31,8 @@ _DTLS1_2_VERSION = 0xFEFD  # pyOpenSSL exports no DTLS version constants
 
 
 def _split_records(blob: bytes) -> list[bytes]:
-    """Split concatenated DTLS records on their 13-byte headers (length in bytes 11-12)."""
-    records = []
-    at = 0
-    while at + 13 <= len(blob):
-        end = at + 13 + int.from_bytes(blob[at + 11 : at + 13], "big")
-        records.append(blob[at:end])
-        at = end
-    return records
+    """Split concatenated DTLS records on their 13-byte headers (whole records only)."""
+    return [blob[r.offset : r.end] for r in split_records_untrusted(blob)[0]]
 
 
 def _pack(records: list[bytes], mtu: int) -> list[bytes]:

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
+from dtls_ossl._impair import LossyPath as Impairment
+from dtls_ossl._records import reassemble_client_hello_untrusted as inspect_client_hello
 from dtls_ossl._roles import Role
 from dtls_ossl.conformance import CellKind
-from dtls_ossl.conformance._hello import inspect_client_hello
-from dtls_ossl.conformance._impair import Impairment
 from dtls_ossl.conformance._peer import KEY_TYPES
 from dtls_ossl.conformance.peer_openssl import OpenSSLPeer
 from dtls_ossl.conformance.runner import all_peers
