@@ -9,7 +9,10 @@
 #                        types, module state): LeakSanitizer would report those, not ours.
 #                        Leaks of ours are covered by tests/test_leak.py in the normal run.
 #   -m 'not rss'         the RSS tests measure resident memory; ASan's quarantine and shadow
-#                        memory make RSS meaningless there, so only they are skipped.
+#                        memory make RSS meaningless there.
+#   -m 'not browser'     a browser started under the preloaded libasan does not come up (the
+#                        cell reports it unavailable); the browser cells run in the normal
+#                        suite and in the conformance step. These two are all that is skipped.
 # Extra pytest arguments are passed through (e.g. `bash ci/sanitize.sh tests/test_fuzz.py`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +54,7 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$work/reports/
 # Mostly OpenSSL's real retransmission timers; ASan slows the rest about 2-3x.
 rc=0
 LD_PRELOAD="$libasan" timeout "${SANITIZE_TIMEOUT:-1200}" \
-  python -m pytest -q -p no:cacheprovider -m 'not benchmark and not rss' \
+  python -m pytest -q -p no:cacheprovider -m 'not benchmark and not rss and not browser' \
   --timeout=300 "$@" || rc=$?
 
 reports=$(ls "$work/reports" 2>/dev/null || true)

@@ -78,6 +78,7 @@ def test_garbage_is_not_stun():
 
 
 @pytest.mark.interop
+@pytest.mark.browser
 @pytest.mark.timeout(90)
 @pytest.mark.skipif(
     shutil.which("chromium") is None or os.geteuid() != 0,
