@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLIENT_DESCRIPTION",
+    "COOKIE_SECRET_ENV",
     "SERVER_DESCRIPTION",
     "NetError",
     "client_arguments",
@@ -55,6 +56,8 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 4444
+COOKIE_SECRET_ENV = "DTLS_OSSL_COOKIE_SECRET"
+"The environment variable ``server`` reads a shared cookie secret from (hex)."
 DEFAULT_CLIENT_TIMEOUT = 5.0
 
 
@@ -77,6 +80,12 @@ each other: give the clients' fingerprints with --fingerprint (repeatable; each 
 its own on stderr, or see 'dtls-ossl fingerprint'), or accept any client certificate with
 --insecure-no-fingerprint-check. Without --cert/--key a fresh ECDSA P-256 certificate is
 generated. Stateless cookies (HelloVerifyRequest) are on unless --no-cookies.
+
+Servers that share one address (several hosts behind a UDP load balancer) must share the
+cookie secret, so that a cookie minted by one is accepted by all: give it as hex (at least 32
+hex digits, e.g. 'openssl rand -hex 32') in a file with --cookie-secret-file, or in the
+environment variable DTLS_OSSL_COOKIE_SECRET; never on the command line, where ps shows it.
+Without either, each server makes its own random secret.
 
 --export-srtp also prints, per peer after its handshake, one JSON object on stdout: peer
 (address), role ("server"), profile, and local/remote master key and salt in hex (RFC 5764
@@ -212,6 +221,12 @@ def server_arguments(p: argparse.ArgumentParser) -> None:
         help="skip the stateless cookie exchange (HelloVerifyRequest)",
     )
     p.add_argument(
+        "--cookie-secret-file",
+        metavar="PATH",
+        help="read the cookie secret (hex, >= 32 digits) from PATH, to share it with the other "
+        f"servers behind one address (default: ${COOKIE_SECRET_ENV}, else a random one)",
+    )
+    p.add_argument(
         "--workers",
         type=positive_int,
         default=1,
@@ -312,6 +327,40 @@ def _err(message: str) -> None:
 # -------------------------------------------------------------------------------- server
 
 
+def cookie_secret(args: argparse.Namespace) -> bytes | None:
+    """Read the shared cookie secret: ``--cookie-secret-file``, else the environment.
+
+    Hex text (whitespace ignored), at least 16 bytes once decoded. None: no secret was given
+    (the server makes a random one), or cookies are off and only the environment has one.
+    """
+    import os
+    from pathlib import Path
+
+    path: str | None = args.cookie_secret_file
+    if path is not None:
+        if args.no_cookies:
+            raise UsageError("--cookie-secret-file and --no-cookies exclude each other")
+        try:
+            text = Path(path).read_text(encoding="ascii", errors="replace")
+        except OSError as exc:
+            raise NetError(f"cannot read the cookie secret {path}: {exc.strerror or exc}") from exc
+        source = path
+    else:
+        env = os.environ.get(COOKIE_SECRET_ENV)
+        if env is None or args.no_cookies:
+            return None
+        text, source = env, f"${COOKIE_SECRET_ENV}"
+    try:
+        secret = bytes.fromhex("".join(text.split()))
+    except ValueError:
+        raise NetError(f"the cookie secret in {source} is not hex") from None
+    if len(secret) < 16:
+        raise NetError(
+            f"the cookie secret in {source} has {len(secret)} bytes; at least 16 are needed"
+        )
+    return secret
+
+
 def srtp_json(role: str, keys_dict: dict[str, str], peer: str | None = None) -> str:
     """Format the ``--export-srtp`` line: one JSON object (peer, role, profile, keys, salts)."""
     import json
@@ -353,11 +402,14 @@ def run_server(args: argparse.Namespace) -> int:
     """Run ``dtls-ossl server``; returns the exit status."""
     import asyncio
 
+    secret = cookie_secret(args)  # before the certificate: a bad secret fails at once
     config = _configuration(args)
-    return asyncio.run(_serve(args, config))
+    return asyncio.run(_serve(args, config, secret))
 
 
-async def _serve(args: argparse.Namespace, config: DtlsConfiguration) -> int:
+async def _serve(
+    args: argparse.Namespace, config: DtlsConfiguration, secret: bytes | None = None
+) -> int:
     import asyncio
     import os
     import signal
@@ -384,6 +436,7 @@ async def _serve(args: argparse.Namespace, config: DtlsConfiguration) -> int:
             remote_fingerprints=args.fingerprints,
             insecure_skip_fingerprint_check=args.insecure_no_fingerprint_check,
             cookie_exchange=not args.no_cookies,
+            cookie_secret=secret,
             on_handshake_failed=rejected,
             workers=workers,
             reuse_port=workers > 1,
@@ -392,7 +445,7 @@ async def _serve(args: argparse.Namespace, config: DtlsConfiguration) -> int:
         raise NetError(f"cannot listen on {where}: {exc.strerror or exc}") from exc
     assert config.certificate is not None
     print(config.certificate.fingerprint("sha-256").sdp_attribute(), flush=True)
-    cookies = "off" if args.no_cookies else "on"
+    cookies = "off" if args.no_cookies else ("on, shared secret" if secret else "on")
     procs = f"{workers} worker processes" if workers > 1 else f"pid {os.getpid()}"
     check = "any client certificate" if args.insecure_no_fingerprint_check else "fingerprints"
     print(
