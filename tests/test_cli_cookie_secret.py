@@ -17,7 +17,7 @@ import pytest
 from helpers import cached_cert, make_config
 from test_cli_net import Server, assert_one_line_error, dtls_ossl
 
-from dtls_ossl import DtlsConnection, Role
+from dtls_ossl import DtlsConfiguration, DtlsConnection, Role
 from dtls_ossl.events import HandshakeCompleted
 
 pytestmark = pytest.mark.timeout(40)
@@ -34,7 +34,11 @@ def _handshake_type(datagram: bytes) -> int:
 
 
 def handshake_across(
-    sock: socket.socket, first: tuple[str, int], second: tuple[str, int], timeout: float = 5.0
+    sock: socket.socket,
+    first: tuple[str, int],
+    second: tuple[str, int],
+    timeout: float = 5.0,
+    configuration: DtlsConfiguration | None = None,
 ) -> tuple[int, HandshakeCompleted | None]:
     """Send a ClientHello to ``first``, its cookie retry to ``second``; drive ``second`` on.
 
@@ -42,9 +46,8 @@ def handshake_across(
     was accepted; 3: another HelloVerifyRequest) and, if it was accepted, the completed
     handshake's event. Every wait is bounded by ``timeout``.
     """
-    conn = DtlsConnection(
-        make_config(cached_cert("client")), role=Role.CLIENT, insecure_skip_fingerprint_check=True
-    )
+    config = configuration or make_config(cached_cert("client"))
+    conn = DtlsConnection(config, role=Role.CLIENT, insecure_skip_fingerprint_check=True)
     deadline = time.monotonic() + timeout
     sock.settimeout(timeout)
     conn.connect(time.monotonic())

@@ -1,0 +1,1 @@
+"""The load-balanced deployment: nginx in front of DTLS hosts in network namespaces."""

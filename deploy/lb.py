@@ -1,0 +1,397 @@
+"""Start and stop N DTLS hosts behind nginx's UDP load balancer, in network namespaces.
+
+Layout (every address exists only inside namespaces made here; none has a route out)::
+
+    <prefix>-cl  10.99.0.100  clients ─┐
+    <prefix>-lb  10.99.0.2    nginx   ─┤ bridge br0 in <prefix>-sw
+    <prefix>-h1  10.99.0.11   host 1  ─┤
+    <prefix>-hN  10.99.0.1N   host N  ─┘
+
+Each host runs ``deploy/host.py`` (``aio.serve`` with ``workers``) with one certificate and one
+cookie secret (a 0600 file) shared by all hosts; nginx (``deploy/nginx-stream.conf.in``)
+listens on 10.99.0.2:4444 and hashes each client's address and port to a host.
+
+Usage (root)::
+
+    python deploy/lb.py up --hosts 3 --workers 2   # runs until Ctrl-C, then removes it all
+    python deploy/lb.py down                       # remove what dead runs left behind
+    python deploy/lb.py down --all                 # remove every deployment, live or not
+
+A run's namespaces are named ``dtlslb-<pid>-<token>-*``: ``down`` (and every ``start``)
+removes those whose pid is gone, after killing any process left inside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PREFIX = "dtlslb"
+SUBNET = "10.99.0"
+LB_ADDRESS = f"{SUBNET}.2"
+CLIENT_ADDRESS = f"{SUBNET}.100"
+PORT = 4444
+STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+_CLONE_NEWNET = 0x40000000
+
+T = TypeVar("T")
+
+
+def missing_tools() -> list[str]:
+    """List what this machine lacks to run a deployment (empty: ready)."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root (ip netns needs CAP_SYS_ADMIN)")
+    for tool in ("ip", "nginx"):
+        if shutil.which(tool) is None:
+            missing.append(tool)
+    if not Path(STREAM_MODULE).exists():
+        missing.append("libnginx-mod-stream")
+    return missing
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=10)
+
+
+def _namespaces() -> list[str]:
+    out = _ip("netns", "list", check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _remove_namespace(ns: str) -> None:
+    """Kill whatever still runs inside ``ns``, then delete it."""
+    pids = _ip("netns", "pids", ns, check=False).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    _ip("netns", "del", ns, check=False)
+
+
+def clean_stale(*, everything: bool = False) -> list[str]:
+    """Remove the namespaces of runs whose process is gone (or all with ``everything``)."""
+    removed = []
+    for ns in _namespaces():
+        parts = ns.split("-")
+        if parts[0] != PREFIX or len(parts) < 4 or not parts[1].isdigit():
+            continue
+        if not everything:
+            try:
+                os.kill(int(parts[1]), 0)
+                continue  # its run is alive
+            except ProcessLookupError:
+                pass
+        _remove_namespace(ns)
+        removed.append(ns)
+    return removed
+
+
+def run_in_netns(ns: str, fn: Callable[..., T], *args: Any) -> T:
+    """Call ``fn(*args)`` in a thread that joined network namespace ``ns``; return its result.
+
+    The network namespace is per thread: the sockets ``fn`` creates live in ``ns`` (run a
+    whole ``asyncio.run`` inside ``fn``), and the calling thread is never moved.
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, _CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns {ns}")
+            finally:
+                os.close(fd)
+            result.append(fn(*args))
+        except BaseException as exc:  # re-raised in the caller
+            error.append(exc)
+
+    thread = threading.Thread(target=body, name=f"netns-{ns}")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+class Deployment:
+    """N hosts behind nginx in namespaces; :meth:`start` / :meth:`stop` (also a context manager).
+
+    :param hosts: backend hosts (namespaces ``-h1`` .. ``-hN``).
+    :param workers: ``aio.serve`` worker processes per host.
+    :param nginx_workers: nginx worker processes.
+    :param export_srtp: hosts print each peer's SRTP keys (tests only: secret keys).
+    :param proxy_timeout: nginx's UDP session lifetime without traffic (see the template).
+    """
+
+    def __init__(
+        self,
+        hosts: int = 3,
+        workers: int = 2,
+        *,
+        nginx_workers: int = 1,
+        export_srtp: bool = False,
+        proxy_timeout: str = "300s",
+        fail_timeout: str = "10s",
+    ) -> None:
+        """Name the run; nothing is created before :meth:`start`."""
+        self.n_hosts = hosts
+        self.workers = workers
+        self.nginx_workers = nginx_workers
+        self.export_srtp = export_srtp
+        self.proxy_timeout = proxy_timeout
+        self.fail_timeout = fail_timeout
+        self.prefix = f"{PREFIX}-{os.getpid()}-{secrets.token_hex(2)}"
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+        self.lb_ns = f"{self.prefix}-lb"
+        self.client_ns = f"{self.prefix}-cl"
+        self.host_ns = [f"{self.prefix}-h{i + 1}" for i in range(hosts)]
+        self.host_addresses = [f"{SUBNET}.{11 + i}" for i in range(hosts)]
+        self.address = (LB_ADDRESS, PORT)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.down: set[int] = set()
+        self.server_fingerprint = ""
+        self.client_cert = self.run_dir / "client.pem"
+        self.client_key = self.run_dir / "client.key"
+
+    # -------------------------------------------------------------------------- network
+
+    def _network(self) -> None:
+        sw = f"{self.prefix}-sw"
+        members = [("cl", self.client_ns, CLIENT_ADDRESS), ("lb", self.lb_ns, LB_ADDRESS)]
+        members += [
+            (f"h{i + 1}", ns, addr)
+            for i, (ns, addr) in enumerate(zip(self.host_ns, self.host_addresses, strict=True))
+        ]
+        for ns in [sw] + [m[1] for m in members]:
+            _ip("netns", "add", ns)
+            _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", sw, "link", "add", "br0", "type", "bridge")
+        _ip("-n", sw, "link", "set", "br0", "up")
+        for port, ns, addr in members:
+            # Both ends are made inside their namespaces: nothing appears in the caller's.
+            _ip("link", "add", "eth0", "netns", ns, "type", "veth", "peer", port, "netns", sw)
+            _ip("-n", sw, "link", "set", port, "master", "br0", "up")
+            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+
+    # ----------------------------------------------------------------------- processes
+
+    def _spawn(self, name: str, ns: str, argv: list[str], **env: str) -> None:
+        log = (self.run_dir / f"{name}.log").open("wb")
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        self.processes[name] = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONPATH=path, **env),
+            start_new_session=True,  # one process group: the host and its workers
+        )
+        log.close()
+
+    def _secrets(self) -> Path:
+        from dtls_ossl import Certificate
+
+        server = Certificate.generate()
+        cert, key = server.to_pem()
+        (self.run_dir / "server.pem").write_bytes(cert)
+        (self.run_dir / "server.key").write_bytes(key)
+        self.server_fingerprint = str(server.fingerprint())
+        client = Certificate.generate()
+        cert, key = client.to_pem()
+        self.client_cert.write_bytes(cert)
+        self.client_key.write_bytes(key)
+        self.client_fingerprint = str(client.fingerprint())
+        secret = self.run_dir / "cookie.secret"
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        return secret
+
+    def _start_hosts(self, secret: Path) -> None:
+        for i, _ns in enumerate(self.host_ns):
+            self.start_host(i, secret)
+
+    def start_host(self, i: int, secret: Path | None = None) -> None:
+        """Start host ``i`` (0-based), e.g. again after :meth:`kill_host`."""
+        name = f"h{i + 1}"
+        argv = [
+            sys.executable, str(HERE / "host.py"), "--name", name,
+            "--host", self.host_addresses[i], "--port", str(PORT),
+            "--cert", str(self.run_dir / "server.pem"), "--key", str(self.run_dir / "server.key"),
+            "--client-fingerprint", self.client_fingerprint,
+            "--cookie-secret-file", str(secret or self.run_dir / "cookie.secret"),
+            "--workers", str(self.workers), "--stats", str(self.stats_path(i)),
+        ]  # fmt: skip
+        if self.export_srtp:
+            argv.append("--export-srtp")
+        self.stats_path(i).unlink(missing_ok=True)
+        self._spawn(name, self.host_ns[i], argv)
+
+    def stats_path(self, i: int) -> Path:
+        """Return the path of the JSON counters host ``i`` rewrites every 0.25 s."""
+        return self.run_dir / f"h{i + 1}.stats.json"
+
+    def _nginx_conf(self) -> Path:
+        template = string.Template((HERE / "nginx-stream.conf.in").read_text())
+        servers = "\n".join(
+            f"        server {addr}:{PORT} max_fails=1 fail_timeout={self.fail_timeout}"
+            + (" down;" if i in self.down else ";")
+            for i, addr in enumerate(self.host_addresses)
+        )
+        conf = self.run_dir / "nginx.conf"
+        conf.write_text(
+            template.substitute(
+                stream_module=STREAM_MODULE,
+                run_dir=self.run_dir,
+                nginx_workers=self.nginx_workers,
+                servers=servers,
+                listen=f"{LB_ADDRESS}:{PORT}",
+                proxy_timeout=self.proxy_timeout,
+            )
+        )
+        return conf
+
+    def _start_nginx(self) -> None:
+        conf = self._nginx_conf()
+        self._spawn("nginx", self.lb_ns, ["nginx", "-c", str(conf), "-p", str(self.run_dir)])
+
+    def _wait(self, ready: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    log = (self.run_dir / f"{name}.log").read_text(errors="replace")
+                    raise RuntimeError(f"{name} exited ({proc.returncode}): {log[-2000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} not ready after {timeout} s")
+            time.sleep(0.05)
+
+    def wait_hosts(self, timeout: float = 20.0) -> None:
+        """Wait until every running host has written its counters."""
+        running = [i for i in range(self.n_hosts) if self.processes[f"h{i + 1}"].poll() is None]
+        self._wait(lambda: all(self.stats_path(i).exists() for i in running), "hosts", timeout)
+
+    def start(self) -> Deployment:
+        """Create the namespaces, start the hosts, then nginx; wait until all are ready."""
+        clean_stale()
+        try:
+            self._network()
+            self._start_hosts(self._secrets())
+            self.wait_hosts()
+            self._start_nginx()
+            self._wait(lambda: (self.run_dir / "nginx.pid").exists(), "nginx")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def kill_host(self, i: int, sig: int = signal.SIGKILL) -> None:
+        """Kill host ``i``'s processes (a crash with SIGKILL: no close_notify is sent)."""
+        proc = self.processes[f"h{i + 1}"]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(10)
+
+    def mark_down(self, i: int) -> None:
+        """Take host ``i`` out of nginx's upstream set with a reload.
+
+        Beware: a reload hands the listening sockets to new nginx workers that know none of
+        the live UDP sessions, so every established DTLS association (all hosts) is lost.
+        """
+        self.down.add(i)
+        self._nginx_conf()
+        pid = int((self.run_dir / "nginx.pid").read_text())
+        os.kill(pid, signal.SIGHUP)
+
+    def stats(self, i: int) -> dict[str, Any]:
+        """Host ``i``'s last counters (ServerStats fields, summed over its workers)."""
+        import json
+
+        result: dict[str, Any] = json.loads(self.stats_path(i).read_text())
+        return result
+
+    def stop(self) -> None:
+        """Stop everything and remove the namespaces (idempotent; never raises)."""
+        for _name, proc in self.processes.items():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes.values():
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        for ns in _namespaces():
+            if ns.startswith(self.prefix + "-"):
+                _remove_namespace(ns)
+        shutil.rmtree(self.run_dir, ignore_errors=True)  # the secret and the keys with it
+
+    def __enter__(self) -> Deployment:
+        """Start; see :meth:`start`."""
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop; see :meth:`stop`."""
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``up`` (foreground until Ctrl-C) or ``down``."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start a deployment; Ctrl-C stops and removes it")
+    up.add_argument("--hosts", type=int, default=3)
+    up.add_argument("--workers", type=int, default=2)
+    up.add_argument("--nginx-workers", type=int, default=1)
+    down = sub.add_parser("down", help="remove deployments whose run has died")
+    down.add_argument("--all", action="store_true", help="also those still running")
+    args = p.parse_args(argv)
+    if missing := missing_tools():
+        sys.exit(f"lb.py: missing: {', '.join(missing)}")
+    if args.command == "down":
+        for ns in clean_stale(everything=args.all):
+            print(f"removed {ns}")
+        return 0
+    dep = Deployment(args.hosts, args.workers, nginx_workers=args.nginx_workers)
+    with dep:
+        print(f"nginx on udp {LB_ADDRESS}:{PORT} -> hosts {', '.join(dep.host_addresses)}")
+        print(f"run directory (logs, nginx.conf, certificates): {dep.run_dir}")
+        print(
+            f"try: ip netns exec {dep.client_ns} dtls-ossl client {LB_ADDRESS} {PORT} "
+            f"--fingerprint '{dep.server_fingerprint}' --cert {dep.client_cert} "
+            f"--key {dep.client_key}"
+        )
+        print("Ctrl-C stops and removes everything", flush=True)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
