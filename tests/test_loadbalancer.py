@@ -181,11 +181,14 @@ def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(deployment, cl
 
     lb.run_in_netns(deployment.client_ns, flood)
 
-    def answered(st):
-        return sum(
+    def per_host(st):
+        return [
             s["hello_verify_sent"] - b["hello_verify_sent"]
             for s, b in zip(st, before, strict=False)
-        )
+        ]
+
+    def answered(st):
+        return sum(per_host(st))
 
     after = wait_stats(deployment, lambda st: answered(st) >= 0.9 * n)
     print(f"{n} spoofed hellos: {answered(after)} HelloVerifyRequests, per host {per_host(after)}")
