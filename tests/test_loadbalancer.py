@@ -256,7 +256,6 @@ def test_a_killed_host_fails_only_its_own_peers_and_new_clients_complete(deploym
         await asyncio.gather(*(s.aclose() for s in fresh))
         return on_victim, results, took
 
-    survivors = [i for i in range(HOSTS) if i != victim]
     on_victim, results, took = in_clients(deployment, run())
     failed = [r for r in results if r[1] is not None]
     print(f"victim had {on_victim} peers; {len(failed)} clients failed; 30 new in {took:.2f} s")
@@ -267,5 +266,4 @@ def test_a_killed_host_fails_only_its_own_peers_and_new_clients_complete(deploym
     assert all(r[0] >= 2 * deadline_s / (period + 0.01) for r in results if r[1] is None)
     assert took < HANDSHAKE_TIMEOUT
     # The restarted host (fresh counters) took its share of the new clients.
-    stats = wait_stats(deployment, lambda st: st[victim]["handshakes_completed"] > 0)
-    assert all(stats[i]["active_peers"] == 0 for i in survivors)
+    wait_stats(deployment, lambda st: st[victim]["handshakes_completed"] > 0)
