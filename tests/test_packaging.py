@@ -28,6 +28,7 @@ ALLOWED_ROOT = {
     "benchmarks",
     "build_ffi.py",
     "ci",
+    "deploy",
     "dtls_ossl",
     "examples",
     "pyproject.toml",
@@ -35,7 +36,7 @@ ALLOWED_ROOT = {
     "tests",
 }
 # Without these it is not this project (examples/ may come and go with the documentation).
-REQUIRED_ROOT = ALLOWED_ROOT - {"examples"}
+REQUIRED_ROOT = ALLOWED_ROOT - {"examples", "deploy"}
 
 
 def tracked_root_entries() -> set[str]:
