@@ -170,16 +170,16 @@ async def crashable_client(
 # --------------------------------------------------------------------------- basic use
 
 
-def test_aio_echo_with_fingerprints_and_mirrored_srtp_keys():
+def test_aio_echo_with_fingerprints_and_mirrored_srtp_keys() -> None:
     server_keys = {}
 
-    async def handler(stream):
+    async def handler(stream) -> None:
         info = await stream.wait_handshake()
         assert info.peer_fingerprint is not None
         server_keys[stream.peer_address] = stream.srtp_keys()
         await echo(stream)
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler) as server:
             async with await connect(server) as stream:
                 info = stream.handshake_info
@@ -203,13 +203,13 @@ def test_aio_echo_with_fingerprints_and_mirrored_srtp_keys():
     run(main())
 
 
-def test_aio_client_rejects_wrong_server_fingerprint_and_server_fails_too():
+def test_aio_client_rejects_wrong_server_fingerprint_and_server_fails_too() -> None:
     called = []
 
-    async def handler(stream):
+    async def handler(stream) -> None:
         called.append(stream)
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler) as server:
             with pytest.raises(FingerprintMismatchError) as exc_info:
                 await connect(server, remote_fingerprints=[WRONG_FP])
@@ -224,13 +224,13 @@ def test_aio_client_rejects_wrong_server_fingerprint_and_server_fails_too():
     run(main())
 
 
-def test_aio_server_rejects_wrong_client_fingerprint_and_client_fails_too():
+def test_aio_server_rejects_wrong_client_fingerprint_and_client_fails_too() -> None:
     called = []
 
-    async def handler(stream):
+    async def handler(stream) -> None:
         called.append(stream)
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler, remote_fingerprints=[WRONG_FP]) as server:
             with pytest.raises(HandshakeError) as exc_info:
                 await connect(server)
@@ -242,14 +242,14 @@ def test_aio_server_rejects_wrong_client_fingerprint_and_client_fails_too():
     run(main())
 
 
-def test_aio_fingerprints_per_peer_with_a_callable():
+def test_aio_fingerprints_per_peer_with_a_callable() -> None:
     asked = []
 
     def fingerprints_for(addr):
         asked.append(addr)
         return [CLIENT_FP] if len(asked) == 1 else None
 
-    async def main():
+    async def main() -> None:
         async with await start_server(remote_fingerprints=fingerprints_for) as server:
             async with await connect(server) as stream:
                 await roundtrip(stream, b"ok")
@@ -261,10 +261,10 @@ def test_aio_fingerprints_per_peer_with_a_callable():
     run(main())
 
 
-def test_aio_peer_close_notify_ends_recv_cleanly_both_ways():
+def test_aio_peer_close_notify_ends_recv_cleanly_both_ways() -> None:
     outcomes = []
 
-    async def handler(stream):
+    async def handler(stream) -> None:
         try:
             await stream.recv()
         except ConnectionClosedError as exc:
@@ -273,11 +273,11 @@ def test_aio_peer_close_notify_ends_recv_cleanly_both_ways():
         with pytest.raises(ConnectionClosedError):
             await stream.send(b"late")
 
-    async def closing_handler(stream):
+    async def closing_handler(stream) -> None:
         await stream.send(b"bye")
         await stream.aclose()
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler) as server:
             stream = await connect(server)
             await stream.aclose()
@@ -299,8 +299,8 @@ def test_aio_peer_close_notify_ends_recv_cleanly_both_ways():
     run(main())
 
 
-def test_aio_send_errors_and_payload_limits():
-    async def main():
+def test_aio_send_errors_and_payload_limits() -> None:
+    async def main() -> None:
         async with await start_server() as server:
             async with await connect(server) as stream:
                 limit = stream.max_payload_size
@@ -325,8 +325,8 @@ def test_aio_send_errors_and_payload_limits():
     run(main())
 
 
-def test_aio_bad_arguments_are_configuration_errors():
-    async def main():
+def test_aio_bad_arguments_are_configuration_errors() -> None:
+    async def main() -> None:
         with pytest.raises(ConfigurationError):
             await aio.serve(echo, LOCAL, 0, config(SERVER_CERT))  # no fingerprints
         with pytest.raises(ConfigurationError):
@@ -344,8 +344,8 @@ def test_aio_bad_arguments_are_configuration_errors():
 # ------------------------------------------------------------------ clients that fail
 
 
-def test_aio_connect_to_silent_peer_times_out():
-    async def main():
+def test_aio_connect_to_silent_peer_times_out() -> None:
+    async def main() -> None:
         silent = await raw_peer(None, local_addr=(LOCAL, 0))
         address = silent.transport.get_extra_info("sockname")
         started = time.monotonic()
@@ -360,8 +360,8 @@ def test_aio_connect_to_silent_peer_times_out():
     run(main())
 
 
-def test_aio_connect_to_closed_port_times_out_with_icmp_cause():
-    async def main():
+def test_aio_connect_to_closed_port_times_out_with_icmp_cause() -> None:
+    async def main() -> None:
         probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         probe.bind((LOCAL, 0))
         port = probe.getsockname()[1]
@@ -375,8 +375,8 @@ def test_aio_connect_to_closed_port_times_out_with_icmp_cause():
     run(main())
 
 
-def test_aio_connect_cancelled_closes_its_socket():
-    async def main():
+def test_aio_connect_cancelled_closes_its_socket() -> None:
+    async def main() -> None:
         silent = await raw_peer(None, local_addr=(LOCAL, 0))
         address = silent.transport.get_extra_info("sockname")
         task = asyncio.ensure_future(
@@ -399,11 +399,11 @@ def test_aio_connect_cancelled_closes_its_socket():
 # ------------------------------------------------------------------- many peers, load
 
 
-def test_aio_200_concurrent_clients_each_verify_srtp_keys():
+def test_aio_200_concurrent_clients_each_verify_srtp_keys() -> None:
     n = 200
     server_keys = {}
 
-    async def handler(stream):
+    async def handler(stream) -> None:
         server_keys[stream.peer_address] = stream.srtp_keys()
         await echo(stream)
 
@@ -413,7 +413,7 @@ def test_aio_200_concurrent_clients_each_verify_srtp_keys():
         await roundtrip(stream, payload)
         return stream
 
-    async def main():
+    async def main() -> None:
         # Patient timers: 200 hellos at once keep the server busy for a while.
         cfg = config(SERVER_CERT, initial_retransmit_timeout=0.5, max_retransmit_timeout=2.0)
         async with await start_server(handler, configuration=cfg) as server:
@@ -432,12 +432,12 @@ def test_aio_200_concurrent_clients_each_verify_srtp_keys():
     run(main(), timeout=30)
 
 
-def test_aio_spoofed_hello_flood_creates_no_state_while_peers_keep_talking():
+def test_aio_spoofed_hello_flood_creates_no_state_while_peers_keep_talking() -> None:
     n_peers = 10
     n_sockets = 50
     per_socket = 60  # 3,000 spoofed ClientHellos from 50 source ports
 
-    async def main():
+    async def main() -> None:
         async with await start_server() as server:
             peers = await asyncio.gather(*(connect(server) for _ in range(n_peers)))
             before = server.stats
@@ -446,7 +446,7 @@ def test_aio_spoofed_hello_flood_creates_no_state_while_peers_keep_talking():
             floods = [await raw_peer(server.address) for _ in range(n_sockets)]
             stop = asyncio.Event()
 
-            async def flood():
+            async def flood() -> None:
                 for _ in range(per_socket):
                     for f in floods:
                         f.send(hello)
@@ -484,8 +484,8 @@ def test_aio_spoofed_hello_flood_creates_no_state_while_peers_keep_talking():
     run(main(), timeout=30)
 
 
-def test_aio_client_stopping_mid_handshake_is_reaped_by_the_deadline():
-    async def main():
+def test_aio_client_stopping_mid_handshake_is_reaped_by_the_deadline() -> None:
+    async def main() -> None:
         async with await start_server(handshake_timeout=0.5) as server:
             peer = await raw_peer(server.address)
             now = time.monotonic()
@@ -515,11 +515,11 @@ def test_aio_client_stopping_mid_handshake_is_reaped_by_the_deadline():
 
 
 @pytest.mark.parametrize("late_first", [False, True], ids=["in-order", "late-fragment-first"])
-def test_aio_fragmented_client_hello_with_cookie_over_udp(late_first):
+def test_aio_fragmented_client_hello_with_cookie_over_udp(late_first) -> None:
     """A ClientHello in three fragments (as browsers' 1.4 KB post-quantum hellos arrive)."""
     from test_framing import HS_HDR, _split_hello, parse_records
 
-    async def main():
+    async def main() -> None:
         async with await start_server() as server:
             peer = await raw_peer(server.address)
             now = time.monotonic()
@@ -562,8 +562,8 @@ def test_aio_fragmented_client_hello_with_cookie_over_udp(late_first):
     run(main())
 
 
-def test_aio_garbage_datagrams_do_not_disturb_others():
-    async def main():
+def test_aio_garbage_datagrams_do_not_disturb_others() -> None:
+    async def main() -> None:
         async with await start_server() as server, await connect(server) as stream:
             junk = await raw_peer(server.address)
             hello = first_client_hello()
@@ -593,8 +593,8 @@ def test_aio_garbage_datagrams_do_not_disturb_others():
     run(main())
 
 
-def test_aio_network_error_on_the_server_socket_harms_nobody():
-    async def main():
+def test_aio_network_error_on_the_server_socket_harms_nobody() -> None:
+    async def main() -> None:
         async with await start_server() as server, await connect(server) as stream:
             for _ in range(3):
                 server.endpoint.error_received(ConnectionRefusedError(111, "refused"))
@@ -604,15 +604,15 @@ def test_aio_network_error_on_the_server_socket_harms_nobody():
     run(main())
 
 
-def test_aio_handler_exception_closes_only_that_peer():
-    async def handler(stream):
+def test_aio_handler_exception_closes_only_that_peer() -> None:
+    async def handler(stream) -> None:
         data = await stream.recv()
         if data == b"boom":
             raise RuntimeError("handler bug")
         await stream.send(data)
         await echo(stream)
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler) as server:
             good = await connect(server)
             bad = await connect(server)
@@ -627,17 +627,17 @@ def test_aio_handler_exception_closes_only_that_peer():
     run(main())
 
 
-def test_aio_restarted_client_replaces_its_association():
+def test_aio_restarted_client_replaces_its_association() -> None:
     """RFC 6347 §4.2.8: a new, cookie-verified hello from a live peer's address."""
     ends = []
 
-    async def handler(stream):
+    async def handler(stream) -> None:
         try:
             await echo(stream)
         except ConnectionClosedError as exc:
             ends.append(exc.__cause__)
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler) as server:
             first, transport = await crashable_client(server)
             await roundtrip(first, b"one")
@@ -658,8 +658,8 @@ def test_aio_restarted_client_replaces_its_association():
 # ------------------------------------------------------------------------------ limits
 
 
-def test_aio_max_handshakes_drops_new_hellos_while_existing_peers_continue():
-    async def main():
+def test_aio_max_handshakes_drops_new_hellos_while_existing_peers_continue() -> None:
+    async def main() -> None:
         async with await start_server(
             cookie_exchange=False, max_handshakes=5, handshake_timeout=1.0
         ) as server:
@@ -687,8 +687,8 @@ def test_aio_max_handshakes_drops_new_hellos_while_existing_peers_continue():
     run(main())
 
 
-def test_aio_max_peers_drops_new_peers_never_old_ones():
-    async def main():
+def test_aio_max_peers_drops_new_peers_never_old_ones() -> None:
+    async def main() -> None:
         async with await start_server(max_peers=2) as server:
             a = await connect(server)
             b = await connect(server)
@@ -706,16 +706,16 @@ def test_aio_max_peers_drops_new_peers_never_old_ones():
     run(main())
 
 
-def test_aio_idle_timeout_reaps_idle_peers_only():
+def test_aio_idle_timeout_reaps_idle_peers_only() -> None:
     causes = []
 
-    async def handler(stream):
+    async def handler(stream) -> None:
         try:
             await echo(stream)
         except ConnectionClosedError as exc:
             causes.append(exc.__cause__)
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler, idle_timeout=0.5) as server:
             idle = await connect(server)
             busy = await connect(server)

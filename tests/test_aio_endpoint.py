@@ -59,8 +59,8 @@ def wakeups(endpoint: aio.DtlsEndpoint) -> int:
     return endpoint.stats.timer_wakeups
 
 
-def test_aio_endpoint_demuxes_stun_rtp_and_dtls_on_one_socket():
-    async def main():
+def test_aio_endpoint_demuxes_stun_rtp_and_dtls_on_one_socket() -> None:
+    async def main() -> None:
         seen_a, seen_b = Recorder(), Recorder()
         a, ta = await udp_endpoint(CLIENT_CERT, **seen_a.callbacks())
         b, tb = await udp_endpoint(SERVER_CERT, **seen_b.callbacks())
@@ -107,16 +107,16 @@ def test_aio_endpoint_demuxes_stun_rtp_and_dtls_on_one_socket():
     run(main())
 
 
-def test_aio_endpoint_with_caller_owned_transport_and_late_fingerprints():
+def test_aio_endpoint_with_caller_owned_transport_and_late_fingerprints() -> None:
     """The SFU keeps its own protocol; the answer's fingerprint arrives after the hello."""
 
     class SfuProtocol(asyncio.DatagramProtocol):
         endpoint: aio.DtlsEndpoint
 
-        def datagram_received(self, data, addr):
+        def datagram_received(self, data, addr) -> None:
             self.endpoint.datagram_received(data, addr)
 
-    async def main():
+    async def main() -> None:
         loop = asyncio.get_running_loop()
         rtp_seen = []
         transport, proto = await loop.create_datagram_endpoint(SfuProtocol, local_addr=(LOCAL, 0))
@@ -155,8 +155,8 @@ async def roundtrip_pair(a: aio.DtlsStream, b: aio.DtlsStream, data: bytes) -> N
     assert await asyncio.wait_for(a.recv(), 2) == data[::-1]
 
 
-def test_aio_endpoint_drops_dtls_from_strangers_without_a_handler():
-    async def main():
+def test_aio_endpoint_drops_dtls_from_strangers_without_a_handler() -> None:
+    async def main() -> None:
         ep, t = await udp_endpoint(SERVER_CERT)
         stranger, st = await udp_endpoint(CLIENT_CERT)
         stream = stranger.connection_for(t.get_extra_info("sockname"), Role.CLIENT, [SERVER_FP])
@@ -171,13 +171,13 @@ def test_aio_endpoint_drops_dtls_from_strangers_without_a_handler():
     run(main())
 
 
-def test_aio_endpoint_accepts_with_a_handler_and_no_cookies():
+def test_aio_endpoint_accepts_with_a_handler_and_no_cookies() -> None:
     """A WebRTC-style endpoint may accept unknown peers too (cookie exchange optional)."""
 
-    async def main():
+    async def main() -> None:
         seen = []
 
-        async def handler(stream):
+        async def handler(stream) -> None:
             seen.append(stream)
             await stream.send(b"welcome")
 
@@ -199,8 +199,8 @@ def test_aio_endpoint_accepts_with_a_handler_and_no_cookies():
 # ---------------------------------------------------------------------------- timers
 
 
-def test_aio_established_peers_cost_no_timer_wakeups():
-    async def main():
+def test_aio_established_peers_cost_no_timer_wakeups() -> None:
+    async def main() -> None:
         async with await start_server(idle_timeout=30.0) as server:
             ep = server.endpoint
             assert ep is not None
@@ -224,8 +224,8 @@ def test_aio_established_peers_cost_no_timer_wakeups():
     run(main())
 
 
-def test_aio_idle_deadlines_of_many_peers_share_wakeups():
-    async def main():
+def test_aio_idle_deadlines_of_many_peers_share_wakeups() -> None:
+    async def main() -> None:
         async with await start_server(idle_timeout=0.5) as server:
             from test_aio import connect
 
@@ -263,8 +263,8 @@ def memory_pair():
     return client, server, eps
 
 
-def test_aio_recv_cancelled_after_delivery_loses_nothing():
-    async def main():
+def test_aio_recv_cancelled_after_delivery_loses_nothing() -> None:
+    async def main() -> None:
         client, server, _ = memory_pair()
         await client.wait_handshake()
         await server.wait_handshake()
@@ -280,8 +280,8 @@ def test_aio_recv_cancelled_after_delivery_loses_nothing():
     run(main())
 
 
-def test_aio_send_waits_for_the_handshake_and_queue_is_bounded():
-    async def main():
+def test_aio_send_waits_for_the_handshake_and_queue_is_bounded() -> None:
+    async def main() -> None:
         client, server, eps = memory_pair()
         await client.send(b"first")  # waits for the handshake, then sends
         assert await server.recv() == b"first"
@@ -296,8 +296,8 @@ def test_aio_send_waits_for_the_handshake_and_queue_is_bounded():
     run(main())
 
 
-def test_aio_update_address_follows_the_peer():
-    async def main():
+def test_aio_update_address_follows_the_peer() -> None:
+    async def main() -> None:
         _client, server, eps = memory_pair()
         await server.wait_handshake()
         old = server.peer_address
@@ -310,8 +310,8 @@ def test_aio_update_address_follows_the_peer():
     run(main())
 
 
-def test_aio_wait_closed_and_close_from_the_endpoint():
-    async def main():
+def test_aio_wait_closed_and_close_from_the_endpoint() -> None:
+    async def main() -> None:
         client, _server, eps = memory_pair()
         await client.wait_handshake()
         closing = asyncio.ensure_future(client.wait_closed())

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from test_cli_net import (
@@ -58,7 +59,7 @@ def server(certs):  # noqa: F811
     srv.stop()
 
 
-def test_server_prints_every_rejected_peer_without_verbose(server, certs, tmp_path):  # noqa: F811
+def test_server_prints_every_rejected_peer_without_verbose(server, certs, tmp_path: Path) -> None:  # noqa: F811
     stranger_cert, stranger_key = tmp_path / "s.pem", tmp_path / "s.key"
     made = dtls_ossl("cert", "--out-cert", str(stranger_cert), "--out-key", str(stranger_key))
     stranger_fp = made.stdout.strip().removeprefix("a=fingerprint:")
@@ -82,14 +83,14 @@ def test_server_prints_every_rejected_peer_without_verbose(server, certs, tmp_pa
     assert sum(bool(re.match(pattern, ln)) for ln in server.lines) == 2
 
 
-def test_echo_is_byte_exact(server, certs):  # noqa: F811
+def test_echo_is_byte_exact(server, certs) -> None:  # noqa: F811
     lines = [b"\xff\xfe\x80 not utf-8 \xc3", b"caf\xe9", b"\x00\x01\x02 nul", "ünï".encode()]
     proc = dtls_ossl_bytes(*_client(server.port, certs), stdin=b"\n".join(lines) + b"\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"".join(line + b"\n" for line in lines)
 
 
-def test_profile_and_export_srtp_on_both_sides(server, certs):  # noqa: F811
+def test_profile_and_export_srtp_on_both_sides(server, certs) -> None:  # noqa: F811
     proc = dtls_ossl(*_client(server.port, certs, "--profile", "SRTP_AES128_CM_SHA1_80",
                               "--export-srtp"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -109,7 +110,7 @@ def test_profile_and_export_srtp_on_both_sides(server, certs):  # noqa: F811
     assert json.loads(proc.stdout)["profile"] == "SRTP_AES128_CM_SHA1_32"
 
 
-def test_mtu_bounds_the_record_size(server, certs):  # noqa: F811
+def test_mtu_bounds_the_record_size(server, certs) -> None:  # noqa: F811
     big = b"x" * 700 + b"\n"
     proc = dtls_ossl_bytes(*_client(server.port, certs, "--mtu", "600"), stdin=big)
     assert proc.returncode == 1
@@ -136,7 +137,9 @@ def test_mtu_bounds_the_record_size(server, certs):  # noqa: F811
         (["server", "--insecure-no-fingerprint-check", "--profile", "SRTP_X"], "--profile"),
     ],
 )
-def test_bad_new_options_are_one_line_errors(argv, needle, capsys):
+def test_bad_new_options_are_one_line_errors(
+    argv, needle, capsys: pytest.CaptureFixture[str]
+) -> None:
     fp = "sha-256 " + ":".join(["AB"] * 32)
     rc = main([a.replace("{fp}", fp) for a in argv])
     out, err = capsys.readouterr()

@@ -4,6 +4,7 @@ import array
 import hashlib
 import io
 import time
+from pathlib import Path
 
 import pytest
 from helpers import (
@@ -37,7 +38,7 @@ from dtls_ossl._binding import lib
 # --------------------------------------------------------------------------- handshake
 
 
-def test_connection_handshake_exact_events():
+def test_connection_handshake_exact_events() -> None:
     client, server = make_pair()
     handshake(client, server)
     c_events = drain_events(client)
@@ -57,7 +58,7 @@ def test_connection_handshake_exact_events():
 
 
 @pytest.mark.parametrize("profile", list(SrtpProfile), ids=lambda p: p.name)
-def test_connection_every_srtp_profile_mirrors_keys(profile):
+def test_connection_every_srtp_profile_mirrors_keys(profile) -> None:
     client, server = make_pair({"srtp_profiles": [profile]}, {"srtp_profiles": [profile]})
     handshake(client, server)
     c_done, s_done = drain_events(client)[0], drain_events(server)[0]
@@ -78,7 +79,7 @@ def test_connection_every_srtp_profile_mirrors_keys(profile):
     assert ck.remote_salt == material[2 * k + s :]
 
 
-def test_connection_server_preference_decides_srtp_profile():
+def test_connection_server_preference_decides_srtp_profile() -> None:
     offer = [SrtpProfile.AES128_CM_SHA1_80, SrtpProfile.AEAD_AES_256_GCM]
     client, server = make_pair(
         {"srtp_profiles": offer},
@@ -88,7 +89,7 @@ def test_connection_server_preference_decides_srtp_profile():
     assert drain_events(client)[0].srtp_profile is SrtpProfile.AEAD_AES_256_GCM
 
 
-def test_connection_no_common_srtp_profile_gives_none():
+def test_connection_no_common_srtp_profile_gives_none() -> None:
     client, server = make_pair(
         {"srtp_profiles": [SrtpProfile.AES128_CM_SHA1_32]},
         {"srtp_profiles": [SrtpProfile.AEAD_AES_128_GCM]},
@@ -100,7 +101,7 @@ def test_connection_no_common_srtp_profile_gives_none():
         client.srtp_keys()
 
 
-def test_connection_without_srtp_is_plain_dtls():
+def test_connection_without_srtp_is_plain_dtls() -> None:
     client, server = make_pair({"srtp_profiles": ()}, {"srtp_profiles": ()})
     handshake(client, server)
     assert drain_events(server)[0].srtp_profile is None
@@ -115,7 +116,7 @@ def test_connection_without_srtp_is_plain_dtls():
         ("ecdsa-p384", "ecdsa-p384", "ECDHE-ECDSA-AES128-GCM-SHA256"),
     ],
 )
-def test_connection_certificate_types(client_key, server_key, cipher):
+def test_connection_certificate_types(client_key, server_key, cipher) -> None:
     client, server = make_pair(
         client_cert=cached_cert("client", client_key),
         server_cert=cached_cert("server", server_key),
@@ -125,7 +126,7 @@ def test_connection_certificate_types(client_key, server_key, cipher):
     assert isinstance(drain_events(server)[0], events.HandshakeCompleted)
 
 
-def test_connection_roles_from_sdp_setup():
+def test_connection_roles_from_sdp_setup() -> None:
     # The offerer says actpass, the answerer picks active: the answerer is the DTLS client.
     assert setup_role("active", "actpass") is Role.CLIENT
     offerer_role = setup_role("actpass", "active")
@@ -136,7 +137,7 @@ def test_connection_roles_from_sdp_setup():
     assert server.state is ConnectionState.ESTABLISHED
 
 
-def test_connection_data_both_ways_and_batches():
+def test_connection_data_both_ways_and_batches() -> None:
     client, server = make_pair()
     now = time.monotonic()
     handshake(client, server, now)
@@ -157,7 +158,7 @@ def test_connection_data_both_ways_and_batches():
     assert [e.data for e in drain_events(server)] == payloads
 
 
-def test_connection_bytes_like_inputs_on_every_data_path():
+def test_connection_bytes_like_inputs_on_every_data_path() -> None:
     client, server = make_pair()
     now = time.monotonic()
     handshake(client, server, now)
@@ -200,7 +201,7 @@ class _Liar(list):
         return super().__len__() + 5
 
 
-def test_connection_send_many_checks_every_size_first():
+def test_connection_send_many_checks_every_size_first() -> None:
     client, server = make_pair({"mtu": 500}, {"mtu": 500})
     now = time.monotonic()
     handshake(client, server, now)
@@ -236,7 +237,7 @@ def test_connection_send_many_checks_every_size_first():
     ] * 3
 
 
-def test_connection_batches_larger_than_one_c_buffer():
+def test_connection_batches_larger_than_one_c_buffer() -> None:
     """Thousands of records per call: the C loop hands over its buffers and goes on."""
     client, server = make_pair({"mtu": 1500}, {"mtu": 1500})
     now = time.monotonic()
@@ -252,7 +253,7 @@ def test_connection_batches_larger_than_one_c_buffer():
     assert server.stats.datagrams_received >= 3000
 
 
-def test_connection_batch_receive_stops_at_close_notify():
+def test_connection_batch_receive_stops_at_close_notify() -> None:
     """Records after the peer's close_notify in the same batch are dropped, not delivered."""
     client, server = make_pair()
     now = time.monotonic()
@@ -279,7 +280,7 @@ def test_connection_batch_receive_stops_at_close_notify():
     assert len(server.datagrams_to_send(now)) == 1  # our close_notify
 
 
-def test_connection_fast_paths_from_another_thread():
+def test_connection_fast_paths_from_another_thread() -> None:
     """The per-record paths bind the calling thread's buffers on first use from a new thread."""
     import threading
 
@@ -308,7 +309,7 @@ def test_connection_fast_paths_from_another_thread():
     assert [e.data for e in drain_events(server)] == [b"from a thread", b"x", b"y", b"back home"]
 
 
-def test_connection_max_payload_and_misuse():
+def test_connection_max_payload_and_misuse() -> None:
     client, server = make_pair({"mtu": 500}, {"mtu": 500})
     now = time.monotonic()
     with pytest.raises(InvalidStateError):
@@ -334,7 +335,7 @@ def test_connection_max_payload_and_misuse():
         client.export_keying_material("x", 0)
 
 
-def test_connection_export_with_context():
+def test_connection_export_with_context() -> None:
     client, server = make_pair()
     handshake(client, server)
     a = client.export_keying_material("EXPORTER-test", 32, b"ctx")
@@ -345,7 +346,7 @@ def test_connection_export_with_context():
 # --------------------------------------------------------------------------- close
 
 
-def test_connection_close_notify_exact_events():
+def test_connection_close_notify_exact_events() -> None:
     client, server = make_pair()
     now = time.monotonic()
     handshake(client, server, now)
@@ -378,7 +379,7 @@ def test_connection_close_notify_exact_events():
     assert server.next_event() is None
 
 
-def test_connection_close_during_handshake():
+def test_connection_close_during_handshake() -> None:
     client, _server = make_pair()
     now = time.monotonic()
     client.connect(now)
@@ -402,7 +403,7 @@ def _assert_failed_closed(conn, error_type, by_peer=False):
     return evs
 
 
-def test_connection_fingerprint_mismatch_client_fails_closed():
+def test_connection_fingerprint_mismatch_client_fails_closed() -> None:
     wrong = cached_cert("other").fingerprint()
     client, server = make_pair(client_expects=[wrong])
     handshake(client, server)
@@ -415,7 +416,7 @@ def test_connection_fingerprint_mismatch_client_fails_closed():
     assert events.AlertReceived(2, 42) in evs
 
 
-def test_connection_fingerprint_mismatch_server_fails_closed():
+def test_connection_fingerprint_mismatch_server_fails_closed() -> None:
     client, server = make_pair(server_expects=[cached_cert("other").fingerprint()])
     handshake(client, server)
     _assert_failed_closed(server, FingerprintMismatchError)
@@ -424,7 +425,7 @@ def test_connection_fingerprint_mismatch_server_fails_closed():
 
 
 @pytest.mark.parametrize("algorithm", ["sha-1", "sha-224", "sha-256", "sha-384", "sha-512"])
-def test_connection_each_hash_algorithm(algorithm):
+def test_connection_each_hash_algorithm(algorithm) -> None:
     client, server = make_pair(
         client_expects=[cached_cert("server").fingerprint(algorithm)],
         server_expects=[str(cached_cert("client").fingerprint(algorithm)).lower()],
@@ -437,7 +438,7 @@ def test_connection_each_hash_algorithm(algorithm):
     assert isinstance(drain_events(server)[0], events.HandshakeCompleted)
 
 
-def test_connection_several_fingerprints_one_matches():
+def test_connection_several_fingerprints_one_matches() -> None:
     good = cached_cert("server").fingerprint("sha-384")
     client, server = make_pair(
         client_expects=[cached_cert("other").fingerprint(), good],
@@ -446,7 +447,7 @@ def test_connection_several_fingerprints_one_matches():
     assert drain_events(client)[0].peer_fingerprint == good
 
 
-def test_connection_fingerprint_required_or_explicit_opt_out():
+def test_connection_fingerprint_required_or_explicit_opt_out() -> None:
     cfg = DtlsConfiguration(certificate=cached_cert("client"))
     # remote_fingerprints defaults to None: "not known yet" (held flight), never "accept any".
     assert DtlsConnection(cfg, role=Role.CLIENT).remote_fingerprints is None
@@ -469,7 +470,7 @@ def test_connection_fingerprint_required_or_explicit_opt_out():
     assert done.peer_certificate == cached_cert("server")
 
 
-def test_connection_fingerprints_given_late_to_server():
+def test_connection_fingerprints_given_late_to_server() -> None:
     client, server = make_pair(server_expects=None)
     now = time.monotonic()
     handshake(client, server, now)
@@ -486,7 +487,7 @@ def test_connection_fingerprints_given_late_to_server():
         server.set_remote_fingerprints([cached_cert("client").fingerprint()], now)
 
 
-def test_connection_remote_fingerprints_default_is_held_flight():
+def test_connection_remote_fingerprints_default_is_held_flight() -> None:
     cfg = DtlsConfiguration(certificate=cached_cert("client"))
     client = DtlsConnection(cfg, role=Role.CLIENT)
     _, server = make_pair()
@@ -502,7 +503,7 @@ def test_connection_remote_fingerprints_default_is_held_flight():
     assert client.state is ConnectionState.ESTABLISHED
 
 
-def test_connection_fingerprints_given_late_to_client():
+def test_connection_fingerprints_given_late_to_client() -> None:
     client, server = make_pair(client_expects=None)
     now = time.monotonic()
     handshake(client, server, now)
@@ -516,7 +517,7 @@ def test_connection_fingerprints_given_late_to_client():
     assert client.srtp_keys().mirrors(server.srtp_keys())
 
 
-def test_connection_late_wrong_fingerprint_fails_closed():
+def test_connection_late_wrong_fingerprint_fails_closed() -> None:
     client, server = make_pair(server_expects=None)
     now = time.monotonic()
     handshake(client, server, now)
@@ -525,7 +526,7 @@ def test_connection_late_wrong_fingerprint_fails_closed():
     _assert_failed_closed(server, FingerprintMismatchError)
 
 
-def test_connection_held_datagrams_are_bounded():
+def test_connection_held_datagrams_are_bounded() -> None:
     client, server = make_pair(server_expects=None, server_kwargs={"max_held_datagrams": 2})
     now = time.monotonic()
     client.connect(now)
@@ -542,7 +543,7 @@ def test_connection_held_datagrams_are_bounded():
     assert server.stats.datagrams_dropped >= 1
 
 
-def test_connection_fingerprint_parse_errors_are_configuration_errors():
+def test_connection_fingerprint_parse_errors_are_configuration_errors() -> None:
     cfg = DtlsConfiguration(certificate=cached_cert("client"))
     with pytest.raises(ConfigurationError):
         DtlsConnection(cfg, role=Role.CLIENT, remote_fingerprints=["sha-256 zz"])
@@ -553,7 +554,7 @@ def test_connection_fingerprint_parse_errors_are_configuration_errors():
 # --------------------------------------------------------------------------- timers
 
 
-def test_connection_timer_is_absolute_and_early_handle_is_harmless():
+def test_connection_timer_is_absolute_and_early_handle_is_harmless() -> None:
     clock = FakeClock()
     client, _ = make_pair({"initial_retransmit_timeout": 0.5, "handshake_timeout": 20.0})
     client.connect(clock.now)
@@ -566,7 +567,7 @@ def test_connection_timer_is_absolute_and_early_handle_is_harmless():
     assert client.next_event() is None
 
 
-def test_connection_handshake_deadline_on_fake_clock():
+def test_connection_handshake_deadline_on_fake_clock() -> None:
     clock = FakeClock()
     client, _ = make_pair(
         {
@@ -585,7 +586,7 @@ def test_connection_handshake_deadline_on_fake_clock():
     assert client.get_timer() is None
 
 
-def test_connection_retransmits_on_real_timer():
+def test_connection_retransmits_on_real_timer() -> None:
     client, _ = make_pair({"initial_retransmit_timeout": 0.05, "max_retransmit_timeout": 0.1})
     now = time.monotonic()
     client.connect(now)
@@ -604,7 +605,7 @@ def test_connection_retransmits_on_real_timer():
 # --------------------------------------------------------------------------- callbacks
 
 
-def test_connection_key_log_lines(tmp_path):
+def test_connection_key_log_lines(tmp_path: Path) -> None:
     path = tmp_path / "keys.log"
     lines: list[str] = []
     stream = io.StringIO()
@@ -619,7 +620,7 @@ def test_connection_key_log_lines(tmp_path):
     assert stream.getvalue().startswith("CLIENT_RANDOM ")
 
 
-def test_connection_key_log_env(tmp_path, monkeypatch):
+def test_connection_key_log_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "env.log"
     monkeypatch.setenv("SSLKEYLOGFILE", str(path))
     client, server = make_pair()
@@ -631,7 +632,7 @@ class KeyLogBoom(Exception):
     pass
 
 
-def test_connection_raising_callback_propagates_and_fails():
+def test_connection_raising_callback_propagates_and_fails() -> None:
     def boom(line: str) -> None:
         raise KeyLogBoom(line[:13])
 
@@ -654,7 +655,7 @@ def test_connection_raising_callback_propagates_and_fails():
 # --------------------------------------------------------------------------- robustness
 
 
-def test_connection_garbage_dropped_and_counted():
+def test_connection_garbage_dropped_and_counted() -> None:
     client, server = make_pair()
     now = time.monotonic()
     client.connect(now)
@@ -674,7 +675,7 @@ def test_connection_garbage_dropped_and_counted():
     assert server.next_event() is None
 
 
-def test_connection_many_connections_share_one_context():
+def test_connection_many_connections_share_one_context() -> None:
     cfg = DtlsConfiguration(certificate=cached_cert("client"))
     ctx = cfg._ssl_ctx()
     conns = [

@@ -21,13 +21,13 @@ def _first_hello(client, now):
     return hello
 
 
-def _finish(client, server, now):
+def _finish(client, server, now) -> None:
     for _ in range(10):
         if transfer(client, server, now) + transfer(server, client, now) == 0:
             break
 
 
-def test_cookies_stateless_exchange_completes_the_handshake():
+def test_cookies_stateless_exchange_completes_the_handshake() -> None:
     verifier = CookieVerifier(b"k" * 32)
     client, server = make_pair()
     now = time.monotonic()
@@ -53,7 +53,7 @@ def test_cookies_stateless_exchange_completes_the_handshake():
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["in-order", "second-first"])
-def test_cookies_fragmented_second_hello(reverse):
+def test_cookies_fragmented_second_hello(reverse) -> None:
     verifier = CookieVerifier(b"k" * 32)
     client, server = make_pair()
     now = time.monotonic()
@@ -78,7 +78,7 @@ def test_cookies_fragmented_second_hello(reverse):
     assert client.state is server.state is ConnectionState.ESTABLISHED
 
 
-def test_cookies_bound_to_address_random_and_time():
+def test_cookies_bound_to_address_random_and_time() -> None:
     verifier = CookieVerifier(b"s" * 16, rotation_interval=10.0)
     client, _ = make_pair()
     now = time.monotonic()
@@ -95,7 +95,7 @@ def test_cookies_bound_to_address_random_and_time():
     assert not CookieVerifier(b"t" * 16, rotation_interval=10.0).check(hello2, ADDR, WALL)
 
 
-def test_cookies_configuration_errors():
+def test_cookies_configuration_errors() -> None:
     with pytest.raises(ConfigurationError):
         CookieVerifier(b"short")
     with pytest.raises(ConfigurationError):
@@ -104,7 +104,7 @@ def test_cookies_configuration_errors():
 
 @settings(max_examples=300, derandomize=True, deadline=None)
 @given(st.binary(max_size=300))
-def test_cookies_parse_never_raises(data):
+def test_cookies_parse_never_raises(data) -> None:
     info = parse_client_hello_untrusted(data)
     if info is not None:
         assert CookieVerifier(b"k" * 32).check(info, ADDR, WALL) in (True, False)
@@ -112,7 +112,7 @@ def test_cookies_parse_never_raises(data):
 
 @settings(max_examples=200, derandomize=True, deadline=None)
 @given(st.integers(min_value=0, max_value=400), st.integers(min_value=0, max_value=255))
-def test_cookies_parse_truncated_and_flipped_real_hello(cut, flip):
+def test_cookies_parse_truncated_and_flipped_real_hello(cut, flip) -> None:
     client, _ = make_pair()
     hello = _first_hello(client, time.monotonic())
     mutated = bytearray(hello[:cut])

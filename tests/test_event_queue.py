@@ -34,7 +34,7 @@ def _queue(client, server, now: float, payloads: list[bytes]) -> None:
         server.receive_datagrams(client.datagrams_to_send(now), now)
 
 
-def test_next_event_keeps_order_while_new_input_arrives():
+def test_next_event_keeps_order_while_new_input_arrives() -> None:
     client, server, now = _established()
     expected: list[bytes] = []
     got: list[bytes] = []
@@ -59,7 +59,7 @@ def test_next_event_keeps_order_while_new_input_arrives():
     assert server.events() == []
 
 
-def test_events_drains_all_in_order_after_partial_next_event():
+def test_events_drains_all_in_order_after_partial_next_event() -> None:
     client, server, now = _established()
     payloads = [i.to_bytes(3, "big") for i in range(1000)]
     _queue(client, server, now, payloads)
@@ -76,7 +76,7 @@ def test_events_drains_all_in_order_after_partial_next_event():
     assert server.next_event() is None
 
 
-def test_events_includes_termination_last():
+def test_events_includes_termination_last() -> None:
     client, server, now = _established()
     _queue(client, server, now, [b"a", b"b"])
     client.close(now)
@@ -106,7 +106,7 @@ def _drain_seconds(n: int, runs: int = 5) -> float:
     return best
 
 
-def test_next_event_drains_in_linear_time():
+def test_next_event_drains_in_linear_time() -> None:
     small = _drain_seconds(10_000)
     large = _drain_seconds(100_000)
     # Linear: ~10x. The old list.pop(0) was quadratic (~100x for 10x the events).

@@ -98,7 +98,7 @@ def _pair(client_cert, server_cert, mtu=1200):
     return client, server
 
 
-def _pump(client, server, log, now, rounds=20):
+def _pump(client, server, log, now, rounds=20) -> None:
     """Exchange datagrams in memory until both are established or nothing moves."""
     for _ in range(rounds):
         moved = False
@@ -113,7 +113,7 @@ def _pump(client, server, log, now, rounds=20):
 
 @pytest.mark.parametrize("key_type", KEY_TYPES)
 @pytest.mark.parametrize("mtu", MTUS)
-def test_framing_every_datagram_fits_mtu_and_is_whole_records(certs, key_type, mtu):
+def test_framing_every_datagram_fits_mtu_and_is_whole_records(certs, key_type, mtu) -> None:
     ccert, scert = certs[key_type]
     client, server = _pair(ccert, scert, mtu)
     now = time.monotonic()
@@ -162,7 +162,7 @@ def test_framing_every_datagram_fits_mtu_and_is_whole_records(certs, key_type, m
     assert seen_types == {20, 21, 22, 23}  # CCS, close_notify alert, handshake, data
 
 
-def test_framing_several_records_share_a_datagram(certs):
+def test_framing_several_records_share_a_datagram(certs) -> None:
     ccert, scert = certs["ecdsa-p256"]
     client, server = _pair(ccert, scert, 1200)
     now = time.monotonic()
@@ -212,7 +212,7 @@ def _split_hello(rec: Record, body: bytes, cuts: list[int], seqs: list[int]) -> 
     [(2, False), (2, True), (3, False), (3, True)],
     ids=["2-in-order", "2-reversed", "3-in-order", "3-reversed"],
 )
-def test_framing_fragmented_client_hello_is_accepted(certs, parts, reverse):
+def test_framing_fragmented_client_hello_is_accepted(certs, parts, reverse) -> None:
     client, server, rec = _client_hello(certs)
     body = rec.body[HS_HDR:]
     assert int.from_bytes(rec.body[1:4], "big") == len(body)
@@ -262,7 +262,7 @@ def _chromium_like(body: bytes) -> bytes:
     return body[:off] + _u16(len(new_exts)) + new_exts
 
 
-def test_framing_chromium_like_fragmented_hello_gets_dtls12_answer(certs):
+def test_framing_chromium_like_fragmented_hello_gets_dtls12_answer(certs) -> None:
     client, server, rec = _client_hello(certs)
     body = _chromium_like(rec.body[HS_HDR:])
     assert 1350 <= len(body) <= 1500
@@ -339,7 +339,7 @@ def _server_step(server: Any, datagram: bytes) -> tuple[bool, list[bytes]]:
     return done, recs
 
 
-def test_framing_late_flight_is_not_packed_behind_a_stale_retransmission(certs):
+def test_framing_late_flight_is_not_packed_behind_a_stale_retransmission(certs) -> None:
     """Issue 9 case 2: the server's flight arrives after our timer expired, before
     handle_timer(). OpenSSL retransmits the ClientHello inline, then writes flight 3; an
     OpenSSL server on a datagram BIO drops the rest of a datagram that starts with a stale

@@ -92,7 +92,7 @@ def _one(i: int, certs, configs) -> None:
 
 
 @pytest.mark.rss
-def test_leak_rss_flat_over_thousands_of_handshakes(certs):
+def test_leak_rss_flat_over_thousands_of_handshakes(certs) -> None:
     ccert, scert, _ = certs
     configs = (
         DtlsConfiguration(certificate=ccert, handshake_timeout=5.0),
@@ -110,7 +110,7 @@ def test_leak_rss_flat_over_thousands_of_handshakes(certs):
 
 
 @pytest.mark.rss
-def test_leak_rss_flat_over_many_records(certs):
+def test_leak_rss_flat_over_many_records(certs) -> None:
     """The per-record C paths create bytes and events themselves: none may be leaked.
 
     Every input type and both the per-datagram and the batch forms; 1200-byte records, so a

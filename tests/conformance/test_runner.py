@@ -7,6 +7,7 @@ import json
 import shutil
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -88,7 +89,7 @@ class Hanging(Peer):
         raise AssertionError("unreachable")
 
 
-def run(peers, tmp_path, timeout=10.0):
+def run(peers, tmp_path: Path, timeout=10.0):
     out = io.StringIO()
     report = run_matrix(peers, timeout=timeout, out=out, report_dir=str(tmp_path))
     doc = json.loads((tmp_path / "report.json").read_text())
@@ -99,7 +100,7 @@ def run(peers, tmp_path, timeout=10.0):
 @pytest.mark.interop
 @pytest.mark.timeout(60)
 @needs_openssl
-def test_openssl_cells_pass_and_reports_have_their_shape(tmp_path):
+def test_openssl_cells_pass_and_reports_have_their_shape(tmp_path: Path) -> None:
     report, text, doc, junit = run([SmallOpenSSL()], tmp_path)
     assert report.exit_status == 0
     lines = [line for line in text.splitlines() if line.startswith("[")]
@@ -152,7 +153,7 @@ def test_openssl_cells_pass_and_reports_have_their_shape(tmp_path):
     assert all(c.find("failure") is None and c.find("skipped") is None for c in cases)
 
 
-def test_missing_peer_is_skipped_with_reason_and_install_command(tmp_path):
+def test_missing_peer_is_skipped_with_reason_and_install_command(tmp_path: Path) -> None:
     report, text, doc, junit = run([Missing()], tmp_path)
     assert report.exit_status == 0
     assert [r.status for r in report.results] == [Status.SKIPPED] * 4
@@ -175,7 +176,7 @@ def test_missing_peer_is_skipped_with_reason_and_install_command(tmp_path):
     assert "install: apt-get install -y missing-peer" in skipped[0].get("message")
 
 
-def test_failures_are_reported_and_exit_non_zero(tmp_path):
+def test_failures_are_reported_and_exit_non_zero(tmp_path: Path) -> None:
     report, text, doc, junit = run([Broken()], tmp_path)
     assert report.exit_status == 1
     statuses = [c["status"] for c in doc["cells"]]
@@ -191,7 +192,7 @@ def test_failures_are_reported_and_exit_non_zero(tmp_path):
     assert "Failed cells:" in text
 
 
-def test_cell_is_bounded_in_time_and_its_process_stopped(tmp_path):
+def test_cell_is_bounded_in_time_and_its_process_stopped(tmp_path: Path) -> None:
     Hanging.started = []
     start = time.monotonic()
     report, _text, _doc, _ = run([Hanging()], tmp_path, timeout=0.5)
@@ -203,7 +204,9 @@ def test_cell_is_bounded_in_time_and_its_process_stopped(tmp_path):
     assert proc.proc.poll() is not None  # stopped by the cell's cleanup
 
 
-def test_cli_skipped_only_peers_exit_zero_and_write_reports(tmp_path, capsys, monkeypatch):
+def test_cli_skipped_only_peers_exit_zero_and_write_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dtls_ossl.conformance import peer_werift
 
     monkeypatch.setattr(peer_werift, "PACKAGE", str(tmp_path / "missing" / "package.json"))
@@ -214,12 +217,12 @@ def test_cli_skipped_only_peers_exit_zero_and_write_reports(tmp_path, capsys, mo
     assert "ci/install-peers.sh werift" in capsys.readouterr().out
 
 
-def test_cli_rejects_unknown_peer(capsys):
+def test_cli_rejects_unknown_peer(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["conformance", "--peers", "nosuchstack"]) == 2
     assert "unknown peer nosuchstack" in capsys.readouterr().err
 
 
-def test_cli_list(capsys):
+def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["conformance", "--list"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("openssl")
@@ -244,5 +247,5 @@ def test_cli_list(capsys):
         ("(DTLS1.2-X.509)-(RSA)-(AES-128-GCM)", None),
     ],
 )
-def test_gnutls_description_maps_to_openssl_names(description, name):
+def test_gnutls_description_maps_to_openssl_names(description, name) -> None:
     assert gnutls_cipher_to_openssl(description) == name
