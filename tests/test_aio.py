@@ -515,7 +515,7 @@ def test_aio_client_stopping_mid_handshake_is_reaped_by_the_deadline() -> None:
 
 
 @pytest.mark.parametrize("late_first", [False, True], ids=["in-order", "late-fragment-first"])
-def test_aio_fragmented_client_hello_with_cookie_over_udp(late_first) -> None:
+def test_aio_fragmented_client_hello_with_cookie_over_udp(late_first: bool) -> None:
     """A ClientHello in three fragments (as browsers' 1.4 KB post-quantum hellos arrive)."""
     from test_framing import HS_HDR, _split_hello, parse_records
 

@@ -43,7 +43,7 @@ class _AsyncCallable:
 
 @pytest.mark.parametrize("name", ["on_stun", "on_rtp", "on_other", "on_handshake"])
 @pytest.mark.parametrize("cb", [_async_cb, _AsyncCallable(), 42])
-def test_async_or_non_callable_callbacks_are_refused(name, cb) -> None:
+def test_async_or_non_callable_callbacks_are_refused(name: str, cb) -> None:
     async def main() -> None:
         with pytest.raises(ConfigurationError, match=name) as info:
             aio.DtlsEndpoint(config(SERVER_CERT), **{name: cb})

@@ -38,7 +38,7 @@ async def many_clients(server: aio.DtlsServer, n: int) -> set[int]:
 
 
 @pytest.mark.parametrize("start_method", ["spawn", "fork"])
-def test_aio_workers_share_one_port_and_both_take_handshakes(start_method) -> None:
+def test_aio_workers_share_one_port_and_both_take_handshakes(start_method: str) -> None:
     n = 40  # 40 source ports: all on one worker with probability 2**-39
 
     async def main() -> None:

@@ -310,7 +310,9 @@ def test_demo_that_cannot_complete_fails(capsys: pytest.CaptureFixture[str]) -> 
         [],
     ],
 )
-def test_bad_arguments_give_one_line_errors(capsys: pytest.CaptureFixture[str], argv) -> None:
+def test_bad_arguments_give_one_line_errors(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
     rc, out, err = run(capsys, *argv)
     assert_one_line_error(rc, out, err)
     assert rc == 2

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.timeout(20)
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 10.0  # interpreter start, certificate load, bind (workers: spawn)
 CLIENT_TIMEOUT = 10.0
+# What the certs fixture made: {"server" | "client": (cert path, key path, fingerprint line)}.
+CliCerts = dict[str, tuple[str, str, str]]
 
 
 def _env() -> dict[str, str]:
@@ -51,7 +54,7 @@ def dtls_ossl(*argv: str, stdin: str = "", timeout: float = CLIENT_TIMEOUT):
     )
 
 
-def assert_one_line_error(proc, *, status: int = 1) -> str:
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *, status: int = 1) -> str:
     assert proc.returncode == status, proc.stdout + proc.stderr
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
@@ -121,7 +124,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory):
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CliCerts:
     """Server and client certificates made with ``dtls-ossl cert``: {name: (cert, key, fp)}."""
     d = tmp_path_factory.mktemp("certs")
     out = {}
@@ -136,7 +139,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def server(certs):
+def server(certs: CliCerts) -> Iterator[Server]:
     """One echo server for the module, accepting only the client certificate."""
     cert, key, _ = certs["server"]
     srv = Server("--cert", cert, "--key", key, "--fingerprint", certs["client"][2])
@@ -144,7 +147,7 @@ def server(certs):
     srv.stop()
 
 
-def client_args(server, certs, *extra: str) -> list[str]:
+def client_args(server: Server, certs: CliCerts, *extra: str) -> list[str]:
     cert, key, _ = certs["client"]
     fp = certs["server"][2]
     return [
@@ -164,13 +167,13 @@ def client_args(server, certs, *extra: str) -> list[str]:
 # ---------------------------------------------------------------------------- the good path
 
 
-def test_server_prints_its_fingerprint_and_address(server, certs) -> None:
+def test_server_prints_its_fingerprint_and_address(server: Server, certs: CliCerts) -> None:
     assert server.fingerprint_line == certs["server"][2]
     assert "cookies on" in server.lines[1]
 
 
 def test_client_echoes_stdin_lines_and_server_prints_the_handshake(
-    server, certs, tmp_path: Path
+    server: Server, certs: CliCerts, tmp_path: Path
 ) -> None:
     keylog = tmp_path / "keys.log"
     t0 = time.monotonic()
@@ -198,7 +201,7 @@ def test_client_echoes_stdin_lines_and_server_prints_the_handshake(
     server.wait_for(r"closed after 2 records echoed \(close_notify\)", 5)
 
 
-def test_client_export_srtp_prints_json_keys(server, certs) -> None:
+def test_client_export_srtp_prints_json_keys(server: Server, certs: CliCerts) -> None:
     proc = dtls_ossl(*client_args(server, certs, "--export-srtp"), stdin="not read\n")
     assert proc.returncode == 0, proc.stderr
     keys = json.loads(proc.stdout)
@@ -215,7 +218,7 @@ def test_client_export_srtp_prints_json_keys(server, certs) -> None:
     assert keys["local_key"] != keys["remote_key"]
 
 
-def test_server_workers_2_echoes(certs) -> None:
+def test_server_workers_2_echoes(certs: CliCerts) -> None:
     cert, key, fp = certs["server"]
     srv = Server("--cert", cert, "--key", key, "--insecure-no-fingerprint-check", "--workers", "2")
     try:
@@ -232,7 +235,7 @@ def test_server_workers_2_echoes(certs) -> None:
     assert "stopped: 1 handshakes completed" in err
 
 
-def test_server_stops_cleanly_on_sigint(certs) -> None:
+def test_server_stops_cleanly_on_sigint(certs: CliCerts) -> None:
     cert, key, _ = certs["server"]
     srv = Server("--cert", cert, "--key", key, "--insecure-no-fingerprint-check", "--no-cookies")
     try:
@@ -247,7 +250,7 @@ def test_server_stops_cleanly_on_sigint(certs) -> None:
 # ------------------------------------------------------------------------------- failures
 
 
-def test_wrong_fingerprint_is_a_one_line_error(server, certs) -> None:
+def test_wrong_fingerprint_is_a_one_line_error(server: Server, certs: CliCerts) -> None:
     cert, key, client_fp = certs["client"]
     proc = dtls_ossl(
         "client", "127.0.0.1", str(server.port), "--fingerprint", client_fp,
@@ -259,7 +262,7 @@ def test_wrong_fingerprint_is_a_one_line_error(server, certs) -> None:
     assert line == f"dtls-ossl: error: fingerprint mismatch: expected {expected}, got {got}"
 
 
-def test_server_refuses_an_unknown_client_certificate(server, certs) -> None:
+def test_server_refuses_an_unknown_client_certificate(server: Server, certs: CliCerts) -> None:
     proc = dtls_ossl("client", "127.0.0.1", str(server.port), "--fingerprint", certs["server"][2])
     line = assert_one_line_error(proc)
     assert "handshake with 127.0.0.1:" in line and "bad_certificate" in line, line
@@ -356,7 +359,7 @@ def test_closed_port_fails_at_the_icmp_error_not_the_timeout() -> None:
     ],
 )
 def test_bad_arguments_are_one_line_errors(
-    argv, status, needle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    argv, status: int, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fp = "sha-256 " + ":".join(["AB"] * 32)
     missing = str(tmp_path / "missing.pem")

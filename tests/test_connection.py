@@ -10,10 +10,14 @@ import pytest
 from helpers import (
     FakeClock,
     cached_cert,
+    completed,
+    current_state,
     drain_events,
     event_types,
+    expect_event,
     handshake,
     make_pair,
+    received_data,
     transfer,
 )
 
@@ -22,6 +26,7 @@ from dtls_ossl import (
     ConnectionState,
     DtlsConfiguration,
     DtlsConnection,
+    DtlsError,
     Fingerprint,
     FingerprintMismatchError,
     HandshakeError,
@@ -45,7 +50,8 @@ def test_connection_handshake_exact_events() -> None:
     s_events = drain_events(server)
     assert [type(e) for e in c_events] == [events.HandshakeCompleted]
     assert [type(e) for e in s_events] == [events.HandshakeCompleted]
-    c_done, s_done = c_events[0], s_events[0]
+    c_done = expect_event(c_events, events.HandshakeCompleted)
+    s_done = expect_event(s_events, events.HandshakeCompleted)
     assert c_done.protocol_version == s_done.protocol_version == "DTLSv1.2"
     assert c_done.cipher == s_done.cipher == "ECDHE-ECDSA-AES128-GCM-SHA256"
     assert c_done.peer_certificate == cached_cert("server")
@@ -58,10 +64,10 @@ def test_connection_handshake_exact_events() -> None:
 
 
 @pytest.mark.parametrize("profile", list(SrtpProfile), ids=lambda p: p.name)
-def test_connection_every_srtp_profile_mirrors_keys(profile) -> None:
+def test_connection_every_srtp_profile_mirrors_keys(profile: SrtpProfile) -> None:
     client, server = make_pair({"srtp_profiles": [profile]}, {"srtp_profiles": [profile]})
     handshake(client, server)
-    c_done, s_done = drain_events(client)[0], drain_events(server)[0]
+    c_done, s_done = completed(client), completed(server)
     assert c_done.srtp_profile is s_done.srtp_profile is profile
     ck, sk = client.srtp_keys(), server.srtp_keys()
     assert ck == c_done.srtp_keys and sk == s_done.srtp_keys
@@ -86,7 +92,7 @@ def test_connection_server_preference_decides_srtp_profile() -> None:
         {"srtp_profiles": [SrtpProfile.AEAD_AES_256_GCM, SrtpProfile.AES128_CM_SHA1_80]},
     )
     handshake(client, server)
-    assert drain_events(client)[0].srtp_profile is SrtpProfile.AEAD_AES_256_GCM
+    assert completed(client).srtp_profile is SrtpProfile.AEAD_AES_256_GCM
 
 
 def test_connection_no_common_srtp_profile_gives_none() -> None:
@@ -95,7 +101,7 @@ def test_connection_no_common_srtp_profile_gives_none() -> None:
         {"srtp_profiles": [SrtpProfile.AEAD_AES_128_GCM]},
     )
     handshake(client, server)
-    done = drain_events(client)[0]
+    done = completed(client)
     assert done.srtp_profile is None and done.srtp_keys is None
     with pytest.raises(InvalidStateError, match="no SRTP profile"):
         client.srtp_keys()
@@ -104,7 +110,7 @@ def test_connection_no_common_srtp_profile_gives_none() -> None:
 def test_connection_without_srtp_is_plain_dtls() -> None:
     client, server = make_pair({"srtp_profiles": ()}, {"srtp_profiles": ()})
     handshake(client, server)
-    assert drain_events(server)[0].srtp_profile is None
+    assert completed(server).srtp_profile is None
 
 
 @pytest.mark.parametrize(
@@ -116,13 +122,13 @@ def test_connection_without_srtp_is_plain_dtls() -> None:
         ("ecdsa-p384", "ecdsa-p384", "ECDHE-ECDSA-AES128-GCM-SHA256"),
     ],
 )
-def test_connection_certificate_types(client_key, server_key, cipher) -> None:
+def test_connection_certificate_types(client_key: str, server_key: str, cipher: str) -> None:
     client, server = make_pair(
         client_cert=cached_cert("client", client_key),
         server_cert=cached_cert("server", server_key),
     )
     handshake(client, server)
-    assert drain_events(client)[0].cipher == cipher
+    assert completed(client).cipher == cipher
     assert isinstance(drain_events(server)[0], events.HandshakeCompleted)
 
 
@@ -155,7 +161,7 @@ def test_connection_data_both_ways_and_batches() -> None:
     assert 1 < len(datagrams) < 100
     assert all(len(d) <= 1200 for d in datagrams)
     server.receive_datagrams(datagrams, now)
-    assert [e.data for e in drain_events(server)] == payloads
+    assert received_data(server) == payloads
 
 
 def test_connection_bytes_like_inputs_on_every_data_path() -> None:
@@ -171,7 +177,7 @@ def test_connection_bytes_like_inputs_on_every_data_path() -> None:
     server.receive_datagrams([memoryview(d) for d in client.datagrams_to_send(now)], now)
     got = drain_events(server)
     assert got == [events.DataReceived(p) for p in (b"ba", b"mv", b"one", b"two", b"three")]
-    assert all(type(e.data) is bytes for e in got)
+    assert all(type(expect_event([e], events.DataReceived).data) is bytes for e in got)
     # A buffer that is not contiguous bytes is the caller's error, reported as such.
     with pytest.raises((TypeError, BufferError)):
         client.send(memoryview(b"abcdef")[::2], now)
@@ -188,7 +194,7 @@ def test_connection_bytes_like_inputs_on_every_data_path() -> None:
         client.send_many([b"ok", "text"], now)  # type: ignore[list-item]
     assert client.datagrams_to_send(now) == []
     server.receive_datagrams(good, now)
-    assert [e.data for e in drain_events(server)] == [b"1", b"2"]
+    assert received_data(server) == [b"1", b"2"]
     client.send(b"still fine", now)
     transfer(client, server, now)
     assert drain_events(server) == [events.DataReceived(b"still fine")]
@@ -249,7 +255,7 @@ def test_connection_batches_larger_than_one_c_buffer() -> None:
     assert len(datagrams) == 3000
     assert client.stats.datagrams_sent >= 3000
     server.receive_datagrams(datagrams, now)
-    assert [e.data for e in drain_events(server)] == payloads
+    assert received_data(server) == payloads
     assert server.stats.datagrams_received >= 3000
 
 
@@ -306,7 +312,7 @@ def test_connection_fast_paths_from_another_thread() -> None:
     assert not t.is_alive() and errors == []
     client.send(b"back home", now)
     transfer(client, server, now)
-    assert [e.data for e in drain_events(server)] == [b"from a thread", b"x", b"y", b"back home"]
+    assert received_data(server) == [b"from a thread", b"x", b"y", b"back home"]
 
 
 def test_connection_max_payload_and_misuse() -> None:
@@ -391,7 +397,9 @@ def test_connection_close_during_handshake() -> None:
 # --------------------------------------------------------------------------- fingerprints
 
 
-def _assert_failed_closed(conn, error_type, by_peer=False):
+def _assert_failed_closed(
+    conn: DtlsConnection, error_type: type[DtlsError], by_peer: bool = False
+) -> list[events.DtlsEvent]:
     evs = drain_events(conn)
     assert not any(isinstance(e, (events.HandshakeCompleted, events.DataReceived)) for e in evs)
     assert isinstance(evs[-1], events.ConnectionTerminated), evs
@@ -409,7 +417,8 @@ def test_connection_fingerprint_mismatch_client_fails_closed() -> None:
     handshake(client, server)
     evs = _assert_failed_closed(client, FingerprintMismatchError)
     assert evs[0] == events.AlertSent(2, 42)  # bad_certificate goes to the peer
-    err = evs[-1].error
+    err = expect_event(evs, events.ConnectionTerminated).error
+    assert isinstance(err, FingerprintMismatchError)
     assert err.expected == (str(wrong),)
     assert err.actual == (str(cached_cert("server").fingerprint()),)
     evs = _assert_failed_closed(server, HandshakeError, by_peer=True)
@@ -425,13 +434,13 @@ def test_connection_fingerprint_mismatch_server_fails_closed() -> None:
 
 
 @pytest.mark.parametrize("algorithm", ["sha-1", "sha-224", "sha-256", "sha-384", "sha-512"])
-def test_connection_each_hash_algorithm(algorithm) -> None:
+def test_connection_each_hash_algorithm(algorithm: str) -> None:
     client, server = make_pair(
         client_expects=[cached_cert("server").fingerprint(algorithm)],
         server_expects=[str(cached_cert("client").fingerprint(algorithm)).lower()],
     )
     handshake(client, server)
-    done = drain_events(client)[0]
+    done = completed(client)
     assert done.peer_fingerprint.algorithm == algorithm
     digest = hashlib.new(algorithm.replace("-", ""), cached_cert("server").der).digest()
     assert done.peer_fingerprint.value == digest
@@ -444,7 +453,7 @@ def test_connection_several_fingerprints_one_matches() -> None:
         client_expects=[cached_cert("other").fingerprint(), good],
     )
     handshake(client, server)
-    assert drain_events(client)[0].peer_fingerprint == good
+    assert completed(client).peer_fingerprint == good
 
 
 def test_connection_fingerprint_required_or_explicit_opt_out() -> None:
@@ -465,7 +474,7 @@ def test_connection_fingerprint_required_or_explicit_opt_out() -> None:
     )
     _, server = make_pair()
     handshake(client, server)
-    done = drain_events(client)[0]
+    done = completed(client)
     assert done.peer_fingerprint is None
     assert done.peer_certificate == cached_cert("server")
 
@@ -500,7 +509,7 @@ def test_connection_remote_fingerprints_default_is_held_flight() -> None:
     while transfer(client, server, now) + transfer(server, client, now):
         pass
     assert event_types(client) == [events.HandshakeCompleted]
-    assert client.state is ConnectionState.ESTABLISHED
+    assert current_state(client) is ConnectionState.ESTABLISHED
 
 
 def test_connection_fingerprints_given_late_to_client() -> None:
@@ -581,7 +590,7 @@ def test_connection_handshake_deadline_on_fake_clock() -> None:
     client.handle_timer(clock.advance(2.0))
     evs = drain_events(client)
     assert [type(e) for e in evs] == [events.ConnectionTerminated]
-    assert "within 2 s" in str(evs[0].error)
+    assert "within 2 s" in str(expect_event(evs, events.ConnectionTerminated).error)
     assert client.state is ConnectionState.FAILED
     assert client.get_timer() is None
 
@@ -598,7 +607,9 @@ def test_connection_retransmits_on_real_timer() -> None:
     # The same ClientHello record, byte for byte except the record sequence number.
     assert again[0][:5] == first[0][:5] and again[0][11:] == first[0][11:]
     evs = drain_events(client)
-    assert evs == [events.FlightRetransmitted(count=1, next_timeout=pytest.approx(0.1, abs=0.02))]
+    retransmitted = expect_event(evs, events.FlightRetransmitted, 0)
+    assert len(evs) == 1 and retransmitted.count == 1
+    assert retransmitted.next_timeout == pytest.approx(0.1, abs=0.02)
     assert client.stats.retransmissions == 1
 
 
@@ -669,7 +680,7 @@ def test_connection_garbage_dropped_and_counted() -> None:
     for _ in range(10):
         if transfer(server, client, now) + transfer(client, server, now) == 0:
             break
-    assert client.state is server.state is ConnectionState.ESTABLISHED
+    assert current_state(client) is current_state(server) is ConnectionState.ESTABLISHED
     server.receive_datagram(bytearray(b"\x17\xfe\xfd\x00\x01" + bytes(8) + b"junk"), now)
     assert server.next_event() is not None  # HandshakeCompleted, then nothing from junk
     assert server.next_event() is None

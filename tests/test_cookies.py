@@ -53,7 +53,7 @@ def test_cookies_stateless_exchange_completes_the_handshake() -> None:
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["in-order", "second-first"])
-def test_cookies_fragmented_second_hello(reverse) -> None:
+def test_cookies_fragmented_second_hello(reverse: bool) -> None:
     verifier = CookieVerifier(b"k" * 32)
     client, server = make_pair()
     now = time.monotonic()
@@ -104,7 +104,7 @@ def test_cookies_configuration_errors() -> None:
 
 @settings(max_examples=300, derandomize=True, deadline=None)
 @given(st.binary(max_size=300))
-def test_cookies_parse_never_raises(data) -> None:
+def test_cookies_parse_never_raises(data: bytes) -> None:
     info = parse_client_hello_untrusted(data)
     if info is not None:
         assert CookieVerifier(b"k" * 32).check(info, ADDR, WALL) in (True, False)
@@ -112,7 +112,7 @@ def test_cookies_parse_never_raises(data) -> None:
 
 @settings(max_examples=200, derandomize=True, deadline=None)
 @given(st.integers(min_value=0, max_value=400), st.integers(min_value=0, max_value=255))
-def test_cookies_parse_truncated_and_flipped_real_hello(cut, flip) -> None:
+def test_cookies_parse_truncated_and_flipped_real_hello(cut: int, flip: int) -> None:
     client, _ = make_pair()
     hello = _first_hello(client, time.monotonic())
     mutated = bytearray(hello[:cut])

@@ -143,7 +143,7 @@ def test_examples_pass_mypy_strict() -> None:
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
-def test_examples_pass_ruff(command) -> None:
+def test_examples_pass_ruff(command: list[str]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "ruff", *command, "examples"],
         cwd=ROOT,

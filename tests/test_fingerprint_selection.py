@@ -87,7 +87,9 @@ PAIRS = [
 @pytest.mark.parametrize(
     ("first", "second"), PAIRS, ids=lambda p: f"{p[0]}-{'ok' if p[1] else 'bad'}"
 )
-def test_every_pair_of_strengths_and_outcomes(first, second) -> None:
+def test_every_pair_of_strengths_and_outcomes(
+    first: tuple[str, bool], second: tuple[str, bool]
+) -> None:
     fps = [good(a) if ok else bad(a) for a, ok in (first, second)]
     client = run_client_check(fps)
     if expect_pass(fps):
@@ -140,7 +142,7 @@ def test_all_of_the_strongest_wrong_fails_even_with_many_correct_weaker() -> Non
 
 
 @pytest.mark.parametrize("algorithm", STRENGTHS)
-def test_duplicates(algorithm) -> None:
+def test_duplicates(algorithm: str) -> None:
     client = run_client_check([good(algorithm), good(algorithm), good("sha-1")])
     assert isinstance(drain_events(client)[0], events.HandshakeCompleted)
     err = assert_refused(run_client_check([bad(algorithm), bad(algorithm)]))
@@ -162,7 +164,7 @@ def test_remote_fingerprints_property_keeps_everything_given() -> None:
         ([good("sha-256", "client"), bad("sha-512")], False),
     ],
 )
-def test_set_remote_fingerprints_held_flight(late, passes) -> None:
+def test_set_remote_fingerprints_held_flight(late: list[Fingerprint], passes: bool) -> None:
     client, server = make_pair(server_expects=None)
     now = time.monotonic()
     handshake(client, server, now)
@@ -244,13 +246,13 @@ COLONS = SHA256.hex
         f"a=fingerprint:sha256 {COLONS}",
     ],
 )
-def test_input_forms_of_sha256(text) -> None:
+def test_input_forms_of_sha256(text: str) -> None:
     assert Fingerprint.parse(text) == SHA256
     assert parse_fingerprints([text]) == (SHA256,)
 
 
 @pytest.mark.parametrize("algorithm", STRENGTHS)
-def test_openssl_output_for_each_algorithm(algorithm) -> None:
+def test_openssl_output_for_each_algorithm(algorithm: str) -> None:
     fp = good(algorithm)
     name = algorithm.replace("-", "").upper()
     assert Fingerprint.parse(f"{name} Fingerprint={fp.hex}") == fp
@@ -276,6 +278,6 @@ def test_openssl_output_for_each_algorithm(algorithm) -> None:
         f"SHA256 Fingerprint={COLONS} extra",
     ],
 )
-def test_input_forms_stay_strict(text) -> None:
+def test_input_forms_stay_strict(text: str) -> None:
     with pytest.raises(ConfigurationError):
         Fingerprint.parse(text)

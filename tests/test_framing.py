@@ -212,7 +212,7 @@ def _split_hello(rec: Record, body: bytes, cuts: list[int], seqs: list[int]) -> 
     [(2, False), (2, True), (3, False), (3, True)],
     ids=["2-in-order", "2-reversed", "3-in-order", "3-reversed"],
 )
-def test_framing_fragmented_client_hello_is_accepted(certs, parts, reverse) -> None:
+def test_framing_fragmented_client_hello_is_accepted(certs, parts: int, reverse: bool) -> None:
     client, server, rec = _client_hello(certs)
     body = rec.body[HS_HDR:]
     assert int.from_bytes(rec.body[1:4], "big") == len(body)

@@ -41,7 +41,7 @@ def test_readme_has_examples() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example_runs(index, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_example_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
     exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {"__name__": "readme"})
     if "print(" in BLOCKS[index] and "asyncio.run" in BLOCKS[index]:
         assert "b'hello'" in capsys.readouterr().out
@@ -54,7 +54,7 @@ def excerpt_pieces(code: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("source", "code"), EXCERPTS, ids=[s for s, _ in EXCERPTS])
-def test_readme_excerpt_is_the_example_text(source, code) -> None:
+def test_readme_excerpt_is_the_example_text(source: str, code: str) -> None:
     ast.parse(code)  # valid Python as shown, elisions included
     text = (ROOT / source).read_text(encoding="utf-8")
     position = 0
@@ -135,7 +135,7 @@ def test_readme_cli_section_shows_every_command_and_each_parses() -> None:
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("index", [0, 2], ids=["cert-fingerprint", "demo"])
-def test_readme_cli_blocks_without_a_fixed_port_run(index, tmp_path: Path) -> None:
+def test_readme_cli_blocks_without_a_fixed_port_run(index: int, tmp_path: Path) -> None:
     """The cert/fingerprint and demo blocks run as written (the server block binds port 4444)."""
     block = re.findall(r"```sh\n(.*?)```", section("Command line"), re.S)[index]
     assert "4444" not in block and "conformance" not in block

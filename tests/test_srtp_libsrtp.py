@@ -17,7 +17,7 @@ def _rtp(seq: int, payload: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("profile", list(SrtpProfile), ids=lambda p: p.name)
-def test_srtp_keys_protect_and_unprotect_with_libsrtp(profile) -> None:
+def test_srtp_keys_protect_and_unprotect_with_libsrtp(profile: SrtpProfile) -> None:
     client, server = make_pair({"srtp_profiles": [profile]}, {"srtp_profiles": [profile]})
     handshake(client, server)
     ck, sk = client.srtp_keys(), server.srtp_keys()

@@ -247,5 +247,5 @@ def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
         ("(DTLS1.2-X.509)-(RSA)-(AES-128-GCM)", None),
     ],
 )
-def test_gnutls_description_maps_to_openssl_names(description, name) -> None:
+def test_gnutls_description_maps_to_openssl_names(description: str, name: str | None) -> None:
     assert gnutls_cipher_to_openssl(description) == name

@@ -65,7 +65,7 @@ def test_valid_binding_request_gets_a_signed_response() -> None:
         (b"ours:theirs", PWD, True),
     ],
 )
-def test_invalid_requests_are_dropped(username, pwd, tamper) -> None:
+def test_invalid_requests_are_dropped(username: bytes, pwd, tamper: bool) -> None:
     msg, _ = request(username, pwd, tamper=tamper)
     assert binding_response_untrusted(msg, ("127.0.0.1", 1), "ours", PWD) is None
 
