@@ -62,7 +62,9 @@ def server(certs: CliCerts) -> Iterator[Server]:  # noqa: F811
 
 
 def test_server_prints_every_rejected_peer_without_verbose(
-    server: Server, certs: CliCerts, tmp_path: Path
+    server: Server,
+    certs: CliCerts,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     stranger_cert, stranger_key = tmp_path / "s.pem", tmp_path / "s.key"
     made = dtls_ossl("cert", "--out-cert", str(stranger_cert), "--out-key", str(stranger_key))

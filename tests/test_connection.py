@@ -441,6 +441,7 @@ def test_connection_each_hash_algorithm(algorithm: str) -> None:
     )
     handshake(client, server)
     done = completed(client)
+    assert done.peer_fingerprint is not None
     assert done.peer_fingerprint.algorithm == algorithm
     digest = hashlib.new(algorithm.replace("-", ""), cached_cert("server").der).digest()
     assert done.peer_fingerprint.value == digest

@@ -8,20 +8,33 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_framing import HS_HDR, _split_hello, parse_records
 
-from dtls_ossl import ConfigurationError, ConnectionState, InvalidStateError, events
-from dtls_ossl.cookies import CookieVerifier, parse_client_hello_untrusted
+from dtls_ossl import (
+    ConfigurationError,
+    ConnectionState,
+    DtlsConnection,
+    InvalidStateError,
+    events,
+)
+from dtls_ossl.cookies import ClientHelloInfo, CookieVerifier, parse_client_hello_untrusted
 
 ADDR = ("192.0.2.7", 40000)
 WALL = 1_800_000_000.0
 
 
-def _first_hello(client, now):
+def _first_hello(client: DtlsConnection, now: float) -> bytes:
     client.connect(now)
     (hello,) = client.datagrams_to_send(now)
     return hello
 
 
-def _finish(client, server, now) -> None:
+def _hello(datagram: bytes) -> ClientHelloInfo:
+    """The ClientHello in ``datagram``, which must parse."""
+    info = parse_client_hello_untrusted(datagram)
+    assert info is not None, datagram.hex()
+    return info
+
+
+def _finish(client: DtlsConnection, server: DtlsConnection, now: float) -> None:
     for _ in range(10):
         if transfer(client, server, now) + transfer(server, client, now) == 0:
             break
@@ -57,7 +70,7 @@ def test_cookies_fragmented_second_hello(reverse: bool) -> None:
     verifier = CookieVerifier(b"k" * 32)
     client, server = make_pair()
     now = time.monotonic()
-    info = parse_client_hello_untrusted(_first_hello(client, now))
+    info = _hello(_first_hello(client, now))
     client.receive_datagram(verifier.hello_verify_request(info, ADDR, WALL), now)
     (hello2,) = client.datagrams_to_send(now)
     (rec,) = parse_records(hello2)
@@ -69,7 +82,7 @@ def test_cookies_fragmented_second_hello(reverse: bool) -> None:
         late = parse_client_hello_untrusted(frags[1])
         assert late is not None and late.fragment_offset > 0
         assert not verifier.check(late, ADDR, WALL)
-    first = parse_client_hello_untrusted(frags[0])
+    first = _hello(frags[0])
     assert verifier.check(first, ADDR, WALL)
     server.accept_verified_hello(frags[0], now)
     assert server.datagrams_to_send(now) == []  # waits for the rest of the hello
@@ -82,9 +95,9 @@ def test_cookies_bound_to_address_random_and_time() -> None:
     verifier = CookieVerifier(b"s" * 16, rotation_interval=10.0)
     client, _ = make_pair()
     now = time.monotonic()
-    info = parse_client_hello_untrusted(_first_hello(client, now))
+    info = _hello(_first_hello(client, now))
     client.receive_datagram(verifier.hello_verify_request(info, ADDR, WALL), now)
-    hello2 = parse_client_hello_untrusted(client.datagrams_to_send(now)[0])
+    hello2 = _hello(client.datagrams_to_send(now)[0])
     assert verifier.check(hello2, ADDR, WALL)
     assert verifier.check(hello2, ADDR, WALL + 10.0)  # the next interval still accepts it
     assert not verifier.check(hello2, ADDR, WALL + 20.0)  # two intervals later: expired

@@ -14,7 +14,15 @@ import socket
 import time
 
 import pytest
-from helpers import cached_cert, drain_events, handshake, make_config, make_pair, transfer
+from helpers import (
+    cached_cert,
+    drain_events,
+    expect_event,
+    handshake,
+    make_config,
+    make_pair,
+    transfer,
+)
 
 from dtls_ossl import (
     ConfigurationError,
@@ -120,7 +128,8 @@ def test_server_side_applies_the_same_rule() -> None:
     handshake(client, server)
     assert_refused(server)
     evs = drain_events(client)
-    assert isinstance(evs[-1].error, HandshakeError) and evs[-1].by_peer
+    end = expect_event(evs, events.ConnectionTerminated, -1)
+    assert isinstance(end.error, HandshakeError) and end.by_peer
     assert events.AlertReceived(2, BAD_CERTIFICATE) in evs
 
 

@@ -26,12 +26,12 @@ SEEDS = 100  # about 10 s on an idle core; more seeds: bash ci/fuzz.sh
 
 
 def _alert(level: int, description: int, epoch: int = 0) -> bytes:
-    return fuzz_pairs.Rec(21, b"\xfe\xfd", epoch, 7, bytes([level, description])).pack()
+    return bytes(fuzz_pairs.Rec(21, b"\xfe\xfd", epoch, 7, bytes([level, description])).pack())
 
 
 def _handshake(msg_seq: int) -> bytes:
     body = bytes([2, 0, 0, 0]) + msg_seq.to_bytes(2, "big") + bytes(6)
-    return fuzz_pairs.Rec(22, b"\xfe\xfd", 0, 3, body).pack()
+    return bytes(fuzz_pairs.Rec(22, b"\xfe\xfd", 0, 3, body).pack())
 
 
 def test_fuzz_pairs_excepts_only_unauthenticated_records() -> None:

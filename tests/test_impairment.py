@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from typing import Any
 
 import pytest
 from impair import CLEAN, Channel, Impairment, drive
@@ -53,13 +54,13 @@ def configs(certs: tuple[Certificate, Certificate]) -> tuple[DtlsConfiguration, 
 
 def _channel(
     certs: tuple[Certificate, Certificate],
-    configs: tuple[DtlsConfiguration, DtlsConfiguration] = None,
+    configs: tuple[DtlsConfiguration, DtlsConfiguration] | None = None,
     *,
-    seed=0,
-    c2s=CLEAN,
-    s2c=CLEAN,
-    **cfg,
-):
+    seed: int = 0,
+    c2s: Impairment = CLEAN,
+    s2c: Impairment = CLEAN,
+    **cfg: Any,
+) -> Channel:
     ccert, scert = certs
     ccfg, scfg = configs if configs is not None else (_config(ccert, **cfg), _config(scert))
     client = DtlsConnection(ccfg, role=Role.CLIENT, remote_fingerprints=[scert.fingerprint()])

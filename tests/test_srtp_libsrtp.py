@@ -9,7 +9,8 @@ from helpers import handshake, make_pair
 
 from dtls_ossl import SrtpProfile
 
-pylibsrtp = pytest.importorskip("pylibsrtp")
+pytest.importorskip("pylibsrtp")
+import pylibsrtp
 
 
 def _rtp(seq: int, payload: bytes) -> bytes:
