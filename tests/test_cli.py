@@ -333,7 +333,9 @@ def test_describe_datagram_labels() -> None:
         header = bytes([ctype, 0xFE, 0xFD]) + epoch.to_bytes(2, "big") + bytes(6)
         return header + len(body).to_bytes(2, "big") + body
 
-    def handshake(msg_type: int, length: int, frag_off: int = 0, frag_len: int | None = None):
+    def handshake(
+        msg_type: int, length: int, frag_off: int = 0, frag_len: int | None = None
+    ) -> bytes:
         frag_len = length if frag_len is None else frag_len
         head = bytes([msg_type]) + length.to_bytes(3, "big") + bytes(2)
         return head + frag_off.to_bytes(3, "big") + frag_len.to_bytes(3, "big") + bytes(frag_len)

@@ -39,7 +39,9 @@ def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONPATH=path)
 
 
-def dtls_ossl(*argv: str, stdin: str = "", timeout: float = CLIENT_TIMEOUT):
+def dtls_ossl(
+    *argv: str, stdin: str = "", timeout: float = CLIENT_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m dtls_ossl ...`` to completion (bounded) and return the result."""
     return subprocess.run(
         [sys.executable, "-m", "dtls_ossl", *argv],
@@ -106,7 +108,8 @@ class Server:
                         return line
                 left = deadline - time.monotonic()
                 if left <= 0 or self.proc.poll() is not None:
-                    err = self.proc.stderr.read() if self.proc.poll() is not None else ""
+                    stderr = self.proc.stderr
+                    err = stderr.read() if stderr and self.proc.poll() is not None else ""
                     pytest.fail(f"no line matching {pattern!r}: {self.lines!r} {err}")
                 self._cond.wait(min(left, 0.1))
 
@@ -359,7 +362,7 @@ def test_closed_port_fails_at_the_icmp_error_not_the_timeout() -> None:
     ],
 )
 def test_bad_arguments_are_one_line_errors(
-    argv, status: int, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    argv: list[str], status: int, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fp = "sha-256 " + ":".join(["AB"] * 32)
     missing = str(tmp_path / "missing.pem")

@@ -144,7 +144,7 @@ def test_mtu_bounds_the_record_size(server: Server, certs: CliCerts) -> None:  #
     ],
 )
 def test_bad_new_options_are_one_line_errors(
-    argv, needle: str, capsys: pytest.CaptureFixture[str]
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fp = "sha-256 " + ":".join(["AB"] * 32)
     rc = main([a.replace("{fp}", fp) for a in argv])

@@ -200,7 +200,7 @@ def test_connection_bytes_like_inputs_on_every_data_path() -> None:
     assert drain_events(server) == [events.DataReceived(b"still fine")]
 
 
-class _Liar(list):
+class _Liar(list[bytes]):
     """A list whose len() is larger than what it holds (a broken Sequence)."""
 
     def __len__(self) -> int:

@@ -287,7 +287,7 @@ def _prf_sha256(secret: bytes, label: bytes, seed: bytes, n: int) -> bytes:
     ],
 )
 def test_fatal_record_after_finished_keeps_its_reason(
-    content_type: int, plaintext: bytes, alert: int, reason
+    content_type: int, plaintext: bytes, alert: int, reason: str
 ) -> None:
     """The client's genuine flight 3, followed in the same datagram by a correctly protected
     record the server must refuse: the server completes and fails in one call. OpenSSL's

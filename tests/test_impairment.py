@@ -35,7 +35,7 @@ def certs() -> tuple[Certificate, Certificate]:
     return Certificate.generate(), Certificate.generate()
 
 
-def _config(cert: Certificate, **kw) -> DtlsConfiguration:
+def _config(cert: Certificate, **kw: Any) -> DtlsConfiguration:
     kw.setdefault("initial_retransmit_timeout", INITIAL)
     kw.setdefault("max_retransmit_timeout", CAP)
     kw.setdefault("handshake_timeout", 10.0)

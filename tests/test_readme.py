@@ -75,7 +75,7 @@ def error_tree() -> str:
     """Render the DtlsError hierarchy of dtls_ossl.exceptions as the README shows it."""
     lines = ["DtlsError"]
 
-    def walk(cls: type, prefix: str) -> None:
+    def walk(cls: type[BaseException], prefix: str) -> None:
         subs = [c for c in cls.__subclasses__() if c.__module__ == dtls_ossl.exceptions.__name__]
         for i, sub in enumerate(subs):
             last = i == len(subs) - 1

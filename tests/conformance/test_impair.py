@@ -12,6 +12,7 @@ from dtls_ossl._impair import LossyPath as Impairment
 from dtls_ossl._records import reassemble_client_hello_untrusted as inspect_client_hello
 from dtls_ossl._roles import Role
 from dtls_ossl.conformance import CellKind
+from dtls_ossl.conformance._model import CellSpec
 from dtls_ossl.conformance._peer import KEY_TYPES
 from dtls_ossl.conformance.peer_openssl import OpenSSLPeer
 from dtls_ossl.conformance.runner import all_peers
@@ -147,7 +148,7 @@ def test_matrix_has_lossy_and_dtls13_hello_cells() -> None:
 
 
 class LossyOpenSSL(OpenSSLPeer):
-    def cells(self):
+    def cells(self) -> list[CellSpec]:
         return [s for s in super().cells() if s.kind is CellKind.LOSSY]
 
 

@@ -7,18 +7,21 @@ import json
 import shutil
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
+from dtls_ossl._roles import Role
 from dtls_ossl.cli import main
 from dtls_ossl.conformance import Availability, CellKind, CheckStatus, Status, run_matrix
 from dtls_ossl.conformance._cell import CellContext, CellOutcome
-from dtls_ossl.conformance._model import CellFailure
+from dtls_ossl.conformance._model import CellFailure, CellSpec
 from dtls_ossl.conformance._peer import Peer
 from dtls_ossl.conformance.peer_gnutls import gnutls_cipher_to_openssl
 from dtls_ossl.conformance.peer_openssl import OpenSSLPeer
+from dtls_ossl.conformance.report import RunReport
 from dtls_ossl.webrtc.srtp import SrtpProfile
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI")
@@ -29,7 +32,7 @@ class SmallOpenSSL(OpenSSLPeer):
 
     profiles = (SrtpProfile.AES128_CM_SHA1_80,)
     key_types = ("ecdsa-p256",)
-    lossy_roles = ()
+    lossy_roles: tuple[Role, ...] = ()
 
 
 class Missing(Peer):
@@ -74,12 +77,12 @@ class Hanging(Peer):
     profiles = (SrtpProfile.AES128_CM_SHA1_80,)
     key_types = ("ecdsa-p256",)
     roles = OpenSSLPeer.roles[:1]
-    started: ClassVar[list] = []
+    started: ClassVar[list[Any]] = []
 
     def availability(self) -> Availability:
         return Availability(True, version="sleep")
 
-    def cells(self):
+    def cells(self) -> list[CellSpec]:
         return super().cells()[:1]
 
     def run(self, ctx: CellContext) -> CellOutcome:
@@ -89,7 +92,9 @@ class Hanging(Peer):
         raise AssertionError("unreachable")
 
 
-def run(peers, tmp_path: Path, timeout=10.0):
+def run(
+    peers: Sequence[Peer], tmp_path: Path, timeout: float = 10.0
+) -> tuple[RunReport, str, Any, ET.Element]:
     out = io.StringIO()
     report = run_matrix(peers, timeout=timeout, out=out, report_dir=str(tmp_path))
     doc = json.loads((tmp_path / "report.json").read_text())

@@ -17,7 +17,9 @@ from dtls_ossl.conformance._stun import MAGIC_COOKIE, binding_response_untrusted
 PWD = "0123456789abcdef0123456789abcdef"
 
 
-def request(username: bytes, pwd: str, *, use_candidate: bool = True, tamper: bool = False):
+def request(
+    username: bytes, pwd: str, *, use_candidate: bool = True, tamper: bool = False
+) -> tuple[bytes, bytes]:
     tid = os.urandom(12)
     attrs = struct.pack("!HH", 0x0006, len(username)) + username + b"\0" * (-len(username) % 4)
     if use_candidate:
@@ -65,7 +67,7 @@ def test_valid_binding_request_gets_a_signed_response() -> None:
         (b"ours:theirs", PWD, True),
     ],
 )
-def test_invalid_requests_are_dropped(username: bytes, pwd, tamper: bool) -> None:
+def test_invalid_requests_are_dropped(username: bytes, pwd: str, tamper: bool) -> None:
     msg, _ = request(username, pwd, tamper=tamper)
     assert binding_response_untrusted(msg, ("127.0.0.1", 1), "ours", PWD) is None
 
