@@ -245,8 +245,13 @@ def test_aio_idle_deadlines_of_many_peers_share_wakeups() -> None:
 # ---------------------------------------------------------------- in-memory pairs
 
 
-def memory_pair():
-    """Two endpoints wired back to back in memory; returns (client, server) streams."""
+def memory_pair(
+    max_queued: int = 256,
+) -> tuple[aio.DtlsStream, aio.DtlsStream, dict[str, aio.DtlsEndpoint]]:
+    """Two endpoints wired back to back in memory; returns (client, server) streams.
+
+    ``max_queued`` is the server endpoint's ``max_queued_datagrams``.
+    """
     loop = asyncio.get_running_loop()
     addr_a, addr_b = ("198.51.100.1", 1000), ("198.51.100.2", 2000)
     eps: dict[str, aio.DtlsEndpoint] = {}
@@ -257,6 +262,7 @@ def memory_pair():
     eps["b"] = aio.DtlsEndpoint(
         config(SERVER_CERT),
         sendto=lambda d, to: loop.call_soon(eps["a"].datagram_received, d, addr_b),
+        max_queued_datagrams=max_queued,
     )
     server = eps["b"].connection_for(addr_a, Role.SERVER, [CLIENT_FP])
     client = eps["a"].connection_for(addr_b, Role.CLIENT, [SERVER_FP])
@@ -282,10 +288,10 @@ def test_aio_recv_cancelled_after_delivery_loses_nothing() -> None:
 
 def test_aio_send_waits_for_the_handshake_and_queue_is_bounded() -> None:
     async def main() -> None:
-        client, server, eps = memory_pair()
+        limit = 64
+        client, server, eps = memory_pair(max_queued=limit)
         await client.send(b"first")  # waits for the handshake, then sends
         assert await server.recv() == b"first"
-        limit = eps["b"]._max_queued
         for i in range(limit + 10):
             client.send_nowait(b"%d" % i)
         await asyncio.sleep(0.05)

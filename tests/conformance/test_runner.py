@@ -178,7 +178,7 @@ def test_missing_peer_is_skipped_with_reason_and_install_command(tmp_path: Path)
     assert {c["install"] for c in doc["cells"]} == {"apt-get install -y missing-peer"}
     skipped = junit.findall("testsuite/testcase/skipped")
     assert len(skipped) == 4
-    assert "install: apt-get install -y missing-peer" in skipped[0].get("message")
+    assert "install: apt-get install -y missing-peer" in skipped[0].get("message", "")
 
 
 def test_failures_are_reported_and_exit_non_zero(tmp_path: Path) -> None:

@@ -532,7 +532,7 @@ def test_pyopenssl_each_srtp_profile(
     drivers: list[UdpDriver],
     certificates: dict[str, tuple[Certificate, Certificate]],
     role: Role,
-    profile: SrtpProfile,
+    profile: bytes,
 ) -> None:
     ours, theirs = certificates["ecdsa-p256"]
     k, s = SRTP_LENGTHS[profile]
