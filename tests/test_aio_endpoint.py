@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from test_aio import (
@@ -24,7 +26,7 @@ from test_aio import (
     start_server,
 )
 
-from dtls_ossl import ConnectionClosedError, InvalidStateError, Role, aio
+from dtls_ossl import Certificate, ConnectionClosedError, InvalidStateError, Role, aio
 
 STUN_BINDING = struct.pack("!HHI12s", 0x0001, 0, 0x2112A442, os.urandom(12))
 
@@ -39,7 +41,7 @@ class Recorder:
         self.rtp: list[bytes] = []
         self.other: list[bytes] = []
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> dict[str, Callable[[bytes, Any], None]]:
         return {
             "on_stun": lambda d, a: self.stun.append(d),
             "on_rtp": lambda d, a: self.rtp.append(d),
@@ -47,7 +49,9 @@ class Recorder:
         }
 
 
-async def udp_endpoint(cert, **kwargs) -> tuple[aio.DtlsEndpoint, asyncio.DatagramTransport]:
+async def udp_endpoint(
+    cert: Certificate, **kwargs: Any
+) -> tuple[aio.DtlsEndpoint, asyncio.DatagramTransport]:
     loop = asyncio.get_running_loop()
     endpoint = aio.DtlsEndpoint(config(cert), **kwargs)
     transport, _ = await loop.create_datagram_endpoint(lambda: endpoint, local_addr=(LOCAL, 0))
@@ -113,7 +117,7 @@ def test_aio_endpoint_with_caller_owned_transport_and_late_fingerprints() -> Non
     class SfuProtocol(asyncio.DatagramProtocol):
         endpoint: aio.DtlsEndpoint
 
-        def datagram_received(self, data, addr) -> None:
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
             self.endpoint.datagram_received(data, addr)
 
     async def main() -> None:
@@ -177,7 +181,7 @@ def test_aio_endpoint_accepts_with_a_handler_and_no_cookies() -> None:
     async def main() -> None:
         seen = []
 
-        async def handler(stream) -> None:
+        async def handler(stream: aio.DtlsStream) -> None:
             seen.append(stream)
             await stream.send(b"welcome")
 

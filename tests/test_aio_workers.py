@@ -72,7 +72,7 @@ def test_aio_workers_share_one_port_and_both_take_handshakes(start_method: str) 
 
 
 def test_aio_workers_need_a_picklable_handler_with_spawn() -> None:
-    async def local_handler(stream) -> None:
+    async def local_handler(stream: aio.DtlsStream) -> None:
         pass
 
     async def main() -> None:

@@ -124,7 +124,7 @@ def _pump(
 @pytest.mark.parametrize("key_type", KEY_TYPES)
 @pytest.mark.parametrize("mtu", MTUS)
 def test_framing_every_datagram_fits_mtu_and_is_whole_records(
-    certs: KeyCerts, key_type: str, mtu
+    certs: KeyCerts, key_type: str, mtu: int
 ) -> None:
     ccert, scert = certs[key_type]
     client, server = _pair(ccert, scert, mtu)
