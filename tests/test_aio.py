@@ -12,7 +12,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from helpers import cached_cert
@@ -134,8 +134,8 @@ class RawPeer(asyncio.DatagramProtocol):
         return host, port
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # A datagram endpoint's transport (asyncio's own class does not derive from the ABC).
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.queue.put_nowait(data)
