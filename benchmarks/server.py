@@ -407,8 +407,8 @@ def main() -> int:
                     if row.error:
                         continue
                     try:
-                        rate = inmemory_rate(impls[str(key)], n_inmem)
-                        row.runs.append(Run(rate, 1.0, 0.0, 0.0, 0, 0.0))
+                        measured = inmemory_rate(impls[str(key)], n_inmem)
+                        row.runs.append(Run(measured, 1.0, 0.0, 0.0, 0, 0.0))
                     except BenchError as exc:
                         row.error = str(exc)
                 else:
@@ -503,10 +503,10 @@ def main() -> int:
                 mem_rows[label] = (kind, float(run_kv([*impl.argv, mode, str(n)])[key]))
             except (BenchError, KeyError, ValueError) as exc:
                 mem_err[label] = str(exc) or "no result"
-        ref = {kind: v for label, (kind, v) in mem_rows.items() if label.startswith("C, ")}
+        c_ref = {kind: v for label, (kind, v) in mem_rows.items() if label.startswith("C, ")}
         rows = []
         for label, (kind, v) in mem_rows.items():
-            base = ref.get(kind)
+            base = c_ref.get(kind)
             diff = "" if base is None or label.startswith("C, ") else f"{(v - base) / 1024:+.2f}"
             rows.append([label, f"{v:,.0f}", f"{v / 1024:.1f}", diff])
         rows += [[label, err] for label, err in mem_err.items()]

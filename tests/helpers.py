@@ -7,16 +7,21 @@ deadlines (handshake deadline, the absolute values get_timer() returns).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, TypeVar
 
 from dtls_ossl import (
     Certificate,
+    ConnectionState,
     DtlsConfiguration,
     DtlsConnection,
+    Fingerprint,
     Role,
     SrtpProfile,
     events,
 )
+
+E = TypeVar("E", bound=events.DtlsEvent)
 
 _CERTS: dict[str, Certificate] = {}
 
@@ -38,18 +43,18 @@ class FakeClock:
         return self.now
 
 
-def make_config(cert: Certificate | None = None, **kwargs) -> DtlsConfiguration:
+def make_config(cert: Certificate | None = None, **kwargs: Any) -> DtlsConfiguration:
     return DtlsConfiguration(certificate=cert or cached_cert("default"), **kwargs)
 
 
 def make_pair(
-    client_kwargs: dict | None = None,
-    server_kwargs: dict | None = None,
+    client_kwargs: dict[str, Any] | None = None,
+    server_kwargs: dict[str, Any] | None = None,
     *,
     client_cert: Certificate | None = None,
     server_cert: Certificate | None = None,
-    client_expects: Iterable | str | None = "auto",
-    server_expects: Iterable | str | None = "auto",
+    client_expects: Iterable[Fingerprint | str] | Literal["auto"] | None = "auto",
+    server_expects: Iterable[Fingerprint | str] | Literal["auto"] | None = "auto",
 ) -> tuple[DtlsConnection, DtlsConnection]:
     client_cert = client_cert or cached_cert("client")
     server_cert = server_cert or cached_cert("server")
@@ -95,14 +100,45 @@ def handshake(
 
 
 def drain_events(conn: DtlsConnection) -> list[events.DtlsEvent]:
-    out = []
+    out: list[events.DtlsEvent] = []
     while (e := conn.next_event()) is not None:
         out.append(e)
     return out
 
 
-def event_types(conn: DtlsConnection) -> list[type]:
+def event_types(conn: DtlsConnection) -> list[type[events.DtlsEvent]]:
     return [type(e) for e in drain_events(conn)]
+
+
+def expect_event(evs: Sequence[events.DtlsEvent], kind: type[E], index: int | None = None) -> E:
+    """The one event of type ``kind`` in ``evs`` (or the one at ``index``), typed as such.
+
+    Fails the test when there is none, or more than one and no ``index`` says which.
+    """
+    if index is not None:
+        ev = evs[index]
+        assert isinstance(ev, kind), f"event {index} is {ev!r}, not a {kind.__name__}"
+        return ev
+    found = [e for e in evs if isinstance(e, kind)]
+    assert len(found) == 1, f"expected one {kind.__name__} in {list(evs)!r}"
+    return found[0]
+
+
+def completed(conn: DtlsConnection) -> events.HandshakeCompleted:
+    """Drain ``conn``'s events and return the first, which must be its HandshakeCompleted."""
+    return expect_event(drain_events(conn), events.HandshakeCompleted, 0)
+
+
+def current_state(conn: DtlsConnection) -> ConnectionState:
+    """``conn.state`` read through a call, so that mypy does not keep an earlier narrowing."""
+    return conn.state
+
+
+def received_data(conn: DtlsConnection) -> list[bytes]:
+    """Drain ``conn``'s events, all of them DataReceived, and return their payloads in order."""
+    evs = drain_events(conn)
+    assert all(isinstance(e, events.DataReceived) for e in evs), f"not only data: {evs!r}"
+    return [e.data for e in evs if isinstance(e, events.DataReceived)]
 
 
 ALL_PROFILES = list(SrtpProfile)

@@ -11,15 +11,19 @@ import asyncio
 import os
 import socket
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar, cast
 
 import pytest
 from helpers import cached_cert
 
 from dtls_ossl import (
+    Certificate,
     ConfigurationError,
     ConnectionClosedError,
     DtlsConfiguration,
     DtlsConnection,
+    Fingerprint,
     FingerprintMismatchError,
     HandshakeError,
     HandshakeTimeoutError,
@@ -28,9 +32,10 @@ from dtls_ossl import (
     Role,
     aio,
 )
-from dtls_ossl.aio import IdleTimeoutError
+from dtls_ossl.aio import Handler, IdleTimeoutError
 
 LOCAL = "127.0.0.1"
+T = TypeVar("T")
 SERVER_CERT = cached_cert("aio-server")
 CLIENT_CERT = cached_cert("aio-client")
 SERVER_FP = str(SERVER_CERT.fingerprint())
@@ -38,12 +43,12 @@ CLIENT_FP = str(CLIENT_CERT.fingerprint())
 WRONG_FP = str(cached_cert("aio-stranger").fingerprint())
 
 
-def run(coro, timeout: float = 20.0):
+def run(coro: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
     """Run a coroutine in a fresh loop, failing (not hanging) after ``timeout`` seconds."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-def config(cert, **kwargs) -> DtlsConfiguration:
+def config(cert: Certificate, **kwargs: Any) -> DtlsConfiguration:
     kwargs.setdefault("initial_retransmit_timeout", 0.1)
     kwargs.setdefault("max_retransmit_timeout", 0.4)
     return DtlsConfiguration(certificate=cert, **kwargs)
@@ -54,7 +59,7 @@ async def echo(stream: aio.DtlsStream) -> None:
         await stream.send(data)
 
 
-async def start_server(handler=echo, **kwargs) -> aio.DtlsServer:
+async def start_server(handler: Handler = echo, **kwargs: Any) -> aio.DtlsServer:
     kwargs.setdefault("remote_fingerprints", [CLIENT_FP])
     cfg = kwargs.pop("configuration", None) or config(SERVER_CERT)
     return await aio.serve(handler, LOCAL, 0, cfg, **kwargs)
@@ -70,10 +75,24 @@ def client_config() -> DtlsConfiguration:
     return CLIENT_CONFIG[0]
 
 
-async def connect(server: aio.DtlsServer, **kwargs) -> aio.DtlsStream:
+async def connect(server: aio.DtlsServer, **kwargs: Any) -> aio.DtlsStream:
     kwargs.setdefault("remote_fingerprints", [SERVER_FP])
     cfg = kwargs.pop("configuration", None) or client_config()
     return await aio.connect(*server.address, cfg, **kwargs)
+
+
+def local_address(stream: aio.DtlsStream) -> tuple[Any, ...]:
+    """The local address of a connected client stream (known once its socket is bound)."""
+    address = stream.local_address
+    assert address is not None
+    return address
+
+
+def single_endpoint(server: aio.DtlsServer) -> aio.DtlsEndpoint:
+    """The endpoint of a server with one worker (``server.endpoint`` is None with more)."""
+    endpoint = server.endpoint
+    assert endpoint is not None
+    return endpoint
 
 
 async def roundtrip(stream: aio.DtlsStream, data: bytes, *, tries: int = 5) -> None:
@@ -90,7 +109,9 @@ async def roundtrip(stream: aio.DtlsStream, data: bytes, *, tries: int = 5) -> N
     raise AssertionError(f"no echo of {data!r} after {tries} tries")
 
 
-async def eventually(predicate, timeout: float = 5.0, what: str = "condition") -> None:
+async def eventually(
+    predicate: Callable[[], object], timeout: float = 5.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -106,10 +127,17 @@ class RawPeer(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.errors: list[Exception] = []
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def sockname(self) -> tuple[str, int]:
+        """The local (host, port) of the socket."""
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return host, port
 
-    def datagram_received(self, data: bytes, addr) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A datagram endpoint's transport (asyncio's own class does not derive from the ABC).
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.queue.put_nowait(data)
 
     def error_received(self, exc: Exception) -> None:
@@ -127,7 +155,7 @@ class RawPeer(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-async def raw_peer(address, **kwargs) -> RawPeer:
+async def raw_peer(address: tuple[str, int] | None, **kwargs: Any) -> RawPeer:
     loop = asyncio.get_running_loop()
     _, peer = await loop.create_datagram_endpoint(RawPeer, remote_addr=address, **kwargs)
     return peer
@@ -170,16 +198,16 @@ async def crashable_client(
 # --------------------------------------------------------------------------- basic use
 
 
-def test_aio_echo_with_fingerprints_and_mirrored_srtp_keys():
+def test_aio_echo_with_fingerprints_and_mirrored_srtp_keys() -> None:
     server_keys = {}
 
-    async def handler(stream):
+    async def handler(stream: aio.DtlsStream) -> None:
         info = await stream.wait_handshake()
         assert info.peer_fingerprint is not None
         server_keys[stream.peer_address] = stream.srtp_keys()
         await echo(stream)
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler) as server:
             async with await connect(server) as stream:
                 info = stream.handshake_info
@@ -191,7 +219,7 @@ def test_aio_echo_with_fingerprints_and_mirrored_srtp_keys():
                     await stream.send(payload)
                     assert await stream.recv() == payload
                 keys = stream.srtp_keys()
-                assert keys.mirrors(server_keys[stream.local_address])
+                assert keys.mirrors(server_keys[local_address(stream)])
                 label = "EXPERIMENTAL-aio"
                 assert len(stream.export_keying_material(label, 32)) == 32
                 stats = server.stats
@@ -203,13 +231,13 @@ def test_aio_echo_with_fingerprints_and_mirrored_srtp_keys():
     run(main())
 
 
-def test_aio_client_rejects_wrong_server_fingerprint_and_server_fails_too():
+def test_aio_client_rejects_wrong_server_fingerprint_and_server_fails_too() -> None:
     called = []
 
-    async def handler(stream):
+    async def handler(stream: aio.DtlsStream) -> None:
         called.append(stream)
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler) as server:
             with pytest.raises(FingerprintMismatchError) as exc_info:
                 await connect(server, remote_fingerprints=[WRONG_FP])
@@ -224,13 +252,13 @@ def test_aio_client_rejects_wrong_server_fingerprint_and_server_fails_too():
     run(main())
 
 
-def test_aio_server_rejects_wrong_client_fingerprint_and_client_fails_too():
+def test_aio_server_rejects_wrong_client_fingerprint_and_client_fails_too() -> None:
     called = []
 
-    async def handler(stream):
+    async def handler(stream: aio.DtlsStream) -> None:
         called.append(stream)
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler, remote_fingerprints=[WRONG_FP]) as server:
             with pytest.raises(HandshakeError) as exc_info:
                 await connect(server)
@@ -242,14 +270,14 @@ def test_aio_server_rejects_wrong_client_fingerprint_and_client_fails_too():
     run(main())
 
 
-def test_aio_fingerprints_per_peer_with_a_callable():
-    asked = []
+def test_aio_fingerprints_per_peer_with_a_callable() -> None:
+    asked: list[tuple[Any, ...]] = []
 
-    def fingerprints_for(addr):
+    def fingerprints_for(addr: tuple[Any, ...]) -> list[Fingerprint | str] | None:
         asked.append(addr)
         return [CLIENT_FP] if len(asked) == 1 else None
 
-    async def main():
+    async def main() -> None:
         async with await start_server(remote_fingerprints=fingerprints_for) as server:
             async with await connect(server) as stream:
                 await roundtrip(stream, b"ok")
@@ -261,10 +289,10 @@ def test_aio_fingerprints_per_peer_with_a_callable():
     run(main())
 
 
-def test_aio_peer_close_notify_ends_recv_cleanly_both_ways():
+def test_aio_peer_close_notify_ends_recv_cleanly_both_ways() -> None:
     outcomes = []
 
-    async def handler(stream):
+    async def handler(stream: aio.DtlsStream) -> None:
         try:
             await stream.recv()
         except ConnectionClosedError as exc:
@@ -273,11 +301,11 @@ def test_aio_peer_close_notify_ends_recv_cleanly_both_ways():
         with pytest.raises(ConnectionClosedError):
             await stream.send(b"late")
 
-    async def closing_handler(stream):
+    async def closing_handler(stream: aio.DtlsStream) -> None:
         await stream.send(b"bye")
         await stream.aclose()
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler) as server:
             stream = await connect(server)
             await stream.aclose()
@@ -299,8 +327,8 @@ def test_aio_peer_close_notify_ends_recv_cleanly_both_ways():
     run(main())
 
 
-def test_aio_send_errors_and_payload_limits():
-    async def main():
+def test_aio_send_errors_and_payload_limits() -> None:
+    async def main() -> None:
         async with await start_server() as server:
             async with await connect(server) as stream:
                 limit = stream.max_payload_size
@@ -325,8 +353,8 @@ def test_aio_send_errors_and_payload_limits():
     run(main())
 
 
-def test_aio_bad_arguments_are_configuration_errors():
-    async def main():
+def test_aio_bad_arguments_are_configuration_errors() -> None:
+    async def main() -> None:
         with pytest.raises(ConfigurationError):
             await aio.serve(echo, LOCAL, 0, config(SERVER_CERT))  # no fingerprints
         with pytest.raises(ConfigurationError):
@@ -344,14 +372,14 @@ def test_aio_bad_arguments_are_configuration_errors():
 # ------------------------------------------------------------------ clients that fail
 
 
-def test_aio_connect_to_silent_peer_times_out():
-    async def main():
+def test_aio_connect_to_silent_peer_times_out() -> None:
+    async def main() -> None:
         silent = await raw_peer(None, local_addr=(LOCAL, 0))
-        address = silent.transport.get_extra_info("sockname")
+        host, port = silent.sockname()
         started = time.monotonic()
         with pytest.raises(HandshakeTimeoutError):
             await aio.connect(
-                *address, client_config(), remote_fingerprints=[SERVER_FP], handshake_timeout=0.4
+                host, port, client_config(), remote_fingerprints=[SERVER_FP], handshake_timeout=0.4
             )
         assert 0.35 < time.monotonic() - started < 2.0
         assert silent.queue.qsize() >= 2  # the ClientHello was retransmitted
@@ -360,8 +388,8 @@ def test_aio_connect_to_silent_peer_times_out():
     run(main())
 
 
-def test_aio_connect_to_closed_port_times_out_with_icmp_cause():
-    async def main():
+def test_aio_connect_to_closed_port_times_out_with_icmp_cause() -> None:
+    async def main() -> None:
         probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         probe.bind((LOCAL, 0))
         port = probe.getsockname()[1]
@@ -375,12 +403,12 @@ def test_aio_connect_to_closed_port_times_out_with_icmp_cause():
     run(main())
 
 
-def test_aio_connect_cancelled_closes_its_socket():
-    async def main():
+def test_aio_connect_cancelled_closes_its_socket() -> None:
+    async def main() -> None:
         silent = await raw_peer(None, local_addr=(LOCAL, 0))
-        address = silent.transport.get_extra_info("sockname")
+        host, port = silent.sockname()
         task = asyncio.ensure_future(
-            aio.connect(*address, client_config(), remote_fingerprints=[SERVER_FP])
+            aio.connect(host, port, client_config(), remote_fingerprints=[SERVER_FP])
         )
         await silent.recv()  # the ClientHello arrived
         task.cancel()
@@ -399,21 +427,21 @@ def test_aio_connect_cancelled_closes_its_socket():
 # ------------------------------------------------------------------- many peers, load
 
 
-def test_aio_200_concurrent_clients_each_verify_srtp_keys():
+def test_aio_200_concurrent_clients_each_verify_srtp_keys() -> None:
     n = 200
     server_keys = {}
 
-    async def handler(stream):
+    async def handler(stream: aio.DtlsStream) -> None:
         server_keys[stream.peer_address] = stream.srtp_keys()
         await echo(stream)
 
-    async def one(server, i):
+    async def one(server: aio.DtlsServer, i: int) -> aio.DtlsStream:
         stream = await connect(server)
         payload = f"client {i}".encode()
         await roundtrip(stream, payload)
         return stream
 
-    async def main():
+    async def main() -> None:
         # Patient timers: 200 hellos at once keep the server busy for a while.
         cfg = config(SERVER_CERT, initial_retransmit_timeout=0.5, max_retransmit_timeout=2.0)
         async with await start_server(handler, configuration=cfg) as server:
@@ -424,7 +452,7 @@ def test_aio_200_concurrent_clients_each_verify_srtp_keys():
             assert stats.handshakes_completed == n and stats.active_peers == n
             assert stats.handshakes_failed == 0 and stats.handshakes_in_progress == 0
             for stream in streams:
-                assert stream.srtp_keys().mirrors(server_keys[stream.local_address])
+                assert stream.srtp_keys().mirrors(server_keys[local_address(stream)])
             await asyncio.gather(*(s.aclose() for s in streams))
             await eventually(lambda: server.stats.active_peers == 0, what="all closed")
             print(f"{n} clients: handshake + echo in {elapsed:.2f} s")
@@ -432,12 +460,12 @@ def test_aio_200_concurrent_clients_each_verify_srtp_keys():
     run(main(), timeout=30)
 
 
-def test_aio_spoofed_hello_flood_creates_no_state_while_peers_keep_talking():
+def test_aio_spoofed_hello_flood_creates_no_state_while_peers_keep_talking() -> None:
     n_peers = 10
     n_sockets = 50
     per_socket = 60  # 3,000 spoofed ClientHellos from 50 source ports
 
-    async def main():
+    async def main() -> None:
         async with await start_server() as server:
             peers = await asyncio.gather(*(connect(server) for _ in range(n_peers)))
             before = server.stats
@@ -446,7 +474,7 @@ def test_aio_spoofed_hello_flood_creates_no_state_while_peers_keep_talking():
             floods = [await raw_peer(server.address) for _ in range(n_sockets)]
             stop = asyncio.Event()
 
-            async def flood():
+            async def flood() -> None:
                 for _ in range(per_socket):
                     for f in floods:
                         f.send(hello)
@@ -456,7 +484,7 @@ def test_aio_spoofed_hello_flood_creates_no_state_while_peers_keep_talking():
                     f.send(replayed)
                 stop.set()
 
-            async def chatter(stream, i):
+            async def chatter(stream: aio.DtlsStream, i: int) -> int:
                 count = 0
                 while not stop.is_set() or count < 5:
                     await roundtrip(stream, f"{i}:{count}".encode())
@@ -472,7 +500,7 @@ def test_aio_spoofed_hello_flood_creates_no_state_while_peers_keep_talking():
             assert stats.hello_verify_sent - before.hello_verify_sent > sent // 2
             assert stats.active_peers == n_peers  # no state for the flood...
             assert stats.handshakes_in_progress == 0
-            assert len(server.endpoint.streams) == n_peers
+            assert len(single_endpoint(server).streams) == n_peers
             assert stats.handshakes_completed == n_peers  # ...and no damage to the peers
             assert stats.handshakes_failed == 0
             assert stats.cookies_rejected >= 5
@@ -484,8 +512,8 @@ def test_aio_spoofed_hello_flood_creates_no_state_while_peers_keep_talking():
     run(main(), timeout=30)
 
 
-def test_aio_client_stopping_mid_handshake_is_reaped_by_the_deadline():
-    async def main():
+def test_aio_client_stopping_mid_handshake_is_reaped_by_the_deadline() -> None:
+    async def main() -> None:
         async with await start_server(handshake_timeout=0.5) as server:
             peer = await raw_peer(server.address)
             now = time.monotonic()
@@ -515,11 +543,11 @@ def test_aio_client_stopping_mid_handshake_is_reaped_by_the_deadline():
 
 
 @pytest.mark.parametrize("late_first", [False, True], ids=["in-order", "late-fragment-first"])
-def test_aio_fragmented_client_hello_with_cookie_over_udp(late_first):
+def test_aio_fragmented_client_hello_with_cookie_over_udp(late_first: bool) -> None:
     """A ClientHello in three fragments (as browsers' 1.4 KB post-quantum hellos arrive)."""
     from test_framing import HS_HDR, _split_hello, parse_records
 
-    async def main():
+    async def main() -> None:
         async with await start_server() as server:
             peer = await raw_peer(server.address)
             now = time.monotonic()
@@ -562,8 +590,8 @@ def test_aio_fragmented_client_hello_with_cookie_over_udp(late_first):
     run(main())
 
 
-def test_aio_garbage_datagrams_do_not_disturb_others():
-    async def main():
+def test_aio_garbage_datagrams_do_not_disturb_others() -> None:
+    async def main() -> None:
         async with await start_server() as server, await connect(server) as stream:
             junk = await raw_peer(server.address)
             hello = first_client_hello()
@@ -593,26 +621,26 @@ def test_aio_garbage_datagrams_do_not_disturb_others():
     run(main())
 
 
-def test_aio_network_error_on_the_server_socket_harms_nobody():
-    async def main():
+def test_aio_network_error_on_the_server_socket_harms_nobody() -> None:
+    async def main() -> None:
         async with await start_server() as server, await connect(server) as stream:
             for _ in range(3):
-                server.endpoint.error_received(ConnectionRefusedError(111, "refused"))
+                single_endpoint(server).error_received(ConnectionRefusedError(111, "refused"))
             await roundtrip(stream, b"fine")
             assert server.stats.network_errors == 3
 
     run(main())
 
 
-def test_aio_handler_exception_closes_only_that_peer():
-    async def handler(stream):
+def test_aio_handler_exception_closes_only_that_peer() -> None:
+    async def handler(stream: aio.DtlsStream) -> None:
         data = await stream.recv()
         if data == b"boom":
             raise RuntimeError("handler bug")
         await stream.send(data)
         await echo(stream)
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler) as server:
             good = await connect(server)
             bad = await connect(server)
@@ -627,17 +655,17 @@ def test_aio_handler_exception_closes_only_that_peer():
     run(main())
 
 
-def test_aio_restarted_client_replaces_its_association():
+def test_aio_restarted_client_replaces_its_association() -> None:
     """RFC 6347 §4.2.8: a new, cookie-verified hello from a live peer's address."""
     ends = []
 
-    async def handler(stream):
+    async def handler(stream: aio.DtlsStream) -> None:
         try:
             await echo(stream)
         except ConnectionClosedError as exc:
             ends.append(exc.__cause__)
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler) as server:
             first, transport = await crashable_client(server)
             await roundtrip(first, b"one")
@@ -658,8 +686,8 @@ def test_aio_restarted_client_replaces_its_association():
 # ------------------------------------------------------------------------------ limits
 
 
-def test_aio_max_handshakes_drops_new_hellos_while_existing_peers_continue():
-    async def main():
+def test_aio_max_handshakes_drops_new_hellos_while_existing_peers_continue() -> None:
+    async def main() -> None:
         async with await start_server(
             cookie_exchange=False, max_handshakes=5, handshake_timeout=1.0
         ) as server:
@@ -687,8 +715,8 @@ def test_aio_max_handshakes_drops_new_hellos_while_existing_peers_continue():
     run(main())
 
 
-def test_aio_max_peers_drops_new_peers_never_old_ones():
-    async def main():
+def test_aio_max_peers_drops_new_peers_never_old_ones() -> None:
+    async def main() -> None:
         async with await start_server(max_peers=2) as server:
             a = await connect(server)
             b = await connect(server)
@@ -706,16 +734,16 @@ def test_aio_max_peers_drops_new_peers_never_old_ones():
     run(main())
 
 
-def test_aio_idle_timeout_reaps_idle_peers_only():
+def test_aio_idle_timeout_reaps_idle_peers_only() -> None:
     causes = []
 
-    async def handler(stream):
+    async def handler(stream: aio.DtlsStream) -> None:
         try:
             await echo(stream)
         except ConnectionClosedError as exc:
             causes.append(exc.__cause__)
 
-    async def main():
+    async def main() -> None:
         async with await start_server(handler, idle_timeout=0.5) as server:
             idle = await connect(server)
             busy = await connect(server)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from test_aio import (
@@ -24,7 +26,7 @@ from test_aio import (
     start_server,
 )
 
-from dtls_ossl import ConnectionClosedError, InvalidStateError, Role, aio
+from dtls_ossl import Certificate, ConnectionClosedError, InvalidStateError, Role, aio
 
 STUN_BINDING = struct.pack("!HHI12s", 0x0001, 0, 0x2112A442, os.urandom(12))
 
@@ -39,7 +41,7 @@ class Recorder:
         self.rtp: list[bytes] = []
         self.other: list[bytes] = []
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> dict[str, Callable[[bytes, Any], None]]:
         return {
             "on_stun": lambda d, a: self.stun.append(d),
             "on_rtp": lambda d, a: self.rtp.append(d),
@@ -47,7 +49,9 @@ class Recorder:
         }
 
 
-async def udp_endpoint(cert, **kwargs) -> tuple[aio.DtlsEndpoint, asyncio.DatagramTransport]:
+async def udp_endpoint(
+    cert: Certificate, **kwargs: Any
+) -> tuple[aio.DtlsEndpoint, asyncio.DatagramTransport]:
     loop = asyncio.get_running_loop()
     endpoint = aio.DtlsEndpoint(config(cert), **kwargs)
     transport, _ = await loop.create_datagram_endpoint(lambda: endpoint, local_addr=(LOCAL, 0))
@@ -59,8 +63,8 @@ def wakeups(endpoint: aio.DtlsEndpoint) -> int:
     return endpoint.stats.timer_wakeups
 
 
-def test_aio_endpoint_demuxes_stun_rtp_and_dtls_on_one_socket():
-    async def main():
+def test_aio_endpoint_demuxes_stun_rtp_and_dtls_on_one_socket() -> None:
+    async def main() -> None:
         seen_a, seen_b = Recorder(), Recorder()
         a, ta = await udp_endpoint(CLIENT_CERT, **seen_a.callbacks())
         b, tb = await udp_endpoint(SERVER_CERT, **seen_b.callbacks())
@@ -107,16 +111,16 @@ def test_aio_endpoint_demuxes_stun_rtp_and_dtls_on_one_socket():
     run(main())
 
 
-def test_aio_endpoint_with_caller_owned_transport_and_late_fingerprints():
+def test_aio_endpoint_with_caller_owned_transport_and_late_fingerprints() -> None:
     """The SFU keeps its own protocol; the answer's fingerprint arrives after the hello."""
 
     class SfuProtocol(asyncio.DatagramProtocol):
         endpoint: aio.DtlsEndpoint
 
-        def datagram_received(self, data, addr):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
             self.endpoint.datagram_received(data, addr)
 
-    async def main():
+    async def main() -> None:
         loop = asyncio.get_running_loop()
         rtp_seen = []
         transport, proto = await loop.create_datagram_endpoint(SfuProtocol, local_addr=(LOCAL, 0))
@@ -155,8 +159,8 @@ async def roundtrip_pair(a: aio.DtlsStream, b: aio.DtlsStream, data: bytes) -> N
     assert await asyncio.wait_for(a.recv(), 2) == data[::-1]
 
 
-def test_aio_endpoint_drops_dtls_from_strangers_without_a_handler():
-    async def main():
+def test_aio_endpoint_drops_dtls_from_strangers_without_a_handler() -> None:
+    async def main() -> None:
         ep, t = await udp_endpoint(SERVER_CERT)
         stranger, st = await udp_endpoint(CLIENT_CERT)
         stream = stranger.connection_for(t.get_extra_info("sockname"), Role.CLIENT, [SERVER_FP])
@@ -171,13 +175,13 @@ def test_aio_endpoint_drops_dtls_from_strangers_without_a_handler():
     run(main())
 
 
-def test_aio_endpoint_accepts_with_a_handler_and_no_cookies():
+def test_aio_endpoint_accepts_with_a_handler_and_no_cookies() -> None:
     """A WebRTC-style endpoint may accept unknown peers too (cookie exchange optional)."""
 
-    async def main():
+    async def main() -> None:
         seen = []
 
-        async def handler(stream):
+        async def handler(stream: aio.DtlsStream) -> None:
             seen.append(stream)
             await stream.send(b"welcome")
 
@@ -199,8 +203,8 @@ def test_aio_endpoint_accepts_with_a_handler_and_no_cookies():
 # ---------------------------------------------------------------------------- timers
 
 
-def test_aio_established_peers_cost_no_timer_wakeups():
-    async def main():
+def test_aio_established_peers_cost_no_timer_wakeups() -> None:
+    async def main() -> None:
         async with await start_server(idle_timeout=30.0) as server:
             ep = server.endpoint
             assert ep is not None
@@ -224,8 +228,8 @@ def test_aio_established_peers_cost_no_timer_wakeups():
     run(main())
 
 
-def test_aio_idle_deadlines_of_many_peers_share_wakeups():
-    async def main():
+def test_aio_idle_deadlines_of_many_peers_share_wakeups() -> None:
+    async def main() -> None:
         async with await start_server(idle_timeout=0.5) as server:
             from test_aio import connect
 
@@ -245,8 +249,13 @@ def test_aio_idle_deadlines_of_many_peers_share_wakeups():
 # ---------------------------------------------------------------- in-memory pairs
 
 
-def memory_pair():
-    """Two endpoints wired back to back in memory; returns (client, server) streams."""
+def memory_pair(
+    max_queued: int = 256,
+) -> tuple[aio.DtlsStream, aio.DtlsStream, dict[str, aio.DtlsEndpoint]]:
+    """Two endpoints wired back to back in memory; returns (client, server) streams.
+
+    ``max_queued`` is the server endpoint's ``max_queued_datagrams``.
+    """
     loop = asyncio.get_running_loop()
     addr_a, addr_b = ("198.51.100.1", 1000), ("198.51.100.2", 2000)
     eps: dict[str, aio.DtlsEndpoint] = {}
@@ -257,14 +266,15 @@ def memory_pair():
     eps["b"] = aio.DtlsEndpoint(
         config(SERVER_CERT),
         sendto=lambda d, to: loop.call_soon(eps["a"].datagram_received, d, addr_b),
+        max_queued_datagrams=max_queued,
     )
     server = eps["b"].connection_for(addr_a, Role.SERVER, [CLIENT_FP])
     client = eps["a"].connection_for(addr_b, Role.CLIENT, [SERVER_FP])
     return client, server, eps
 
 
-def test_aio_recv_cancelled_after_delivery_loses_nothing():
-    async def main():
+def test_aio_recv_cancelled_after_delivery_loses_nothing() -> None:
+    async def main() -> None:
         client, server, _ = memory_pair()
         await client.wait_handshake()
         await server.wait_handshake()
@@ -280,12 +290,12 @@ def test_aio_recv_cancelled_after_delivery_loses_nothing():
     run(main())
 
 
-def test_aio_send_waits_for_the_handshake_and_queue_is_bounded():
-    async def main():
-        client, server, eps = memory_pair()
+def test_aio_send_waits_for_the_handshake_and_queue_is_bounded() -> None:
+    async def main() -> None:
+        limit = 64
+        client, server, eps = memory_pair(max_queued=limit)
         await client.send(b"first")  # waits for the handshake, then sends
         assert await server.recv() == b"first"
-        limit = eps["b"]._max_queued
         for i in range(limit + 10):
             client.send_nowait(b"%d" % i)
         await asyncio.sleep(0.05)
@@ -296,8 +306,8 @@ def test_aio_send_waits_for_the_handshake_and_queue_is_bounded():
     run(main())
 
 
-def test_aio_update_address_follows_the_peer():
-    async def main():
+def test_aio_update_address_follows_the_peer() -> None:
+    async def main() -> None:
         _client, server, eps = memory_pair()
         await server.wait_handshake()
         old = server.peer_address
@@ -310,8 +320,8 @@ def test_aio_update_address_follows_the_peer():
     run(main())
 
 
-def test_aio_wait_closed_and_close_from_the_endpoint():
-    async def main():
+def test_aio_wait_closed_and_close_from_the_endpoint() -> None:
+    async def main() -> None:
         client, _server, eps = memory_pair()
         await client.wait_handshake()
         closing = asyncio.ensure_future(client.wait_closed())

@@ -43,8 +43,8 @@ class _AsyncCallable:
 
 @pytest.mark.parametrize("name", ["on_stun", "on_rtp", "on_other", "on_handshake"])
 @pytest.mark.parametrize("cb", [_async_cb, _AsyncCallable(), 42])
-def test_async_or_non_callable_callbacks_are_refused(name, cb):
-    async def main():
+def test_async_or_non_callable_callbacks_are_refused(name: str, cb) -> None:
+    async def main() -> None:
         with pytest.raises(ConfigurationError, match=name) as info:
             aio.DtlsEndpoint(config(SERVER_CERT), **{name: cb})
         assert "\n" not in str(info.value)
@@ -52,7 +52,9 @@ def test_async_or_non_callable_callbacks_are_refused(name, cb):
     run(main())
 
 
-def test_callback_returning_a_coroutine_is_counted_and_not_left_unawaited(caplog):
+def test_callback_returning_a_coroutine_is_counted_and_not_left_unawaited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def main():
         endpoint = aio.DtlsEndpoint(config(SERVER_CERT), on_rtp=lambda d, a: _async_cb(d, a))
         with warnings.catch_warnings():
@@ -164,7 +166,7 @@ def _drive_client_until_output_or_done(client: DtlsConnection, udp: _Udp, loop_t
             client.receive_datagram(d, loop_time())
 
 
-def test_on_handshake_runs_before_the_rest_of_the_burst():
+def test_on_handshake_runs_before_the_rest_of_the_burst() -> None:
     r = _handshake_burst(with_callback=True)
     assert r["log"] == ["handshake", "rtp with keys"]
     assert r["keys"] is not None
@@ -174,14 +176,14 @@ def test_on_handshake_runs_before_the_rest_of_the_burst():
     assert r["waiter_done_at_rtp"] == [False]  # the callback, not the task, was in time
 
 
-def test_without_on_handshake_a_waiting_task_is_too_late():
+def test_without_on_handshake_a_waiting_task_is_too_late() -> None:
     """Why the callback exists: wait_handshake() resumes only after the whole burst."""
     r = _handshake_burst(with_callback=False)
     assert r["log"] == ["rtp without keys"]
     assert r["waiter_done_at_rtp"] == [False]
 
 
-def test_on_handshake_that_raises_closes_that_peer(caplog):
+def test_on_handshake_that_raises_closes_that_peer(caplog: pytest.LogCaptureFixture) -> None:
     async def main():
         loop = asyncio.get_running_loop()
 
@@ -213,7 +215,7 @@ def test_on_handshake_that_raises_closes_that_peer(caplog):
     assert "on_handshake failed" in caplog.text
 
 
-def test_on_handshake_failed_reports_a_rejected_peer():
+def test_on_handshake_failed_reports_a_rejected_peer() -> None:
     from test_aio import WRONG_FP
 
     from dtls_ossl import FingerprintMismatchError
@@ -255,7 +257,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_connect_fails_fast_on_port_unreachable_when_asked():
+def test_connect_fails_fast_on_port_unreachable_when_asked() -> None:
     from dtls_ossl import HandshakeError, HandshakeTimeoutError
 
     async def attempt(fail_fast: bool) -> tuple[BaseException, float]:

@@ -38,10 +38,10 @@ async def many_clients(server: aio.DtlsServer, n: int) -> set[int]:
 
 
 @pytest.mark.parametrize("start_method", ["spawn", "fork"])
-def test_aio_workers_share_one_port_and_both_take_handshakes(start_method):
+def test_aio_workers_share_one_port_and_both_take_handshakes(start_method: str) -> None:
     n = 40  # 40 source ports: all on one worker with probability 2**-39
 
-    async def main():
+    async def main() -> None:
         server = await aio.serve(
             pid_echo,
             LOCAL,
@@ -71,11 +71,11 @@ def test_aio_workers_share_one_port_and_both_take_handshakes(start_method):
     run(main(), timeout=60)
 
 
-def test_aio_workers_need_a_picklable_handler_with_spawn():
-    async def local_handler(stream):
+def test_aio_workers_need_a_picklable_handler_with_spawn() -> None:
+    async def local_handler(stream: aio.DtlsStream) -> None:
         pass
 
-    async def main():
+    async def main() -> None:
         with pytest.raises(ConfigurationError):
             await aio.serve(
                 local_handler,

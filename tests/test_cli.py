@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.timeout(60)
 WIDTH = 100
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     rc = main(list(argv))
     out, err = capsys.readouterr()
     return rc, out, err
@@ -50,7 +51,9 @@ def assert_narrow(out: str) -> None:
 # --------------------------------------------------------------------------------- cert
 
 
-def test_cert_writes_pem_files_that_load_back(tmp_path, capsys):
+def test_cert_writes_pem_files_that_load_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cert_path, key_path = tmp_path / "c.pem", tmp_path / "k.pem"
     rc, out, err = run(capsys, "cert", "--out-cert", str(cert_path), "--out-key", str(key_path))
     assert rc == 0, err
@@ -63,7 +66,9 @@ def test_cert_writes_pem_files_that_load_back(tmp_path, capsys):
         assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
 
 
-def test_cert_key_type_days_and_algorithm(tmp_path, capsys):
+def test_cert_key_type_days_and_algorithm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cert_path, key_path = tmp_path / "c.pem", tmp_path / "k.pem"
     rc, out, _ = run(
         capsys,
@@ -90,7 +95,7 @@ def test_cert_key_type_days_and_algorithm(tmp_path, capsys):
     assert out == cert.fingerprint("sha-1").sdp_attribute() + "\n"
 
 
-def test_cert_refuses_to_overwrite(tmp_path, capsys):
+def test_cert_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cert_path, key_path = tmp_path / "c.pem", tmp_path / "k.pem"
     key_path.write_text("precious")
     rc, out, err = run(capsys, "cert", "--out-cert", str(cert_path), "--out-key", str(key_path))
@@ -100,7 +105,9 @@ def test_cert_refuses_to_overwrite(tmp_path, capsys):
     assert not cert_path.exists()  # nothing half-written
 
 
-def test_cert_force_overwrites_and_tightens_the_key_mode(tmp_path, capsys):
+def test_cert_force_overwrites_and_tightens_the_key_mode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cert_path, key_path = tmp_path / "c.pem", tmp_path / "k.pem"
     cert_path.write_text("old")
     key_path.write_text("old")
@@ -113,13 +120,17 @@ def test_cert_force_overwrites_and_tightens_the_key_mode(tmp_path, capsys):
         assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
 
 
-def test_cert_same_file_for_both_is_refused(tmp_path, capsys):
+def test_cert_same_file_for_both_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = str(tmp_path / "both.pem")
     rc, out, err = run(capsys, "cert", "--out-cert", path, "--out-key", path)
     assert_one_line_error(rc, out, err)
 
 
-def test_cert_unwritable_directory_leaves_nothing_behind(tmp_path, capsys):
+def test_cert_unwritable_directory_leaves_nothing_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     key_path = tmp_path / "k.pem"
     bad = str(tmp_path / "missing" / "c.pem")
     rc, out, err = run(capsys, "cert", "--out-cert", bad, "--out-key", str(key_path))
@@ -132,7 +143,7 @@ def test_cert_unwritable_directory_leaves_nothing_behind(tmp_path, capsys):
 # -------------------------------------------------------------------------- fingerprint
 
 
-def test_fingerprint_of_a_file(tmp_path, capsys):
+def test_fingerprint_of_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cert = Certificate.generate()
     cert_pem, _ = cert.to_pem()
     path = tmp_path / "peer.pem"
@@ -145,14 +156,16 @@ def test_fingerprint_of_a_file(tmp_path, capsys):
     assert out == cert.fingerprint("sha-512").sdp_attribute() + "\n"
 
 
-def test_fingerprint_of_a_missing_file(tmp_path, capsys):
+def test_fingerprint_of_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run(capsys, "fingerprint", str(tmp_path / "nope.pem"))
     assert_one_line_error(rc, out, err)
     assert rc == 1
     assert "nope.pem" in err
 
 
-def test_fingerprint_of_something_that_is_not_a_certificate(tmp_path, capsys):
+def test_fingerprint_of_something_that_is_not_a_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "junk.pem"
     path.write_text("not a certificate\n" * 5)
     rc, out, err = run(capsys, "fingerprint", str(path))
@@ -163,7 +176,7 @@ def test_fingerprint_of_something_that_is_not_a_certificate(tmp_path, capsys):
 # --------------------------------------------------------------------------------- demo
 
 
-def test_demo_succeeds(capsys):
+def test_demo_succeeds(capsys: pytest.CaptureFixture[str]) -> None:
     started = time.monotonic()
     rc, out, err = run(capsys, "demo", "--seed", "1")
     assert rc == 0, out + err
@@ -184,7 +197,9 @@ def test_demo_succeeds(capsys):
     assert_narrow(out)
 
 
-def test_demo_with_loss_drops_and_retransmits_but_succeeds(capsys):
+def test_demo_with_loss_drops_and_retransmits_but_succeeds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     started = time.monotonic()
     rc, out, err = run(capsys, "demo", "--loss", "0.3", "--seed", "1")
     assert rc == 0, out + err
@@ -195,14 +210,14 @@ def test_demo_with_loss_drops_and_retransmits_but_succeeds(capsys):
     assert_narrow(out)
 
 
-def test_demo_with_reordering_and_duplication(capsys):
+def test_demo_with_reordering_and_duplication(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run(capsys, "demo", "--reorder", "0.5", "--duplicate", "0.5", "--seed", "7")
     assert rc == 0, out + err
     assert "REORDERED" in out
     assert "DUPLICATED" in out
 
 
-def test_demo_small_mtu_other_profile_and_rsa(capsys):
+def test_demo_small_mtu_other_profile_and_rsa(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["demo", "--mtu", "300", "--key-type", "rsa-2048", "--profile", "aes128_cm_sha1_80"]
     rc, out, err = run(capsys, *argv, "--profile", "SRTP_AEAD_AES_256_GCM")
     assert rc == 0, out + err
@@ -212,14 +227,14 @@ def test_demo_small_mtu_other_profile_and_rsa(capsys):
     assert_narrow(out)
 
 
-def test_demo_256_bit_keys_stay_narrow(capsys):
+def test_demo_256_bit_keys_stay_narrow(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "demo", "--profile", "SRTP_AEAD_AES_256_GCM", "--seed", "1")
     assert rc == 0
     assert "SRTP_AEAD_AES_256_GCM" in out
     assert_narrow(out)
 
 
-def test_demo_wrong_fingerprint_fails_closed(capsys):
+def test_demo_wrong_fingerprint_fails_closed(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run(capsys, "demo", "--wrong-fingerprint", "--seed", "1")
     assert rc == 0, out + err
     assert "FingerprintMismatchError" in out
@@ -231,7 +246,7 @@ def test_demo_wrong_fingerprint_fails_closed(capsys):
     assert_narrow(out)
 
 
-def test_demo_json(capsys):
+def test_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "demo", "--json", "--loss", "0.2", "--seed", "3")
     assert rc == 0
     summary = json.loads(out)
@@ -251,7 +266,7 @@ def test_demo_json(capsys):
     assert summary["datagrams"]["sent"] == len([t for t in summary["timeline"] if "carries" in t])
 
 
-def test_demo_json_wrong_fingerprint(capsys):
+def test_demo_json_wrong_fingerprint(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "demo", "--json", "--wrong-fingerprint")
     assert rc == 0
     summary = json.loads(out)
@@ -263,7 +278,7 @@ def test_demo_json_wrong_fingerprint(capsys):
     assert summary["keys_mirror"] is False
 
 
-def test_demo_that_cannot_complete_fails(capsys):
+def test_demo_that_cannot_complete_fails(capsys: pytest.CaptureFixture[str]) -> None:
     started = time.monotonic()
     rc, out, _ = run(capsys, "demo", "--loss", "1", "--timeout", "0.5", "--seed", "1")
     assert rc == 1
@@ -295,13 +310,15 @@ def test_demo_that_cannot_complete_fails(capsys):
         [],
     ],
 )
-def test_bad_arguments_give_one_line_errors(capsys, argv):
+def test_bad_arguments_give_one_line_errors(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
     rc, out, err = run(capsys, *argv)
     assert_one_line_error(rc, out, err)
     assert rc == 2
 
 
-def test_help_exits_zero(capsys):
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "--help")
     assert rc == 0
     for command in COMMANDS:
@@ -311,12 +328,14 @@ def test_help_exits_zero(capsys):
     assert "--wrong-fingerprint" in out
 
 
-def test_describe_datagram_labels():
+def test_describe_datagram_labels() -> None:
     def record(ctype: int, epoch: int, body: bytes) -> bytes:
         header = bytes([ctype, 0xFE, 0xFD]) + epoch.to_bytes(2, "big") + bytes(6)
         return header + len(body).to_bytes(2, "big") + body
 
-    def handshake(msg_type: int, length: int, frag_off: int = 0, frag_len: int | None = None):
+    def handshake(
+        msg_type: int, length: int, frag_off: int = 0, frag_len: int | None = None
+    ) -> bytes:
         frag_len = length if frag_len is None else frag_len
         head = bytes([msg_type]) + length.to_bytes(3, "big") + bytes(2)
         return head + frag_off.to_bytes(3, "big") + frag_len.to_bytes(3, "big") + bytes(frag_len)
@@ -351,7 +370,7 @@ def _python_m(*argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_python_m_dtls_ossl_demo():
+def test_python_m_dtls_ossl_demo() -> None:
     proc = _python_m("demo", "--loss", "0.3", "--seed", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[-1].startswith("OK: ")
@@ -359,7 +378,7 @@ def test_python_m_dtls_ossl_demo():
     assert proc.stderr == ""
 
 
-def test_python_m_verbose_logs_to_stderr_and_errors_have_no_traceback(tmp_path):
+def test_python_m_verbose_logs_to_stderr_and_errors_have_no_traceback(tmp_path: Path) -> None:
     proc = _python_m("-v", "demo", "--seed", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "DEBUG" in proc.stderr

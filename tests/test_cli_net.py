@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.timeout(20)
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 10.0  # interpreter start, certificate load, bind (workers: spawn)
 CLIENT_TIMEOUT = 10.0
+# What the certs fixture made: {"server" | "client": (cert path, key path, fingerprint line)}.
+CliCerts = dict[str, tuple[str, str, str]]
 
 
 def _env() -> dict[str, str]:
@@ -36,7 +39,9 @@ def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONPATH=path)
 
 
-def dtls_ossl(*argv: str, stdin: str = "", timeout: float = CLIENT_TIMEOUT):
+def dtls_ossl(
+    *argv: str, stdin: str = "", timeout: float = CLIENT_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m dtls_ossl ...`` to completion (bounded) and return the result."""
     return subprocess.run(
         [sys.executable, "-m", "dtls_ossl", *argv],
@@ -51,7 +56,7 @@ def dtls_ossl(*argv: str, stdin: str = "", timeout: float = CLIENT_TIMEOUT):
     )
 
 
-def assert_one_line_error(proc, *, status: int = 1) -> str:
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *, status: int = 1) -> str:
     assert proc.returncode == status, proc.stdout + proc.stderr
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
@@ -103,7 +108,8 @@ class Server:
                         return line
                 left = deadline - time.monotonic()
                 if left <= 0 or self.proc.poll() is not None:
-                    err = self.proc.stderr.read() if self.proc.poll() is not None else ""
+                    stderr = self.proc.stderr
+                    err = stderr.read() if stderr and self.proc.poll() is not None else ""
                     pytest.fail(f"no line matching {pattern!r}: {self.lines!r} {err}")
                 self._cond.wait(min(left, 0.1))
 
@@ -121,7 +127,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory):
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CliCerts:
     """Server and client certificates made with ``dtls-ossl cert``: {name: (cert, key, fp)}."""
     d = tmp_path_factory.mktemp("certs")
     out = {}
@@ -136,7 +142,7 @@ def certs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(certs):
+def server(certs: CliCerts) -> Iterator[Server]:
     """One echo server for the module, accepting only the client certificate."""
     cert, key, _ = certs["server"]
     srv = Server("--cert", cert, "--key", key, "--fingerprint", certs["client"][2])
@@ -144,7 +150,7 @@ def server(certs):
     srv.stop()
 
 
-def client_args(server, certs, *extra: str) -> list[str]:
+def client_args(server: Server, certs: CliCerts, *extra: str) -> list[str]:
     cert, key, _ = certs["client"]
     fp = certs["server"][2]
     return [
@@ -164,12 +170,14 @@ def client_args(server, certs, *extra: str) -> list[str]:
 # ---------------------------------------------------------------------------- the good path
 
 
-def test_server_prints_its_fingerprint_and_address(server, certs):
+def test_server_prints_its_fingerprint_and_address(server: Server, certs: CliCerts) -> None:
     assert server.fingerprint_line == certs["server"][2]
     assert "cookies on" in server.lines[1]
 
 
-def test_client_echoes_stdin_lines_and_server_prints_the_handshake(server, certs, tmp_path):
+def test_client_echoes_stdin_lines_and_server_prints_the_handshake(
+    server: Server, certs: CliCerts, tmp_path: Path
+) -> None:
     keylog = tmp_path / "keys.log"
     t0 = time.monotonic()
     proc = dtls_ossl(
@@ -196,7 +204,7 @@ def test_client_echoes_stdin_lines_and_server_prints_the_handshake(server, certs
     server.wait_for(r"closed after 2 records echoed \(close_notify\)", 5)
 
 
-def test_client_export_srtp_prints_json_keys(server, certs):
+def test_client_export_srtp_prints_json_keys(server: Server, certs: CliCerts) -> None:
     proc = dtls_ossl(*client_args(server, certs, "--export-srtp"), stdin="not read\n")
     assert proc.returncode == 0, proc.stderr
     keys = json.loads(proc.stdout)
@@ -213,7 +221,7 @@ def test_client_export_srtp_prints_json_keys(server, certs):
     assert keys["local_key"] != keys["remote_key"]
 
 
-def test_server_workers_2_echoes(certs):
+def test_server_workers_2_echoes(certs: CliCerts) -> None:
     cert, key, fp = certs["server"]
     srv = Server("--cert", cert, "--key", key, "--insecure-no-fingerprint-check", "--workers", "2")
     try:
@@ -230,7 +238,7 @@ def test_server_workers_2_echoes(certs):
     assert "stopped: 1 handshakes completed" in err
 
 
-def test_server_stops_cleanly_on_sigint(certs):
+def test_server_stops_cleanly_on_sigint(certs: CliCerts) -> None:
     cert, key, _ = certs["server"]
     srv = Server("--cert", cert, "--key", key, "--insecure-no-fingerprint-check", "--no-cookies")
     try:
@@ -245,7 +253,7 @@ def test_server_stops_cleanly_on_sigint(certs):
 # ------------------------------------------------------------------------------- failures
 
 
-def test_wrong_fingerprint_is_a_one_line_error(server, certs):
+def test_wrong_fingerprint_is_a_one_line_error(server: Server, certs: CliCerts) -> None:
     cert, key, client_fp = certs["client"]
     proc = dtls_ossl(
         "client", "127.0.0.1", str(server.port), "--fingerprint", client_fp,
@@ -257,13 +265,13 @@ def test_wrong_fingerprint_is_a_one_line_error(server, certs):
     assert line == f"dtls-ossl: error: fingerprint mismatch: expected {expected}, got {got}"
 
 
-def test_server_refuses_an_unknown_client_certificate(server, certs):
+def test_server_refuses_an_unknown_client_certificate(server: Server, certs: CliCerts) -> None:
     proc = dtls_ossl("client", "127.0.0.1", str(server.port), "--fingerprint", certs["server"][2])
     line = assert_one_line_error(proc)
     assert "handshake with 127.0.0.1:" in line and "bad_certificate" in line, line
 
 
-def test_silent_peer_is_a_one_line_error_with_the_time_waited():
+def test_silent_peer_is_a_one_line_error_with_the_time_waited() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))  # bound, never read: no answer, no ICMP either
         port = silent.getsockname()[1]
@@ -279,7 +287,7 @@ def test_silent_peer_is_a_one_line_error_with_the_time_waited():
     assert 1.0 <= float(m.group(1)) <= elapsed < 6
 
 
-def test_closed_port_fails_at_the_icmp_error_not_the_timeout():
+def test_closed_port_fails_at_the_icmp_error_not_the_timeout() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again below: nobody listens there
@@ -353,7 +361,9 @@ def test_closed_port_fails_at_the_icmp_error_not_the_timeout():
         ),
     ],
 )
-def test_bad_arguments_are_one_line_errors(argv, status, needle, tmp_path, capsys):
+def test_bad_arguments_are_one_line_errors(
+    argv: list[str], status: int, needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fp = "sha-256 " + ":".join(["AB"] * 32)
     missing = str(tmp_path / "missing.pem")
     argv = [a.replace("{fp}", fp).replace("{missing}", missing) for a in argv]

@@ -8,11 +8,14 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from test_cli_net import (
     CLIENT_TIMEOUT,
     ROOT,
+    CliCerts,
     Server,
     _env,
     assert_one_line_error,
@@ -38,7 +41,7 @@ def dtls_ossl_bytes(*argv: str, stdin: bytes) -> subprocess.CompletedProcess[byt
     )
 
 
-def _client(port: int, certs, *extra: str) -> list[str]:  # noqa: F811
+def _client(port: int, certs: CliCerts, *extra: str) -> list[str]:  # noqa: F811
     cert, key, _ = certs["client"]
     return [
         "client", "127.0.0.1", str(port), "--fingerprint", certs["server"][2],
@@ -47,7 +50,7 @@ def _client(port: int, certs, *extra: str) -> list[str]:  # noqa: F811
 
 
 @pytest.fixture
-def server(certs):  # noqa: F811
+def server(certs: CliCerts) -> Iterator[Server]:  # noqa: F811
     cert, key, _ = certs["server"]
     srv = Server(
         "--cert", cert, "--key", key, "--fingerprint", certs["client"][2],
@@ -58,7 +61,11 @@ def server(certs):  # noqa: F811
     srv.stop()
 
 
-def test_server_prints_every_rejected_peer_without_verbose(server, certs, tmp_path):  # noqa: F811
+def test_server_prints_every_rejected_peer_without_verbose(
+    server: Server,
+    certs: CliCerts,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     stranger_cert, stranger_key = tmp_path / "s.pem", tmp_path / "s.key"
     made = dtls_ossl("cert", "--out-cert", str(stranger_cert), "--out-key", str(stranger_key))
     stranger_fp = made.stdout.strip().removeprefix("a=fingerprint:")
@@ -82,14 +89,14 @@ def test_server_prints_every_rejected_peer_without_verbose(server, certs, tmp_pa
     assert sum(bool(re.match(pattern, ln)) for ln in server.lines) == 2
 
 
-def test_echo_is_byte_exact(server, certs):  # noqa: F811
+def test_echo_is_byte_exact(server: Server, certs: CliCerts) -> None:  # noqa: F811
     lines = [b"\xff\xfe\x80 not utf-8 \xc3", b"caf\xe9", b"\x00\x01\x02 nul", "ünï".encode()]
     proc = dtls_ossl_bytes(*_client(server.port, certs), stdin=b"\n".join(lines) + b"\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b"".join(line + b"\n" for line in lines)
 
 
-def test_profile_and_export_srtp_on_both_sides(server, certs):  # noqa: F811
+def test_profile_and_export_srtp_on_both_sides(server: Server, certs: CliCerts) -> None:  # noqa: F811
     proc = dtls_ossl(*_client(server.port, certs, "--profile", "SRTP_AES128_CM_SHA1_80",
                               "--export-srtp"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -109,7 +116,7 @@ def test_profile_and_export_srtp_on_both_sides(server, certs):  # noqa: F811
     assert json.loads(proc.stdout)["profile"] == "SRTP_AES128_CM_SHA1_32"
 
 
-def test_mtu_bounds_the_record_size(server, certs):  # noqa: F811
+def test_mtu_bounds_the_record_size(server: Server, certs: CliCerts) -> None:  # noqa: F811
     big = b"x" * 700 + b"\n"
     proc = dtls_ossl_bytes(*_client(server.port, certs, "--mtu", "600"), stdin=big)
     assert proc.returncode == 1
@@ -136,7 +143,9 @@ def test_mtu_bounds_the_record_size(server, certs):  # noqa: F811
         (["server", "--insecure-no-fingerprint-check", "--profile", "SRTP_X"], "--profile"),
     ],
 )
-def test_bad_new_options_are_one_line_errors(argv, needle, capsys):
+def test_bad_new_options_are_one_line_errors(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     fp = "sha-256 " + ":".join(["AB"] * 32)
     rc = main([a.replace("{fp}", fp) for a in argv])
     out, err = capsys.readouterr()

@@ -8,26 +8,39 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_framing import HS_HDR, _split_hello, parse_records
 
-from dtls_ossl import ConfigurationError, ConnectionState, InvalidStateError, events
-from dtls_ossl.cookies import CookieVerifier, parse_client_hello_untrusted
+from dtls_ossl import (
+    ConfigurationError,
+    ConnectionState,
+    DtlsConnection,
+    InvalidStateError,
+    events,
+)
+from dtls_ossl.cookies import ClientHelloInfo, CookieVerifier, parse_client_hello_untrusted
 
 ADDR = ("192.0.2.7", 40000)
 WALL = 1_800_000_000.0
 
 
-def _first_hello(client, now):
+def _first_hello(client: DtlsConnection, now: float) -> bytes:
     client.connect(now)
     (hello,) = client.datagrams_to_send(now)
     return hello
 
 
-def _finish(client, server, now):
+def _hello(datagram: bytes) -> ClientHelloInfo:
+    """The ClientHello in ``datagram``, which must parse."""
+    info = parse_client_hello_untrusted(datagram)
+    assert info is not None, datagram.hex()
+    return info
+
+
+def _finish(client: DtlsConnection, server: DtlsConnection, now: float) -> None:
     for _ in range(10):
         if transfer(client, server, now) + transfer(server, client, now) == 0:
             break
 
 
-def test_cookies_stateless_exchange_completes_the_handshake():
+def test_cookies_stateless_exchange_completes_the_handshake() -> None:
     verifier = CookieVerifier(b"k" * 32)
     client, server = make_pair()
     now = time.monotonic()
@@ -53,11 +66,11 @@ def test_cookies_stateless_exchange_completes_the_handshake():
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["in-order", "second-first"])
-def test_cookies_fragmented_second_hello(reverse):
+def test_cookies_fragmented_second_hello(reverse: bool) -> None:
     verifier = CookieVerifier(b"k" * 32)
     client, server = make_pair()
     now = time.monotonic()
-    info = parse_client_hello_untrusted(_first_hello(client, now))
+    info = _hello(_first_hello(client, now))
     client.receive_datagram(verifier.hello_verify_request(info, ADDR, WALL), now)
     (hello2,) = client.datagrams_to_send(now)
     (rec,) = parse_records(hello2)
@@ -69,7 +82,7 @@ def test_cookies_fragmented_second_hello(reverse):
         late = parse_client_hello_untrusted(frags[1])
         assert late is not None and late.fragment_offset > 0
         assert not verifier.check(late, ADDR, WALL)
-    first = parse_client_hello_untrusted(frags[0])
+    first = _hello(frags[0])
     assert verifier.check(first, ADDR, WALL)
     server.accept_verified_hello(frags[0], now)
     assert server.datagrams_to_send(now) == []  # waits for the rest of the hello
@@ -78,13 +91,13 @@ def test_cookies_fragmented_second_hello(reverse):
     assert client.state is server.state is ConnectionState.ESTABLISHED
 
 
-def test_cookies_bound_to_address_random_and_time():
+def test_cookies_bound_to_address_random_and_time() -> None:
     verifier = CookieVerifier(b"s" * 16, rotation_interval=10.0)
     client, _ = make_pair()
     now = time.monotonic()
-    info = parse_client_hello_untrusted(_first_hello(client, now))
+    info = _hello(_first_hello(client, now))
     client.receive_datagram(verifier.hello_verify_request(info, ADDR, WALL), now)
-    hello2 = parse_client_hello_untrusted(client.datagrams_to_send(now)[0])
+    hello2 = _hello(client.datagrams_to_send(now)[0])
     assert verifier.check(hello2, ADDR, WALL)
     assert verifier.check(hello2, ADDR, WALL + 10.0)  # the next interval still accepts it
     assert not verifier.check(hello2, ADDR, WALL + 20.0)  # two intervals later: expired
@@ -95,7 +108,7 @@ def test_cookies_bound_to_address_random_and_time():
     assert not CookieVerifier(b"t" * 16, rotation_interval=10.0).check(hello2, ADDR, WALL)
 
 
-def test_cookies_configuration_errors():
+def test_cookies_configuration_errors() -> None:
     with pytest.raises(ConfigurationError):
         CookieVerifier(b"short")
     with pytest.raises(ConfigurationError):
@@ -104,7 +117,7 @@ def test_cookies_configuration_errors():
 
 @settings(max_examples=300, derandomize=True, deadline=None)
 @given(st.binary(max_size=300))
-def test_cookies_parse_never_raises(data):
+def test_cookies_parse_never_raises(data: bytes) -> None:
     info = parse_client_hello_untrusted(data)
     if info is not None:
         assert CookieVerifier(b"k" * 32).check(info, ADDR, WALL) in (True, False)
@@ -112,7 +125,7 @@ def test_cookies_parse_never_raises(data):
 
 @settings(max_examples=200, derandomize=True, deadline=None)
 @given(st.integers(min_value=0, max_value=400), st.integers(min_value=0, max_value=255))
-def test_cookies_parse_truncated_and_flipped_real_hello(cut, flip):
+def test_cookies_parse_truncated_and_flipped_real_hello(cut: int, flip: int) -> None:
     client, _ = make_pair()
     hello = _first_hello(client, time.monotonic())
     mutated = bytearray(hello[:cut])

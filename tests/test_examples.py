@@ -47,7 +47,7 @@ def load(name: str) -> ModuleType:
     return module
 
 
-def test_every_example_is_tested():
+def test_every_example_is_tested() -> None:
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == [
         "asyncio_echo.py",
         "sansio_udp.py",
@@ -55,7 +55,7 @@ def test_every_example_is_tested():
     ]
 
 
-def test_sansio_udp_example():
+def test_sansio_udp_example() -> None:
     lines = run_example("sansio_udp.py")
     assert lines[:2] == [
         "alice: a=setup:actpass, peer a=setup:active -> DTLS server",
@@ -77,7 +77,9 @@ def test_sansio_udp_example():
     ]
 
 
-def test_sansio_udp_example_fails_closed_and_exits_1(monkeypatch, capsys):
+def test_sansio_udp_example_fails_closed_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An answer carrying another certificate's fingerprint: alice refuses bob, exit 1."""
     sansio = load("sansio_udp")
     mallory = Certificate.generate()
@@ -96,7 +98,7 @@ def test_sansio_udp_example_fails_closed_and_exits_1(monkeypatch, capsys):
     assert "handshake complete" not in out and "SRTP packet" not in out
 
 
-def test_asyncio_echo_example():
+def test_asyncio_echo_example() -> None:
     lines = run_example("asyncio_echo.py")
     assert re.fullmatch(r"server: listening on 127\.0\.0\.1:\d+", lines[0])
     assert re.fullmatch(r"client: connected, DTLSv1\.2 ECDHE-ECDSA-\S+", lines[1])
@@ -110,7 +112,7 @@ def test_asyncio_echo_example():
     ]
 
 
-def test_sfu_endpoint_example():
+def test_sfu_endpoint_example() -> None:
     lines = run_example("sfu_endpoint.py")
     port = re.fullmatch(
         r"sfu: listening on 127\.0\.0\.1:(\d+) \(STUN, DTLS and RTP on one socket\)", lines[0]
@@ -128,7 +130,7 @@ def test_sfu_endpoint_example():
     assert len(lines) == 15
 
 
-def test_examples_pass_mypy_strict():
+def test_examples_pass_mypy_strict() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "examples"],
         cwd=ROOT,
@@ -141,7 +143,7 @@ def test_examples_pass_mypy_strict():
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
-def test_examples_pass_ruff(command):
+def test_examples_pass_ruff(command: list[str]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "ruff", *command, "examples"],
         cwd=ROOT,

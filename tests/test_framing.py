@@ -32,6 +32,8 @@ HDR = 13
 HS_HDR = 12
 CONTENT_TYPES = {20, 21, 22, 23}
 VERSIONS = {0xFEFD, 0xFEFF}
+# Per key type, a (client, server) pair of certificates.
+KeyCerts = dict[str, tuple[Certificate, Certificate]]
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,13 @@ def hs_fragment(msg_type: int, total: int, message_seq: int, offset: int, frag: 
 
 
 @pytest.fixture(scope="module")
-def certs() -> dict[str, tuple[Certificate, Certificate]]:
+def certs() -> KeyCerts:
     return {k: (Certificate.generate(k), Certificate.generate(k)) for k in KEY_TYPES}
 
 
-def _pair(client_cert, server_cert, mtu=1200):
+def _pair(
+    client_cert: Certificate, server_cert: Certificate, mtu: int = 1200
+) -> tuple[DtlsConnection, DtlsConnection]:
     ccfg = DtlsConfiguration(certificate=client_cert, mtu=mtu, handshake_timeout=10.0)
     scfg = DtlsConfiguration(certificate=server_cert, mtu=mtu, handshake_timeout=10.0)
     client = DtlsConnection(ccfg, role=Role.CLIENT, remote_fingerprints=[server_cert.fingerprint()])
@@ -98,7 +102,13 @@ def _pair(client_cert, server_cert, mtu=1200):
     return client, server
 
 
-def _pump(client, server, log, now, rounds=20):
+def _pump(
+    client: DtlsConnection,
+    server: DtlsConnection,
+    log: list[tuple[str, bytes]],
+    now: float,
+    rounds: int = 20,
+) -> None:
     """Exchange datagrams in memory until both are established or nothing moves."""
     for _ in range(rounds):
         moved = False
@@ -113,7 +123,9 @@ def _pump(client, server, log, now, rounds=20):
 
 @pytest.mark.parametrize("key_type", KEY_TYPES)
 @pytest.mark.parametrize("mtu", MTUS)
-def test_framing_every_datagram_fits_mtu_and_is_whole_records(certs, key_type, mtu):
+def test_framing_every_datagram_fits_mtu_and_is_whole_records(
+    certs: KeyCerts, key_type: str, mtu: int
+) -> None:
     ccert, scert = certs[key_type]
     client, server = _pair(ccert, scert, mtu)
     now = time.monotonic()
@@ -153,7 +165,7 @@ def test_framing_every_datagram_fits_mtu_and_is_whole_records(certs, key_type, m
     client.close(now)
     log.extend(("c2s", d) for d in client.datagrams_to_send(now))
     assert log[-1][0] == "c2s"
-    seen_types = set()
+    seen_types: set[int] = set()
     for name, d in log:
         assert len(d) <= mtu, f"{name} datagram of {len(d)} bytes > mtu {mtu}"
         recs = parse_records(d)
@@ -162,7 +174,7 @@ def test_framing_every_datagram_fits_mtu_and_is_whole_records(certs, key_type, m
     assert seen_types == {20, 21, 22, 23}  # CCS, close_notify alert, handshake, data
 
 
-def test_framing_several_records_share_a_datagram(certs):
+def test_framing_several_records_share_a_datagram(certs: KeyCerts) -> None:
     ccert, scert = certs["ecdsa-p256"]
     client, server = _pair(ccert, scert, 1200)
     now = time.monotonic()
@@ -180,7 +192,9 @@ def test_framing_several_records_share_a_datagram(certs):
 # ------------------------------------------------------------------ fragmented ClientHello
 
 
-def _client_hello(certs, mtu=1200):
+def _client_hello(
+    certs: KeyCerts, mtu: int = 1200
+) -> tuple[DtlsConnection, DtlsConnection, Record]:
     ccert, scert = certs["ecdsa-p256"]
     client, server = _pair(ccert, scert, mtu)
     now = time.monotonic()
@@ -212,7 +226,9 @@ def _split_hello(rec: Record, body: bytes, cuts: list[int], seqs: list[int]) -> 
     [(2, False), (2, True), (3, False), (3, True)],
     ids=["2-in-order", "2-reversed", "3-in-order", "3-reversed"],
 )
-def test_framing_fragmented_client_hello_is_accepted(certs, parts, reverse):
+def test_framing_fragmented_client_hello_is_accepted(
+    certs: KeyCerts, parts: int, reverse: bool
+) -> None:
     client, server, rec = _client_hello(certs)
     body = rec.body[HS_HDR:]
     assert int.from_bytes(rec.body[1:4], "big") == len(body)
@@ -262,7 +278,7 @@ def _chromium_like(body: bytes) -> bytes:
     return body[:off] + _u16(len(new_exts)) + new_exts
 
 
-def test_framing_chromium_like_fragmented_hello_gets_dtls12_answer(certs):
+def test_framing_chromium_like_fragmented_hello_gets_dtls12_answer(certs: KeyCerts) -> None:
     client, server, rec = _client_hello(certs)
     body = _chromium_like(rec.body[HS_HDR:])
     assert 1350 <= len(body) <= 1500
@@ -339,7 +355,7 @@ def _server_step(server: Any, datagram: bytes) -> tuple[bool, list[bytes]]:
     return done, recs
 
 
-def test_framing_late_flight_is_not_packed_behind_a_stale_retransmission(certs):
+def test_framing_late_flight_is_not_packed_behind_a_stale_retransmission(certs: KeyCerts) -> None:
     """Issue 9 case 2: the server's flight arrives after our timer expired, before
     handle_timer(). OpenSSL retransmits the ClientHello inline, then writes flight 3; an
     OpenSSL server on a datagram BIO drops the rest of a datagram that starts with a stale

@@ -364,7 +364,7 @@ def feed_and_check(sc: Scenario, garbage: list[bytes], now: float) -> None:
 @pytest.mark.parametrize("state", STATES)
 @PROFILE
 @given(garbage=st.lists(junk, min_size=1, max_size=4))
-def test_fuzz_random_bytes_in_every_state(env, state, garbage):
+def test_fuzz_random_bytes_in_every_state(env: Env, state: str, garbage: list[bytes]) -> None:
     now = time.monotonic()
     sc = _make(env, state, now)
     feed_and_check(sc, garbage, now)
@@ -375,7 +375,9 @@ def test_fuzz_random_bytes_in_every_state(env, state, garbage):
 @pytest.mark.parametrize("state", STATES)
 @PROFILE
 @given(data=st.data())
-def test_fuzz_mutated_real_datagrams_in_every_state(env, state, data):
+def test_fuzz_mutated_real_datagrams_in_every_state(
+    env: Env, state: str, data: st.DataObject
+) -> None:
     garbage = data.draw(st.lists(mutations(env.captured), min_size=1, max_size=4))
     now = time.monotonic()
     sc = _make(env, state, now)
@@ -387,7 +389,7 @@ def test_fuzz_mutated_real_datagrams_in_every_state(env, state, data):
 @pytest.mark.parametrize("state", STATES)
 @PROFILE
 @given(garbage=st.lists(forged_records(), min_size=1, max_size=4))
-def test_fuzz_forged_records_in_every_state(env, state, garbage):
+def test_fuzz_forged_records_in_every_state(env: Env, state: str, garbage: list[bytes]) -> None:
     now = time.monotonic()
     sc = _make(env, state, now)
     feed_and_check(sc, garbage, now)
@@ -395,7 +397,7 @@ def test_fuzz_forged_records_in_every_state(env, state, garbage):
         sc.finish(sc, now)
 
 
-def test_fuzz_captured_datagrams_replayed_everywhere(env):
+def test_fuzz_captured_datagrams_replayed_everywhere(env: Env) -> None:
     """Every unmodified datagram of another session, in every state: invariants hold."""
     for state in STATES:
         now = time.monotonic()
@@ -410,7 +412,9 @@ def test_fuzz_captured_datagrams_replayed_everywhere(env):
     garbage=st.lists(st.one_of(junk, forged_records()), min_size=1, max_size=6),
     positions=st.lists(st.integers(0, 10), min_size=1, max_size=6),
 )
-def test_fuzz_batch_receive_mixes_garbage_and_real_records(env, garbage, positions):
+def test_fuzz_batch_receive_mixes_garbage_and_real_records(
+    env: Env, garbage: list[bytes], positions: list[int]
+) -> None:
     """receive_datagrams() with real records interleaved with garbage delivers exactly the
     real payloads, in order, once each (duplicates are replays)."""
     now = time.monotonic()
@@ -437,7 +441,7 @@ def test_fuzz_batch_receive_mixes_garbage_and_real_records(env, garbage, positio
 
 
 @pytest.mark.parametrize("state", STATES)
-def test_fuzz_non_dtls_junk_is_counted_as_dropped(env, state):
+def test_fuzz_non_dtls_junk_is_counted_as_dropped(env: Env, state: str) -> None:
     now = time.monotonic()
     sc = _make(env, state, now)
     samples = [b"", b"\x00", b"GET / HTTP/1.1\r\n\r\n", bytes(13), b"\x16\xfe\xfd" + bytes(7)]
@@ -450,7 +454,7 @@ def test_fuzz_non_dtls_junk_is_counted_as_dropped(env, state):
     sc.finish(sc, now)
 
 
-def test_fuzz_batch_receive_counts_every_dropped_datagram(env):
+def test_fuzz_batch_receive_counts_every_dropped_datagram(env: Env) -> None:
     """stats.datagrams_dropped counts datagrams, also through receive_datagrams().
 
     Regression: the batch path once set DTLSOSSL_DROPPED once per C call and Python added 1
@@ -463,7 +467,7 @@ def test_fuzz_batch_receive_counts_every_dropped_datagram(env):
     assert sc.server.stats.datagrams_dropped == before + 3
 
 
-def test_fuzz_client_hello_shaped_junk_does_not_start_a_server(env):
+def test_fuzz_client_hello_shaped_junk_does_not_start_a_server(env: Env) -> None:
     """A malformed datagram is dropped and counted, so it must not start the handshake.
 
     Library bug: connection.py _receive_slow calls self._start(now) (NEW -> HANDSHAKING, and
@@ -481,7 +485,7 @@ def test_fuzz_client_hello_shaped_junk_does_not_start_a_server(env):
     assert sc.server.state is ConnectionState.NEW
 
 
-def test_fuzz_short_encrypted_record_is_discarded(env):
+def test_fuzz_short_encrypted_record_is_discarded(env: Env) -> None:
     """An epoch-1 record too short to hold the AEAD nonce and tag must be dropped silently.
 
     Library bug: such a record (any content type, 1..23 bytes with AES-128-GCM) reaches

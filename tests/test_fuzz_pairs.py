@@ -26,15 +26,15 @@ SEEDS = 100  # about 10 s on an idle core; more seeds: bash ci/fuzz.sh
 
 
 def _alert(level: int, description: int, epoch: int = 0) -> bytes:
-    return fuzz_pairs.Rec(21, b"\xfe\xfd", epoch, 7, bytes([level, description])).pack()
+    return bytes(fuzz_pairs.Rec(21, b"\xfe\xfd", epoch, 7, bytes([level, description])).pack())
 
 
 def _handshake(msg_seq: int) -> bytes:
     body = bytes([2, 0, 0, 0]) + msg_seq.to_bytes(2, "big") + bytes(6)
-    return fuzz_pairs.Rec(22, b"\xfe\xfd", 0, 3, body).pack()
+    return bytes(fuzz_pairs.Rec(22, b"\xfe\xfd", 0, 3, body).pack())
 
 
-def test_fuzz_pairs_excepts_only_unauthenticated_records():
+def test_fuzz_pairs_excepts_only_unauthenticated_records() -> None:
     kind = fuzz_pairs.unauthenticated_kind
     # Second argument: the first message_seq the target has received nothing of.
     assert kind(_alert(2, 40), 0) == "plaintext-alert"
@@ -46,7 +46,7 @@ def test_fuzz_pairs_excepts_only_unauthenticated_records():
     assert kind(b"\x16\xfe\xfd" + bytes(10), 0) is None  # no body: not a message
 
 
-def test_fuzz_pairs_record_edits_round_trip():
+def test_fuzz_pairs_record_edits_round_trip() -> None:
     recs = fuzz_pairs.parse(_alert(2, 40) + _handshake(1) + b"\x17\xfe")
     assert [(r.ctype, r.epoch, r.seq) for r in recs] == [(21, 0, 7), (22, 0, 3)]
     assert b"".join(r.pack() for r in recs) == _alert(2, 40) + _handshake(1)
@@ -55,7 +55,7 @@ def test_fuzz_pairs_record_edits_round_trip():
     )
 
 
-def test_fuzz_pairs_campaign_finds_nothing():
+def test_fuzz_pairs_campaign_finds_nothing() -> None:
     out = io.StringIO()
     summary = fuzz_pairs.campaign(120.0, 1, progress=1e9, out=out, count=SEEDS)
     fuzz_pairs.report(summary, 0.0, out=out)

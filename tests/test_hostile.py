@@ -104,7 +104,7 @@ def assert_data_flows(client: DtlsConnection, server: DtlsConnection) -> None:
 # Case 1: CBC suites -------------------------------------------------------------------------
 
 
-def test_default_ciphers_are_aead_and_cbc_is_separate():
+def test_default_ciphers_are_aead_and_cbc_is_separate() -> None:
     default = DEFAULT_CIPHERS.split(":")
     cbc = CBC_CIPHERS.split(":")
     assert default == [
@@ -123,7 +123,7 @@ def test_default_ciphers_are_aead_and_cbc_is_separate():
     ]
 
 
-def test_cbc_only_peer_is_refused_by_default():
+def test_cbc_only_peer_is_refused_by_default() -> None:
     """A server with the defaults does not negotiate CBC: the suite must be asked for. (A
     ClientHello that OpenSSL refuses does not start a server: it is dropped and counted.)"""
     client, server = make_pair({"ciphers": CBC_CIPHERS}, {})
@@ -143,7 +143,9 @@ def test_cbc_only_peer_is_refused_by_default():
 @pytest.mark.parametrize("cipher", EVERY_CIPHER)
 @pytest.mark.parametrize("content_type", [23, 22, 21])
 @pytest.mark.parametrize("length", [32, 48, 64, 80, 256])
-def test_forged_record_on_established_connection_is_dropped(cipher, content_type, length):
+def test_forged_record_on_established_connection_is_dropped(
+    cipher: str, content_type: int, length: int
+) -> None:
     """The issue's datagram (bad MAC, epoch 1) against each allowed kind of suite: OpenSSL
     drops it (with encrypt-then-MAC, 3.0 answered bad_record_mac and ended a CBC
     connection); nothing happens and data still flows both ways."""
@@ -171,7 +173,9 @@ def test_forged_record_on_established_connection_is_dropped(cipher, content_type
 @pytest.mark.parametrize("cipher", EVERY_CIPHER)
 @pytest.mark.parametrize("side", ["server", "client"])
 @pytest.mark.parametrize("seq", [0, 1, 5, TOP_SEQ])
-def test_forged_next_epoch_record_during_handshake_is_dropped(cipher, side, seq):
+def test_forged_next_epoch_record_during_handshake_is_dropped(
+    cipher: str, side: str, seq: int
+) -> None:
     """A forged epoch-1 record that arrives before the genuine Finished is buffered by
     OpenSSL and processed right after the epoch change: it fails its MAC check and is
     dropped, and the handshake completes in four flights (with encrypt-then-MAC, a CBC
@@ -195,7 +199,7 @@ def test_forged_next_epoch_record_during_handshake_is_dropped(cipher, side, seq)
 
 @pytest.mark.parametrize("side", ["server", "client"])
 @pytest.mark.parametrize("seq", [2, 100, 5000, 65536, TOP_SEQ])
-def test_forged_epoch0_record_does_not_stall_the_handshake(side, seq):
+def test_forged_epoch0_record_does_not_stall_the_handshake(side: str, seq: int) -> None:
     """A forged plaintext handshake record numbered far ahead used to move OpenSSL's epoch-0
     replay window, so that every genuine record after it looked like a replay (both sides
     ended in HandshakeTimeoutError). Renumbered before OpenSSL sees it, it changes nothing:
@@ -212,7 +216,7 @@ def test_forged_epoch0_record_does_not_stall_the_handshake(side, seq):
 
 
 @pytest.mark.parametrize("side", ["server", "client"])
-def test_forged_epoch0_records_between_every_flight(side):
+def test_forged_epoch0_records_between_every_flight(side: str) -> None:
     """One forged record numbered 2^48-1 before every flight (each renumbered in turn)."""
     rnd = random.Random(side)
     client, server = pair()
@@ -224,7 +228,7 @@ def test_forged_epoch0_records_between_every_flight(side):
     assert_clean_completion(client, server)
 
 
-def test_forged_epoch0_record_in_the_same_datagram_as_genuine_records():
+def test_forged_epoch0_record_in_the_same_datagram_as_genuine_records() -> None:
     """Renumbering is per record: a forged record packed behind the genuine ClientHello does
     not make the server drop the ClientHello or stall later flights."""
     rnd = random.Random(7)
@@ -244,7 +248,7 @@ def test_forged_epoch0_record_in_the_same_datagram_as_genuine_records():
     assert_clean_completion(client, server)
 
 
-def test_genuine_retransmitted_flight_is_still_answered():
+def test_genuine_retransmitted_flight_is_still_answered() -> None:
     """With renumbered epoch-0 records, a duplicated flight 1 (same record numbers) is still
     recognised by its message_seq: no second ServerHello flight, and the handshake completes."""
     client, server = pair()
@@ -282,7 +286,9 @@ def _prf_sha256(secret: bytes, label: bytes, seed: bytes, n: int) -> bytes:
         (21, b"", 10, "invalid alert"),  # an empty alert: unexpected_message
     ],
 )
-def test_fatal_record_after_finished_keeps_its_reason(content_type, plaintext, alert, reason):
+def test_fatal_record_after_finished_keeps_its_reason(
+    content_type: int, plaintext: bytes, alert: int, reason: str
+) -> None:
     """The client's genuine flight 3, followed in the same datagram by a correctly protected
     record the server must refuse: the server completes and fails in one call. OpenSSL's
     reason used to be cleared by the completion code (ProtocolError('no detail from
@@ -326,7 +332,7 @@ def _plausibility_screen(*conns: DtlsConnection) -> None:
 
 @pytest.mark.parametrize("side", ["server", "client"])
 @pytest.mark.parametrize("seq", [65536, TOP_SEQ])
-def test_plausibility_screen_drops_implausible_epoch0_numbers(side, seq):
+def test_plausibility_screen_drops_implausible_epoch0_numbers(side: str, seq: int) -> None:
     """Without renumbering, a datagram whose plaintext record is numbered above 65535 (the
     first from the peer) or more than 4096 above the highest fed is dropped and counted."""
     rnd = random.Random(f"screen/{side}/{seq}")
@@ -340,7 +346,7 @@ def test_plausibility_screen_drops_implausible_epoch0_numbers(side, seq):
 
 
 @pytest.mark.parametrize("side", ["server", "client"])
-def test_plausibility_screen_cannot_stop_a_number_within_its_window(side):
+def test_plausibility_screen_cannot_stop_a_number_within_its_window(side: str) -> None:
     """Why DTLS 1.2 renumbers instead: a forged record numbered 100 passes any plausible
     window, moves OpenSSL's 64-record replay window past the genuine records, and the
     handshake stalls (flight 3 or 4 is never answered without a retransmission)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from typing import Any
 
 import pytest
 from impair import CLEAN, Channel, Impairment, drive
@@ -34,7 +35,7 @@ def certs() -> tuple[Certificate, Certificate]:
     return Certificate.generate(), Certificate.generate()
 
 
-def _config(cert: Certificate, **kw) -> DtlsConfiguration:
+def _config(cert: Certificate, **kw: Any) -> DtlsConfiguration:
     kw.setdefault("initial_retransmit_timeout", INITIAL)
     kw.setdefault("max_retransmit_timeout", CAP)
     kw.setdefault("handshake_timeout", 10.0)
@@ -47,11 +48,19 @@ def _config(cert: Certificate, **kw) -> DtlsConfiguration:
 
 
 @pytest.fixture(scope="module")
-def configs(certs) -> tuple[DtlsConfiguration, DtlsConfiguration]:
+def configs(certs: tuple[Certificate, Certificate]) -> tuple[DtlsConfiguration, DtlsConfiguration]:
     return _config(certs[0]), _config(certs[1])
 
 
-def _channel(certs, configs=None, *, seed=0, c2s=CLEAN, s2c=CLEAN, **cfg):
+def _channel(
+    certs: tuple[Certificate, Certificate],
+    configs: tuple[DtlsConfiguration, DtlsConfiguration] | None = None,
+    *,
+    seed: int = 0,
+    c2s: Impairment = CLEAN,
+    s2c: Impairment = CLEAN,
+    **cfg: Any,
+) -> Channel:
     ccert, scert = certs
     ccfg, scfg = configs if configs is not None else (_config(ccert, **cfg), _config(scert))
     client = DtlsConnection(ccfg, role=Role.CLIENT, remote_fingerprints=[scert.fingerprint()])
@@ -96,7 +105,9 @@ def _exchange(ch: Channel, n: int = 5) -> None:
     assert got_c == [b"s%d" % i for i in range(n)]
 
 
-def test_impairment_no_loss_means_no_retransmission(certs, configs):
+def test_impairment_no_loss_means_no_retransmission(
+    certs: tuple[Certificate, Certificate], configs: tuple[DtlsConfiguration, DtlsConfiguration]
+) -> None:
     ch = _channel(certs, configs)
     ch.start()
     assert ch.run(_done, timeout=5.0)
@@ -118,7 +129,11 @@ def test_impairment_no_loss_means_no_retransmission(certs, configs):
         pytest.param(Impairment(loss=0.3, duplicate=0.2, reorder=0.3), id="loss30-dup-reorder"),
     ],
 )
-def test_impairment_handshake_completes_for_every_seed(certs, configs, impairment):
+def test_impairment_handshake_completes_for_every_seed(
+    certs: tuple[Certificate, Certificate],
+    configs: tuple[DtlsConfiguration, DtlsConfiguration],
+    impairment: Impairment,
+) -> None:
     """30% loss each way (plus duplication and reordering): every seed completes.
 
     All seeds run at once in one real-time loop, so the total wait is that of the slowest.
@@ -140,7 +155,9 @@ def test_impairment_handshake_completes_for_every_seed(certs, configs, impairmen
 
 
 @pytest.mark.slow
-def test_impairment_one_way_loss_and_duplication(certs, configs):
+def test_impairment_one_way_loss_and_duplication(
+    certs: tuple[Certificate, Certificate], configs: tuple[DtlsConfiguration, DtlsConfiguration]
+) -> None:
     """Asymmetric: 50% loss client to server, all duplicated and reordered the other way."""
     chans = [
         _channel(
@@ -166,7 +183,9 @@ def _tolerant(expected: float) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-def test_impairment_backoff_on_the_wire_doubles_up_to_the_cap(certs):
+def test_impairment_backoff_on_the_wire_doubles_up_to_the_cap(
+    certs: tuple[Certificate, Certificate],
+) -> None:
     """Drop everything from the server: the client resends its ClientHello at 0.05, 0.1,
     0.2, 0.4, 0.4, ... s (the configured initial timeout, doubled, capped)."""
     ch = _channel(certs, s2c=Impairment(loss=1.0))
@@ -195,7 +214,9 @@ def test_impairment_backoff_on_the_wire_doubles_up_to_the_cap(certs):
 
 
 @pytest.mark.slow
-def test_impairment_silent_peer_hits_handshake_timeout(certs):
+def test_impairment_silent_peer_hits_handshake_timeout(
+    certs: tuple[Certificate, Certificate],
+) -> None:
     hs = 0.5
     ch = _channel(certs, c2s=Impairment(loss=1.0), handshake_timeout=hs)
     t0 = time.monotonic()
@@ -215,7 +236,9 @@ def test_impairment_silent_peer_hits_handshake_timeout(certs):
     assert ch.client.datagrams_to_send(time.monotonic()) == []
 
 
-def test_impairment_openssl_gives_up_after_12_retransmissions(certs):
+def test_impairment_openssl_gives_up_after_12_retransmissions(
+    certs: tuple[Certificate, Certificate],
+) -> None:
     """handshake_timeout=None: OpenSSL's own limit (12 timer expiries) ends the handshake."""
     ch = _channel(
         certs,

@@ -50,7 +50,11 @@ def _drain(*conns: DtlsConnection) -> None:
             pass
 
 
-def _one(i: int, certs, configs) -> None:
+def _one(
+    i: int,
+    certs: tuple[Certificate, Certificate, Certificate],
+    configs: tuple[DtlsConfiguration, DtlsConfiguration],
+) -> None:
     ccert, scert, other = certs
     ccfg, scfg = configs
     if i % 50 == 0:
@@ -92,7 +96,9 @@ def _one(i: int, certs, configs) -> None:
 
 
 @pytest.mark.rss
-def test_leak_rss_flat_over_thousands_of_handshakes(certs):
+def test_leak_rss_flat_over_thousands_of_handshakes(
+    certs: tuple[Certificate, Certificate, Certificate],
+) -> None:
     ccert, scert, _ = certs
     configs = (
         DtlsConfiguration(certificate=ccert, handshake_timeout=5.0),
@@ -110,7 +116,9 @@ def test_leak_rss_flat_over_thousands_of_handshakes(certs):
 
 
 @pytest.mark.rss
-def test_leak_rss_flat_over_many_records(certs):
+def test_leak_rss_flat_over_many_records(
+    certs: tuple[Certificate, Certificate, Certificate],
+) -> None:
     """The per-record C paths create bytes and events themselves: none may be leaked.
 
     Every input type and both the per-datagram and the batch forms; 1200-byte records, so a

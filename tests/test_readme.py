@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,13 +35,13 @@ def section(title: str) -> str:
     return README_TEXT[start : end if end != -1 else None]
 
 
-def test_readme_has_examples():
+def test_readme_has_examples() -> None:
     assert len(BLOCKS) >= 1
     assert [source for source, _ in EXCERPTS] == ["examples/sansio_udp.py"]
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example_runs(index, capsys):
+def test_readme_example_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
     exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {"__name__": "readme"})
     if "print(" in BLOCKS[index] and "asyncio.run" in BLOCKS[index]:
         assert "b'hello'" in capsys.readouterr().out
@@ -53,7 +54,7 @@ def excerpt_pieces(code: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("source", "code"), EXCERPTS, ids=[s for s, _ in EXCERPTS])
-def test_readme_excerpt_is_the_example_text(source, code):
+def test_readme_excerpt_is_the_example_text(source: str, code: str) -> None:
     ast.parse(code)  # valid Python as shown, elisions included
     text = (ROOT / source).read_text(encoding="utf-8")
     position = 0
@@ -65,7 +66,7 @@ def test_readme_excerpt_is_the_example_text(source, code):
         position = found + len(piece)
 
 
-def test_excerpt_pieces_split_on_elisions_only():
+def test_excerpt_pieces_split_on_elisions_only() -> None:
     code = "a = 1\n...\n    b = 2\n\n    ...\nc = '...'\n"
     assert excerpt_pieces(code) == ["a = 1", "    b = 2", "c = '...'"]
 
@@ -74,7 +75,7 @@ def error_tree() -> str:
     """Render the DtlsError hierarchy of dtls_ossl.exceptions as the README shows it."""
     lines = ["DtlsError"]
 
-    def walk(cls: type, prefix: str) -> None:
+    def walk(cls: type[BaseException], prefix: str) -> None:
         subs = [c for c in cls.__subclasses__() if c.__module__ == dtls_ossl.exceptions.__name__]
         for i, sub in enumerate(subs):
             last = i == len(subs) - 1
@@ -87,13 +88,13 @@ def error_tree() -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_readme_error_hierarchy_is_complete():
+def test_readme_error_hierarchy_is_complete() -> None:
     tree = error_tree()
     assert "ConnectionClosedError" in tree and "IdleTimeoutError" in tree
     assert f"```text\n{tree}```" in section("Using it")
 
 
-def test_readme_names_every_logger():
+def test_readme_names_every_logger() -> None:
     names = set()
     for path in (ROOT / "dtls_ossl").rglob("*.py"):
         source = path.read_text(encoding="utf-8")
@@ -123,7 +124,7 @@ def cli_command_lines() -> list[list[str]]:
     return commands
 
 
-def test_readme_cli_section_shows_every_command_and_each_parses():
+def test_readme_cli_section_shows_every_command_and_each_parses() -> None:
     commands = cli_command_lines()
     assert {argv[0] for argv in commands if not argv[0].startswith("-")} == {
         c.name for c in COMMANDS
@@ -134,7 +135,7 @@ def test_readme_cli_section_shows_every_command_and_each_parses():
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("index", [0, 2], ids=["cert-fingerprint", "demo"])
-def test_readme_cli_blocks_without_a_fixed_port_run(index, tmp_path):
+def test_readme_cli_blocks_without_a_fixed_port_run(index: int, tmp_path: Path) -> None:
     """The cert/fingerprint and demo blocks run as written (the server block binds port 4444)."""
     block = re.findall(r"```sh\n(.*?)```", section("Command line"), re.S)[index]
     assert "4444" not in block and "conformance" not in block

@@ -9,7 +9,8 @@ from helpers import handshake, make_pair
 
 from dtls_ossl import SrtpProfile
 
-pylibsrtp = pytest.importorskip("pylibsrtp")
+pytest.importorskip("pylibsrtp")
+import pylibsrtp
 
 
 def _rtp(seq: int, payload: bytes) -> bytes:
@@ -17,7 +18,7 @@ def _rtp(seq: int, payload: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("profile", list(SrtpProfile), ids=lambda p: p.name)
-def test_srtp_keys_protect_and_unprotect_with_libsrtp(profile):
+def test_srtp_keys_protect_and_unprotect_with_libsrtp(profile: SrtpProfile) -> None:
     client, server = make_pair({"srtp_profiles": [profile]}, {"srtp_profiles": [profile]})
     handshake(client, server)
     ck, sk = client.srtp_keys(), server.srtp_keys()

@@ -476,6 +476,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             network_errors=self._n_network_errors,
             handler_errors=self._n_handler_errors + self._router.errors,
             timer_wakeups=self._timers.wakeups,
+            memory_releases=self._trimmer.releases,
         )
 
     async def close(self, *, grace: float = 1.0) -> None:

@@ -53,6 +53,8 @@ class ServerStats:
     "Exceptions raised by the handler or the datagram callbacks (logged)."
     timer_wakeups: int = 0
     "Wake-ups of the endpoint's one timer (many deadlines share one; idle peers cost none)."
+    memory_releases: int = 0
+    "Times the C heap's free pages were given back after failed handshakes (``malloc_trim``)."
 
     def __add__(self, other: ServerStats) -> ServerStats:
         """Sum two snapshots field by field (used to aggregate workers)."""

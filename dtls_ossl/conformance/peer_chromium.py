@@ -139,7 +139,7 @@ class ChromiumPeer(BrowserPeer):
 
     name = "chromium"
     program = "chromium"
-    profiles = (
+    profiles: tuple[SrtpProfile, ...] = (
         SrtpProfile.AES128_CM_SHA1_80,
         SrtpProfile.AEAD_AES_128_GCM,
         SrtpProfile.AEAD_AES_256_GCM,

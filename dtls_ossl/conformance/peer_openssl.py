@@ -189,7 +189,7 @@ class OpenSSLPeer(Peer):
     name = "openssl"
     profiles = tuple(SrtpProfile)
     install = "apt-get install -y openssl"
-    lossy_roles = (Role.CLIENT, Role.SERVER)
+    lossy_roles: tuple[Role, ...] = (Role.CLIENT, Role.SERVER)
 
     def availability(self) -> Availability:
         """Available when the ``openssl`` program is on PATH."""

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
+from conformance.test_runner import run
 from dtls_ossl._impair import LossyPath as Impairment
 from dtls_ossl._records import reassemble_client_hello_untrusted as inspect_client_hello
 from dtls_ossl._roles import Role
 from dtls_ossl.conformance import CellKind
+from dtls_ossl.conformance._model import CellSpec
 from dtls_ossl.conformance._peer import KEY_TYPES
 from dtls_ossl.conformance.peer_openssl import OpenSSLPeer
 from dtls_ossl.conformance.runner import all_peers
-from tests.conformance.test_runner import run
 
 HANDSHAKE = b"\x16\xfe\xfd" + bytes(10)
 
@@ -22,7 +24,7 @@ def datagram(n: int) -> bytes:
     return HANDSHAKE + n.to_bytes(4, "big")
 
 
-def test_first_datagram_each_way_is_lost_and_the_pattern_is_seeded():
+def test_first_datagram_each_way_is_lost_and_the_pattern_is_seeded() -> None:
     def pattern(seed: int) -> list[list[bytes]]:
         imp = Impairment(seed, loss=0.25, reorder=0.0)
         return [imp.outbound([datagram(i)], 0.0) for i in range(50)]
@@ -39,7 +41,7 @@ def test_first_datagram_each_way_is_lost_and_the_pattern_is_seeded():
     assert (imp.inn.dropped, imp.inn.seen) == (1, 2)
 
 
-def test_first_multi_datagram_batch_is_reversed_once():
+def test_first_multi_datagram_batch_is_reversed_once() -> None:
     imp = Impairment(3, loss=0.0, reorder=0.0)
     assert imp.outbound([datagram(0)], 0.0) == []  # always lost
     batch = [datagram(1), datagram(2), datagram(3)]
@@ -48,7 +50,7 @@ def test_first_multi_datagram_batch_is_reversed_once():
     assert imp.outbound(batch, 0.0) == batch  # only the first such batch
 
 
-def test_held_datagram_is_overtaken_or_released_after_its_hold():
+def test_held_datagram_is_overtaken_or_released_after_its_hold() -> None:
     imp = Impairment(5, loss=0.0, reorder=0.999, max_hold=0.05)
     assert imp.outbound([datagram(0)], 0.0) == []
     assert imp.outbound([datagram(1)], 0.0) == []  # held
@@ -69,14 +71,14 @@ def test_held_datagram_is_overtaken_or_released_after_its_hold():
     assert imp.outbound([datagram(99)], 1.0) == [datagram(99)]  # stopped: no impairment
 
 
-def test_application_data_is_never_lost():
+def test_application_data_is_never_lost() -> None:
     imp = Impairment(9, loss=0.99, reorder=0.0)
     app = b"\x17\xfe\xfd" + bytes(10)
     assert imp.outbound([app], 0.0) == [app]
     assert imp.out.seen == 0
 
 
-def test_bad_parameters_are_refused():
+def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="loss"):
         Impairment(1, loss=1.0)
 
@@ -112,7 +114,7 @@ def _records(body: bytes, pieces: int) -> list[bytes]:
     return out
 
 
-def test_client_hello_inspector_reassembles_fragments_and_reads_versions():
+def test_client_hello_inspector_reassembles_fragments_and_reads_versions() -> None:
     versions = b"\x00\x2b\x00\x05\x04\xfe\xfc\xfe\xfd"
     share = b"\x00\x33\x00\x0a\x00\x08\x00\x1d\x00\x04" + bytes(4)
     padding = b"\x00\x15\x05\x00" + bytes(1280)
@@ -133,7 +135,7 @@ def test_client_hello_inspector_reassembles_fragments_and_reads_versions():
     assert "absent" in plain.describe()
 
 
-def test_matrix_has_lossy_and_dtls13_hello_cells():
+def test_matrix_has_lossy_and_dtls13_hello_cells() -> None:
     peers = {p.name: p for p in all_peers()}
     lossy = [s for p in peers.values() for s in p.cells() if s.kind is CellKind.LOSSY]
     assert {(s.peer, s.role) for s in lossy} >= {
@@ -146,14 +148,14 @@ def test_matrix_has_lossy_and_dtls13_hello_cells():
 
 
 class LossyOpenSSL(OpenSSLPeer):
-    def cells(self):
+    def cells(self) -> list[CellSpec]:
         return [s for s in super().cells() if s.kind is CellKind.LOSSY]
 
 
 @pytest.mark.interop
 @pytest.mark.timeout(90)
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI")
-def test_lossy_cells_against_openssl_pass_with_the_impairment_recorded(tmp_path):
+def test_lossy_cells_against_openssl_pass_with_the_impairment_recorded(tmp_path: Path) -> None:
     report, text, doc, _ = run([LossyOpenSSL()], tmp_path)
     assert report.exit_status == 0, text
     assert [c["kind"] for c in doc["cells"]] == ["lossy", "lossy"]

@@ -7,17 +7,21 @@ import json
 import shutil
 import time
 import xml.etree.ElementTree as ET
-from typing import ClassVar
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
+from dtls_ossl._roles import Role
 from dtls_ossl.cli import main
 from dtls_ossl.conformance import Availability, CellKind, CheckStatus, Status, run_matrix
 from dtls_ossl.conformance._cell import CellContext, CellOutcome
-from dtls_ossl.conformance._model import CellFailure
+from dtls_ossl.conformance._model import CellFailure, CellSpec
 from dtls_ossl.conformance._peer import Peer
 from dtls_ossl.conformance.peer_gnutls import gnutls_cipher_to_openssl
 from dtls_ossl.conformance.peer_openssl import OpenSSLPeer
+from dtls_ossl.conformance.report import RunReport
 from dtls_ossl.webrtc.srtp import SrtpProfile
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI")
@@ -28,7 +32,7 @@ class SmallOpenSSL(OpenSSLPeer):
 
     profiles = (SrtpProfile.AES128_CM_SHA1_80,)
     key_types = ("ecdsa-p256",)
-    lossy_roles = ()
+    lossy_roles: tuple[Role, ...] = ()
 
 
 class Missing(Peer):
@@ -73,12 +77,12 @@ class Hanging(Peer):
     profiles = (SrtpProfile.AES128_CM_SHA1_80,)
     key_types = ("ecdsa-p256",)
     roles = OpenSSLPeer.roles[:1]
-    started: ClassVar[list] = []
+    started: ClassVar[list[Any]] = []
 
     def availability(self) -> Availability:
         return Availability(True, version="sleep")
 
-    def cells(self):
+    def cells(self) -> list[CellSpec]:
         return super().cells()[:1]
 
     def run(self, ctx: CellContext) -> CellOutcome:
@@ -88,7 +92,9 @@ class Hanging(Peer):
         raise AssertionError("unreachable")
 
 
-def run(peers, tmp_path, timeout=10.0):
+def run(
+    peers: Sequence[Peer], tmp_path: Path, timeout: float = 10.0
+) -> tuple[RunReport, str, Any, ET.Element]:
     out = io.StringIO()
     report = run_matrix(peers, timeout=timeout, out=out, report_dir=str(tmp_path))
     doc = json.loads((tmp_path / "report.json").read_text())
@@ -99,7 +105,7 @@ def run(peers, tmp_path, timeout=10.0):
 @pytest.mark.interop
 @pytest.mark.timeout(60)
 @needs_openssl
-def test_openssl_cells_pass_and_reports_have_their_shape(tmp_path):
+def test_openssl_cells_pass_and_reports_have_their_shape(tmp_path: Path) -> None:
     report, text, doc, junit = run([SmallOpenSSL()], tmp_path)
     assert report.exit_status == 0
     lines = [line for line in text.splitlines() if line.startswith("[")]
@@ -152,7 +158,7 @@ def test_openssl_cells_pass_and_reports_have_their_shape(tmp_path):
     assert all(c.find("failure") is None and c.find("skipped") is None for c in cases)
 
 
-def test_missing_peer_is_skipped_with_reason_and_install_command(tmp_path):
+def test_missing_peer_is_skipped_with_reason_and_install_command(tmp_path: Path) -> None:
     report, text, doc, junit = run([Missing()], tmp_path)
     assert report.exit_status == 0
     assert [r.status for r in report.results] == [Status.SKIPPED] * 4
@@ -172,10 +178,10 @@ def test_missing_peer_is_skipped_with_reason_and_install_command(tmp_path):
     assert {c["install"] for c in doc["cells"]} == {"apt-get install -y missing-peer"}
     skipped = junit.findall("testsuite/testcase/skipped")
     assert len(skipped) == 4
-    assert "install: apt-get install -y missing-peer" in skipped[0].get("message")
+    assert "install: apt-get install -y missing-peer" in skipped[0].get("message", "")
 
 
-def test_failures_are_reported_and_exit_non_zero(tmp_path):
+def test_failures_are_reported_and_exit_non_zero(tmp_path: Path) -> None:
     report, text, doc, junit = run([Broken()], tmp_path)
     assert report.exit_status == 1
     statuses = [c["status"] for c in doc["cells"]]
@@ -191,7 +197,7 @@ def test_failures_are_reported_and_exit_non_zero(tmp_path):
     assert "Failed cells:" in text
 
 
-def test_cell_is_bounded_in_time_and_its_process_stopped(tmp_path):
+def test_cell_is_bounded_in_time_and_its_process_stopped(tmp_path: Path) -> None:
     Hanging.started = []
     start = time.monotonic()
     report, _text, _doc, _ = run([Hanging()], tmp_path, timeout=0.5)
@@ -203,7 +209,9 @@ def test_cell_is_bounded_in_time_and_its_process_stopped(tmp_path):
     assert proc.proc.poll() is not None  # stopped by the cell's cleanup
 
 
-def test_cli_skipped_only_peers_exit_zero_and_write_reports(tmp_path, capsys, monkeypatch):
+def test_cli_skipped_only_peers_exit_zero_and_write_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dtls_ossl.conformance import peer_werift
 
     monkeypatch.setattr(peer_werift, "PACKAGE", str(tmp_path / "missing" / "package.json"))
@@ -214,12 +222,12 @@ def test_cli_skipped_only_peers_exit_zero_and_write_reports(tmp_path, capsys, mo
     assert "ci/install-peers.sh werift" in capsys.readouterr().out
 
 
-def test_cli_rejects_unknown_peer(capsys):
+def test_cli_rejects_unknown_peer(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["conformance", "--peers", "nosuchstack"]) == 2
     assert "unknown peer nosuchstack" in capsys.readouterr().err
 
 
-def test_cli_list(capsys):
+def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["conformance", "--list"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("openssl")
@@ -244,5 +252,5 @@ def test_cli_list(capsys):
         ("(DTLS1.2-X.509)-(RSA)-(AES-128-GCM)", None),
     ],
 )
-def test_gnutls_description_maps_to_openssl_names(description, name):
+def test_gnutls_description_maps_to_openssl_names(description: str, name: str | None) -> None:
     assert gnutls_cipher_to_openssl(description) == name

@@ -8,6 +8,7 @@ import os
 import shutil
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,9 @@ from dtls_ossl.conformance._stun import MAGIC_COOKIE, binding_response_untrusted
 PWD = "0123456789abcdef0123456789abcdef"
 
 
-def request(username: bytes, pwd: str, *, use_candidate: bool = True, tamper: bool = False):
+def request(
+    username: bytes, pwd: str, *, use_candidate: bool = True, tamper: bool = False
+) -> tuple[bytes, bytes]:
     tid = os.urandom(12)
     attrs = struct.pack("!HH", 0x0006, len(username)) + username + b"\0" * (-len(username) % 4)
     if use_candidate:
@@ -32,7 +35,7 @@ def request(username: bytes, pwd: str, *, use_candidate: bool = True, tamper: bo
     return msg + struct.pack("!HHI", 0x8028, 4, crc), tid
 
 
-def test_valid_binding_request_gets_a_signed_response():
+def test_valid_binding_request_gets_a_signed_response() -> None:
     msg, tid = request(b"ours:theirs", PWD)
     assert is_stun(msg)
     reply = binding_response_untrusted(msg, ("127.0.0.1", 40000), "ours", PWD)
@@ -64,12 +67,12 @@ def test_valid_binding_request_gets_a_signed_response():
         (b"ours:theirs", PWD, True),
     ],
 )
-def test_invalid_requests_are_dropped(username, pwd, tamper):
+def test_invalid_requests_are_dropped(username: bytes, pwd: str, tamper: bool) -> None:
     msg, _ = request(username, pwd, tamper=tamper)
     assert binding_response_untrusted(msg, ("127.0.0.1", 1), "ours", PWD) is None
 
 
-def test_garbage_is_not_stun():
+def test_garbage_is_not_stun() -> None:
     assert not is_stun(b"\x16\xfe\xfd" + b"\0" * 30)
     assert (
         binding_response_untrusted(b"\x00\x01\x00\x00" + b"\0" * 16, ("127.0.0.1", 1), "a", PWD)
@@ -84,7 +87,7 @@ def test_garbage_is_not_stun():
     shutil.which("chromium") is None or os.geteuid() != 0,
     reason="needs chromium and root (unshare -n)",
 )
-def test_chromium_cells_pass(tmp_path):
+def test_chromium_cells_pass(tmp_path: Path) -> None:
     import io
 
     from dtls_ossl.conformance import Status, run_matrix

@@ -353,8 +353,13 @@ def assert_datagrams_fit(driver: UdpDriver, mtu: int) -> None:
 
 @pytest.mark.parametrize("listen", [False, True], ids=["cookie-exchange", "dtlsv1-listen"])
 def test_client_against_s_server_handshake_keys_and_data(
-    tmp_path, spawn, drivers, our_certificate, peer_certificate, listen
-):
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    our_certificate,
+    peer_certificate,
+    listen,
+) -> None:
     profile = "SRTP_AES128_CM_SHA1_80"
     cert_file, key_file = write_identity(tmp_path, "server", peer_certificate)
     expected = cli_fingerprint(tmp_path, cert_file)
@@ -415,7 +420,13 @@ def test_client_against_s_server_handshake_keys_and_data(
 
 
 @pytest.mark.parametrize("profile", list(SRTP_LENGTHS))
-def test_client_against_s_server_each_srtp_profile(tmp_path, spawn, drivers, certificates, profile):
+def test_client_against_s_server_each_srtp_profile(
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    profile,
+) -> None:
     ours, theirs = certificates["ecdsa-p256"]
     cert_file, key_file = write_identity(tmp_path, "server", theirs)
     port = free_udp_port()
@@ -434,7 +445,12 @@ def test_client_against_s_server_each_srtp_profile(tmp_path, spawn, drivers, cer
     check_srtp_layout(material, profile, hs, Role.CLIENT)
 
 
-def test_client_against_s_server_without_srtp(tmp_path, spawn, drivers, certificates):
+def test_client_against_s_server_without_srtp(
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+) -> None:
     ours, theirs = certificates["ecdsa-p256"]
     cert_file, key_file = write_identity(tmp_path, "server", theirs)
     port = free_udp_port()
@@ -454,8 +470,12 @@ def test_client_against_s_server_without_srtp(tmp_path, spawn, drivers, certific
 
 
 def test_client_against_s_server_wrong_fingerprint_fails_closed(
-    tmp_path, spawn, drivers, our_certificate, peer_certificate
-):
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    our_certificate,
+    peer_certificate,
+) -> None:
     cert_file, key_file = write_identity(tmp_path, "server", peer_certificate)
     port = free_udp_port()
     server = start_s_server(
@@ -484,8 +504,8 @@ def test_client_against_s_server_wrong_fingerprint_fails_closed(
 
 
 def test_client_retransmits_when_hello_verify_request_is_lost(
-    tmp_path, spawn, drivers, certificates
-):
+    tmp_path: Path, spawn: Callable[..., CliPeer], drivers: list[UdpDriver], certificates
+) -> None:
     """Our 0.2 s timer resends the first ClientHello; s_server answers with a new cookie."""
     ours, theirs = certificates["ecdsa-p256"]
     cert_file, key_file = write_identity(tmp_path, "server", theirs)
@@ -510,7 +530,9 @@ def test_client_retransmits_when_hello_verify_request_is_lost(
 
 
 @pytest.mark.slow
-def test_client_recovers_when_s_server_flight_is_lost(tmp_path, spawn, drivers, certificates):
+def test_client_recovers_when_s_server_flight_is_lost(
+    tmp_path: Path, spawn: Callable[..., CliPeer], drivers: list[UdpDriver], certificates
+) -> None:
     """s_server resends only on its own 1 s timer, then in smaller fragments; we reassemble."""
     ours, theirs = certificates["ecdsa-p256"]
     cert_file, key_file = write_identity(tmp_path, "server", theirs)
@@ -538,8 +560,12 @@ def test_client_recovers_when_s_server_flight_is_lost(tmp_path, spawn, drivers, 
 
 
 def test_server_against_s_client_handshake_keys_and_data(
-    tmp_path, spawn, drivers, our_certificate, peer_certificate
-):
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    our_certificate,
+    peer_certificate,
+) -> None:
     profile = "SRTP_AES128_CM_SHA1_80"
     cert_file, key_file = write_identity(tmp_path, "client", peer_certificate)
     expected = cli_fingerprint(tmp_path, cert_file)
@@ -585,7 +611,12 @@ def test_server_against_s_client_handshake_keys_and_data(
     assert_datagrams_fit(driver, MTU)
 
 
-def test_server_close_notify_reaches_s_client(tmp_path, spawn, drivers, certificates):
+def test_server_close_notify_reaches_s_client(
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+) -> None:
     ours, theirs = certificates["ecdsa-p256"]
     cert_file, key_file = write_identity(tmp_path, "client", theirs)
     conn = make_conn(ours, Role.SERVER, theirs.fingerprint())
@@ -600,7 +631,13 @@ def test_server_close_notify_reaches_s_client(tmp_path, spawn, drivers, certific
 
 
 @pytest.mark.parametrize("profile", list(SRTP_LENGTHS))
-def test_server_against_s_client_each_srtp_profile(tmp_path, spawn, drivers, certificates, profile):
+def test_server_against_s_client_each_srtp_profile(
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    profile,
+) -> None:
     ours, theirs = certificates["ecdsa-p256"]
     cert_file, key_file = write_identity(tmp_path, "client", theirs)
     conn = make_conn(ours, Role.SERVER, theirs.fingerprint())
@@ -617,7 +654,9 @@ def test_server_against_s_client_each_srtp_profile(tmp_path, spawn, drivers, cer
     check_srtp_layout(material, profile, hs, Role.SERVER)
 
 
-def test_server_picks_its_preferred_srtp_profile(tmp_path, spawn, drivers, certificates):
+def test_server_picks_its_preferred_srtp_profile(
+    tmp_path: Path, spawn: Callable[..., CliPeer], drivers: list[UdpDriver], certificates
+) -> None:
     """As a server, the first of our profiles that the client also offers wins."""
     ours, theirs = certificates["ecdsa-p256"]
     cert_file, key_file = write_identity(tmp_path, "client", theirs)
@@ -637,8 +676,12 @@ def test_server_picks_its_preferred_srtp_profile(tmp_path, spawn, drivers, certi
 
 
 def test_server_against_s_client_wrong_fingerprint_fails_closed(
-    tmp_path, spawn, drivers, our_certificate, peer_certificate
-):
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    our_certificate,
+    peer_certificate,
+) -> None:
     cert_file, key_file = write_identity(tmp_path, "client", peer_certificate)
     wrong = Certificate.generate().fingerprint("sha-256")
     conn = make_conn(our_certificate, Role.SERVER, wrong)
@@ -660,7 +703,9 @@ def test_server_against_s_client_wrong_fingerprint_fails_closed(
     assert client.wait_exit() != 0
 
 
-def test_server_rejects_s_client_without_certificate(tmp_path, spawn, drivers, certificates):
+def test_server_rejects_s_client_without_certificate(
+    tmp_path: Path, spawn: Callable[..., CliPeer], drivers: list[UdpDriver], certificates
+) -> None:
     ours, theirs = certificates["ecdsa-p256"]
     conn = make_conn(ours, Role.SERVER, theirs.fingerprint())
     driver = UdpDriver(conn)
@@ -716,8 +761,12 @@ ROLES = pytest.mark.parametrize("role", [Role.CLIENT, Role.SERVER], ids=["client
 
 @ROLES
 def test_fingerprints_given_after_the_peer_flight_arrived(
-    tmp_path, spawn, drivers, certificates, role
-):
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    role,
+) -> None:
     """WebRTC: the answer (with the peer's fingerprint) may come after its first flight."""
     ours, theirs = certificates["ecdsa-p256"]
     driver, peer = start_pair(tmp_path, spawn, drivers, role, ours, theirs, None)
@@ -743,7 +792,13 @@ def conn_material(driver: UdpDriver) -> bytes:
 
 
 @ROLES
-def test_one_of_several_fingerprints_matches(tmp_path, spawn, drivers, certificates, role):
+def test_one_of_several_fingerprints_matches(
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    role,
+) -> None:
     """RFC 8122 §5: several a=fingerprint lines; the one matching (here sha-512) is reported."""
     ours, theirs = certificates["rsa-2048"]
     name = "server" if role is Role.CLIENT else "client"
@@ -759,7 +814,13 @@ def test_one_of_several_fingerprints_matches(tmp_path, spawn, drivers, certifica
 
 
 @ROLES
-def test_renegotiation_is_refused(tmp_path, spawn, drivers, certificates, role):
+def test_renegotiation_is_refused(
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    role: Role,
+) -> None:
     """s_server's "r" sends HelloRequest, s_client's "R" a new ClientHello; we refuse with a
     no_renegotiation warning, the CLI answers with a fatal handshake_failure."""
     ours, theirs = certificates["ecdsa-p256"]
@@ -786,7 +847,13 @@ def test_renegotiation_is_refused(tmp_path, spawn, drivers, certificates, role):
 
 
 @pytest.mark.parametrize("role", [Role.CLIENT, Role.SERVER], ids=["client", "server"])
-def test_rsa_flights_fragmented_at_small_mtu(tmp_path, spawn, drivers, certificates, role):
+def test_rsa_flights_fragmented_at_small_mtu(
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    role,
+) -> None:
     """RSA-2048 flights exceed 576 bytes: handshake messages are fragmented both ways."""
     mtu = 576
     ours, theirs = certificates["rsa-2048"]
@@ -833,8 +900,8 @@ def _records(datagram: bytes) -> list[tuple[int, int, int]]:
 
 
 def test_client_late_flight_after_expired_timer_completes_at_s_server(
-    tmp_path, spawn, our_certificate, peer_certificate
-):
+    tmp_path: Path, spawn: Callable[..., CliPeer], our_certificate, peer_certificate
+) -> None:
     """s_server's flight 2 reaches us after our 50 ms timer expired and before handle_timer()
     ran: OpenSSL retransmits our ClientHello inline, then writes flight 3. s_server drops the
     rest of a datagram that starts with a stale ClientHello, so the two must travel apart for

@@ -455,7 +455,13 @@ ROLES = pytest.mark.parametrize("role", [Role.CLIENT, Role.SERVER], ids=["client
 
 
 @ROLES
-def test_pyopenssl_handshake_keys_and_data(peers, drivers, our_certificate, peer_certificate, role):
+def test_pyopenssl_handshake_keys_and_data(
+    peers: Callable[..., PyOpenSSLPeer],
+    drivers: list[UdpDriver],
+    our_certificate,
+    peer_certificate,
+    role,
+) -> None:
     driver, peer = pair(peers, drivers, role, our_certificate, peer_certificate)
     hs = handshake(driver, peer)
     info = peer.info
@@ -491,7 +497,12 @@ def test_pyopenssl_handshake_keys_and_data(peers, drivers, our_certificate, peer
 
 
 @ROLES
-def test_pyopenssl_close_notify_both_ways(peers, drivers, certificates, role):
+def test_pyopenssl_close_notify_both_ways(
+    peers: Callable[..., PyOpenSSLPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    role: Role,
+) -> None:
     ours, theirs = certificates["ecdsa-p256"]
     # We close: the peer reads close_notify.
     driver, peer = pair(peers, drivers, role, ours, theirs)
@@ -516,7 +527,13 @@ def test_pyopenssl_close_notify_both_ways(peers, drivers, certificates, role):
 
 @ROLES
 @pytest.mark.parametrize("profile", list(SRTP_LENGTHS), ids=lambda p: p.decode())
-def test_pyopenssl_each_srtp_profile(peers, drivers, certificates, role, profile):
+def test_pyopenssl_each_srtp_profile(
+    peers: Callable[..., PyOpenSSLPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    role: Role,
+    profile: bytes,
+) -> None:
     ours, theirs = certificates["ecdsa-p256"]
     k, s = SRTP_LENGTHS[profile]
     n = 2 * (k + s)
@@ -544,7 +561,14 @@ CIPHERS = [
 
 @ROLES
 @pytest.mark.parametrize(("key_type", "cipher"), CIPHERS, ids=[c for _, c in CIPHERS])
-def test_pyopenssl_each_default_cipher(peers, drivers, certificates, role, key_type, cipher):
+def test_pyopenssl_each_default_cipher(
+    peers: Callable[..., PyOpenSSLPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    role: Role,
+    key_type,
+    cipher,
+) -> None:
     """Each suite of our default list (and of CBC_CIPHERS, asked for), forced on the peer,
     carries full-size records."""
     ours, theirs = certificates[key_type]
@@ -567,7 +591,11 @@ def test_pyopenssl_each_default_cipher(peers, drivers, certificates, role, key_t
     assert driver.events[-1] == events.DataReceived(payload[::-1])
 
 
-def test_pyopenssl_client_gets_server_preferred_profile(peers, drivers, certificates):
+def test_pyopenssl_client_gets_server_preferred_profile(
+    peers: Callable[..., PyOpenSSLPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+) -> None:
     """Our server picks the first of its profiles (default order) that the client offers."""
     ours, theirs = certificates["ecdsa-p256"]
     offered = b"SRTP_AES128_CM_SHA1_32:SRTP_AES128_CM_SHA1_80:SRTP_AEAD_AES_128_GCM"
@@ -577,7 +605,11 @@ def test_pyopenssl_client_gets_server_preferred_profile(peers, drivers, certific
     assert peer.info.srtp_profile == b"SRTP_AEAD_AES_128_GCM"
 
 
-def test_pyopenssl_server_cookie_exchange(peers, drivers, certificates):
+def test_pyopenssl_server_cookie_exchange(
+    peers: Callable[..., PyOpenSSLPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+) -> None:
     """A pyOpenSSL server with OP_COOKIE_EXCHANGE sends HelloVerifyRequest first."""
     ours, theirs = certificates["ecdsa-p256"]
     driver, peer = pair(peers, drivers, Role.CLIENT, ours, theirs, cookie_exchange=True)
@@ -592,7 +624,9 @@ def test_pyopenssl_server_cookie_exchange(peers, drivers, certificates):
     assert peer.next_data() == b"after cookies"
 
 
-def test_pyopenssl_server_data_in_the_datagram_of_its_finished(peers, drivers, certificates):
+def test_pyopenssl_server_data_in_the_datagram_of_its_finished(
+    peers: Callable[..., PyOpenSSLPeer], drivers: list[UdpDriver], certificates
+) -> None:
     """Application data packed after the server's ChangeCipherSpec and Finished, in one
     datagram, is reported right after HandshakeCompleted."""
     ours, theirs = certificates["ecdsa-p256"]
@@ -605,7 +639,12 @@ def test_pyopenssl_server_data_in_the_datagram_of_its_finished(peers, drivers, c
 
 
 @ROLES
-def test_pyopenssl_rsa_flights_fragmented_at_small_mtu(peers, drivers, certificates, role):
+def test_pyopenssl_rsa_flights_fragmented_at_small_mtu(
+    peers: Callable[..., PyOpenSSLPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    role: Role,
+) -> None:
     mtu = 576
     ours, theirs = certificates["rsa-2048"]
     driver, peer = pair(peers, drivers, role, ours, theirs, mtu=mtu)
@@ -620,7 +659,13 @@ def test_pyopenssl_rsa_flights_fragmented_at_small_mtu(peers, drivers, certifica
 
 @ROLES
 @pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batched"])
-def test_pyopenssl_many_records_in_order(peers, drivers, certificates, role, batched):
+def test_pyopenssl_many_records_in_order(
+    peers: Callable[..., PyOpenSSLPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    role: Role,
+    batched: bool,
+) -> None:
     """50 records each way; batched uses send_many() and receive_datagrams()."""
     ours, theirs = certificates["ecdsa-p256"]
     driver, peer = pair(peers, drivers, role, ours, theirs)
@@ -669,7 +714,12 @@ def expected_close_after(n: int) -> list[str]:
 
 
 @ROLES
-def test_pyopenssl_data_then_close_notify_one_by_one(peers, drivers, certificates, role):
+def test_pyopenssl_data_then_close_notify_one_by_one(
+    peers: Callable[..., PyOpenSSLPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    role: Role,
+) -> None:
     """Records, then close_notify, each in its own datagram, fed with receive_datagram()."""
     ours, theirs = certificates["ecdsa-p256"]
     driver, peer = pair(peers, drivers, role, ours, theirs)
@@ -683,7 +733,12 @@ def test_pyopenssl_data_then_close_notify_one_by_one(peers, drivers, certificate
 
 
 @ROLES
-def test_pyopenssl_data_then_close_notify_batched(peers, drivers, certificates, role):
+def test_pyopenssl_data_then_close_notify_batched(
+    peers: Callable[..., PyOpenSSLPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    role: Role,
+) -> None:
     """The same datagrams fed with receive_datagrams(), which is documented as equivalent to
     receive_datagram() for each one, in order: data must still come before the alert."""
     ours, theirs = certificates["ecdsa-p256"]
@@ -706,7 +761,12 @@ def test_pyopenssl_data_then_close_notify_batched(peers, drivers, certificates, 
 
 
 @ROLES
-def test_pyopenssl_data_and_close_notify_in_one_datagram(peers, drivers, certificates, role):
+def test_pyopenssl_data_and_close_notify_in_one_datagram(
+    peers: Callable[..., PyOpenSSLPeer],
+    drivers: list[UdpDriver],
+    certificates: dict[str, tuple[Certificate, Certificate]],
+    role,
+) -> None:
     """Three application_data records and close_notify packed in one datagram."""
     ours, theirs = certificates["ecdsa-p256"]
     driver, peer = pair(peers, drivers, role, ours, theirs)
@@ -717,7 +777,9 @@ def test_pyopenssl_data_and_close_notify_in_one_datagram(peers, drivers, certifi
     assert summary(driver.events) == expected_close_after(3)
 
 
-def test_pyopenssl_server_gets_our_lost_final_client_flight_again(peers, drivers, certificates):
+def test_pyopenssl_server_gets_our_lost_final_client_flight_again(
+    peers: Callable[..., PyOpenSSLPeer], drivers: list[UdpDriver], certificates
+) -> None:
     """Our client's Certificate ... Finished flight is lost once: our 0.2 s timer resends it."""
     ours, theirs = certificates["ecdsa-p256"]
     conn = make_conn(ours, Role.CLIENT, theirs.fingerprint())
@@ -737,7 +799,9 @@ def test_pyopenssl_server_gets_our_lost_final_client_flight_again(peers, drivers
 
 
 @pytest.mark.slow
-def test_pyopenssl_client_recovers_our_lost_final_server_flight(peers, drivers, certificates):
+def test_pyopenssl_client_recovers_our_lost_final_server_flight(
+    peers: Callable[..., PyOpenSSLPeer], drivers: list[UdpDriver], certificates
+) -> None:
     """Our server's ChangeCipherSpec + Finished is lost once after we are established: the
     client's retransmitted flight (its 1 s timer) must make us send ours again."""
     ours, theirs = certificates["ecdsa-p256"]
@@ -760,8 +824,12 @@ def test_pyopenssl_client_recovers_our_lost_final_server_flight(peers, drivers, 
 
 @ROLES
 def test_pyopenssl_wrong_fingerprint_fails_closed(
-    peers, drivers, our_certificate, peer_certificate, role
-):
+    peers: Callable[..., PyOpenSSLPeer],
+    drivers: list[UdpDriver],
+    our_certificate,
+    peer_certificate,
+    role,
+) -> None:
     wrong = Certificate.generate().fingerprint("sha-256")
     driver, peer = pair(peers, drivers, role, our_certificate, peer_certificate, expected=wrong)
     seen = driver.run_until(terminated, STEP)
