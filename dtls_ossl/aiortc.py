@@ -414,6 +414,7 @@ def _build_classes() -> tuple[type[Any], type[Any]]:
             super().__init__(transport, certificates)
             self._dtls_configuration: DtlsConfiguration = certificates[0].configuration
             self._dtls: DtlsConnection | None = None
+            self._termination: events.ConnectionTerminated | None = None
             self._early_data: list[bytes] = []
             self._rx_bytes = 0
             self._rx_packets = 0
@@ -424,6 +425,11 @@ def _build_classes() -> tuple[type[Any], type[Any]]:
         def dtls_connection(self) -> DtlsConnection | None:
             """The dtls_ossl connection, once :meth:`start` has made it."""
             return self._dtls
+
+        @property
+        def termination(self) -> events.ConnectionTerminated | None:
+            """How the DTLS connection ended (its error, who ended it), once it has."""
+            return self._termination
 
         async def start(self, remoteParameters: RTCDtlsParameters) -> None:
             """Run the handshake with the remote fingerprints checked inside it."""
@@ -475,6 +481,7 @@ def _build_classes() -> tuple[type[Any], type[Any]]:
                     elif isinstance(event, events.DataReceived):
                         self._early_data.append(event.data)
                     elif isinstance(event, events.ConnectionTerminated):
+                        self._termination = event
                         logger.debug("DTLS(%s) handshake failed: %s", self._role, event.error)
                         return False
                 if dtls.handshake_info is not None:
@@ -530,6 +537,7 @@ def _build_classes() -> tuple[type[Any], type[Any]]:
                                 if self._data_receiver:
                                     await self._data_receiver._handle_data(event.data)
                             elif isinstance(event, events.ConnectionTerminated):
+                                self._termination = event
                                 logger.debug("DTLS(%s) ended: %s", self._role, event.error)
                                 raise ConnectionError
                     elif 127 < first < 192:
@@ -560,6 +568,9 @@ def _build_classes() -> tuple[type[Any], type[Any]]:
             if dtls is not None and self._state in (State.CONNECTING, State.CONNECTED):
                 loop = asyncio.get_running_loop()
                 dtls.close(loop.time())
+                for event in dtls.events():
+                    if isinstance(event, events.ConnectionTerminated):
+                        self._termination = event
                 with contextlib.suppress(ConnectionError):
                     await self._flush(dtls, loop)
 

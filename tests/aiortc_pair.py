@@ -107,9 +107,10 @@ class Relay:
         return re.sub(r"(a=candidate:\S+ \d+ udp \d+ )(\S+) (\d+)( typ host)", sub, sdp)
 
     def forward(self, data: bytes, side: int) -> None:
-        # A datagram arriving on side s goes to the peer behind the other side, sent from it.
+        # Side s stands for the peer whose candidates were rewritten to it: what arrives there
+        # goes to that peer, sent from the other side (the sender's stand-in).
         other = 1 - side
-        target = self._targets[other]
+        target = self._targets[side]
         if target is None:
             return
         if 20 <= data[0] <= 22:
@@ -147,6 +148,7 @@ async def negotiate(
     offer_filter: Callable[[str], str] | None = None,
     answer_filter: Callable[[str], str] | None = None,
     relay: Relay | None = None,
+    before_answer: Callable[[], object] | None = None,
 ) -> None:
     """Run the offer/answer exchange (pc1 offers), rewriting the SDP on its way if asked."""
     await pc1.setLocalDescription(await pc1.createOffer())
@@ -157,6 +159,8 @@ async def negotiate(
         # pc2 reaches pc1 through side 1, whose forwards come from side 0 and vice versa.
         offer = relay.rewrite(offer, 1)
     await pc2.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+    if before_answer is not None:
+        before_answer()
     await pc2.setLocalDescription(await pc2.createAnswer())
     answer = pc2.localDescription.sdp
     if answer_filter is not None:
@@ -180,19 +184,17 @@ async def open_data_channel(
     opened1: asyncio.Future[None] = loop.create_future()
     got2: asyncio.Future[RTCDataChannel] = loop.create_future()
 
-    @ch1.on("open")  # type: ignore[untyped-decorator]
+    @ch1.on("open")
     def _on_open() -> None:
         if not opened1.done():
             opened1.set_result(None)
 
-    @pc2.on("datachannel")  # type: ignore[untyped-decorator]
+    @pc2.on("datachannel")
     def _on_channel(channel: RTCDataChannel) -> None:
         if not got2.done():
             got2.set_result(channel)
 
-    await negotiate(
-        pc1, pc2, offer_filter=offer_filter, answer_filter=answer_filter, relay=relay
-    )
+    await negotiate(pc1, pc2, offer_filter=offer_filter, answer_filter=answer_filter, relay=relay)
     await opened1
     ch2 = await got2
     return ch1, ch2
