@@ -19,28 +19,28 @@
 #endif
 
 #ifdef DTLS1_3_VERSION
-#define DtlsOssl_HAS_DTLS_1_3 1 /* the headers know DTLS 1.3 (OpenSSL 4.1+) */
+#define DtlsOssl_HAS_DTLS_1_3    1 /* the headers know DTLS 1.3 (OpenSSL 4.1+) */
 #define DtlsOssl_DTLS1_3_VERSION DTLS1_3_VERSION
 #else
-#define DtlsOssl_HAS_DTLS_1_3 0
+#define DtlsOssl_HAS_DTLS_1_3    0
 #define DtlsOssl_DTLS1_3_VERSION 0
 #endif
 
 /* Status bits returned by every DtlsOssl_ I/O entry point (Python decodes them). */
-#define DTLSOSSL_WIRE 0x1              /* datagrams were framed into scratch->wire */
-#define DTLSOSSL_PLAIN 0x2             /* plaintext records are in scratch->plain */
-#define DTLSOSSL_HANDSHAKE_DONE 0x4    /* the handshake completed during this call */
-#define DTLSOSSL_PEER_CLOSED 0x8       /* close_notify received */
-#define DTLSOSSL_FATAL 0x10            /* OpenSSL failed; the ERR queue says why */
-#define DTLSOSSL_ALERTS 0x20           /* alerts were sent or received: conn->alerts */
-#define DTLSOSSL_DROPPED 0x40          /* the datagram was not well-formed DTLS framing */
-#define DTLSOSSL_TIMER 0x80            /* a retransmission timer is armed: conn->timeout_us */
-#define DTLSOSSL_RETRANSMITTED 0x100   /* DTLSv1_handle_timeout retransmitted a flight */
-#define DTLSOSSL_OVERFLOW 0x200        /* more output than scratch holds: grow, call drain */
-#define DTLSOSSL_CALLBACK 0x400        /* a Python callback captured an exception */
-#define DTLSOSSL_TOO_BIG 0x800         /* fast_send: empty or longer than the data MTU */
-#define DTLSOSSL_NO_SCRATCH 0x1000     /* fast_*: no scratch bound for the calling thread */
-#define DTLSOSSL_MAX_SRTP_MATERIAL 88  /* 2 * (32 + 12): SRTP_AEAD_AES_256_GCM */
+#define DTLSOSSL_WIRE              0x1    /* datagrams were framed into scratch->wire */
+#define DTLSOSSL_PLAIN             0x2    /* plaintext records are in scratch->plain */
+#define DTLSOSSL_HANDSHAKE_DONE    0x4    /* the handshake completed during this call */
+#define DTLSOSSL_PEER_CLOSED       0x8    /* close_notify received */
+#define DTLSOSSL_FATAL             0x10   /* OpenSSL failed; the ERR queue says why */
+#define DTLSOSSL_ALERTS            0x20   /* alerts were sent or received: conn->alerts */
+#define DTLSOSSL_DROPPED           0x40   /* the datagram was not well-formed DTLS framing */
+#define DTLSOSSL_TIMER             0x80   /* a retransmission timer is armed: conn->timeout_us */
+#define DTLSOSSL_RETRANSMITTED     0x100  /* DTLSv1_handle_timeout retransmitted a flight */
+#define DTLSOSSL_OVERFLOW          0x200  /* more output than scratch holds: grow, call drain */
+#define DTLSOSSL_CALLBACK          0x400  /* a Python callback captured an exception */
+#define DTLSOSSL_TOO_BIG           0x800  /* fast_send: empty or longer than the data MTU */
+#define DTLSOSSL_NO_SCRATCH        0x1000 /* fast_*: no scratch bound for the calling thread */
+#define DTLSOSSL_MAX_SRTP_MATERIAL 88     /* 2 * (32 + 12): SRTP_AEAD_AES_256_GCM */
 
 /* A DTLS record header: type(1) version(2) epoch(2) seq(6) length(2). RFC 6347 §4.1. */
 #define DTLSOSSL_HDR 13
@@ -48,10 +48,10 @@
 /* Bounds on what a peer may make OpenSSL buffer during a handshake (DtlsOssl_bounded). A
    genuine peer needs one entry per fragmented message of its flight, a next-epoch Finished
    that overtook its ChangeCipherSpec, and one Finished behind each ChangeCipherSpec it sends. */
-#define DTLSOSSL_MAX_PARTIAL 8      /* fragmented handshake messages in reassembly */
+#define DTLSOSSL_MAX_PARTIAL      8 /* fragmented handshake messages in reassembly */
 #define DTLSOSSL_PARTIAL_MESSAGES 4 /* their claimed lengths: this many max_message */
-#define DTLSOSSL_MAX_FUTURE 4       /* next-epoch records buffered before the CCS */
-#define DTLSOSSL_MAX_AFTER_CCS 4    /* next-epoch records right behind a CCS */
+#define DTLSOSSL_MAX_FUTURE       4 /* next-epoch records buffered before the CCS */
+#define DTLSOSSL_MAX_AFTER_CCS    4 /* next-epoch records right behind a CCS */
 
 #define DTLSOSSL_MAX_ALERTS 8
 
@@ -80,16 +80,16 @@ typedef struct {
     size_t mtu;
     unsigned int initial_timeout_us;
     unsigned int max_timeout_us;
-    long timeout_us;                  /* OpenSSL's remaining timer, -1 if none */
-    int n_alerts;                     /* alerts seen during the last call */
-    int alerts[DTLSOSSL_MAX_ALERTS];  /* 0x10000 if received | level << 8 | description */
-    int callback_failed;              /* a Python callback raised (sticky) */
-    unsigned long n_fast_received;    /* datagrams taken by the fast_receive paths */
-    unsigned long n_framed;           /* datagrams framed for sending, in total */
-    size_t data_mtu;                  /* largest send() payload: DTLS_get_data_mtu */
-    size_t min_encrypted;             /* shortest protected record body; 0 = cipher unknown */
-    BIO *rbio;                        /* borrowed: owned by ssl after SSL_set_bio */
-    BIO *wbio;                        /* borrowed: owned by ssl after SSL_set_bio */
+    long timeout_us;                 /* OpenSSL's remaining timer, -1 if none */
+    int n_alerts;                    /* alerts seen during the last call */
+    int alerts[DTLSOSSL_MAX_ALERTS]; /* 0x10000 if received | level << 8 | description */
+    int callback_failed;             /* a Python callback raised (sticky) */
+    unsigned long n_fast_received;   /* datagrams taken by the fast_receive paths */
+    unsigned long n_framed;          /* datagrams framed for sending, in total */
+    size_t data_mtu;                 /* largest send() payload: DTLS_get_data_mtu */
+    size_t min_encrypted;            /* shortest protected record body; 0 = cipher unknown */
+    BIO *rbio;                       /* borrowed: owned by ssl after SSL_set_bio */
+    BIO *wbio;                       /* borrowed: owned by ssl after SSL_set_bio */
     /* The datagram BIOs (engine.c) work on these, set for the length of one call. */
     const char *in; /* borrowed: the datagram OpenSSL reads, in_left bytes left */
     size_t in_left;
@@ -128,8 +128,7 @@ DTLSOSSL_LOCAL void DtlsOssl_conn_free(DtlsOssl_conn *c);
 DTLSOSSL_LOCAL int DtlsOssl_handshake(DtlsOssl_conn *c, DtlsOssl_scratch *s);
 DTLSOSSL_LOCAL int DtlsOssl_receive(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
                                     size_t len);
-DTLSOSSL_LOCAL int64_t DtlsOssl_established(DtlsOssl_conn *c, const char **names,
-                                            char *material);
+DTLSOSSL_LOCAL int64_t DtlsOssl_established(DtlsOssl_conn *c, const char **names, char *material);
 DTLSOSSL_LOCAL void DtlsOssl_scratch_claim(DtlsOssl_scratch *s);
 DTLSOSSL_LOCAL void DtlsOssl_bind_scratch(DtlsOssl_conn *c, DtlsOssl_scratch *s);
 DTLSOSSL_LOCAL int DtlsOssl_handle_timeout(DtlsOssl_conn *c, DtlsOssl_scratch *s);

@@ -32,7 +32,7 @@ static DtlsOssl_conn *DtlsOssl_conn_of(const SSL *ssl)
    thread's scratch buffer, where DtlsOssl_frame packs whole records into datagrams. Neither
    keeps a buffer between calls, so an idle connection holds no BIO memory, and the per-record
    path saves two copies and the memory BIO's bookkeeping. */
-static BIO_METHOD *DtlsOssl_bio_method = NULL;   /* owned: created once, never freed */
+static BIO_METHOD *DtlsOssl_bio_method = NULL; /* owned: created once, never freed */
 
 static int DtlsOssl_bio_read(BIO *b, char *out, int outl)
 {
@@ -40,7 +40,7 @@ static int DtlsOssl_bio_read(BIO *b, char *out, int outl)
     size_t n;
     BIO_clear_retry_flags(b);
     if (c == NULL || c->in_left == 0 || outl <= 0) {
-        BIO_set_retry_read(b);   /* no datagram: "try again later", like an empty memory BIO */
+        BIO_set_retry_read(b); /* no datagram: "try again later", like an empty memory BIO */
         return -1;
     }
     n = c->in_left < (size_t)outl ? c->in_left : (size_t)outl;
@@ -92,8 +92,7 @@ static long DtlsOssl_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
     case BIO_CTRL_FLUSH:
         /* OpenSSL flushes at the end of each flight it writes, and after each message it
            retransmits: frame what came before now, so no datagram spans two flights. */
-        if (c != NULL && b == c->wbio && c->out != NULL && c->unframed > 0
-            && !c->one_flight) {
+        if (c != NULL && b == c->wbio && c->out != NULL && c->unframed > 0 && !c->one_flight) {
             DtlsOssl_frame(c, c->out, c->unframed);
             c->unframed = 0;
             c->framed_early = 1;
@@ -111,7 +110,7 @@ static long DtlsOssl_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
         BIO_set_shutdown(b, (int)num);
         return 1;
     default:
-        return 0;   /* as a memory BIO answers the BIO_CTRL_DGRAM_* queries */
+        return 0; /* as a memory BIO answers the BIO_CTRL_DGRAM_* queries */
     }
 }
 
@@ -248,6 +247,7 @@ static int DtlsOssl_cookie_verify_cb(SSL *ssl, const unsigned char *cookie, unsi
    either side verifies. Returns 1 when OpenSSL is waiting for the second ClientHello. */
 int DtlsOssl_prime_cookie_exchange(DtlsOssl_conn *c)
 {
+    /* clang-format off */
     static const unsigned char hello[] = {
         22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12 + 42,              /* record header */
         1, 0, 0, 42, 0, 0, 0, 0, 0, 0, 0, 42,                            /* handshake header */
@@ -259,6 +259,7 @@ int DtlsOssl_prime_cookie_exchange(DtlsOssl_conn *c)
         0, 2, 0xc0, 0x2b,                                                /* cipher_suites */
         1, 0,                                                            /* compression */
     };
+    /* clang-format on */
     int r;
     if (ERR_peek_error() != 0)
         ERR_clear_error();
@@ -269,7 +270,7 @@ int DtlsOssl_prime_cookie_exchange(DtlsOssl_conn *c)
     r = SSL_do_handshake(c->ssl);
     c->in = NULL;
     c->in_left = 0;
-    free(c->spill);     /* the HelloVerifyRequest: ours already went out */
+    free(c->spill); /* the HelloVerifyRequest: ours already went out */
     c->spill = NULL;
     c->spill_len = c->spill_cap = 0;
     c->n_alerts = 0;
@@ -306,18 +307,17 @@ int DtlsOssl_ctx_setup(SSL_CTX *ctx, const unsigned char *cert, int cert_len,
     EVP_PKEY *pkey;
     int ok;
     if (DtlsOssl_conn_index < 0 || DtlsOssl_bio_method == NULL)
-        return 0;   /* DtlsOssl_init failed or did not run */
+        return 0; /* DtlsOssl_init failed or did not run */
     if (SSL_CTX_use_certificate_ASN1(ctx, cert_len, cert) != 1)
         return 0;
-    pkey = d2i_AutoPrivateKey(NULL, &p, key_len);   /* owned: freed below */
+    pkey = d2i_AutoPrivateKey(NULL, &p, key_len); /* owned: freed below */
     if (pkey == NULL)
         return 0;
-    ok = SSL_CTX_use_PrivateKey(ctx, pkey);         /* takes its own reference */
+    ok = SSL_CTX_use_PrivateKey(ctx, pkey); /* takes its own reference */
     EVP_PKEY_free(pkey);
     if (ok != 1 || SSL_CTX_check_private_key(ctx) != 1)
         return 0;
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                       DtlsOssl_verify_cb);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, DtlsOssl_verify_cb);
     SSL_CTX_set_cert_verify_callback(ctx, DtlsOssl_cert_verify_cb, NULL);
     SSL_CTX_set_info_callback(ctx, DtlsOssl_info_cb);
     if (keylog)
@@ -327,21 +327,21 @@ int DtlsOssl_ctx_setup(SSL_CTX *ctx, const unsigned char *cert, int cert_len,
     return 1;
 }
 
-DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *ctx, int is_server, size_t mtu,
-                                 unsigned int initial_us, unsigned int max_us, void *handle)
+DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *ctx, int is_server, size_t mtu, unsigned int initial_us,
+                                 unsigned int max_us, void *handle)
 {
-    DtlsOssl_conn *c = calloc(1, sizeof(*c));     /* owned: freed by DtlsOssl_conn_free */
+    DtlsOssl_conn *c = calloc(1, sizeof(*c)); /* owned: freed by DtlsOssl_conn_free */
     BIO *rbio = NULL, *wbio = NULL;
     if (c == NULL)
         return NULL;
-    c->ssl = SSL_new(ctx);                         /* takes a reference to ctx */
+    c->ssl = SSL_new(ctx); /* takes a reference to ctx */
     rbio = BIO_new(DtlsOssl_bio_method);
     wbio = BIO_new(DtlsOssl_bio_method);
     if (c->ssl == NULL || rbio == NULL || wbio == NULL)
         goto fail;
     BIO_set_data(rbio, c);
     BIO_set_data(wbio, c);
-    SSL_set_bio(c->ssl, rbio, wbio);               /* the SSL owns both BIOs from here */
+    SSL_set_bio(c->ssl, rbio, wbio); /* the SSL owns both BIOs from here */
     c->rbio = rbio;
     c->wbio = wbio;
     rbio = wbio = NULL;
@@ -352,10 +352,9 @@ DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *ctx, int is_server, size_t mtu,
     c->timeout_us = -1;
     /* Renumbering is DTLS 1.2 only: DTLS 1.3 acknowledges records by their numbers (RFC 9147
        section 7). 1 and up: the primed cookie exchange fed OpenSSL a record numbered 0. */
-    c->renumber0 = !DtlsOssl_HAS_DTLS_1_3
-                   || SSL_CTX_get_max_proto_version(ctx) == DTLS1_2_VERSION;
+    c->renumber0 = !DtlsOssl_HAS_DTLS_1_3 || SSL_CTX_get_max_proto_version(ctx) == DTLS1_2_VERSION;
     c->seq0 = c->renumber0 ? 1 : 0;
-    c->max_message = (size_t)SSL_get_max_cert_list(c->ssl);   /* from the SSL_CTX */
+    c->max_message = (size_t)SSL_get_max_cert_list(c->ssl); /* from the SSL_CTX */
     c->bounded = SSL_get_max_proto_version(c->ssl) == DTLS1_2_VERSION;
     if (!SSL_set_ex_data(c->ssl, DtlsOssl_conn_index, c))
         goto fail;
@@ -396,7 +395,7 @@ void DtlsOssl_conn_free(DtlsOssl_conn *c)
         return;
     if (c->ssl != NULL) {
         SSL_set_ex_data(c->ssl, DtlsOssl_conn_index, NULL);
-        SSL_free(c->ssl);   /* and the BIOs */
+        SSL_free(c->ssl); /* and the BIOs */
     }
     free(c->spill);
     free(c);
@@ -457,8 +456,7 @@ int DtlsOssl_drain(DtlsOssl_conn *c, DtlsOssl_scratch *s)
     size_t n = c->spill_len;
     if (n == 0)
         return 0;
-    if (s->wire_cap - s->wire_len < n
-        || s->n_dgrams + (int)(n / DTLSOSSL_HDR) + 1 > s->dgram_cap)
+    if (s->wire_cap - s->wire_len < n || s->n_dgrams + (int)(n / DTLSOSSL_HDR) + 1 > s->dgram_cap)
         return DTLSOSSL_OVERFLOW;
     memcpy(s->wire + s->wire_len, c->spill, n);
     free(c->spill);
@@ -561,7 +559,7 @@ static int DtlsOssl_pump(DtlsOssl_conn *c, DtlsOssl_scratch *s)
         }
         r = DtlsOssl_failed(c, r);
         if (r == DTLSOSSL_PEER_CLOSED)
-            SSL_shutdown(c->ssl);   /* answer with our close_notify */
+            SSL_shutdown(c->ssl); /* answer with our close_notify */
         return flags | r;
     }
 }
@@ -585,7 +583,7 @@ static size_t DtlsOssl_min_encrypted(DtlsOssl_conn *c)
     if (cipher == NULL)
         cipher = SSL_get_pending_cipher(c->ssl);
     if (cipher == NULL)
-        return 24;   /* not negotiated yet: the common AEAD case */
+        return 24; /* not negotiated yet: the common AEAD case */
     if (SSL_CIPHER_get_cipher_nid(cipher) == NID_chacha20_poly1305)
         c->min_encrypted = 16;
     else if (SSL_CIPHER_is_aead(cipher))
@@ -638,25 +636,25 @@ static int DtlsOssl_fragments_consistent(const unsigned char *p, size_t n)
    ServerHello, user_canceled before close_notify, RFC 5246 §7.2.2) say nothing a handshake
    can act on. Removing the record, not the datagram, keeps what a peer packed with it. */
 #define DTLSOSSL_DROP_DATAGRAM 0
-#define DTLSOSSL_PASS 1
-#define DTLSOSSL_DROP_RECORD 2
+#define DTLSOSSL_PASS          1
+#define DTLSOSSL_DROP_RECORD   2
 static int DtlsOssl_plain_record(DtlsOssl_conn *c, const unsigned char *r, size_t rl)
 {
     const unsigned char *body = r + DTLSOSSL_HDR;
     switch (r[0]) {
-    case 20:   /* change_cipher_spec */
+    case 20: /* change_cipher_spec */
         return rl == 1 && body[0] == 1 ? DTLSOSSL_PASS : DTLSOSSL_DROP_DATAGRAM;
-    case 21:   /* alert */
+    case 21: /* alert */
         if (rl != 2)
             return DTLSOSSL_DROP_DATAGRAM;
         if (body[0] == 2 || (body[0] == 1 && body[1] == 0))
-            return DTLSOSSL_PASS;   /* fatal, or close_notify */
+            return DTLSOSSL_PASS; /* fatal, or close_notify */
         return body[0] == 1 ? DTLSOSSL_DROP_RECORD : DTLSOSSL_DROP_DATAGRAM;
-    case 22:   /* handshake */
+    case 22: /* handshake */
         return DtlsOssl_fragments_consistent(body, rl) ? DTLSOSSL_PASS : DTLSOSSL_DROP_DATAGRAM;
-    case 26:   /* ACK: DTLS 1.3 (RFC 9147 §7), its own business where it may be negotiated */
+    case 26: /* ACK: DTLS 1.3 (RFC 9147 §7), its own business where it may be negotiated */
         return c->renumber0 ? DTLSOSSL_DROP_DATAGRAM : DTLSOSSL_PASS;
-    default:   /* application data in epoch 0, heartbeat, tls12_cid */
+    default: /* application data in epoch 0, heartbeat, tls12_cid */
         return DTLSOSSL_DROP_DATAGRAM;
     }
 }
@@ -665,8 +663,7 @@ static int DtlsOssl_plain_record(DtlsOssl_conn *c, const unsigned char *r, size_
    plaintext record acceptable to DtlsOssl_plain_record. Returns 0 (drop the datagram), 1, or
    2: acceptable and holding plaintext (epoch-0) records. *strip counts the records to remove
    (DtlsOssl_strip). */
-static int DtlsOssl_acceptable(DtlsOssl_conn *c, const unsigned char *data, size_t len,
-                               int *strip)
+static int DtlsOssl_acceptable(DtlsOssl_conn *c, const unsigned char *data, size_t len, int *strip)
 {
     size_t off = 0;
     int r = 1;
@@ -697,8 +694,7 @@ static int DtlsOssl_acceptable(DtlsOssl_conn *c, const unsigned char *data, size
 /* After DtlsOssl_acceptable: a copy of the datagram without the records it marked
    DTLSOSSL_DROP_RECORD, in *copy (to be freed); *len becomes its length, 0 if nothing is
    left. NULL if out of memory (the datagram is dropped). */
-static const char *DtlsOssl_strip(DtlsOssl_conn *c, const char *data, size_t *len,
-                                  char **copy)
+static const char *DtlsOssl_strip(DtlsOssl_conn *c, const char *data, size_t *len, char **copy)
 {
     const unsigned char *d = (const unsigned char *)data;
     size_t off, n = 0, rl;
@@ -807,7 +803,7 @@ static int DtlsOssl_fragments_fit(DtlsOssl_conn *c, const unsigned char *p, size
         int i;
         if (msg_len > c->max_message)
             return 0;
-        if (frag_len < msg_len) {   /* reassembly: OpenSSL allocates msg_len */
+        if (frag_len < msg_len) { /* reassembly: OpenSSL allocates msg_len */
             for (i = 0; i < c->n_partial && c->partial_seq[i] != seq; i++)
                 ;
             if (i == c->n_partial) {
@@ -819,7 +815,7 @@ static int DtlsOssl_fragments_fit(DtlsOssl_conn *c, const unsigned char *p, size
             }
         }
         if (frag_len > n - 12)
-            break;   /* malformed: OpenSSL discards it */
+            break; /* malformed: OpenSSL discards it */
         p += 12 + frag_len;
         n -= 12 + frag_len;
     }
@@ -873,15 +869,14 @@ static int DtlsOssl_bounded(DtlsOssl_conn *c, const unsigned char *d, size_t len
     return 1;
 }
 
-int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
-                         size_t len)
+int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data, size_t len)
 {
     int flags, strip, ok = DtlsOssl_acceptable(c, (const unsigned char *)data, len, &strip);
     char *copy = NULL, *stripped = NULL;
     if (ok && strip) {
         data = DtlsOssl_strip(c, data, &len, &stripped);
         if (data == NULL || len == 0)
-            ok = 0;   /* nothing left to feed: dropped as a whole */
+            ok = 0; /* nothing left to feed: dropped as a whole */
     }
     /* Bounds next, on the datagram as the peer sent it (less the removed records);
        renumbering changes only sequence numbers. */
@@ -894,7 +889,7 @@ int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data,
         s->dropped++;
         return DTLSOSSL_DROPPED;
     }
-    c->in = data;   /* the read BIO hands OpenSSL exactly this datagram */
+    c->in = data; /* the read BIO hands OpenSSL exactly this datagram */
     c->in_left = len;
     flags = DtlsOssl_pump(c, s);
     /* One datagram per read: never let leftovers of a bad datagram poison the next one. */
@@ -948,7 +943,7 @@ int DtlsOssl_send_one(DtlsOssl_conn *c, const char *data, size_t len)
     DtlsOssl_scratch *s = DtlsOssl_own_scratch(c);
     int r, flags = 0;
     if (len == 0 || len > c->data_mtu)
-        return DTLSOSSL_TOO_BIG;   /* nothing sent: Python raises PayloadSizeError */
+        return DTLSOSSL_TOO_BIG; /* nothing sent: Python raises PayloadSizeError */
     if (s == NULL)
         return DTLSOSSL_NO_SCRATCH;
     DtlsOssl_reset(c, s);
@@ -963,7 +958,7 @@ int DtlsOssl_handle_timeout(DtlsOssl_conn *c, DtlsOssl_scratch *s)
     long r;
     int flags = 0;
     DtlsOssl_reset(c, s);
-    c->one_flight = 1;   /* only the last flight, flushed once per message */
+    c->one_flight = 1; /* only the last flight, flushed once per message */
     r = DTLSv1_handle_timeout(c->ssl);
     if (r > 0)
         flags |= DTLSOSSL_RETRANSMITTED;
@@ -987,6 +982,7 @@ int64_t DtlsOssl_established(DtlsOssl_conn *c, const char **names, char *materia
     const SSL_CIPHER *cipher = SSL_get_current_cipher(c->ssl);
     unsigned long id = profile != NULL ? profile->id : 0;
     size_t n;
+    int ok;
     names[0] = SSL_get_version(c->ssl);
     names[1] = cipher != NULL ? SSL_CIPHER_get_name(cipher) : "(NONE)";
     /* 2 * (master key + master salt): RFC 5764 section 4.1.2, RFC 7714 section 12. Python checks
@@ -1009,8 +1005,9 @@ int64_t DtlsOssl_established(DtlsOssl_conn *c, const char **names, char *materia
         /* A mark, not a cleared queue: a record after the Finished may have failed in the same
            call, and _fatal reads its reason from the queue after this. */
         ERR_set_mark();
-        if (SSL_export_keying_material(c->ssl, (unsigned char *)material, n, label,
-                                       sizeof(label) - 1, NULL, 0, 0) != 1) {
+        ok = SSL_export_keying_material(c->ssl, (unsigned char *)material, n, label,
+                                        sizeof(label) - 1, NULL, 0, 0);
+        if (ok != 1) {
             ERR_clear_last_mark();
             return -1;
         }

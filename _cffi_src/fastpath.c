@@ -19,8 +19,8 @@
    costs. DtlsOssl_install_fast adds them to the module; DtlsOssl_fast_setup (Python) gives
    them the event class first. */
 
-static PyTypeObject *DtlsOssl_event_type = NULL;  /* owned: events.DataReceived */
-static PyObject *DtlsOssl_event_data = NULL;      /* owned: its slot descriptor for "data" */
+static PyTypeObject *DtlsOssl_event_type = NULL; /* owned: events.DataReceived */
+static PyObject *DtlsOssl_event_data = NULL;     /* owned: its slot descriptor for "data" */
 
 static DtlsOssl_conn *DtlsOssl_conn_arg(PyObject *o)
 {
@@ -201,8 +201,7 @@ static PyObject *DtlsOssl_batch_begin(PyObject *const *args, Py_ssize_t nargs, P
 /* fast_send_many(conn, payloads, start, out): send payloads[start:], one record each, and
    append the datagrams to out. Nothing is sent if a payload is empty or above the data MTU
    (TOO_BIG). Stops early only for what Python must handle (an error, output that did not fit). */
-static PyObject *DtlsOssl_py_fast_send_many(PyObject *m, PyObject *const *args,
-                                            Py_ssize_t nargs)
+static PyObject *DtlsOssl_py_fast_send_many(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
     DtlsOssl_conn *c;
     DtlsOssl_scratch *s;
@@ -244,7 +243,7 @@ static PyObject *DtlsOssl_py_fast_send_many(PyObject *m, PyObject *const *args,
             break;
         }
         if (c->spill_len > 0)
-            break;   /* OpenSSL wrote more than the scratch holds: Python grows it */
+            break; /* OpenSSL wrote more than the scratch holds: Python grows it */
         if (s->wire_len + c->unframed + 20000 > s->wire_cap) {
             /* Room for the next record is not sure: hand over what is framed and go on. */
             if (c->unframed > 0)
@@ -266,8 +265,7 @@ fail:
 /* fast_receive_many(conn, datagrams, start, out, events): process datagrams[start:] in order,
    appending plaintext records (DataReceived) to events and any datagrams to out. Stops after
    the first datagram whose outcome Python must handle (alerts, errors, close). */
-static PyObject *DtlsOssl_py_fast_receive_many(PyObject *m, PyObject *const *args,
-                                               Py_ssize_t nargs)
+static PyObject *DtlsOssl_py_fast_receive_many(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
     DtlsOssl_conn *c;
     DtlsOssl_scratch *s;
@@ -277,8 +275,8 @@ static PyObject *DtlsOssl_py_fast_receive_many(PyObject *m, PyObject *const *arg
     int f, too_big, flags = 0;
     (void)m;
     seq = DtlsOssl_batch_begin(args, nargs, 5,
-                               "fast_receive_many(conn, datagrams, start, out, events)", &c,
-                               &start, 0, &too_big);
+                               "fast_receive_many(conn, datagrams, start, out, events)", &c, &start,
+                               0, &too_big);
     if (seq == NULL)
         return NULL;
     if ((s = DtlsOssl_own_scratch(c)) == NULL) {
@@ -292,7 +290,7 @@ static PyObject *DtlsOssl_py_fast_receive_many(PyObject *m, PyObject *const *arg
         if (DtlsOssl_borrow(items[i], &view) < 0)
             goto fail;
         c->n_fast_received++;
-        if (view.len > 65535) {   /* above the UDP limit: cannot be genuine */
+        if (view.len > 65535) { /* above the UDP limit: cannot be genuine */
             s->dropped++;
             f = DTLSOSSL_DROPPED;
         } else {
@@ -341,8 +339,7 @@ static PyMethodDef DtlsOssl_fast_methods[] = {
      "fast_receive(conn, datagram, out, events) -> status bits left"},
     {"fast_send_many", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_send_many, METH_FASTCALL,
      "fast_send_many(conn, payloads, start, out) -> next index << 16 | status bits left"},
-    {"fast_receive_many", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_receive_many,
-     METH_FASTCALL,
+    {"fast_receive_many", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_receive_many, METH_FASTCALL,
      "fast_receive_many(conn, datagrams, start, out, events) -> next index << 16 | bits left"},
     {"fast_setup", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_setup, METH_FASTCALL,
      "fast_setup(DataReceived, DataReceived.__dict__['data'])"},
