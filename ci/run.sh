@@ -20,6 +20,9 @@ step() {
   echo "ci: step $name done in $took s"
 }
 
+# The C of the module is built with -Werror in CI (build_ffi.py adds it when this is 1).
+export DTLS_OSSL_WERROR=1
+
 # Peers built from source (wolfSSL, Mbed TLS, pion) outlive the clean clone CI runs in: they go
 # to a per-user cache unless the caller chose a directory (a build is skipped when it exists).
 export DTLS_OSSL_PEERS_DIR="${DTLS_OSSL_PEERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dtls_ossl/peers}"
@@ -36,6 +39,7 @@ python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv) # for ci/quick
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
+command -v clang-format >/dev/null 2>&1 || need+=(clang-format)  # for ci/cfiles.sh
 system_packages() {
   echo "ci: installing ${need[*]}"
   sudo_cmd=""
@@ -51,9 +55,10 @@ fi
 # above: the README's Quickstart lines, verbatim, in a fresh clone and venv.
 step quickstart bash ci/quickstart.sh
 
-# The README's test command (installs the test extras, compiles build_ffi.py, runs pytest),
-# with lint and type checks in between.
+# The README's test command (installs the test extras, compiles _cffi_src/ through build_ffi.py,
+# runs pytest), with the C checked on its own (ci/cfiles.sh), lint and type checks in between.
 step install python -m pip install -q -e '.[test]'
+step cfiles bash ci/cfiles.sh
 step ruff-check python -m ruff check dtls_ossl build_ffi.py
 step ruff-format python -m ruff format --check dtls_ossl build_ffi.py
 step mypy python -m mypy

@@ -4,13 +4,13 @@ Theory of operation
 ===================
 
 A :class:`DtlsConnection` wraps one OpenSSL ``SSL`` object whose transport is a pair of
-datagram BIOs of our own (build_ffi.py). It never touches a socket or a clock: the caller feeds
-datagrams and the current time in, and pulls datagrams, a timer deadline and events out
-(aioquic's five verbs).
+datagram BIOs of our own (_cffi_src/engine.c). It never touches a socket or a clock: the
+caller feeds datagrams and the current time in, and pulls datagrams, a timer deadline and
+events out (aioquic's five verbs).
 
 Rule 1 - one C call per input. ``receive_datagram``, ``send``, ``handle_timer``, ``connect``
 and ``close`` each make exactly one call into the compiled helper (``DtlsOssl_*`` in
-build_ffi.py). That call clears OpenSSL's error queue, hands OpenSSL one datagram, drives the
+_cffi_src/engine.c). That call clears OpenSSL's error queue, hands OpenSSL one datagram, drives the
 handshake or reads every plaintext record until OpenSSL wants more, frames what OpenSSL wrote
 into datagrams, and reads the retransmission timer. The connection then turns the returned
 status bits into events. On an established connection the per-record inputs (``send``,
@@ -104,9 +104,10 @@ _OVERFLOW = int(lib.DTLSOSSL_OVERFLOW)
 _CALLBACK = int(lib.DTLSOSSL_CALLBACK)
 _TOO_BIG = int(lib.DTLSOSSL_TOO_BIG)
 _NO_SCRATCH = int(lib.DTLSOSSL_NO_SCRATCH)
-# The per-record paths of an established connection (CPython functions in build_ffi.py): they
-# append datagrams to the connection's output list and DataReceived events to its event list
-# themselves, and return the status bits left for Python (0: nothing else to do).
+# The per-record paths of an established connection (CPython functions in
+# _cffi_src/fastpath.c): they append datagrams to the connection's output list and DataReceived
+# events to its event list themselves, and return the status bits left for Python (0: nothing
+# else to do).
 _fast_receive = _openssl.fast_receive
 _fast_send = _openssl.fast_send
 _fast_receive_many = _openssl.fast_receive_many

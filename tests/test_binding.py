@@ -300,6 +300,7 @@ def test_module_built_against_newer_headers_refuses_the_older_openssl(tmp_path: 
     )
     tree = copy_without_binding(tmp_path / "clone")
     shutil.copy(ROOT / "build_ffi.py", tree / "build_ffi.py")
+    shutil.copytree(ROOT / "_cffi_src", tree / "_cffi_src")
     build = subprocess.run(
         [sys.executable, "build_ffi.py"],
         cwd=tree,

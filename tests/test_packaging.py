@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # Everything the project means to have at the top of the repository.
 ALLOWED_ROOT = {
     ".ci",
+    ".clang-format",
     ".gitignore",
+    "MANIFEST.in",
     "README.md",
+    "_cffi_src",
     "benchmarks",
     "build_ffi.py",
     "ci",
@@ -92,6 +96,39 @@ def test_quickstart_commands_are_what_ci_runs() -> None:
         "pip install . && dtls-ossl demo",
         "pip install -e '.[test]' && python -m pytest",
     ]
+
+
+# ------------------------------------------------------------ what the distributions hold
+
+
+def test_sdist_holds_the_build_script_and_the_c(tmp_path: Path) -> None:
+    """Without build_ffi.py and _cffi_src/ an sdist cannot build the extension."""
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    (archive,) = tmp_path.glob("dtls_ossl-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    c_files = {f"_cffi_src/{p.name}" for p in (ROOT / "_cffi_src").iterdir()}
+    assert {"build_ffi.py", "setup.py", "pyproject.toml", *c_files} <= names
+
+
+def test_wheel_holds_the_package_only(tmp_path: Path) -> None:
+    """What build_py puts in a wheel: dtls_ossl and its data, never _cffi_src/ or build_ffi.py."""
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    top = {p.name for p in tmp_path.iterdir()}
+    assert top == {"dtls_ossl"}
+    assert not list(tmp_path.rglob("*.c")) and not list(tmp_path.rglob("*.h"))
 
 
 # -------------------------------------------------------------------- the namespace

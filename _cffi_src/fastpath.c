@@ -1,0 +1,363 @@
+/* The per-record paths of an established connection as CPython functions (METH_FASTCALL):
+   the only file of the module that includes Python.h. engine.c does the OpenSSL work. */
+#include <Python.h>
+
+#include "dtls_ossl.h"
+
+/* ------------------------------------------------------------------------------------------
+   The per-record paths, as CPython functions (METH_FASTCALL) instead of cffi ones.
+
+   Through cffi, each call converts its arguments with generic machinery, and Python then
+   copies the datagram or record out of the scratch buffer with a slice and builds the event:
+   together more than OpenSSL's own work on a 1200-byte record. These functions take the
+   connection's address (an int: Python calls them only while the connection is established,
+   so the C object is alive) and bytes-like objects, run the records through OpenSSL, and append
+   the results themselves: datagrams (bytes) to the connection's output list, plaintext records
+   (DataReceived events) to its event list. They return the status bits left for Python (0 when
+   there is nothing else to do); the batch ones also return how far they got. They hold the GIL
+   throughout: a record is about 1 us of OpenSSL work, less than releasing and re-taking the GIL
+   costs. DtlsOssl_install_fast adds them to the module; DtlsOssl_fast_setup (Python) gives
+   them the event class first. */
+
+static PyTypeObject *DtlsOssl_event_type = NULL; /* owned: events.DataReceived */
+static PyObject *DtlsOssl_event_data = NULL;     /* owned: its slot descriptor for "data" */
+
+static DtlsOssl_conn *DtlsOssl_conn_arg(PyObject *o)
+{
+    DtlsOssl_conn *c = (DtlsOssl_conn *)PyLong_AsVoidPtr(o);
+    if (c == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "dtls_ossl: the connection has no C object");
+    return c;
+}
+
+/* Borrow the bytes of a bytes-like object until DtlsOssl_unborrow (bytes need no Py_buffer). */
+static int DtlsOssl_borrow(PyObject *o, Py_buffer *view)
+{
+    if (PyBytes_CheckExact(o)) {
+        view->obj = NULL;
+        view->buf = PyBytes_AS_STRING(o);
+        view->len = PyBytes_GET_SIZE(o);
+        return 0;
+    }
+    return PyObject_GetBuffer(o, view, PyBUF_SIMPLE);
+}
+
+static void DtlsOssl_unborrow(Py_buffer *view)
+{
+    if (view->obj != NULL)
+        PyBuffer_Release(view);
+}
+
+static int DtlsOssl_append_bytes(PyObject *list, const char *p, Py_ssize_t n)
+{
+    PyObject *b = PyBytes_FromStringAndSize(p, n);
+    int r;
+    if (b == NULL)
+        return -1;
+    r = PyList_Append(list, b);
+    Py_DECREF(b);
+    return r;
+}
+
+/* A DataReceived holding a copy of p[0:n], built as object.__new__ plus the slot's __set__
+   would (the frozen class refuses setattr; the result is an ordinary immutable event). */
+static int DtlsOssl_append_event(PyObject *list, const char *p, Py_ssize_t n)
+{
+    PyObject *data, *ev;
+    int r;
+    if (DtlsOssl_event_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dtls_ossl: fast_setup was not called");
+        return -1;
+    }
+    data = PyBytes_FromStringAndSize(p, n);
+    if (data == NULL)
+        return -1;
+    ev = DtlsOssl_event_type->tp_alloc(DtlsOssl_event_type, 0);
+    if (ev == NULL) {
+        Py_DECREF(data);
+        return -1;
+    }
+    r = Py_TYPE(DtlsOssl_event_data)->tp_descr_set(DtlsOssl_event_data, ev, data);
+    Py_DECREF(data);
+    if (r == 0)
+        r = PyList_Append(list, ev);
+    Py_DECREF(ev);
+    return r;
+}
+
+/* Move the framed datagrams to out and the plaintext records to events, emptying the scratch
+   buffers. Returns flags without WIRE and PLAIN, or -1 with a Python error set. */
+static int DtlsOssl_collect(DtlsOssl_scratch *s, int flags, PyObject *out, PyObject *events)
+{
+    int i, start;
+    if (flags & DTLSOSSL_WIRE) {
+        for (i = 0, start = 0; i < s->n_dgrams; start = s->dgram_ends[i++])
+            if (DtlsOssl_append_bytes(out, s->wire + start, s->dgram_ends[i] - start) < 0)
+                return -1;
+        s->wire_len = 0;
+        s->n_dgrams = 0;
+    }
+    if (flags & DTLSOSSL_PLAIN) {
+        for (i = 0, start = 0; i < s->n_recs; start = s->rec_ends[i++])
+            if (DtlsOssl_append_event(events, s->plain + start, s->rec_ends[i] - start) < 0)
+                return -1;
+        s->plain_len = 0;
+        s->n_recs = 0;
+    }
+    return flags & ~(DTLSOSSL_WIRE | DTLSOSSL_PLAIN);
+}
+
+static int DtlsOssl_check_args(Py_ssize_t nargs, Py_ssize_t want, PyObject *const *args,
+                               Py_ssize_t first_list, const char *usage)
+{
+    Py_ssize_t i;
+    if (nargs != want) {
+        PyErr_Format(PyExc_TypeError, "%s takes %zd arguments", usage, want);
+        return -1;
+    }
+    for (i = first_list; i < want; i++)
+        if (!PyList_CheckExact(args[i])) {
+            PyErr_Format(PyExc_TypeError, "%s: argument %zd must be a list", usage, i + 1);
+            return -1;
+        }
+    return 0;
+}
+
+/* fast_send(conn, data, out) and fast_receive(conn, datagram, out, events): run core on the
+   item, move its datagrams to out and its records to events, return the status bits left. */
+static PyObject *DtlsOssl_py_one(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+                                 const char *usage,
+                                 int (*core)(DtlsOssl_conn *, const char *, size_t))
+{
+    DtlsOssl_conn *c;
+    Py_buffer view;
+    int flags;
+    if (DtlsOssl_check_args(nargs, want, args, 2, usage) < 0)
+        return NULL;
+    if ((c = DtlsOssl_conn_arg(args[0])) == NULL || DtlsOssl_borrow(args[1], &view) < 0)
+        return NULL;
+    flags = core(c, (const char *)view.buf, (size_t)view.len);
+    DtlsOssl_unborrow(&view);
+    if (!(flags & (DTLSOSSL_NO_SCRATCH | DTLSOSSL_TOO_BIG)))
+        flags = DtlsOssl_collect(c->sc, flags, args[2], want > 3 ? args[3] : NULL);
+    return flags < 0 ? NULL : PyLong_FromLong(flags);
+}
+
+static PyObject *DtlsOssl_py_fast_send(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)m;
+    return DtlsOssl_py_one(args, nargs, 3, "fast_send(conn, data, out)", DtlsOssl_send_one);
+}
+
+static PyObject *DtlsOssl_py_fast_receive(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)m;
+    return DtlsOssl_py_one(args, nargs, 4, "fast_receive(conn, datagram, out, events)",
+                           DtlsOssl_receive_one);
+}
+
+/* The batch results: how far the batch got (the next index) << 16 | status bits left. */
+static PyObject *DtlsOssl_batch_result(Py_ssize_t next, int flags)
+{
+    return flags < 0 ? NULL : PyLong_FromLongLong(((long long)next << 16) | flags);
+}
+
+/* A batch's arguments (conn, items, start, lists...): the connection, the start index and a
+   tuple snapshot of the items (no copy for a tuple), so that a finalizer run by the collector
+   during an allocation cannot change them under us. Every item from start on must be
+   bytes-like, checked before anything is done; with check_size, also 1..data_mtu bytes long
+   (else *too_big = 1). Returns the new reference, or NULL with a Python error. */
+static PyObject *DtlsOssl_batch_begin(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want,
+                                      const char *usage, DtlsOssl_conn **c, Py_ssize_t *start,
+                                      int check_size, int *too_big)
+{
+    PyObject *seq;
+    Py_buffer view;
+    Py_ssize_t i;
+    if (DtlsOssl_check_args(nargs, want, args, 3, usage) < 0)
+        return NULL;
+    if ((*c = DtlsOssl_conn_arg(args[0])) == NULL)
+        return NULL;
+    *start = PyLong_AsSsize_t(args[2]);
+    if (*start < 0 && PyErr_Occurred())
+        return NULL;
+    if (*start < 0)
+        *start = 0;
+    if ((seq = PySequence_Tuple(args[1])) == NULL)
+        return NULL;
+    *too_big = 0;
+    for (i = *start; i < PyTuple_GET_SIZE(seq); i++) {
+        if (DtlsOssl_borrow(PyTuple_GET_ITEM(seq, i), &view) < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        DtlsOssl_unborrow(&view);
+        if (check_size && (view.len == 0 || (size_t)view.len > (*c)->data_mtu))
+            *too_big = 1;
+    }
+    return seq;
+}
+
+/* fast_send_many(conn, payloads, start, out): send payloads[start:], one record each, and
+   append the datagrams to out. Nothing is sent if a payload is empty or above the data MTU
+   (TOO_BIG). Stops early only for what Python must handle (an error, output that did not fit). */
+static PyObject *DtlsOssl_py_fast_send_many(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    DtlsOssl_conn *c;
+    DtlsOssl_scratch *s;
+    PyObject *seq, **items;
+    Py_buffer view;
+    Py_ssize_t i, n, start;
+    int r, too_big, flags = 0;
+    (void)m;
+    /* All or nothing: every size is checked before anything is sent. */
+    seq = DtlsOssl_batch_begin(args, nargs, 4, "fast_send_many(conn, payloads, start, out)", &c,
+                               &start, 1, &too_big);
+    if (seq == NULL)
+        return NULL;
+    n = PyTuple_GET_SIZE(seq);
+    items = &PyTuple_GET_ITEM(seq, 0);
+    if (too_big) {
+        Py_DECREF(seq);
+        return DtlsOssl_batch_result(start, DTLSOSSL_TOO_BIG);
+    }
+    if ((s = DtlsOssl_own_scratch(c)) == NULL) {
+        Py_DECREF(seq);
+        return DtlsOssl_batch_result(start, DTLSOSSL_NO_SCRATCH);
+    }
+    DtlsOssl_reset(c, s);
+    for (i = start; i < n;) {
+        if (DtlsOssl_borrow(items[i], &view) < 0)
+            goto fail;
+        if (view.len == 0 || (size_t)view.len > c->data_mtu) {
+            /* Only an object whose buffer changed size since the check above. */
+            DtlsOssl_unborrow(&view);
+            flags |= DTLSOSSL_TOO_BIG;
+            break;
+        }
+        r = SSL_write(c->ssl, view.buf, (int)view.len);
+        DtlsOssl_unborrow(&view);
+        i++;
+        if (r <= 0) {
+            flags |= DtlsOssl_failed(c, r);
+            break;
+        }
+        if (c->spill_len > 0)
+            break; /* OpenSSL wrote more than the scratch holds: Python grows it */
+        if (s->wire_len + c->unframed + 20000 > s->wire_cap) {
+            /* Room for the next record is not sure: hand over what is framed and go on. */
+            if (c->unframed > 0)
+                DtlsOssl_frame(c, s, c->unframed);
+            c->unframed = 0;
+            if (DtlsOssl_collect(s, DTLSOSSL_WIRE, args[3], NULL) < 0)
+                goto fail;
+        }
+    }
+    Py_DECREF(seq);
+    flags = DtlsOssl_finish(c, s, flags);
+    return DtlsOssl_batch_result(i, DtlsOssl_collect(s, flags, args[3], NULL));
+fail:
+    c->out = NULL;
+    Py_DECREF(seq);
+    return NULL;
+}
+
+/* fast_receive_many(conn, datagrams, start, out, events): process datagrams[start:] in order,
+   appending plaintext records (DataReceived) to events and any datagrams to out. Stops after
+   the first datagram whose outcome Python must handle (alerts, errors, close). */
+static PyObject *DtlsOssl_py_fast_receive_many(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    DtlsOssl_conn *c;
+    DtlsOssl_scratch *s;
+    PyObject *seq, **items;
+    Py_buffer view;
+    Py_ssize_t i, n, start;
+    int f, too_big, flags = 0;
+    (void)m;
+    seq = DtlsOssl_batch_begin(args, nargs, 5,
+                               "fast_receive_many(conn, datagrams, start, out, events)", &c, &start,
+                               0, &too_big);
+    if (seq == NULL)
+        return NULL;
+    if ((s = DtlsOssl_own_scratch(c)) == NULL) {
+        Py_DECREF(seq);
+        return DtlsOssl_batch_result(start, DTLSOSSL_NO_SCRATCH);
+    }
+    n = PyTuple_GET_SIZE(seq);
+    items = &PyTuple_GET_ITEM(seq, 0);
+    DtlsOssl_reset(c, s);
+    for (i = start; i < n;) {
+        if (DtlsOssl_borrow(items[i], &view) < 0)
+            goto fail;
+        c->n_fast_received++;
+        if (view.len > 65535) { /* above the UDP limit: cannot be genuine */
+            s->dropped++;
+            f = DTLSOSSL_DROPPED;
+        } else {
+            f = DtlsOssl_feed(c, s, (const char *)view.buf, (size_t)view.len);
+        }
+        DtlsOssl_unborrow(&view);
+        i++;
+        flags |= f;
+        if ((f & ~(DTLSOSSL_PLAIN | DTLSOSSL_DROPPED)) || c->n_alerts || c->callback_failed)
+            break;
+        if (s->plain_cap - s->plain_len < 65536 + 18432 || s->n_recs + 5100 >= s->rec_cap) {
+            /* Room for a whole datagram's records is not sure: hand the events over. */
+            if (DtlsOssl_collect(s, DTLSOSSL_PLAIN, NULL, args[4]) < 0)
+                goto fail;
+        }
+    }
+    Py_DECREF(seq);
+    flags = DtlsOssl_finish(c, s, flags);
+    return DtlsOssl_batch_result(i, DtlsOssl_collect(s, flags, args[3], args[4]));
+fail:
+    c->out = NULL;
+    Py_DECREF(seq);
+    return NULL;
+}
+
+/* fast_setup(DataReceived, DataReceived.__dict__["data"]): the event class the fast paths
+   build, and its slot descriptor. */
+static PyObject *DtlsOssl_py_fast_setup(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)m;
+    if (nargs != 2 || !PyType_Check(args[0]) || Py_TYPE(args[1])->tp_descr_set == NULL) {
+        PyErr_SetString(PyExc_TypeError, "fast_setup(event class, its data slot descriptor)");
+        return NULL;
+    }
+    Py_INCREF(args[0]);
+    Py_INCREF(args[1]);
+    Py_XSETREF(DtlsOssl_event_type, (PyTypeObject *)args[0]);
+    Py_XSETREF(DtlsOssl_event_data, args[1]);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef DtlsOssl_fast_methods[] = {
+    {"fast_send", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_send, METH_FASTCALL,
+     "fast_send(conn, data, out) -> status bits left"},
+    {"fast_receive", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_receive, METH_FASTCALL,
+     "fast_receive(conn, datagram, out, events) -> status bits left"},
+    {"fast_send_many", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_send_many, METH_FASTCALL,
+     "fast_send_many(conn, payloads, start, out) -> next index << 16 | status bits left"},
+    {"fast_receive_many", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_receive_many, METH_FASTCALL,
+     "fast_receive_many(conn, datagrams, start, out, events) -> next index << 16 | bits left"},
+    {"fast_setup", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_setup, METH_FASTCALL,
+     "fast_setup(DataReceived, DataReceived.__dict__['data'])"},
+    {NULL, NULL, 0, NULL},
+};
+
+int DtlsOssl_install_fast(const char *module)
+{
+    /* cffi calls this without the GIL. */
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *mod = PyImport_ImportModule(module);
+    int r = -1;
+    if (mod != NULL) {
+        r = PyModule_AddFunctions(mod, DtlsOssl_fast_methods);
+        Py_DECREF(mod);
+    }
+    if (r < 0)
+        PyErr_Print();
+    PyGILState_Release(gil);
+    return r;
+}
