@@ -1,6 +1,6 @@
 """Two aiortc peer connections in one process, over loopback, optionally through a lossy relay.
 
-Shared by tests/test_aiortc.py and benchmarks/aiortc.py. ICE gathers only 127.0.0.1 and no STUN
+Shared by tests/test_aiortc.py and benchmarks/aiortc_bench.py. ICE gathers only 127.0.0.1 and no STUN
 server is asked, so nothing leaves the machine.
 """
 

@@ -9,9 +9,9 @@
 3. CPU per 1,000 data-channel messages (100 bytes), each way, between connected peer
    connections (SCTP's cost is the same for both; the difference is DTLS).
 
-    python benchmarks/aiortc.py             # 40 seeds per loss rate
-    python benchmarks/aiortc.py --quick     # 5 seeds, fewer handshakes
-    python benchmarks/aiortc.py --parallel 8   # overlap the runs (faster, noisier at 0%)
+    python benchmarks/aiortc_bench.py             # 40 seeds per loss rate
+    python benchmarks/aiortc_bench.py --quick     # 5 seeds, fewer handshakes
+    python benchmarks/aiortc_bench.py --parallel 8   # overlap the runs (faster, noisier at 0%)
 
 Wall-clock figures depend on the machine's load (shared machines: read them as indicative);
 the time-to-connect figures are dominated by retransmission timers, not CPU.
@@ -27,10 +27,8 @@ import sys
 import time
 from typing import Any
 
-# Run as a script, this file's directory comes first on sys.path and this file would shadow the
-# aiortc package: take the directory out, and put tests/ (the two-peer helper) in.
+# The two-peer helper lives with the tests.
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 sys.path.insert(0, os.path.join(_HERE, "..", "tests"))
 
 import aiortc  # noqa: E402
@@ -106,7 +104,7 @@ def make_certificate(ours: bool) -> Any:
 
 def make_transport(ours: bool, ice: MemoryIce, certificate: Any) -> Any:
     if ours:
-        return rtcpeerconnection.RTCDtlsTransport(ice, [certificate])
+        return rtcpeerconnection.RTCDtlsTransport(ice, [certificate])  # type: ignore[arg-type]
     return RTCDtlsTransport(ice, [certificate])  # type: ignore[arg-type]
 
 
