@@ -56,10 +56,12 @@ from itertools import repeat
 from dtls_ossl import _openssl, events
 from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, openssl_assert, scratch
 from dtls_ossl._callbacks import CallbackState
+from dtls_ossl._limits import check_positive
 from dtls_ossl._records import is_client_hello_untrusted as _is_client_hello_untrusted
 from dtls_ossl._records import may_feed_untrusted as _may_feed_untrusted
 from dtls_ossl._roles import Role
-from dtls_ossl._util import TYPE_CHECKING, Record, debug_logger, final
+from dtls_ossl._stats import ConnectionStats
+from dtls_ossl._util import TYPE_CHECKING, debug_logger, final
 from dtls_ossl.configuration import DtlsConfiguration
 from dtls_ossl.events import DtlsEvent, HandshakeCompleted
 from dtls_ossl.exceptions import (
@@ -165,51 +167,6 @@ class ConnectionState(enum.Enum):
 _ESTABLISHED = ConnectionState.ESTABLISHED
 
 
-class ConnectionStats(Record):
-    """Counters of one connection (a snapshot)."""
-
-    __slots__ = (
-        "datagrams_dropped",
-        "datagrams_held",
-        "datagrams_received",
-        "datagrams_sent",
-        "retransmissions",
-    )
-    __match_args__ = (
-        "datagrams_received",
-        "datagrams_dropped",
-        "datagrams_held",
-        "datagrams_sent",
-        "retransmissions",
-    )
-
-    datagrams_received: int
-    "Datagrams given to ``receive_datagram`` (including dropped and held ones)."
-    datagrams_dropped: int
-    """Datagrams dropped before OpenSSL saw them: not DTLS framing, past what a handshake may
-    make OpenSSL buffer (``max_handshake_message``, next-epoch records), or after the end."""
-    datagrams_held: int
-    "Datagrams held while waiting for the remote fingerprints (total)."
-    datagrams_sent: int
-    "Datagrams returned by ``datagrams_to_send``."
-    retransmissions: int
-    "Flights we retransmitted after our timer expired."
-
-    def __init__(
-        self,
-        datagrams_received: int,
-        datagrams_dropped: int,
-        datagrams_held: int,
-        datagrams_sent: int,
-        retransmissions: int,
-    ) -> None:
-        _setattr(self, "datagrams_received", datagrams_received)
-        _setattr(self, "datagrams_dropped", datagrams_dropped)
-        _setattr(self, "datagrams_held", datagrams_held)
-        _setattr(self, "datagrams_sent", datagrams_sent)
-        _setattr(self, "retransmissions", retransmissions)
-
-
 def _normalise_fingerprints(fingerprints: Iterable[Fingerprint | str]) -> tuple[Fingerprint, ...]:
     return parse_fingerprints(
         fingerprints,
@@ -252,6 +209,7 @@ class DtlsConnection:
         "_expected",
         "_handle",
         "_handshake_deadline",
+        "_handshake_timeout",
         "_held",
         "_info",
         "_n_dropped",
@@ -308,6 +266,7 @@ class DtlsConnection:
         self._held: list[bytes] | None = None
         self._timer_at: float | None = None
         self._handshake_deadline: float | None = None
+        self._handshake_timeout = configuration.handshake_timeout
         self._data_mtu = 0
         self._info: events.HandshakeCompleted | None = None
         self._sent_alert: int | None = None
@@ -395,7 +354,7 @@ class DtlsConnection:
             and now >= deadline
             and self._state in (ConnectionState.NEW, ConnectionState.HANDSHAKING)
         ):
-            timeout = self._config.handshake_timeout
+            timeout = self._handshake_timeout or 0.0  # never None while a deadline is set
             self._terminate(
                 HandshakeTimeoutError(
                     f"handshake did not complete within {timeout:g} s "
@@ -513,6 +472,25 @@ class DtlsConnection:
         self._n_received += 1
         self._start(now)
         self._feed(data, now)
+
+    def set_handshake_timeout(self, timeout: float | None, now: float) -> None:
+        """Make the handshake deadline ``now + timeout``, replacing the configuration's.
+
+        By default the deadline is the configuration's ``handshake_timeout`` counted from the
+        start (a client's :meth:`connect`, a server's answer to the first ClientHello). An
+        owner that counts from elsewhere (the asyncio endpoint counts from the moment it made
+        the connection) sets it here, so that one deadline runs per connection; it applies to
+        a server that has not heard a ClientHello yet too. ``None`` removes the deadline
+        (OpenSSL's retransmission limit still ends a silent handshake). No effect once the
+        handshake completed. After calling this, call :meth:`get_timer`.
+
+        :raises ConfigurationError: if ``timeout`` is not a number of seconds > 0 or None.
+        """
+        check_positive("timeout", timeout, optional=True)
+        if self._state not in (ConnectionState.NEW, ConnectionState.HANDSHAKING):
+            return
+        self._handshake_timeout = timeout
+        self._handshake_deadline = None if timeout is None else now + timeout
 
     # ---------------------------------------------------------------------------- outputs
 
@@ -776,8 +754,9 @@ class DtlsConnection:
 
     def _start(self, now: float) -> None:
         self._state = ConnectionState.HANDSHAKING
-        timeout = self._config.handshake_timeout
-        self._handshake_deadline = None if timeout is None else now + timeout
+        timeout = self._handshake_timeout
+        if self._handshake_deadline is None and timeout is not None:
+            self._handshake_deadline = now + timeout
 
     def _receive_slow(self, data: bytes, now: float) -> None:
         state = self._state
@@ -928,7 +907,7 @@ class DtlsConnection:
         srtp_id = r & 0xFFFF
         if srtp_id:
             profile = _SRTP_PROFILES.get(srtp_id) or SrtpProfile.from_iana_id(srtp_id)
-            keys = _srtp_keys(profile, srtp_id, _unpack(sc.material, r >> 32), self._role)
+            keys = SrtpKeys.from_keying_material(profile, _unpack(sc.material, r >> 32), self._role)
         self._data_mtu = (r >> 16) & 0xFFFF
         lib.DtlsOssl_bind_scratch(self._c, sc.ptr)  # for the fast paths from now on
         self._sc = sc
@@ -1062,32 +1041,8 @@ class DtlsConnection:
         ffi.release(self._c)
 
 
-# SrtpProfile and its (key, salt) lengths by IANA id (the enum's properties and hash are
-# Python-level, slow on the handshake path).
+# SrtpProfile by IANA id (the enum's properties are Python-level, slow on the handshake path).
 _SRTP_PROFILES = {p.iana_id: p for p in SrtpProfile}
-_SRTP_LENGTHS = {p.iana_id: (p.key_length, p.salt_length) for p in SrtpProfile}
-
-
-def _srtp_keys(profile: SrtpProfile, iana_id: int, material: bytes, role: Role) -> SrtpKeys:
-    """Split the exported material as :meth:`SrtpKeys.from_keying_material` does, faster.
-
-    The lengths come from the profile itself, so SrtpKeys' own checks are skipped.
-    """
-    k, s = _SRTP_LENGTHS[iana_id]
-    if len(material) != 2 * (k + s):  # pragma: no cover - C exports exactly this length
-        return SrtpKeys.from_keying_material(profile, material, role)
-    client_key, server_key = material[:k], material[k : 2 * k]
-    client_salt, server_salt = material[2 * k : 2 * k + s], material[2 * k + s :]
-    if role is not Role.CLIENT:
-        client_key, server_key = server_key, client_key
-        client_salt, server_salt = server_salt, client_salt
-    keys: SrtpKeys = _new(SrtpKeys)
-    _setattr(keys, "profile", profile)
-    _setattr(keys, "local_key", client_key)
-    _setattr(keys, "local_salt", client_salt)
-    _setattr(keys, "remote_key", server_key)
-    _setattr(keys, "remote_salt", server_salt)
-    return keys
 
 
 def _certificate_from_der(der: bytes) -> Certificate:

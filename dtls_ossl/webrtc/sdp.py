@@ -118,16 +118,14 @@ class Fingerprint(Record):
         length does not match it.
     """
 
-    __slots__ = ("algorithm", "value")
-    __match_args__ = ("algorithm", "value")
-
     algorithm: str
     "The SDP hash function name, lower-case, e.g. ``sha-256`` (a key of FINGERPRINT_ALGORITHMS)."
     value: bytes
     "The raw digest of the certificate's DER encoding."
 
-    def __init__(self, algorithm: str, value: bytes) -> None:
+    def _validate(self) -> None:
         """Normalise the algorithm name and check the digest length."""
+        algorithm, value = self.algorithm, self.value
         if not isinstance(algorithm, str):
             raise TypeError(f"algorithm must be str, not {type(algorithm).__name__}")
         if not isinstance(value, (bytes, bytearray, memoryview)):
