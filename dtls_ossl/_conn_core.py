@@ -456,7 +456,7 @@ class ConnectionCore:
             self._c.handle = ffi.NULL
             self._handle = None
             self._cb = _CHECKED_INSECURE if self._cb.insecure else _CHECKED
-        log = debug_logger(__name__)
+        log = debug_logger("dtls_ossl.connection")
         if log is not None:
             log.debug(
                 "%s: handshake completed: %s %s srtp=%s",
@@ -492,7 +492,9 @@ class ConnectionCore:
         self._handshake_deadline = None
         self._held = None
         self._events.append(events.ConnectionTerminated(error=error, by_peer=by_peer))
-        log = None if error is None else debug_logger(__name__)
+        log = (
+            None if error is None else debug_logger("dtls_ossl.connection")
+        )  # the public logger name
         if log is not None:
             log.debug("%s: terminated: %s", self._role.value, error)
         lib.ERR_clear_error()

@@ -155,13 +155,41 @@ class _RecordMeta(type):
         namespace["__match_args__"] = fields
         namespace["_defaults"] = defaults
         cls = super().__new__(mcs, name, bases, namespace, **kwargs)
-        if fields or "__init__" not in namespace:
-            _build_constructors(cls, fields, defaults)
+        _defer_constructors(cls, fields, defaults, own_init="__init__" in namespace)
         return cls
 
 
-def _build_constructors(cls: Any, fields: tuple[str, ...], defaults: dict[str, Any]) -> None:
-    """Generate ``__init__``, ``_unchecked`` and ``_values`` for *cls* (once, at class creation).
+def _defer_constructors(
+    cls: Any, fields: tuple[str, ...], defaults: dict[str, Any], *, own_init: bool
+) -> None:
+    """Install stand-ins that generate the constructors on first use, not at import.
+
+    Compiling a class's ``__init__`` costs about as much as importing a small module; most
+    records are never built in a given process, so each pays that once, on its first build.
+    """
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        _build_constructors(cls, fields, defaults, own_init=own_init)
+        cls.__init__(self, *args, **kwargs)
+
+    def _unchecked(*args: Any, **kwargs: Any) -> Any:
+        _build_constructors(cls, fields, defaults, own_init=own_init)
+        return cls._unchecked(*args, **kwargs)
+
+    if not own_init:
+        cls.__init__ = __init__
+    cls._unchecked = staticmethod(_unchecked)
+    if len(fields) == 1:
+        get_one = attrgetter(fields[0])
+        cls._values = staticmethod(lambda obj: (get_one(obj),))
+    else:  # attrgetter of two or more names returns a tuple
+        cls._values = staticmethod(attrgetter(*fields) if fields else lambda obj: ())
+
+
+def _build_constructors(
+    cls: Any, fields: tuple[str, ...], defaults: dict[str, Any], *, own_init: bool
+) -> None:
+    """Generate ``__init__`` and ``_unchecked`` for *cls* (once, on its first construction).
 
     Each field is stored through its slot descriptor's ``__set__``: it bypasses the frozen
     ``__setattr__`` and is faster than ``object.__setattr__(self, name, value)``.
@@ -191,14 +219,9 @@ def _build_constructors(cls: Any, fields: tuple[str, ...], defaults: dict[str, A
     init = names["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__doc__ = f"Build a {cls.__name__} from its fields."
-    if "__init__" not in cls.__dict__:
+    if not own_init:
         cls.__init__ = init
     cls._unchecked = staticmethod(names["_unchecked"])
-    if len(fields) == 1:
-        get_one = attrgetter(fields[0])
-        cls._values = staticmethod(lambda obj: (get_one(obj),))
-    else:  # attrgetter of two or more names returns a tuple
-        cls._values = staticmethod(attrgetter(*fields) if fields else lambda obj: ())
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(private,))
