@@ -95,7 +95,6 @@ async def noop_handler(stream: Any) -> None:
 
 async def server_main(workers: int, cert: str, key: str, client_fp: str, idle: float) -> None:
     import asyncio
-    from dataclasses import asdict
 
     from dtls_ossl.aio import serve
 
@@ -121,7 +120,7 @@ async def server_main(workers: int, cert: str, key: str, client_fp: str, idle: f
             if line == "stats":
                 if workers > 1:
                     await asyncio.sleep(0.6)  # the workers report every 0.5 s
-                stats = asdict(server.stats)
+                stats = server.stats.as_dict()
                 print(" ".join(f"{k}={v}" for k, v in stats.items()), flush=True)
             elif line == "rss":
                 gc.collect()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dtls_ossl._openssl import ffi
 from dtls_ossl._util import TYPE_CHECKING
+from dtls_ossl.webrtc.sdp import digest, format_fingerprint
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,32 +55,8 @@ class CallbackState:
             self.captured = exc
 
 
-def _hex(digest: bytes) -> str:
-    return ":".join(f"{b:02X}" for b in digest)
-
-
-def _sdp_name(hashlib_name: str) -> str:
-    """Map a hashlib name (``sha256``) to its RFC 8122 name (``sha-256``)."""
-    return hashlib_name.replace("sha", "sha-", 1)
-
-
-_hashes: dict[str, Callable[[bytes], Any]] = {}
-"hashlib constructors by name (``sha256``), filled on first use."
-
-
-def _digest(name: str, data: bytes) -> bytes:
-    """Hash ``data`` with the named hashlib algorithm."""
-    new = _hashes.get(name)
-    if new is None:
-        import hashlib  # lazily: with hmac, ~3 ms of ``import dtls_ossl``
-
-        new = _hashes[name] = getattr(hashlib, name)
-    digest: bytes = new(data).digest()
-    return digest
-
-
 def _check_peer(state: CallbackState, der: bytes) -> int:
-    import hmac  # lazily (see _digest); only a sys.modules lookup after the first time
+    import hmac  # lazily (~3 ms of ``import dtls_ossl``); a sys.modules lookup after the first
 
     state.peer_der = der
     if state.insecure:
@@ -91,16 +68,16 @@ def _check_peer(state: CallbackState, der: bytes) -> int:
         state.mismatch = ((), ())
         return REJECT
     actual: dict[str, bytes] = {}
-    for index, (name, digest) in enumerate(expected):
+    for index, (name, value) in enumerate(expected):
         got = actual.get(name)
         if got is None:
-            got = actual[name] = _digest(name, der)
-        if hmac.compare_digest(got, digest):
+            got = actual[name] = digest(name, der)
+        if hmac.compare_digest(got, value):
             state.matched = index
             return ACCEPT
     state.mismatch = (
-        tuple(f"{_sdp_name(n)} {_hex(d)}" for n, d in expected),
-        tuple(f"{_sdp_name(n)} {_hex(d)}" for n, d in actual.items()),
+        tuple(format_fingerprint(n, d) for n, d in expected),
+        tuple(format_fingerprint(n, d) for n, d in actual.items()),
     )
     return REJECT
 

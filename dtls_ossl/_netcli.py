@@ -34,6 +34,7 @@ from dtls_ossl._cliargs import (
     positive_int,
     srtp_profile,
 )
+from dtls_ossl._limits import DEFAULT_HANDSHAKE_TIMEOUT
 from dtls_ossl.exceptions import DtlsError
 
 if TYPE_CHECKING:
@@ -284,7 +285,7 @@ def _certificate(args: argparse.Namespace) -> Certificate | None:
 
 
 def _configuration(
-    args: argparse.Namespace, *, handshake_timeout: float | None = 30.0
+    args: argparse.Namespace, *, handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT
 ) -> DtlsConfiguration:
     from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES, DtlsConfiguration
 

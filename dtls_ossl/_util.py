@@ -7,17 +7,21 @@
   run time (~2.5 ms on an interpreter that has not imported it yet);
 * :func:`debug_logger` answers "is DEBUG logging on?" without importing :mod:`logging` (~5 ms).
 
-A :class:`Record` subclass declares its fields three times, on purpose, so that nothing has to
-be generated at import time and mypy needs no plugin beyond ``dataclass_transform``:
+A :class:`Record` subclass declares each field once, as a class annotation (with an optional
+default), in constructor order. The metaclass derives the rest when the class is created:
 
-* ``__slots__`` (or class attributes with defaults, for a class that keeps a ``__dict__``);
-* ``__match_args__``: the public fields in constructor order, which :class:`Record` uses for
-  ``repr()``, ``==``, ``hash()``, pickling and :meth:`Record._replace`;
-* an explicit ``__init__`` that stores each field with ``object.__setattr__``.
+* ``__slots__`` (no ``__dict__``), plus a slot for each private (``_name``) annotation, which is
+  state rather than a field: out of the constructor, ``repr()``, ``==``, ``hash()`` and pickling;
+* ``__match_args__``: the public fields, a base record's first;
+* ``__init__``, generated once per class (as :mod:`dataclasses` does, but without its import
+  cost), storing each argument through its slot descriptor, then calling the class's
+  ``_validate()`` hook if it has one (which may normalise fields with ``object.__setattr__``);
+* ``_unchecked(*values)``, the same construction without the hook, for values already known
+  to be valid (a hot path).
 
-Behaviour matches ``@dataclass(frozen=True)``: ``ClassName(field=value, ...)`` repr, equality
-only with the same class, hash of the field tuple, and assignment or deletion raising
-:class:`FrozenInstanceError` (an :class:`AttributeError`).
+Behaviour matches ``@dataclass(frozen=True, slots=True)``: ``ClassName(field=value, ...)`` repr,
+equality only with the same class, hash of the field tuple, assignment or deletion raising
+:class:`FrozenInstanceError` (an :class:`AttributeError`), and pickling by constructor call.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     from collections.abc import Callable
-    from typing import Any, ClassVar, final
+    from typing import Any, ClassVar, Literal, final
 
     from typing_extensions import Self, dataclass_transform
 else:
@@ -50,6 +54,7 @@ __all__ = [
     "debug_logger",
     "final",
     "lazy_attributes",
+    "private",
 ]
 
 
@@ -102,32 +107,141 @@ class FrozenInstanceError(AttributeError):
     """A field of an immutable record was assigned or deleted (as in :mod:`dataclasses`)."""
 
 
-@dataclass_transform(frozen_default=True)
-class Record:
-    """Base of the frozen value classes: repr, eq, hash and immutability from ``__match_args__``.
+def private(*, init: Literal[False] = False, default: None = None) -> Any:
+    """Mark a private annotation as state, not a constructor argument (for type checkers).
 
-    Subclasses must list every public field in ``__match_args__``, in ``__init__`` order.
+    ``_state: T = private(default=None)`` in a :class:`Record` body: the metaclass makes every
+    ``_name`` annotation a private slot anyway (set it in ``_validate``); this tells mypy's
+    ``dataclass_transform`` the same. The arguments exist for the type checker only.
+    """
+    return _PRIVATE
+
+
+_PRIVATE = object()
+
+
+def _is_class_var(annotation: object) -> bool:
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    return isinstance(text, str) and text.startswith(("ClassVar", "typing.ClassVar"))
+
+
+class _RecordMeta(type):
+    """Derive ``__slots__``, ``__match_args__`` and the constructors from the annotations."""
+
+    def __new__(
+        mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any
+    ) -> _RecordMeta:
+        inherited: tuple[str, ...] = ()
+        defaults: dict[str, Any] = {}
+        for base in reversed(bases):
+            inherited += tuple(f for f in getattr(base, "__match_args__", ()) if f not in inherited)
+            defaults.update(getattr(base, "_defaults", {}))
+        own: list[str] = []
+        slots = list(namespace.get("__slots__", ()))
+        for field, annotation in namespace.get("__annotations__", {}).items():
+            if _is_class_var(annotation):
+                continue
+            if field.startswith("_"):
+                namespace.pop(field, None)  # a private() marker, or a default nobody reads
+            else:
+                if field in inherited:
+                    raise TypeError(f"{name}: field {field!r} is already a field of a base")
+                own.append(field)
+                if field in namespace:
+                    defaults[field] = namespace.pop(field)
+            slots.append(field)
+        fields = inherited + tuple(own)
+        namespace["__slots__"] = tuple(slots)
+        namespace["__match_args__"] = fields
+        namespace["_defaults"] = defaults
+        cls = super().__new__(mcs, name, bases, namespace, **kwargs)
+        _defer_constructors(cls, fields, defaults, own_init="__init__" in namespace)
+        return cls
+
+
+def _defer_constructors(
+    cls: Any, fields: tuple[str, ...], defaults: dict[str, Any], *, own_init: bool
+) -> None:
+    """Install stand-ins that generate the constructors on first use, not at import.
+
+    Compiling a class's ``__init__`` costs about as much as importing a small module; most
+    records are never built in a given process, so each pays that once, on its first build.
     """
 
-    __slots__ = ()
-    __match_args__: tuple[str, ...] = ()
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        _build_constructors(cls, fields, defaults, own_init=own_init)
+        cls.__init__(self, *args, **kwargs)
+
+    def _unchecked(*args: Any, **kwargs: Any) -> Any:
+        _build_constructors(cls, fields, defaults, own_init=own_init)
+        return cls._unchecked(*args, **kwargs)
+
+    if not own_init:
+        cls.__init__ = __init__
+    cls._unchecked = staticmethod(_unchecked)
+    if len(fields) == 1:
+        get_one = attrgetter(fields[0])
+        cls._values = staticmethod(lambda obj: (get_one(obj),))
+    else:  # attrgetter of two or more names returns a tuple
+        cls._values = staticmethod(attrgetter(*fields) if fields else lambda obj: ())
+
+
+def _build_constructors(
+    cls: Any, fields: tuple[str, ...], defaults: dict[str, Any], *, own_init: bool
+) -> None:
+    """Generate ``__init__`` and ``_unchecked`` for *cls* (once, on its first construction).
+
+    Each field is stored through its slot descriptor's ``__set__``: it bypasses the frozen
+    ``__setattr__`` and is faster than ``object.__setattr__(self, name, value)``.
+    """
+    names = {"_new": object.__new__, "cls": cls}
+    params = []
+    stores = []
+    seen_default = False
+    for i, field in enumerate(fields):
+        names[f"_set{i}"] = getattr(cls, field).__set__
+        if field in defaults:
+            names[f"_d{i}"] = defaults[field]
+            params.append(f"{field}=_d{i}")
+            seen_default = True
+        elif seen_default:
+            raise TypeError(f"{cls.__qualname__}: field {field!r} without a default follows one")
+        else:
+            params.append(field)
+        stores.append(f"    _set{i}(self, {field})")
+    validate = "    self._validate()\n" if hasattr(cls, "_validate") else ""
+    body = "\n".join(stores) or "    pass"
+    source = (
+        f"def __init__(self, {', '.join(params)}):\n{body}\n{validate}"
+        f"def _unchecked({', '.join(params)}):\n    self = _new(cls)\n{body}\n    return self\n"
+    )
+    exec(source, names)  # the source is built from identifiers, never from input
+    init = names["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = f"Build a {cls.__name__} from its fields."
+    if not own_init:
+        cls.__init__ = init
+    cls._unchecked = staticmethod(names["_unchecked"])
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(private,))
+class Record(metaclass=_RecordMeta):
+    """Base of the frozen value classes: declare the fields once, as annotations.
+
+    Define ``_validate(self)`` to check (and normalise, with ``object.__setattr__``) the
+    fields after the generated ``__init__`` stored them.
+    """
+
+    __match_args__: ClassVar[tuple[str, ...]] = ()
     _values: ClassVar[staticmethod[[Any], tuple[Any, ...]]]
     "Return the tuple of an instance's field values (built per class, in C when possible)."
+    _defaults: ClassVar[dict[str, Any]]
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Build ``_values``; check that every public slot is a field, so none is missed."""
-        super().__init_subclass__(**kwargs)
-        fields = cls.__match_args__
-        for klass in cls.__mro__:
-            slots = klass.__dict__.get("__slots__", ())
-            for name in (slots,) if isinstance(slots, str) else slots:
-                if not name.startswith("_") and name not in fields:
-                    raise TypeError(f"{cls.__qualname__}: slot {name!r} is not in __match_args__")
-        if len(fields) == 1:
-            get_one = attrgetter(fields[0])
-            cls._values = staticmethod(lambda obj: (get_one(obj),))
-        else:  # attrgetter of two or more names returns a tuple
-            cls._values = staticmethod(attrgetter(*fields) if fields else lambda obj: ())
+    if TYPE_CHECKING:
+
+        @classmethod
+        def _unchecked(cls, *values: Any) -> Self:
+            """Build an instance from valid field values, positionally, skipping ``_validate``."""
 
     def __repr__(self) -> str:
         fields = ", ".join([f"{name}={getattr(self, name)!r}" for name in self.__match_args__])

@@ -10,8 +10,9 @@ from __future__ import annotations
 from _thread import allocate_lock
 
 from dtls_ossl._context import build_ssl_ctx
+from dtls_ossl._limits import DEFAULT_HANDSHAKE_TIMEOUT, check_positive
 from dtls_ossl._roles import Role
-from dtls_ossl._util import TYPE_CHECKING, Record
+from dtls_ossl._util import TYPE_CHECKING, Record, private
 from dtls_ossl.exceptions import ConfigurationError
 from dtls_ossl.webrtc.srtp import SrtpProfile
 
@@ -26,6 +27,7 @@ __all__ = [
     "CBC_CIPHERS",
     "DEFAULT_CIPHERS",
     "DEFAULT_GROUPS",
+    "DEFAULT_HANDSHAKE_TIMEOUT",
     "DEFAULT_SRTP_PROFILES",
     "DtlsConfiguration",
     "KeyLogTarget",
@@ -107,21 +109,6 @@ class DtlsConfiguration(Record):
     use :meth:`replace` to derive a changed copy.
     """
 
-    __match_args__ = (
-        "certificate",
-        "srtp_profiles",
-        "mtu",
-        "initial_retransmit_timeout",
-        "max_retransmit_timeout",
-        "handshake_timeout",
-        "ciphers",
-        "groups",
-        "allow_dtls_1_3",
-        "key_log",
-        "max_held_datagrams",
-        "max_handshake_message",
-    )
-
     certificate: Certificate | None = None
     "Our certificate and private key; None generates an ECDSA P-256 one."
     srtp_profiles: Sequence[SrtpProfile] = DEFAULT_SRTP_PROFILES
@@ -132,7 +119,7 @@ class DtlsConfiguration(Record):
     "First retransmission timeout (RFC 6347 §4.2.4.1 suggests 1 s; Chrome uses 2 x RTT)."
     max_retransmit_timeout: float = 60.0
     "Cap of the doubling backoff (RFC 6347 §4.2.4.1: at least 60 s; WebRTC uses ~3 s)."
-    handshake_timeout: float | None = 30.0
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT
     """Overall deadline of a handshake; None waits until OpenSSL gives up (12 expiries). A
     server's starts when it answers the first ClientHello: before that it has no deadline."""
     ciphers: str = DEFAULT_CIPHERS
@@ -152,43 +139,10 @@ class DtlsConfiguration(Record):
     """Largest handshake message (a certificate chain, above all) we accept from the peer, in
     bytes. A forged fragment claiming more is dropped, so that it cannot make OpenSSL allocate
     for it (OpenSSL's own default is 100 KiB); raise it for long certificate chains."""
-    # Private state, not fields: out of repr(), == and hash().
-    _ctx: Any = None
-    _lock: Any = None
-    _key_log_writer: Callable[[str], None] | None = None
-
-    def __init__(
-        self,
-        certificate: Certificate | None = None,
-        srtp_profiles: Sequence[SrtpProfile] = DEFAULT_SRTP_PROFILES,
-        mtu: int = 1200,
-        initial_retransmit_timeout: float = 1.0,
-        max_retransmit_timeout: float = 60.0,
-        handshake_timeout: float | None = 30.0,
-        ciphers: str = DEFAULT_CIPHERS,
-        groups: str = DEFAULT_GROUPS,
-        allow_dtls_1_3: bool = False,
-        key_log: KeyLogTarget | None = None,
-        max_held_datagrams: int = 64,
-        max_handshake_message: int = 16384,
-    ) -> None:
-        """Validate every field; generate a certificate when none was given."""
-        _setattr(self, "certificate", certificate)
-        _setattr(self, "srtp_profiles", srtp_profiles)
-        _setattr(self, "mtu", mtu)
-        _setattr(self, "initial_retransmit_timeout", initial_retransmit_timeout)
-        _setattr(self, "max_retransmit_timeout", max_retransmit_timeout)
-        _setattr(self, "handshake_timeout", handshake_timeout)
-        _setattr(self, "ciphers", ciphers)
-        _setattr(self, "groups", groups)
-        _setattr(self, "allow_dtls_1_3", allow_dtls_1_3)
-        _setattr(self, "key_log", key_log)
-        _setattr(self, "max_held_datagrams", max_held_datagrams)
-        _setattr(self, "max_handshake_message", max_handshake_message)
-        _setattr(self, "_ctx", None)
-        _setattr(self, "_lock", allocate_lock())
-        _setattr(self, "_key_log_writer", None)
-        self._validate()
+    # Private state, not fields: out of the constructor, repr(), == and hash().
+    _ctx: Any = private(default=None)
+    _lock: Any = private(default=None)
+    _key_log_writer: Callable[[str], None] | None = private(default=None)
 
     def replace(self, **changes: Any) -> DtlsConfiguration:
         """Return a new configuration with the given fields changed (``dataclasses.replace``).
@@ -202,6 +156,10 @@ class DtlsConfiguration(Record):
         return self._replace(**changes)
 
     def _validate(self) -> None:
+        """Validate every field; generate a certificate when none was given."""
+        _setattr(self, "_ctx", None)
+        _setattr(self, "_lock", allocate_lock())
+        _setattr(self, "_key_log_writer", None)
         if self.certificate is None:
             from dtls_ossl.webrtc.certificate import Certificate
 
@@ -230,12 +188,7 @@ class DtlsConfiguration(Record):
             )
         if self.max_retransmit_timeout > 4000.0:
             raise ConfigurationError("max_retransmit_timeout: at most 4000 s")
-        if self.handshake_timeout is not None and not (
-            isinstance(self.handshake_timeout, (int, float)) and self.handshake_timeout > 0
-        ):
-            raise ConfigurationError(
-                f"handshake_timeout: expected seconds > 0 or None, got {self.handshake_timeout!r}"
-            )
+        check_positive("handshake_timeout", self.handshake_timeout, optional=True)
         for name in ("ciphers", "groups"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value or not value.isascii():

@@ -49,61 +49,43 @@ A connection is not thread-safe: drive each one from one thread at a time.
 
 from __future__ import annotations
 
-import enum
-from collections import deque
-from itertools import repeat
-
 from dtls_ossl import _openssl, events
-from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, openssl_assert, scratch
+from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, scratch
 from dtls_ossl._callbacks import CallbackState
-from dtls_ossl._records import is_client_hello_untrusted as _is_client_hello_untrusted
-from dtls_ossl._records import may_feed_untrusted as _may_feed_untrusted
+from dtls_ossl._conn_core import ConnectionCore, _nbytes
+from dtls_ossl._conn_outcome import export_keying_material
+from dtls_ossl._conn_status import (
+    ALERTS as _ALERTS,
+)
+from dtls_ossl._conn_status import (
+    ConnectionState,
+)
+from dtls_ossl._limits import check_positive
 from dtls_ossl._roles import Role
-from dtls_ossl._util import TYPE_CHECKING, Record, debug_logger, final
+from dtls_ossl._stats import ConnectionStats
+from dtls_ossl._util import TYPE_CHECKING, final
 from dtls_ossl.configuration import DtlsConfiguration
 from dtls_ossl.events import DtlsEvent, HandshakeCompleted
 from dtls_ossl.exceptions import (
-    CallbackError,
-    CertificateVerificationError,
     ConfigurationError,
-    DtlsError,
-    FingerprintMismatchError,
-    HandshakeError,
     HandshakeTimeoutError,
     InvalidStateError,
     OpenSSLError,
     PayloadSizeError,
-    ProtocolError,
 )
 from dtls_ossl.webrtc.sdp import (
-    FINGERPRINT_ALGORITHMS,
     Fingerprint,
     parse_fingerprints,
-    select_fingerprints,
 )
-from dtls_ossl.webrtc.srtp import SrtpKeys, SrtpProfile
+from dtls_ossl.webrtc.srtp import SrtpKeys
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Iterable, Sequence
     from typing import Any
 
-    from dtls_ossl.webrtc.certificate import Certificate
 
 __all__ = ["ConnectionState", "ConnectionStats", "DtlsConnection"]
 
-_WIRE = int(lib.DTLSOSSL_WIRE)
-_PLAIN = int(lib.DTLSOSSL_PLAIN)
-_HANDSHAKE_DONE = int(lib.DTLSOSSL_HANDSHAKE_DONE)
-_PEER_CLOSED = int(lib.DTLSOSSL_PEER_CLOSED)
-_FATAL = int(lib.DTLSOSSL_FATAL)
-_ALERTS = int(lib.DTLSOSSL_ALERTS)
-_DROPPED = int(lib.DTLSOSSL_DROPPED)
-_TIMER = int(lib.DTLSOSSL_TIMER)
-_RETRANSMITTED = int(lib.DTLSOSSL_RETRANSMITTED)
-_OVERFLOW = int(lib.DTLSOSSL_OVERFLOW)
-_CALLBACK = int(lib.DTLSOSSL_CALLBACK)
-_TOO_BIG = int(lib.DTLSOSSL_TOO_BIG)
-_NO_SCRATCH = int(lib.DTLSOSSL_NO_SCRATCH)
 # The per-record paths of an established connection (CPython functions in
 # _cffi_src/fastpath.c): they append datagrams to the connection's output list and DataReceived
 # events to its event list themselves, and return the status bits left for Python (0: nothing
@@ -112,103 +94,14 @@ _fast_receive = _openssl.fast_receive
 _fast_send = _openssl.fast_send
 _fast_receive_many = _openssl.fast_receive_many
 _fast_send_many = _openssl.fast_send_many
-_openssl.fast_setup(events.DataReceived, events.DataReceived.__dict__["data"])
-_unpack = ffi.unpack
-_DataReceived = events.DataReceived
-# Building an event with object.__new__ and the slot descriptor's __set__ skips the Python-level
-# __init__ (about 50 ns of a record); the result is an ordinary, immutable DataReceived.
-_new = object.__new__
-_setattr = object.__setattr__
-_set_data = _DataReceived.__dict__["data"].__set__
-# Runs an iterator to its end at C speed (the slow path builds events with map()).
-_sink: deque[object] = deque(maxlen=0)
-_exhaust = _sink.extend
-
-
-def _checked_state(insecure: bool) -> CallbackState:
-    """Make the shared, never written state of connections past certificate verification."""
-    state = CallbackState(None)
-    state.peer_der = b""  # "already checked": set_remote_fingerprints() refuses
-    state.insecure = insecure
-    return state
-
-
-_CHECKED = _checked_state(False)
-_CHECKED_INSECURE = _checked_state(True)
-
-_X509_V_ERR_CERT_REJECTED = 28
-# ERR_LIB_SSL and SSL_R_READ_TIMEOUT_EXPIRED (openssl/err.h, sslerr.h): DTLS gave up retrying.
-_ERR_LIB_SSL = 20
-_SSL_R_READ_TIMEOUT_EXPIRED = 312
 # next_event() pops from the front of a queue this short (a memmove of a few pointers, the
 # fastest path for the usual one or two events); a longer one is read from a head index and
 # compacted once this many events were read (and at least half of it).
 _POP_FRONT_MAX = 32
 _COMPACT_AT = 256
-_MAX_DATAGRAM = 65535
-
-
-class ConnectionState(enum.Enum):
-    """Where a connection is in its life. States only move forward."""
-
-    NEW = "new"
-    "Created; a client waits for ``connect()``, a server for the first ClientHello."
-    HANDSHAKING = "handshaking"
-    "Flights are being exchanged."
-    ESTABLISHED = "established"
-    "The handshake completed and the peer's certificate was verified; data may flow."
-    CLOSED = "closed"
-    "Ended cleanly (close_notify either way, or ``close()``)."
-    FAILED = "failed"
-    "Ended by an error; ``ConnectionTerminated.error`` says which."
 
 
 _ESTABLISHED = ConnectionState.ESTABLISHED
-
-
-class ConnectionStats(Record):
-    """Counters of one connection (a snapshot)."""
-
-    __slots__ = (
-        "datagrams_dropped",
-        "datagrams_held",
-        "datagrams_received",
-        "datagrams_sent",
-        "retransmissions",
-    )
-    __match_args__ = (
-        "datagrams_received",
-        "datagrams_dropped",
-        "datagrams_held",
-        "datagrams_sent",
-        "retransmissions",
-    )
-
-    datagrams_received: int
-    "Datagrams given to ``receive_datagram`` (including dropped and held ones)."
-    datagrams_dropped: int
-    """Datagrams dropped before OpenSSL saw them: not DTLS framing, past what a handshake may
-    make OpenSSL buffer (``max_handshake_message``, next-epoch records), or after the end."""
-    datagrams_held: int
-    "Datagrams held while waiting for the remote fingerprints (total)."
-    datagrams_sent: int
-    "Datagrams returned by ``datagrams_to_send``."
-    retransmissions: int
-    "Flights we retransmitted after our timer expired."
-
-    def __init__(
-        self,
-        datagrams_received: int,
-        datagrams_dropped: int,
-        datagrams_held: int,
-        datagrams_sent: int,
-        retransmissions: int,
-    ) -> None:
-        _setattr(self, "datagrams_received", datagrams_received)
-        _setattr(self, "datagrams_dropped", datagrams_dropped)
-        _setattr(self, "datagrams_held", datagrams_held)
-        _setattr(self, "datagrams_sent", datagrams_sent)
-        _setattr(self, "retransmissions", retransmissions)
 
 
 def _normalise_fingerprints(fingerprints: Iterable[Fingerprint | str]) -> tuple[Fingerprint, ...]:
@@ -219,7 +112,7 @@ def _normalise_fingerprints(fingerprints: Iterable[Fingerprint | str]) -> tuple[
 
 
 @final
-class DtlsConnection:
+class DtlsConnection(ConnectionCore):
     """One DTLS association with one peer, driven without I/O.
 
     Inputs: :meth:`connect` (client), :meth:`receive_datagram`, :meth:`handle_timer`,
@@ -242,32 +135,7 @@ class DtlsConnection:
         removes all authentication; only for tests and debugging.
     """
 
-    __slots__ = (
-        "_addr",
-        "_c",
-        "_cb",
-        "_config",
-        "_data_mtu",
-        "_ev_head",
-        "_events",
-        "_expected",
-        "_handle",
-        "_handshake_deadline",
-        "_held",
-        "_info",
-        "_n_dropped",
-        "_n_held",
-        "_n_received",
-        "_n_retransmissions",
-        "_n_sent",
-        "_out",
-        "_received_alert",
-        "_role",
-        "_sc",
-        "_sent_alert",
-        "_state",
-        "_timer_at",
-    )
+    __slots__ = ()
 
     def __init__(
         self,
@@ -309,6 +177,7 @@ class DtlsConnection:
         self._held: list[bytes] | None = None
         self._timer_at: float | None = None
         self._handshake_deadline: float | None = None
+        self._handshake_timeout = configuration.handshake_timeout
         self._data_mtu = 0
         self._info: events.HandshakeCompleted | None = None
         self._sent_alert: int | None = None
@@ -396,7 +265,7 @@ class DtlsConnection:
             and now >= deadline
             and self._state in (ConnectionState.NEW, ConnectionState.HANDSHAKING)
         ):
-            timeout = self._config.handshake_timeout
+            timeout = self._handshake_timeout or 0.0  # never None while a deadline is set
             self._terminate(
                 HandshakeTimeoutError(
                     f"handshake did not complete within {timeout:g} s "
@@ -515,6 +384,25 @@ class DtlsConnection:
         self._start(now)
         self._feed(data, now)
 
+    def set_handshake_timeout(self, timeout: float | None, now: float) -> None:
+        """Make the handshake deadline ``now + timeout``, replacing the configuration's.
+
+        By default the deadline is the configuration's ``handshake_timeout`` counted from the
+        start (a client's :meth:`connect`, a server's answer to the first ClientHello). An
+        owner that counts from elsewhere (the asyncio endpoint counts from the moment it made
+        the connection) sets it here, so that one deadline runs per connection; it applies to
+        a server that has not heard a ClientHello yet too. ``None`` removes the deadline
+        (OpenSSL's retransmission limit still ends a silent handshake). No effect once the
+        handshake completed. After calling this, call :meth:`get_timer`.
+
+        :raises ConfigurationError: if ``timeout`` is not a number of seconds > 0 or None.
+        """
+        check_positive("timeout", timeout, optional=True)
+        if self._state not in (ConnectionState.NEW, ConnectionState.HANDSHAKING):
+            return
+        self._handshake_timeout = timeout
+        self._handshake_deadline = None if timeout is None else now + timeout
+
     # ---------------------------------------------------------------------------- outputs
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
@@ -593,7 +481,7 @@ class DtlsConnection:
             )
         if not isinstance(length, int) or length <= 0 or length > 1 << 16:
             raise ConfigurationError(f"length: expected 1..65536 bytes, got {length!r}")
-        return self._export(label, length, context)
+        return export_keying_material(self._c.ssl, label, length, context)
 
     def srtp_keys(self) -> SrtpKeys:
         """Return the SRTP keys of the negotiated profile (RFC 5764 §4.2), local and remote.
@@ -654,471 +542,3 @@ class DtlsConnection:
     def __repr__(self) -> str:
         """Show role and state."""
         return f"<DtlsConnection {self._role.value} {self._state.value}>"
-
-    # ---------------------------------------------------------------------------- internals
-
-    def _new_ssl(self) -> Any:
-        """Create the C connection (SSL object, BIOs, timer and callbacks)."""
-        config = self._config
-        ctx = config._ssl_ctx()
-        lib.ERR_clear_error()
-        c = lib.DtlsOssl_conn_new(
-            ctx,
-            int(self._role is Role.SERVER),
-            config.mtu,
-            round(config.initial_retransmit_timeout * 1e6),
-            round(config.max_retransmit_timeout * 1e6),
-            self._handle,
-        )
-        openssl_assert(c != ffi.NULL, "creating the SSL object")
-        return ffi.gc(c, lib.DtlsOssl_conn_free)  # owned: SSL and its two BIOs
-
-    def _accept_first(self, data: bytes, now: float) -> None:
-        """Feed what looks like a first ClientHello to a server that has not started yet.
-
-        The server only starts (state, deadline) once OpenSSL answers. If OpenSSL rejects the
-        datagram outright, nobody has talked to us yet: the attempt is discarded with a fresh
-        SSL object and no alert, so spoofed junk can neither kill the association a real peer
-        is about to start nor make us send anything.
-        """
-        sc = scratch()
-        flags = lib.DtlsOssl_receive(self._c, sc.ptr, data, len(data))
-        if flags & _DROPPED:
-            self._n_dropped += int(sc.ptr.dropped)
-            return
-        if flags & (_FATAL | _CALLBACK) or self._cb.captured is not None:
-            consume_errors()
-            self._cb.captured = None
-            self._n_dropped += 1
-            ffi.release(self._c)
-            self._c = self._new_ssl()
-            return
-        if flags & _WIRE:
-            self._start(now)
-            self._handle_flags(flags, now, sc)
-        # Otherwise a fragment was buffered without an answer: stay NEW until the rest comes.
-
-    def _bind_scratch(self) -> None:
-        """Give the fast paths this thread's scratch (after the handshake, or a new thread).
-
-        The connection keeps that scratch alive (and so a finished thread's, ~150 KB, until
-        the connection is used from another thread or freed).
-        """
-        sc = scratch()
-        lib.DtlsOssl_bind_scratch(self._c, sc.ptr)
-        self._sc = sc
-
-    def _run_batch(self, run: Callable[[int], int], n: int, now: float) -> int:
-        """Drive a batch C function from item 0 until all n are done or the connection ends.
-
-        ``run(i)`` processes items i.. and returns the next index << 16 | the status bits left.
-        Returns how many items were done, or -1 if C refused a payload size (nothing done).
-        """
-        i = 0
-        while i < n and self._state is _ESTABLISHED:
-            r = run(i)
-            flags = r & 0xFFFF
-            if flags & _NO_SCRATCH:  # first call from this thread
-                self._bind_scratch()
-                continue
-            if flags & _TOO_BIG:
-                return -1
-            if r >> 16 == i:  # the sequence was shorter than its len() said
-                break
-            i = r >> 16
-            if flags:
-                self._handle_flags(flags, now, self._sc)
-        return i
-
-    def _fast_send_outcome(
-        self, flags: int, data: bytes | bytearray | memoryview, now: float
-    ) -> None:
-        """Finish a send whose fast path left status bits to handle."""
-        if flags & _NO_SCRATCH:  # first call from this thread
-            self._bind_scratch()
-            flags = _fast_send(self._addr, data, self._out)
-            if not flags:
-                return
-        if flags & _TOO_BIG:
-            raise PayloadSizeError(
-                f"send(): {_nbytes(data)} bytes does not fit one datagram "
-                f"(1..{self._data_mtu} bytes with mtu={self._config.mtu})"
-            )
-        self._handle_flags(flags, now, self._sc)
-
-    def _fast_receive_outcome(
-        self, flags: int, data: bytes | bytearray | memoryview, now: float
-    ) -> None:
-        """Finish a datagram whose fast path left status bits to handle."""
-        if flags & _NO_SCRATCH:  # first call from this thread
-            self._bind_scratch()
-            flags = _fast_receive(self._addr, data, self._out, self._events)
-            if not flags:
-                return
-        self._handle_flags(flags, now, self._sc)
-
-    def _c_counts(self) -> tuple[int, int]:
-        """Datagrams counted in C: (taken by the fast receive path, framed for sending)."""
-        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
-            return 0, 0  # the C object is gone; _terminate moved its counts to Python
-        c = self._c
-        return int(c.n_fast_received), int(c.n_framed)
-
-    def _alive(self) -> bool:
-        return self._state not in (ConnectionState.CLOSED, ConnectionState.FAILED)
-
-    def _set_expected(self, fingerprints: tuple[Fingerprint, ...]) -> None:
-        self._expected = fingerprints
-        # RFC 8122 §5: the certificate is checked against the strongest hash's set only.
-        self._cb.expected = tuple(
-            (FINGERPRINT_ALGORITHMS[fp.algorithm][0], fp.value)
-            for fp in select_fingerprints(fingerprints)
-        )
-
-    def _start(self, now: float) -> None:
-        self._state = ConnectionState.HANDSHAKING
-        timeout = self._config.handshake_timeout
-        self._handshake_deadline = None if timeout is None else now + timeout
-
-    def _receive_slow(self, data: bytes, now: float) -> None:
-        state = self._state
-        if state in (ConnectionState.CLOSED, ConnectionState.FAILED):
-            self._n_dropped += 1
-            return
-        if state is ConnectionState.NEW:
-            if self._role is Role.CLIENT or not _is_client_hello_untrusted(data):
-                # A client that has not connected has nothing to answer, and a server only
-                # starts on a ClientHello: anything else is stray traffic.
-                self._n_dropped += 1
-                return
-            if len(data) > _MAX_DATAGRAM:
-                self._n_dropped += 1
-                return
-            self._accept_first(data, now)
-            return
-        if self._cb.expected is None and not self._cb.insecure and not _may_feed_untrusted(data):
-            self._hold(data)
-            return
-        self._feed(data, now)
-
-    def _feed(self, data: bytes, now: float) -> None:
-        if len(data) > _MAX_DATAGRAM:
-            self._n_dropped += 1
-            return
-        sc = scratch()
-        self._handle_flags(lib.DtlsOssl_receive(self._c, sc.ptr, data, len(data)), now, sc)
-
-    def _hold(self, data: bytes) -> None:
-        held = self._held
-        if held is None:
-            held = self._held = []
-        elif data in held:
-            return  # a retransmission of what we already hold
-        if len(held) >= self._config.max_held_datagrams:
-            self._n_dropped += 1
-            return
-        held.append(data)
-        self._n_held += 1
-        if len(held) == 1:
-            self._events.append(events.DatagramsHeld(count=1))
-
-    def _handle_flags(self, flags: int, now: float, sc: Scratch) -> None:
-        """Turn the status bits of one C call into output, events and state changes."""
-        if flags & _DROPPED:
-            self._n_dropped += int(sc.ptr.dropped)
-        self._collect_wire(flags, sc)
-        captured = self._cb.captured
-        if captured is not None or flags & _CALLBACK:
-            self._cb.captured = None
-            if captured is None:  # pragma: no cover - our callbacks capture what they raise
-                failure = OpenSSLError("a dtls_ossl callback failed", consume_errors())
-                self._terminate(failure, by_peer=False)
-                raise failure
-            # The user's callback raised: their error, not the peer's (exceptions.py).
-            ended = CallbackError(f"a callback raised {type(captured).__name__}")
-            ended.__cause__ = captured
-            self._terminate(ended, by_peer=False)
-            raise captured
-        if flags & _RETRANSMITTED:
-            self._n_retransmissions += 1
-            c = self._c
-            nxt = int(c.timeout_us) / 1e6 if flags & _TIMER else None
-            self._events.append(events.FlightRetransmitted(self._n_retransmissions, nxt))
-        if flags & _HANDSHAKE_DONE:
-            self._handshake_completed(sc)
-        if flags & _PLAIN:
-            self._data_events(sc, sc.ptr.n_recs)
-        # Alerts after data: in one call, an alert (close_notify) follows the records before it.
-        if flags & _ALERTS:
-            self._collect_alerts()
-        if flags & _FATAL:
-            self._fatal(flags)
-        elif flags & _PEER_CLOSED:
-            self._terminate(None, by_peer=True)
-        elif self._state in (ConnectionState.HANDSHAKING, ConnectionState.ESTABLISHED):
-            self._timer_at = now + int(self._c.timeout_us) / 1e6 if flags & _TIMER else None
-        if flags & _OVERFLOW and self._alive():
-            # More output than the scratch buffer holds: grow it and drain the rest.
-            while flags & _OVERFLOW:
-                sc.grow_wire(int(lib.DtlsOssl_pending(self._c)))
-                flags = lib.DtlsOssl_drain(self._c, sc.ptr)
-                self._collect_wire(flags, sc)
-
-    def _data_events(self, sc: Scratch, n: int) -> None:
-        """Queue a DataReceived for each of the n plaintext records in the scratch buffer."""
-        if n == 1:
-            ev = _new(_DataReceived)
-            _set_data(ev, sc.plain_buf[: sc.rec_ends[0]])
-            self._events.append(ev)
-        else:
-            # Object creation runs at C speed through map().
-            evs = list(map(_new, repeat(_DataReceived, n)))
-            _exhaust(map(_set_data, evs, _records(sc.plain_buf, _unpack(sc.rec_ends, n))))
-            self._events += evs
-
-    def _collect_wire(self, flags: int, sc: Scratch) -> None:
-        if not flags & _WIRE:
-            return
-        sp = sc.ptr
-        n = sp.n_dgrams
-        if n == 1:
-            self._out.append(sc.wire_buf[: sp.wire_len])
-        else:
-            self._out += _records(sc.wire_buf, _unpack(sc.dgram_ends, n))
-        # Collected: a later drain in the same call (overflow) starts from an empty buffer.
-        sp.wire_len = 0
-        sp.n_dgrams = 0
-
-    def _collect_alerts(self) -> None:
-        c = self._c
-        for i in range(c.n_alerts):
-            v = int(c.alerts[i])
-            level, description = (v >> 8) & 0xFF, v & 0xFF
-            if v & 0x10000:
-                if level == 2 or description == 0:
-                    self._received_alert = description
-                self._events.append(events.AlertReceived(level, description))
-            else:
-                if level == 2:
-                    self._sent_alert = description
-                self._events.append(events.AlertSent(level, description))
-
-    def _handshake_completed(self, sc: Scratch) -> None:
-        der = self._cb.peer_der
-        if der is None:  # pragma: no cover - OpenSSL always verifies the peer certificate
-            self._terminate(
-                CertificateVerificationError("the peer sent no certificate"), by_peer=False
-            )
-            return
-        matched = None
-        if self._expected is not None:
-            index = self._cb.matched
-            if index < 0:  # pragma: no cover - the verify callback already refused it
-                self._terminate(
-                    FingerprintMismatchError("peer certificate was not checked"), by_peer=False
-                )
-                return
-            matched = select_fingerprints(self._expected)[index]
-        # Version, cipher, SRTP profile, data MTU and the SRTP keying material: one C call.
-        r = int(lib.DtlsOssl_established(self._c, sc.names, sc.material))
-        openssl_assert(r >= 0, "SSL_export_keying_material")
-        names = sc.names
-        version = _name(names[0])
-        cipher = _name(names[1])
-        profile = keys = None
-        srtp_id = r & 0xFFFF
-        if srtp_id:
-            profile = _SRTP_PROFILES.get(srtp_id) or SrtpProfile.from_iana_id(srtp_id)
-            keys = _srtp_keys(profile, srtp_id, _unpack(sc.material, r >> 32), self._role)
-        self._data_mtu = (r >> 16) & 0xFFFF
-        lib.DtlsOssl_bind_scratch(self._c, sc.ptr)  # for the fast paths from now on
-        self._sc = sc
-        self._addr = int(ffi.cast("uintptr_t", self._c))
-        self._state = _ESTABLISHED
-        self._held = None
-        self._handshake_deadline = None
-        self._info = info = events.HandshakeCompleted(
-            protocol_version=version,
-            cipher=cipher,
-            srtp_profile=profile,
-            peer_certificate=_certificate_from_der(der),
-            peer_fingerprint=matched,
-            srtp_keys=keys,
-        )
-        self._events.append(info)
-        if self._cb.key_log is None:
-            # The callbacks have done their work (renegotiation is off): drop their state, a
-            # few hundred bytes per connection. C finds no handle from now on and would fail
-            # a verification closed. With a key log the state stays, for any later secrets.
-            self._c.handle = ffi.NULL
-            self._handle = None
-            self._cb = _CHECKED_INSECURE if self._cb.insecure else _CHECKED
-        log = debug_logger(__name__)
-        if log is not None:
-            log.debug(
-                "%s: handshake completed: %s %s srtp=%s",
-                self._role.value,
-                version,
-                cipher,
-                profile.name if profile else None,
-            )
-
-    def _export(self, label: str | bytes, length: int, context: bytes | None) -> bytes:
-        lab = label.encode("ascii") if isinstance(label, str) else bytes(label)
-        out = ffi.new("unsigned char[]", length)
-        if context is None:
-            ok = lib.SSL_export_keying_material(
-                self._c.ssl, out, length, lab, len(lab), ffi.NULL, 0, 0
-            )
-        else:
-            ctxb = bytes(context)
-            ok = lib.SSL_export_keying_material(
-                self._c.ssl, out, length, lab, len(lab), ctxb, len(ctxb), 1
-            )
-        openssl_assert(ok == 1, "SSL_export_keying_material")
-        material: bytes = ffi.buffer(out, length)[:]
-        return material
-
-    def _fatal(self, flags: int) -> None:
-        """Classify an OpenSSL failure and terminate (RFC 6347 §4.1.2.7: fatal alerts end it)."""
-        errors = consume_errors()
-        mismatch = self._cb.mismatch
-        by_peer = False
-        err: DtlsError
-        reasons = "; ".join(e.reason for e in errors) or "no detail from OpenSSL"
-        if mismatch is not None:
-            expected, actual = mismatch
-            if not expected:
-                err = CertificateVerificationError(
-                    "no remote fingerprints to check the peer certificate against",
-                    alert=self._sent_alert,
-                )
-            else:
-                ignored = len(self._expected or ()) - len(expected)
-                rule = (
-                    f" ({ignored} weaker-hash fingerprint{'s' if ignored > 1 else ''} ignored: "
-                    "RFC 8122 §5 checks only "
-                    "the strongest hash given)"
-                    if ignored
-                    else ""
-                )
-                err = FingerprintMismatchError(
-                    "peer certificate matches none of the expected fingerprints: "
-                    f"got {', '.join(actual)}; expected {', '.join(expected)}{rule}",
-                    expected=expected,
-                    actual=actual,
-                    alert=self._sent_alert,
-                )
-        elif self._received_alert is not None:
-            by_peer = True
-            name = events.alert_name(self._received_alert)
-            cls = ProtocolError if self._state is ConnectionState.ESTABLISHED else HandshakeError
-            err = cls(
-                f"peer sent fatal alert {name} ({self._received_alert})",
-                alert=self._received_alert,
-                errors=errors,
-            )
-        elif self._state is not ConnectionState.ESTABLISHED and (
-            code := int(lib.SSL_get_verify_result(self._c.ssl))
-        ) not in (0, _X509_V_ERR_CERT_REJECTED):
-            message = ffi.string(lib.X509_verify_cert_error_string(code)).decode("ascii")
-            err = CertificateVerificationError(
-                f"peer certificate rejected: {message}",
-                verify_code=code,
-                verify_message=message,
-                alert=self._sent_alert,
-                errors=errors,
-            )
-        elif any(
-            e.library_code == _ERR_LIB_SSL and e.reason_code == _SSL_R_READ_TIMEOUT_EXPIRED
-            for e in errors
-        ):
-            err = HandshakeTimeoutError(
-                f"no answer from the peer after {self._n_retransmissions} retransmissions",
-                errors=errors,
-            )
-        else:
-            cls = ProtocolError if self._state is ConnectionState.ESTABLISHED else HandshakeError
-            err = cls(reasons, alert=self._sent_alert, errors=errors)
-        self._terminate(err, by_peer=by_peer)
-
-    def _terminate(self, error: DtlsError | None, *, by_peer: bool) -> None:
-        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
-            return
-        # The C object is freed below: its counters move to Python first.
-        received, framed = self._c_counts()
-        self._n_received += received
-        self._n_sent += framed
-        self._state = ConnectionState.FAILED if error is not None else ConnectionState.CLOSED
-        self._timer_at = None
-        self._handshake_deadline = None
-        self._held = None
-        self._events.append(events.ConnectionTerminated(error=error, by_peer=by_peer))
-        log = None if error is None else debug_logger(__name__)
-        if log is not None:
-            log.debug("%s: terminated: %s", self._role.value, error)
-        lib.ERR_clear_error()
-        # Free the SSL object now rather than at garbage collection: a server may hold many
-        # terminated connections until it notices.
-        ffi.release(self._c)
-
-
-# SrtpProfile and its (key, salt) lengths by IANA id (the enum's properties and hash are
-# Python-level, slow on the handshake path).
-_SRTP_PROFILES = {p.iana_id: p for p in SrtpProfile}
-_SRTP_LENGTHS = {p.iana_id: (p.key_length, p.salt_length) for p in SrtpProfile}
-
-
-def _srtp_keys(profile: SrtpProfile, iana_id: int, material: bytes, role: Role) -> SrtpKeys:
-    """Split the exported material as :meth:`SrtpKeys.from_keying_material` does, faster.
-
-    The lengths come from the profile itself, so SrtpKeys' own checks are skipped.
-    """
-    k, s = _SRTP_LENGTHS[iana_id]
-    if len(material) != 2 * (k + s):  # pragma: no cover - C exports exactly this length
-        return SrtpKeys.from_keying_material(profile, material, role)
-    client_key, server_key = material[:k], material[k : 2 * k]
-    client_salt, server_salt = material[2 * k : 2 * k + s], material[2 * k + s :]
-    if role is not Role.CLIENT:
-        client_key, server_key = server_key, client_key
-        client_salt, server_salt = server_salt, client_salt
-    keys: SrtpKeys = _new(SrtpKeys)
-    _setattr(keys, "profile", profile)
-    _setattr(keys, "local_key", client_key)
-    _setattr(keys, "local_salt", client_salt)
-    _setattr(keys, "remote_key", server_key)
-    _setattr(keys, "remote_salt", server_salt)
-    return keys
-
-
-def _certificate_from_der(der: bytes) -> Certificate:
-    """``Certificate.from_der``, imported on first use (``import dtls_ossl`` stays cheap)."""
-    global _certificate_from_der
-    from dtls_ossl.webrtc.certificate import Certificate
-
-    _certificate_from_der = Certificate.from_der
-    return Certificate.from_der(der)
-
-
-_names: dict[bytes, str] = {}
-
-
-def _name(p: Any) -> str:
-    """Decode a static OpenSSL name once; every connection shares the same str object."""
-    raw: bytes = ffi.string(p)
-    name = _names.get(raw)
-    if name is None:
-        name = _names[raw] = raw.decode("ascii")
-    return name
-
-
-def _records(buf: Any, ends: list[int]) -> list[bytes]:
-    """Copy the items lying end to end in ``buf`` (``ends``: their end offsets) into bytes."""
-    # A comprehension beats map(): BUILD_SLICE reuses a cached slice object, while calling
-    # slice() or buf.__getitem__ through map() builds an argument tuple per item.
-    return [buf[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
-
-
-def _nbytes(data: bytes | bytearray | memoryview) -> int:
-    """Size in bytes of a bytes-like object (len() counts items, wider in some memoryviews)."""
-    return len(data) if type(data) is bytes else memoryview(data).nbytes

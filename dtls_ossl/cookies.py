@@ -26,6 +26,7 @@ import os
 
 # ClientHelloInfo and its parser live with every other parser of peer bytes; they stay
 # importable from here, where they were first published.
+from dtls_ossl._limits import check_positive
 from dtls_ossl._records import ClientHelloInfo, parse_client_hello_untrusted
 from dtls_ossl._util import final
 from dtls_ossl.exceptions import ConfigurationError
@@ -53,8 +54,7 @@ class CookieVerifier:
             secret = os.urandom(32)
         if not isinstance(secret, (bytes, bytearray)) or len(secret) < 16:
             raise ConfigurationError("cookie secret: at least 16 bytes are needed")
-        if not rotation_interval > 0:
-            raise ConfigurationError("rotation_interval: must be > 0 seconds")
+        check_positive("rotation_interval", rotation_interval)
         self._secret = bytes(secret)
         self._rotation = float(rotation_interval)
         self._keys: dict[int, bytes] = {}

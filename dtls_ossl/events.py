@@ -2,6 +2,7 @@
 
 Order guarantees: :class:`HandshakeCompleted` precedes every :class:`DataReceived`;
 :class:`ConnectionTerminated` is always the last event of a connection. Don't subclass these.
+Each event declares its fields once, as annotations, in constructor order.
 """
 
 from __future__ import annotations
@@ -24,10 +25,6 @@ __all__ = [
     "FlightRetransmitted",
     "HandshakeCompleted",
 ]
-
-# Fields are stored with object.__setattr__ (the classes are frozen); DataReceived, built once
-# per record on the hot path, uses its slot descriptor's __set__ directly, which is faster still.
-_setattr = object.__setattr__
 
 _ALERT_NAMES = {
     0: "close_notify",
@@ -73,23 +70,6 @@ class DtlsEvent:
 class HandshakeCompleted(Record, DtlsEvent):
     """The handshake finished and the peer's certificate passed the fingerprint check."""
 
-    __slots__ = (
-        "cipher",
-        "peer_certificate",
-        "peer_fingerprint",
-        "protocol_version",
-        "srtp_keys",
-        "srtp_profile",
-    )
-    __match_args__ = (
-        "protocol_version",
-        "cipher",
-        "srtp_profile",
-        "peer_certificate",
-        "peer_fingerprint",
-        "srtp_keys",
-    )
-
     protocol_version: str
     "Negotiated version as OpenSSL names it: ``DTLSv1.2``."
     cipher: str
@@ -103,127 +83,62 @@ class HandshakeCompleted(Record, DtlsEvent):
     srtp_keys: SrtpKeys | None
     "SRTP master keys and salts resolved to local/remote (RFC 5764 §4.2), if SRTP was agreed."
 
-    def __init__(
-        self,
-        protocol_version: str,
-        cipher: str,
-        srtp_profile: SrtpProfile | None,
-        peer_certificate: Certificate,
-        peer_fingerprint: Fingerprint | None,
-        srtp_keys: SrtpKeys | None,
-    ) -> None:
-        _setattr(self, "protocol_version", protocol_version)
-        _setattr(self, "cipher", cipher)
-        _setattr(self, "srtp_profile", srtp_profile)
-        _setattr(self, "peer_certificate", peer_certificate)
-        _setattr(self, "peer_fingerprint", peer_fingerprint)
-        _setattr(self, "srtp_keys", srtp_keys)
-
 
 @final
 class DataReceived(Record, DtlsEvent):
     """Application data was decrypted."""
 
-    __slots__ = ("data",)
-    __match_args__ = ("data",)
-
     data: bytes
     "Plaintext of exactly one DTLS record."
 
-    def __init__(self, data: bytes) -> None:
-        _set_data(self, data)
 
+class _Alert(Record, DtlsEvent):
+    """The fields and name of an alert; AlertReceived and AlertSent differ only in direction."""
 
-_set_data = DataReceived.__dict__["data"].__set__
+    level: int
+    "1 = warning, 2 = fatal."
+    description: int
+    "Alert description code (RFC 5246 §7.2)."
+
+    @property
+    def name(self) -> str:
+        """The alert's RFC name, e.g. ``bad_certificate``."""
+        return alert_name(self.description)
 
 
 @final
-class AlertReceived(Record, DtlsEvent):
+class AlertReceived(_Alert):
     """The peer sent an alert (RFC 6347 §4.1.2.7); fatal ones are followed by termination."""
 
-    __slots__ = ("description", "level")
-    __match_args__ = ("level", "description")
-
-    level: int
-    "1 = warning, 2 = fatal."
-    description: int
-    "Alert description code (RFC 5246 §7.2)."
-
-    def __init__(self, level: int, description: int) -> None:
-        _setattr(self, "level", level)
-        _setattr(self, "description", description)
-
-    @property
-    def name(self) -> str:
-        """The alert's RFC name, e.g. ``bad_certificate``."""
-        return alert_name(self.description)
-
 
 @final
-class AlertSent(Record, DtlsEvent):
+class AlertSent(_Alert):
     """We sent an alert: a trace of why a handshake failed, or of our close_notify."""
-
-    __slots__ = ("description", "level")
-    __match_args__ = ("level", "description")
-
-    level: int
-    "1 = warning, 2 = fatal."
-    description: int
-    "Alert description code (RFC 5246 §7.2)."
-
-    def __init__(self, level: int, description: int) -> None:
-        _setattr(self, "level", level)
-        _setattr(self, "description", description)
-
-    @property
-    def name(self) -> str:
-        """The alert's RFC name, e.g. ``bad_certificate``."""
-        return alert_name(self.description)
 
 
 @final
 class FlightRetransmitted(Record, DtlsEvent):
     """The retransmission timer expired and the last flight was sent again (RFC 6347 §4.2.4)."""
 
-    __slots__ = ("count", "next_timeout")
-    __match_args__ = ("count", "next_timeout")
-
     count: int
     "How many retransmissions this connection has made so far."
     next_timeout: float | None
     "Seconds until the next expiry (the backoff, capped by the configuration)."
-
-    def __init__(self, count: int, next_timeout: float | None) -> None:
-        _setattr(self, "count", count)
-        _setattr(self, "next_timeout", next_timeout)
 
 
 @final
 class DatagramsHeld(Record, DtlsEvent):
     """The peer's flight is being held until ``set_remote_fingerprints()`` is called."""
 
-    __slots__ = ("count",)
-    __match_args__ = ("count",)
-
     count: int
     "How many datagrams are held now."
-
-    def __init__(self, count: int) -> None:
-        _setattr(self, "count", count)
 
 
 @final
 class ConnectionTerminated(Record, DtlsEvent):
     """The connection ended. Always the last event."""
 
-    __slots__ = ("by_peer", "error")
-    __match_args__ = ("error", "by_peer")
-
     error: DtlsError | None
     "Why it ended; None for a clean close_notify from either side."
     by_peer: bool
     "True if the peer ended it (its close_notify or fatal alert)."
-
-    def __init__(self, error: DtlsError | None, by_peer: bool) -> None:
-        _setattr(self, "error", error)
-        _setattr(self, "by_peer", by_peer)

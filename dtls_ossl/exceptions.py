@@ -34,14 +34,9 @@ __all__ = [
     "ProtocolError",
 ]
 
-_setattr = object.__setattr__
-
 
 class OpenSSLErrorInfo(Record):
     """One entry of OpenSSL's per-thread error queue."""
-
-    __slots__ = ("code", "library", "reason")
-    __match_args__ = ("code", "library", "reason")
 
     code: int
     "The packed error code (``ERR_get_error``)."
@@ -49,11 +44,6 @@ class OpenSSLErrorInfo(Record):
     "The library that raised it, e.g. ``SSL routines``."
     reason: str
     "OpenSSL's reason string, e.g. ``certificate verify failed``."
-
-    def __init__(self, code: int, library: str, reason: str) -> None:
-        _setattr(self, "code", code)
-        _setattr(self, "library", library)
-        _setattr(self, "reason", reason)
 
     def __str__(self) -> str:
         """Format as ``library: reason``."""

@@ -99,6 +99,7 @@ def test_readme_names_every_logger() -> None:
     for path in (ROOT / "dtls_ossl").rglob("*.py"):
         source = path.read_text(encoding="utf-8")
         names.update(re.findall(r"getLogger\(\"([\w.]+)\"\)", source))
+        names.update(re.findall(r"debug_logger\(\"([\w.]+)\"\)", source))
         if re.search(r"^\s+log = .*debug_logger\(__name__\)", source, re.M):
             names.add(".".join(path.relative_to(ROOT).with_suffix("").parts))
     assert names >= {"dtls_ossl.aio", "dtls_ossl.cli", "dtls_ossl.connection"}

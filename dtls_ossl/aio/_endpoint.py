@@ -44,6 +44,7 @@ from collections.abc import Callable
 from typing import cast
 
 from dtls_ossl import events
+from dtls_ossl._limits import DEFAULT_HANDSHAKE_TIMEOUT, check_positive
 from dtls_ossl._roles import Role
 from dtls_ossl.aio._admission import AdmissionGate, Verdict
 from dtls_ossl.aio._demux import Router, check_sync_callback, discard_awaitable
@@ -84,26 +85,11 @@ __all__ = ["DtlsEndpoint"]
 
 # Idle deadlines are rounded up to this grid so many peers share one wake-up.
 _IDLE_GRID = 4.0  # per second: a quarter-second grid
-_DEFAULT_HANDSHAKE_TIMEOUT = 30.0
 _RESTARTED = "the peer started a new association (RFC 6347 §4.2.8)"
 
 _DataReceived = events.DataReceived
 _HandshakeCompleted = events.HandshakeCompleted
 _ConnectionTerminated = events.ConnectionTerminated
-
-
-def _check_positive(name: str, value: object, *, optional: bool, integer: bool) -> None:
-    if value is None and optional:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (integer and not isinstance(value, int))
-        or value <= 0
-    ):
-        kind = "an int" if integer else "seconds"
-        extra = " or None" if optional else ""
-        raise ConfigurationError(f"{name}: expected {kind} > 0{extra}, got {value!r}")
 
 
 class DtlsEndpoint(asyncio.DatagramProtocol):
@@ -191,14 +177,14 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         """Validate the settings; see the class docstring."""
         if not isinstance(configuration, DtlsConfiguration):
             raise ConfigurationError("configuration: expected a DtlsConfiguration")
-        _check_positive("max_handshakes", max_handshakes, optional=False, integer=True)
-        _check_positive(
+        check_positive("max_handshakes", max_handshakes, optional=False, integer=True)
+        check_positive(
             "max_handshakes_per_address", max_handshakes_per_address, optional=False, integer=True
         )
-        _check_positive("max_peers", max_peers, optional=False, integer=True)
-        _check_positive("max_queued_datagrams", max_queued_datagrams, optional=False, integer=True)
-        _check_positive("handshake_timeout", handshake_timeout, optional=True, integer=False)
-        _check_positive("idle_timeout", idle_timeout, optional=True, integer=False)
+        check_positive("max_peers", max_peers, optional=False, integer=True)
+        check_positive("max_queued_datagrams", max_queued_datagrams, optional=False, integer=True)
+        check_positive("handshake_timeout", handshake_timeout, optional=True, integer=False)
+        check_positive("idle_timeout", idle_timeout, optional=True, integer=False)
         # RFC 7983: DTLS is handled here, the rest by the router (rule 5).
         self._router = Router(on_stun=on_stun, on_rtp=on_rtp, on_other=on_other)
         check_sync_callback("on_handshake", on_handshake)
@@ -242,7 +228,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         )
         self._handshake_timeout = handshake_timeout
         self._accept_timeout = (
-            handshake_timeout or configuration.handshake_timeout or _DEFAULT_HANDSHAKE_TIMEOUT
+            handshake_timeout or configuration.handshake_timeout or DEFAULT_HANDSHAKE_TIMEOUT
         )
         self._idle_timeout = idle_timeout
         self._max_queued = max_queued_datagrams
@@ -412,8 +398,9 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             insecure_skip_fingerprint_check=insecure_skip_fingerprint_check,
         )
         now = self._time()
-        hs = None if self._handshake_timeout is None else now + self._handshake_timeout
-        s = DtlsStream(self, conn, addr, now, accepted=False, hs_deadline=hs)
+        if self._handshake_timeout is not None:
+            conn.set_handshake_timeout(self._handshake_timeout, now)
+        s = DtlsStream(self, conn, addr, now, accepted=False)
         self._peers[addr] = s
         self._n_in_progress += 1
         if role is Role.CLIENT:
@@ -560,7 +547,8 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             logger.warning("cannot accept %r: %s", addr, exc)
             return
         now = self._time()
-        s = DtlsStream(self, conn, addr, now, accepted=True, hs_deadline=now + self._accept_timeout)
+        conn.set_handshake_timeout(self._accept_timeout, now)
+        s = DtlsStream(self, conn, addr, now, accepted=True)
         s._hello_id = hello_id
         try:
             if self._gate.cookie_exchange:
@@ -610,7 +598,6 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             if s._phase != HANDSHAKING:
                 return
             s._phase = ESTABLISHED
-            s._hs_deadline = None
             self._timers.cancel(s)  # its handshake-time deadline is moot: _after sets the next
             self._n_in_progress -= 1
             if s._accepted:
@@ -746,26 +733,14 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                     t = i
             if t is None or (d is not None and d <= t):
                 return
-        else:
-            h = s._hs_deadline
-            if h is not None and (t is None or h < t):
-                t = h
-            if t is None or t == d:
-                return
+        elif t is None or t == d:  # the connection's timer includes its handshake deadline
+            return
         self._timers.schedule(s, t)
 
     def _fire(self, s: DtlsStream, now: float) -> None:
         """Handle a stream's deadline: retransmit, time out, or reap it."""
         conn = s._conn
         try:
-            if s._phase == HANDSHAKING:
-                h = s._hs_deadline
-                if h is not None and now >= h:
-                    limit = self._handshake_timeout or self._accept_timeout
-                    self._close_stream(
-                        s, HandshakeTimeoutError(f"handshake did not complete within {limit:g} s")
-                    )
-                    return
             t = conn.get_timer()
             if t is not None and t <= now:
                 conn.handle_timer(now)

@@ -6,6 +6,7 @@ import asyncio
 import os
 from typing import Any, final
 
+from dtls_ossl._limits import DEFAULT_HANDSHAKE_TIMEOUT
 from dtls_ossl.aio._endpoint import DtlsEndpoint
 from dtls_ossl.aio._socket import open_server_endpoint
 from dtls_ossl.aio._stats import ServerStats
@@ -122,7 +123,7 @@ async def serve(
     max_handshakes: int = 1000,
     max_handshakes_per_address: int = 64,
     max_peers: int = 100_000,
-    handshake_timeout: float | None = 10.0,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     idle_timeout: float | None = 300.0,
     max_queued_datagrams: int = 256,
     on_handshake_failed: HandshakeFailedCallback | None = None,

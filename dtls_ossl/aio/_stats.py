@@ -1,16 +1,15 @@
-"""The counters of an endpoint or server: :class:`ServerStats` (a frozen snapshot)."""
+"""The counters of an endpoint or server: :class:`ServerStats` (a snapshot, summed with +)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import final
+from dtls_ossl._stats import Stats
+from dtls_ossl._util import final
 
 __all__ = ["ServerStats"]
 
 
 @final
-@dataclass(frozen=True, slots=True)
-class ServerStats:
+class ServerStats(Stats):
     """Counters of an endpoint or server (a snapshot; summed over workers for ``workers > 1``).
 
     Counters only grow, except the two gauges ``handshakes_in_progress`` and ``active_peers``.
@@ -55,11 +54,3 @@ class ServerStats:
     "Wake-ups of the endpoint's one timer (many deadlines share one; idle peers cost none)."
     memory_releases: int = 0
     "Times the C heap's free pages were given back after failed handshakes (``malloc_trim``)."
-
-    def __add__(self, other: ServerStats) -> ServerStats:
-        """Sum two snapshots field by field (used to aggregate workers)."""
-        if not isinstance(other, ServerStats):
-            return NotImplemented
-        return ServerStats(
-            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(ServerStats))
-        )

@@ -96,7 +96,6 @@ class DtlsStream(Timed):
         "_endpoint",
         "_error",
         "_hello_id",
-        "_hs_deadline",
         "_last_rx",
         "_phase",
         "_rxq",
@@ -112,7 +111,6 @@ class DtlsStream(Timed):
         now: float,
         *,
         accepted: bool,
-        hs_deadline: float | None,
     ) -> None:
         """Make a stream; only the endpoint does."""
         self._endpoint = endpoint
@@ -126,7 +124,6 @@ class DtlsStream(Timed):
         self._watchers: list[asyncio.Future[None]] | None = None
         self._due = None
         self._last_rx = now
-        self._hs_deadline = hs_deadline
         self._hello_id = 0
 
     # ----------------------------------------------------------------------------- data

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import os
 import signal
-from dataclasses import astuple
 from typing import TYPE_CHECKING, Any, final
 
 from dtls_ossl.aio._socket import open_server_endpoint
@@ -134,11 +133,11 @@ async def _worker(
     try:
         while not stop.done():
             await asyncio.wait([stop], timeout=_STATS_INTERVAL)
-            _send(conn, ("stats", pid, astuple(endpoint.stats)))
+            _send(conn, ("stats", pid, endpoint.stats))
     finally:
         loop.remove_reader(conn.fileno())
     await endpoint.close(grace=stop.result())
-    _send(conn, ("stats", pid, astuple(endpoint.stats)))
+    _send(conn, ("stats", pid, endpoint.stats))
     _send(conn, ("closed",))
 
 
@@ -245,7 +244,7 @@ class WorkerPool:
                 message = conn.recv()
                 kind = message[0]
                 if kind == "stats":
-                    worker.stats = ServerStats(*message[2])
+                    worker.stats = message[2]
                 elif kind == "ready":
                     worker.pid = int(message[1])
                     worker.address = tuple(message[2])

@@ -21,7 +21,8 @@ from dtls_ossl._util import TYPE_CHECKING, Record
 from dtls_ossl.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
+    from typing import Any
 
 __all__ = [
     "FINGERPRINT_ALGORITHMS",
@@ -82,10 +83,28 @@ def _is_hex_pairs(text: str) -> bool:
     )
 
 
-def _digest(hashlib_name: str, data: bytes) -> bytes:
-    import hashlib  # lazily: hashlib and hmac cost ~3 ms of import time
+_hashes: dict[str, Callable[[bytes], Any]] = {}
+"hashlib constructors by name (``sha256``), filled on first use."
+_SDP_NAMES = {hashlib_name: name for name, (hashlib_name, _) in FINGERPRINT_ALGORITHMS.items()}
 
-    return hashlib.new(hashlib_name, data).digest()
+
+def digest(hashlib_name: str, der: bytes) -> bytes:
+    """Hash a certificate's DER with a hashlib algorithm: the one fingerprint hasher."""
+    new = _hashes.get(hashlib_name)
+    if new is None:
+        import hashlib  # lazily: hashlib and hmac cost ~3 ms of import time
+
+        new = _hashes[hashlib_name] = getattr(hashlib, hashlib_name)
+    value: bytes = new(der).digest()
+    return value
+
+
+def format_fingerprint(algorithm: str, value: bytes) -> str:
+    """Format an SDP fingerprint value, ``sha-256 AB:CD:...``: the one formatter.
+
+    ``algorithm`` is the SDP name, or the hashlib name (``sha256``) the callbacks hold.
+    """
+    return f"{_SDP_NAMES.get(algorithm, algorithm)} {value.hex(':').upper()}"
 
 
 def _normalise_algorithm(algorithm: str) -> str:
@@ -118,16 +137,14 @@ class Fingerprint(Record):
         length does not match it.
     """
 
-    __slots__ = ("algorithm", "value")
-    __match_args__ = ("algorithm", "value")
-
     algorithm: str
     "The SDP hash function name, lower-case, e.g. ``sha-256`` (a key of FINGERPRINT_ALGORITHMS)."
     value: bytes
     "The raw digest of the certificate's DER encoding."
 
-    def __init__(self, algorithm: str, value: bytes) -> None:
+    def _validate(self) -> None:
         """Normalise the algorithm name and check the digest length."""
+        algorithm, value = self.algorithm, self.value
         if not isinstance(algorithm, str):
             raise TypeError(f"algorithm must be str, not {type(algorithm).__name__}")
         if not isinstance(value, (bytes, bytearray, memoryview)):
@@ -186,7 +203,7 @@ class Fingerprint(Record):
         :raises ConfigurationError: if the algorithm is unknown.
         """
         name = _normalise_algorithm(algorithm)
-        return cls(name, _digest(FINGERPRINT_ALGORITHMS[name][0], der))
+        return cls(name, digest(FINGERPRINT_ALGORITHMS[name][0], der))
 
     @property
     def hex(self) -> str:
@@ -204,12 +221,13 @@ class Fingerprint(Record):
         """
         import hmac
 
-        digest = _digest(FINGERPRINT_ALGORITHMS[self.algorithm][0], der)
-        return hmac.compare_digest(self.value, digest)
+        return hmac.compare_digest(
+            self.value, digest(FINGERPRINT_ALGORITHMS[self.algorithm][0], der)
+        )
 
     def __str__(self) -> str:
         """Format as the SDP attribute value, ``sha-256 AB:CD:...``."""
-        return f"{self.algorithm} {self.hex}"
+        return format_fingerprint(self.algorithm, self.value)
 
     def __repr__(self) -> str:
         """Show the SDP form, which round-trips through :meth:`parse`."""

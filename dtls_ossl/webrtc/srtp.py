@@ -104,6 +104,8 @@ _PARAMETERS: dict[SrtpProfile, tuple[int, int, int]] = {
     SrtpProfile.AEAD_AES_128_GCM: (7, 16, 12),
     SrtpProfile.AEAD_AES_256_GCM: (8, 32, 12),
 }
+# (key, salt) lengths by profile, for the handshake path (the enum's properties are slower).
+_KEY_SALT = {profile: (k, s) for profile, (_, k, s) in _PARAMETERS.items()}
 
 
 class SrtpKeys(Record):
@@ -116,9 +118,6 @@ class SrtpKeys(Record):
         profile.
     """
 
-    __slots__ = ("local_key", "local_salt", "profile", "remote_key", "remote_salt")
-    __match_args__ = ("profile", "local_key", "local_salt", "remote_key", "remote_salt")
-
     profile: SrtpProfile
     "The negotiated protection profile."
     local_key: bytes
@@ -130,21 +129,14 @@ class SrtpKeys(Record):
     remote_salt: bytes
     "Master salt for SRTP/SRTCP the peer sends."
 
-    def __init__(
-        self,
-        profile: SrtpProfile,
-        local_key: bytes,
-        local_salt: bytes,
-        remote_key: bytes,
-        remote_salt: bytes,
-    ) -> None:
+    def _validate(self) -> None:
         """Check every key and salt length against the profile."""
-        _setattr(self, "profile", profile)
+        profile = self.profile
         for field, raw, expected in (
-            ("local_key", local_key, profile.key_length),
-            ("local_salt", local_salt, profile.salt_length),
-            ("remote_key", remote_key, profile.key_length),
-            ("remote_salt", remote_salt, profile.salt_length),
+            ("local_key", self.local_key, profile.key_length),
+            ("local_salt", self.local_salt, profile.salt_length),
+            ("remote_key", self.remote_key, profile.key_length),
+            ("remote_salt", self.remote_salt, profile.salt_length),
         ):
             if not isinstance(raw, (bytes, bytearray, memoryview)):
                 raise TypeError(f"{field} must be bytes, not {type(raw).__name__}")
@@ -171,18 +163,20 @@ class SrtpKeys(Record):
         :param role: this endpoint's DTLS role.
         :raises ConfigurationError: if the material has the wrong length.
         """
-        data = bytes(material)
-        if len(data) != profile.keying_material_length:
+        data = material if type(material) is bytes else bytes(material)
+        lengths = _KEY_SALT.get(profile)
+        k, s = lengths if lengths is not None else (profile.key_length, profile.salt_length)
+        if len(data) != 2 * (k + s):
             raise ConfigurationError(
                 f"{profile.openssl_name} needs {profile.keying_material_length} bytes of "
                 f"keying material, got {len(data)}"
             )
-        k, s = profile.key_length, profile.salt_length
         client_key, server_key = data[:k], data[k : 2 * k]
         client_salt, server_salt = data[2 * k : 2 * k + s], data[2 * k + s :]
+        # The lengths come from the profile: the constructor's checks would only repeat them.
         if role is Role.CLIENT:
-            return cls(profile, client_key, client_salt, server_key, server_salt)
-        return cls(profile, server_key, server_salt, client_key, client_salt)
+            return cls._unchecked(profile, client_key, client_salt, server_key, server_salt)
+        return cls._unchecked(profile, server_key, server_salt, client_key, client_salt)
 
     @property
     def local_master_key(self) -> bytes:
