@@ -1,7 +1,7 @@
 """Two aiortc peer connections in one process, over loopback, optionally through a lossy relay.
 
-Shared by tests/test_aiortc.py and benchmarks/aiortc_bench.py. ICE gathers only 127.0.0.1 and no STUN
-server is asked, so nothing leaves the machine.
+Shared by tests/test_aiortc.py and benchmarks/aiortc_bench.py. ICE gathers only 127.0.0.1 and no
+STUN server is asked, so nothing leaves the machine.
 """
 
 from __future__ import annotations
