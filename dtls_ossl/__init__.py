@@ -6,24 +6,9 @@ SDP fingerprints, a=setup roles, DTLS-SRTP keys, RFC 7983 demultiplexing) are re
 
 from __future__ import annotations
 
-from dtls_ossl import events
+from dtls_ossl import events, exceptions
 from dtls_ossl._util import TYPE_CHECKING, lazy_attributes
-from dtls_ossl.exceptions import (
-    CallbackError,
-    CertificateVerificationError,
-    ConfigurationError,
-    ConnectionClosedError,
-    DtlsError,
-    FingerprintMismatchError,
-    HandshakeError,
-    HandshakeTimeoutError,
-    IdleTimeoutError,
-    InvalidStateError,
-    OpenSSLError,
-    OpenSSLErrorInfo,
-    PayloadSizeError,
-    ProtocolError,
-)
+from dtls_ossl.exceptions import *  # noqa: F403 (the whole error hierarchy, in __all__ below)
 
 if TYPE_CHECKING:
     from dtls_ossl import aio, webrtc
@@ -42,27 +27,13 @@ __version__ = "0.1.0"
 __all__ = [
     "HAS_DTLS_1_3",
     "SRTP_EXPORTER_LABEL",
-    "CallbackError",
     "Certificate",
-    "CertificateVerificationError",
-    "ConfigurationError",
-    "ConnectionClosedError",
     "ConnectionState",
     "ConnectionStats",
     "CookieVerifier",
     "DtlsConfiguration",
     "DtlsConnection",
-    "DtlsError",
     "Fingerprint",
-    "FingerprintMismatchError",
-    "HandshakeError",
-    "HandshakeTimeoutError",
-    "IdleTimeoutError",
-    "InvalidStateError",
-    "OpenSSLError",
-    "OpenSSLErrorInfo",
-    "PayloadSizeError",
-    "ProtocolError",
     "Role",
     "SetupRole",
     "SrtpKeys",
@@ -76,6 +47,7 @@ __all__ = [
     "setup_role",
     "webrtc",
 ]
+__all__ += exceptions.__all__
 
 # Loaded on first access (PEP 562), so that ``import dtls_ossl`` stays cheap: the compiled
 # binding (which links libssl and libcrypto), the connection and configuration are loaded when
