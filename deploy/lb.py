@@ -410,7 +410,7 @@ class HealthMonitor:
     the client's own address and port, and consistent hashing picks the same host). What does
     not (nginx 1.22): a record the old worker forwarded just before it closed its listening
     socket gets no reply, since the host's answer lands on the old worker's session, which can
-    no longer send; in tests 0 to 4 of 35 surviving peers lost one round trip per reload.
+    no longer send; in 2 of 4 test runs some surviving peers lost a round trip to the reload.
     Off by default for that reason.
     """
 
