@@ -4,8 +4,8 @@ What ``dtls-ossl server`` does, plus what an operator behind a balancer needs:
 
 - the cookie secret shared by every host comes from ``$DTLS_OSSL_COOKIE_SECRET`` or
   ``--cookie-secret-file`` (hex), never from the command line;
-- every peer arrives from the balancer's address (nginx proxies, it does not spoof the source),
-  so the per-address handshake limit is raised to the global one;
+- every peer arrives from its own address and port (nginx binds its upstream sockets to them,
+  ``proxy_bind`` transparent), so the per-address handshake limit keeps its meaning;
 - ``--stats FILE`` is rewritten every ``--stats-interval`` seconds with the server's
   counters (summed over its workers) as JSON, so a monitor (or a test) reads them live;
 - ``--export-srtp`` prints each peer's SRTP keys as a JSON line (testing only: secret keys).
@@ -36,7 +36,9 @@ async def echo(stream: DtlsStream, *, name: str = "", export_srtp: bool = False)
     """Echo every record back (module level: 'spawn' workers take it by reference)."""
     if export_srtp:
         keys = stream.srtp_keys().to_dict()
-        print(json.dumps({"host": name, "peer": list(stream.peer_address), **keys}), flush=True)
+        line = json.dumps({"host": name, "peer": list(stream.peer_address), **keys}) + "\n"
+        # One write(2) per line: the workers share this file, and print() may split a line.
+        os.write(sys.stdout.fileno(), line.encode())
     async with stream:
         try:
             async for data in stream:
@@ -79,7 +81,7 @@ async def main(args: argparse.Namespace) -> int:
         insecure_skip_fingerprint_check=fingerprints is None,
         cookie_secret=cookie_secret(args.cookie_secret_file),
         max_handshakes=args.max_handshakes,
-        max_handshakes_per_address=args.max_handshakes,  # every peer comes from the balancer
+        max_handshakes_per_address=args.max_handshakes_per_address,
         idle_timeout=args.idle_timeout,
         workers=args.workers,
         reuse_port=args.workers > 1,
@@ -121,6 +123,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cookie-secret-file", help=f"hex secret (default: ${SECRET_ENV})")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--max-handshakes", type=int, default=1000)
+    p.add_argument("--max-handshakes-per-address", type=int, default=64)
     p.add_argument("--idle-timeout", type=float, default=300.0)
     p.add_argument("--stats", metavar="FILE", help="rewrite FILE with the counters (JSON)")
     p.add_argument("--stats-interval", type=float, default=0.25)

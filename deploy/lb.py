@@ -30,6 +30,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import string
 import subprocess
 import sys
@@ -43,9 +44,12 @@ from typing import Any, TypeVar
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PREFIX = "dtlslb"
-SUBNET = "10.99.0"
-LB_ADDRESS = f"{SUBNET}.2"
-CLIENT_ADDRESS = f"{SUBNET}.100"
+SUBNET = "10.99.0"  # the hosts' side
+CLIENT_SUBNET = "10.99.1"  # the clients' side: hosts reach it only through the balancer
+LB_ADDRESS = f"{CLIENT_SUBNET}.1"  # where clients send
+LB_HOST_ADDRESS = f"{SUBNET}.2"  # the hosts' gateway
+CLIENT_ADDRESS = f"{CLIENT_SUBNET}.100"
+CLIENT_DIRECT_ADDRESS = f"{SUBNET}.100"  # the client namespace's address next to the hosts
 PORT = 4444
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 _CLONE_NEWNET = 0x40000000
@@ -140,6 +144,12 @@ class Deployment:
     :param nginx_workers: nginx worker processes.
     :param export_srtp: hosts print each peer's SRTP keys (tests only: secret keys).
     :param proxy_timeout: nginx's UDP session lifetime without traffic (see the template).
+    :param fail_timeout: how long nginx's passive check keeps a failed host out.
+    :param health_interval: seconds between probes of each host (:class:`HealthMonitor`);
+        ``None`` (default): no monitor, a dead host keeps its share of new clients until it
+        is restarted. The monitor reroutes them, but its reload can lose records in flight
+        on the other hosts (see :class:`HealthMonitor`).
+    :param health_failures: consecutive failed probes that take a host out.
     """
 
     def __init__(
@@ -151,6 +161,8 @@ class Deployment:
         export_srtp: bool = False,
         proxy_timeout: str = "300s",
         fail_timeout: str = "10s",
+        health_interval: float | None = None,
+        health_failures: int = 2,
     ) -> None:
         """Name the run; nothing is created before :meth:`start`."""
         self.n_hosts = hosts
@@ -159,6 +171,10 @@ class Deployment:
         self.export_srtp = export_srtp
         self.proxy_timeout = proxy_timeout
         self.fail_timeout = fail_timeout
+        self.health_interval = health_interval
+        self.health_failures = health_failures
+        self.monitor: HealthMonitor | None = None
+        self._reload_lock = threading.Lock()
         self.prefix = f"{PREFIX}-{os.getpid()}-{secrets.token_hex(2)}"
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         self.lb_ns = f"{self.prefix}-lb"
@@ -176,9 +192,12 @@ class Deployment:
 
     def _network(self) -> None:
         sw = f"{self.prefix}-sw"
-        members = [("cl", self.client_ns, CLIENT_ADDRESS), ("lb", self.lb_ns, LB_ADDRESS)]
+        members = [
+            ("cl", self.client_ns, [CLIENT_ADDRESS, CLIENT_DIRECT_ADDRESS]),
+            ("lb", self.lb_ns, [LB_ADDRESS, LB_HOST_ADDRESS]),
+        ]
         members += [
-            (f"h{i + 1}", ns, addr)
+            (f"h{i + 1}", ns, [addr])
             for i, (ns, addr) in enumerate(zip(self.host_ns, self.host_addresses, strict=True))
         ]
         for ns in [sw] + [m[1] for m in members]:
@@ -186,17 +205,27 @@ class Deployment:
             _ip("-n", ns, "link", "set", "lo", "up")
         _ip("-n", sw, "link", "add", "br0", "type", "bridge")
         _ip("-n", sw, "link", "set", "br0", "up")
-        for port, ns, addr in members:
+        for port, ns, addresses in members:
             # Both ends are made inside their namespaces: nothing appears in the caller's.
             _ip("link", "add", "eth0", "netns", ns, "type", "veth", "peer", port, "netns", sw)
             _ip("-n", sw, "link", "set", port, "master", "br0", "up")
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+            for addr in addresses:
+                _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
             _ip("-n", ns, "link", "set", "eth0", "up")
+        for ns in self.host_ns:
+            # Replies to clients go back through the balancer, whose sockets hold their address.
+            _ip("-n", ns, "route", "add", "default", "via", LB_HOST_ADDRESS)
+        # nginx connects to a host from the client's own address and port (proxy_bind
+        # transparent), so a host's reply is addressed to the client: deliver it locally, to
+        # that socket, instead of forwarding it (the balancer does not forward at all).
+        _ip("-n", self.lb_ns, "rule", "add", "iif", "eth0", "from", f"{SUBNET}.0/24",
+            "ipproto", "udp", "sport", str(PORT), "lookup", "100")  # fmt: skip
+        _ip("-n", self.lb_ns, "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100")
 
     # ----------------------------------------------------------------------- processes
 
     def _spawn(self, name: str, ns: str, argv: list[str], **env: str) -> None:
-        log = (self.run_dir / f"{name}.log").open("wb")
+        log = (self.run_dir / f"{name}.log").open("ab")  # O_APPEND: a restart adds to it
         path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         self.processes[name] = subprocess.Popen(
             ["ip", "netns", "exec", ns, *argv],
@@ -300,6 +329,9 @@ class Deployment:
             self.wait_hosts()
             self._start_nginx()
             self._wait(lambda: (self.run_dir / "nginx.pid").exists(), "nginx")
+            if self.health_interval is not None:
+                self.monitor = HealthMonitor(self, self.health_interval, self.health_failures)
+                self.monitor.start()
         except BaseException:
             self.stop()
             raise
@@ -312,16 +344,20 @@ class Deployment:
             os.killpg(proc.pid, sig)
         proc.wait(10)
 
-    def mark_down(self, i: int) -> None:
-        """Take host ``i`` out of nginx's upstream set with a reload.
+    def mark_down(self, i: int, down: bool = True) -> None:
+        """Take host ``i`` out of nginx's upstream set (``down=False``: back in) with a reload.
 
-        Beware: a reload hands the listening sockets to new nginx workers that know none of
-        the live UDP sessions, so every established DTLS association (all hosts) is lost.
+        New nginx workers take over the listening socket and re-create each live session on
+        the next datagram; with ``proxy_bind`` transparent and consistent hashing, a client of
+        a surviving host reaches it from the same address and port: its association goes on.
         """
-        self.down.add(i)
-        self._nginx_conf()
-        pid = int((self.run_dir / "nginx.pid").read_text())
-        os.kill(pid, signal.SIGHUP)
+        with self._reload_lock:
+            if (i in self.down) == down:
+                return
+            (self.down.add if down else self.down.discard)(i)
+            self._nginx_conf()
+            pid = int((self.run_dir / "nginx.pid").read_text())
+            os.kill(pid, signal.SIGHUP)
 
     def stats(self, i: int) -> dict[str, Any]:
         """Host ``i``'s last counters (ServerStats fields, summed over its workers)."""
@@ -332,6 +368,8 @@ class Deployment:
 
     def stop(self) -> None:
         """Stop everything and remove the namespaces (idempotent; never raises)."""
+        if self.monitor is not None:
+            self.monitor.stop()
         for _name, proc in self.processes.items():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -355,6 +393,86 @@ class Deployment:
     def __exit__(self, *exc: object) -> None:
         """Stop; see :meth:`stop`."""
         self.stop()
+
+
+class HealthMonitor:
+    """Probe every host from the balancer's namespace; mark a host down (or up) in nginx.
+
+    nginx 1.22 (open source) has no active UDP health check, and its passive one does not see
+    a dead UDP host (the ICMP "port unreachable" does not count as a failed attempt). A probe
+    here is one DTLS ClientHello: a live host answers a HelloVerifyRequest and keeps no state
+    (the cookie exchange), a dead one answers nothing or ICMP. After ``failures`` failed probes
+    in a row the host is marked ``down`` and nginx reloads; one answer brings it back.
+    Transitions are appended to :attr:`events` and to ``monitor.log`` in the run directory.
+
+    What works: new clients of the dead host complete on the others (found dead in 0.2-0.4 s),
+    and the other hosts' associations outlive the reload (nginx re-creates each session from
+    the client's own address and port, and consistent hashing picks the same host). What does
+    not (nginx 1.22): a record the old worker forwarded just before it closed its listening
+    socket gets no reply, since the host's answer lands on the old worker's session, which can
+    no longer send; in 2 of 4 test runs some surviving peers lost a round trip to the reload.
+    Off by default for that reason.
+    """
+
+    def __init__(self, dep: Deployment, interval: float = 0.2, failures: int = 2) -> None:
+        """Monitor ``dep``'s hosts every ``interval`` seconds (not started yet)."""
+        self.dep = dep
+        self.interval = interval
+        self.failures = failures
+        self.timeout = max(0.05, interval)
+        self.events: list[tuple[float, int, str]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start probing in a thread that joined the balancer's namespace."""
+        self._hello = _client_hello()
+        self._thread = threading.Thread(
+            target=run_in_netns, args=(self.dep.lb_ns, self._run), name="lb-health", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop probing (idempotent)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def probe(self, i: int) -> bool:
+        """Return whether host ``i`` answered a ClientHello within the timeout."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect((self.dep.host_addresses[i], PORT))
+                sock.send(self._hello)
+                return len(sock.recv(2048)) > 0
+            except OSError:  # timeout, or ICMP port unreachable (ConnectionRefusedError)
+                return False
+
+    def _run(self) -> None:
+        misses = [0] * self.dep.n_hosts
+        log = self.dep.run_dir / "monitor.log"
+        while not self._stop.wait(self.interval):
+            for i in range(self.dep.n_hosts):
+                ok = self.probe(i)
+                misses[i] = 0 if ok else misses[i] + 1
+                down = i in self.dep.down
+                if (ok and down) or (not down and misses[i] >= self.failures):
+                    state = "up" if ok else "down"
+                    self.events.append((time.monotonic(), i, state))
+                    with log.open("a") as f:
+                        f.write(f"{time.time():.3f} h{i + 1} {state}\n")
+                    self.dep.mark_down(i, not ok)
+
+
+def _client_hello() -> bytes:
+    """One DTLS ClientHello (any certificate: a host answers it before it checks any)."""
+    from dtls_ossl import Certificate, DtlsConfiguration, DtlsConnection, Role
+
+    config = DtlsConfiguration(certificate=Certificate.generate())
+    conn = DtlsConnection(config, role=Role.CLIENT, insecure_skip_fingerprint_check=True)
+    conn.connect(time.monotonic())
+    return conn.datagrams_to_send(time.monotonic())[0]
 
 
 def main(argv: list[str] | None = None) -> int:

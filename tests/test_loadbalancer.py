@@ -142,7 +142,7 @@ def test_300_clients_spread_over_every_host_with_mirrored_srtp_keys(deployment, 
 def test_a_cookie_minted_on_one_host_is_accepted_by_another(deployment, client_config):
     def run():
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind((lb.CLIENT_ADDRESS, 0))
+            sock.bind((lb.CLIENT_DIRECT_ADDRESS, 0))  # next to the hosts
             h1, h2 = ((addr, lb.PORT) for addr in deployment.host_addresses[:2])
             return handshake_across(sock, h1, h2, configuration=client_config)
 
@@ -174,7 +174,7 @@ def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(deployment, cl
         # Sources in the subnet that no namespace owns: nginx's answers go nowhere.
         with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
             for k in range(n):
-                src = (f"{lb.SUBNET}.{rng.randint(150, 250)}", rng.randint(1024, 65535))
+                src = (f"{lb.CLIENT_SUBNET}.{rng.randint(150, 250)}", rng.randint(1024, 65535))
                 raw.sendto(_ip_udp(src, deployment.address, hello), deployment.address)
                 if k % 100 == 99:
                     time.sleep(0.01)  # stay under the socket buffers: every hello should land
@@ -244,8 +244,9 @@ def test_a_killed_host_fails_only_its_own_peers_and_new_clients_complete(deploym
         for s in streams:
             s.close()
         # nginx does not reroute the dead host's new clients (its passive check counts a UDP
-        # upstream as failed only when a send fails, not on the ICMP read error; a reload
-        # re-maps every live session): the supervisor restarts the host, as systemd would.
+        # upstream as failed only when a send fails, not on the ICMP read error), and a reload
+        # without it loses records in flight on the other hosts (deploy/lb.py HealthMonitor):
+        # the supervisor restarts the host, as systemd would.
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, deployment.start_host, victim)
         await loop.run_in_executor(None, deployment.wait_hosts)
