@@ -29,7 +29,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +101,7 @@ async def _serve(client_fp: str, per_address: int) -> None:
             print(f"rss={proc_status()['VmRSS']} us={us}", flush=True)
         elif line == "stats":
             s = server.stats
-            print(" ".join(f"{f.name}={getattr(s, f.name)}" for f in fields(s)), flush=True)
+            print(" ".join(f"{k}={v}" for k, v in s.as_dict().items()), flush=True)
     await server.close()
 
 

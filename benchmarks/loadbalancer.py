@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TypedDict
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -83,7 +84,20 @@ def _env() -> dict[str, str]:
 # ------------------------------------------------------------------------------ throughput
 
 
-def throughput(n_hosts: int, args: argparse.Namespace) -> dict[str, float]:
+class Throughput(TypedDict):
+    """One host count's window: rate, CPU per party (seconds), handshakes per host CPU-second."""
+
+    rate: float
+    failed: int
+    host_cpu: list[float]
+    per_host_done: list[int]
+    nginx_cpu: float
+    client_cpu: float
+    other_cpu: float
+    hs_per_host_cpu: float
+
+
+def throughput(n_hosts: int, args: argparse.Namespace) -> Throughput:
     """One deployment of ``n_hosts``; the rate and the CPU each party spent in the window."""
     # Sessions end 5 s after their client's close_notify: the balancer holds a few thousand.
     with lb.Deployment(n_hosts, args.workers, proxy_timeout="5s") as dep:
@@ -132,8 +146,8 @@ def throughput(n_hosts: int, args: argparse.Namespace) -> dict[str, float]:
     return {
         "rate": done / args.seconds,
         "failed": sum(int(r["failed"]) for r in reports),
-        "host_cpu": host_cpu,  # type: ignore[dict-item]
-        "per_host_done": per_host_done,  # type: ignore[dict-item]
+        "host_cpu": host_cpu,
+        "per_host_done": per_host_done,
         "nginx_cpu": nginx_cpu,
         "client_cpu": client_cpu,
         "other_cpu": max(0.0, other_cpu),
@@ -258,9 +272,9 @@ def main() -> int:
         print(f"... {n} host(s): starting, warm-up {args.warmup:g} s, window", flush=True)
         r = throughput(n, args)
         rows.append((n, r))
-        cpu = " ".join(f"{c:.2f}" for c in r["host_cpu"])  # type: ignore[attr-defined]
+        cpu_line = " ".join(f"{c:.2f}" for c in r["host_cpu"])
         print(
-            f"... {n} host(s): {r['rate']:.0f} hs/s, host CPU-s [{cpu}], "
+            f"... {n} host(s): {r['rate']:.0f} hs/s, host CPU-s [{cpu_line}], "
             f"{r['hs_per_host_cpu']:.0f} hs/host-CPU-s, failed {r['failed']:.0f}",
             flush=True,
         )
@@ -271,9 +285,9 @@ def main() -> int:
           "other cores  hs/host-CPU-s")  # fmt: skip
     for n, r in rows:
         cpu = r["host_cpu"]
-        each = " ".join(f"{c:.2f}" for c in cpu)  # type: ignore[attr-defined]
+        each = " ".join(f"{c:.2f}" for c in cpu)
         print(
-            f"{n:5d} {r['rate']:5.0f}  {each:22s} {sum(cpu) / args.seconds:12.2f} "  # type: ignore[arg-type]
+            f"{n:5d} {r['rate']:5.0f}  {each:22s} {sum(cpu) / args.seconds:12.2f} "
             f"{r['nginx_cpu'] / args.seconds:12.2f} {r['client_cpu'] / args.seconds:13.2f} "
             f"{r['other_cpu'] / args.seconds:12.2f}  {r['hs_per_host_cpu']:13.0f}"
         )

@@ -91,7 +91,7 @@ async def main(args: argparse.Namespace) -> int:
     try:
         while not stop.is_set():
             if stats is not None:
-                counters = dataclasses.asdict(server.stats)
+                counters = server.stats.as_dict()
                 _write_stats(stats, {"host": args.name, "pid": os.getpid(), **counters})
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), args.stats_interval)

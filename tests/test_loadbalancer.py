@@ -16,7 +16,9 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -28,6 +30,7 @@ from test_cli_cookie_secret import handshake_across  # noqa: E402
 from deploy import lb  # noqa: E402
 from dtls_ossl import Certificate, DtlsConfiguration, DtlsConnection, Role  # noqa: E402
 from dtls_ossl.aio import DtlsStream, connect  # noqa: E402
+from dtls_ossl.events import HandshakeCompleted  # noqa: E402
 
 pytestmark = [
     pytest.mark.loadbalancer,
@@ -37,12 +40,15 @@ pytestmark = [
     ),
 ]
 
+T = TypeVar("T")
+Stats = dict[str, Any]
+
 HOSTS = 3
 HANDSHAKE_TIMEOUT = 10.0
 
 
 @pytest.fixture(scope="module")
-def deployment():
+def deployment() -> Iterator[lb.Deployment]:
     dep = lb.Deployment(HOSTS, workers=2, export_srtp=True)
     try:
         dep.start()
@@ -53,21 +59,24 @@ def deployment():
 
 
 @pytest.fixture(scope="module")
-def client_config(deployment):
+def client_config(deployment: lb.Deployment) -> DtlsConfiguration:
     cert = Certificate.load(str(deployment.client_cert), str(deployment.client_key))
     return DtlsConfiguration(certificate=cert)
 
 
-def in_clients(dep: lb.Deployment, coro):
+def in_clients(dep: lb.Deployment, coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on a fresh event loop inside the client namespace."""
-    return lb.run_in_netns(dep.client_ns, asyncio.run, coro)
+    result: T = lb.run_in_netns(dep.client_ns, asyncio.run, coro)
+    return result
 
 
 def totals(dep: lb.Deployment, field: str) -> list[int]:
     return [dep.stats(i)[field] for i in range(dep.n_hosts)]
 
 
-def wait_stats(dep: lb.Deployment, ready, timeout: float = 5.0) -> list[dict]:
+def wait_stats(
+    dep: lb.Deployment, ready: Callable[[list[Stats]], bool], timeout: float = 5.0
+) -> list[Stats]:
     """Poll the hosts' counters until ``ready(stats)``; return them (fail at timeout)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -79,7 +88,9 @@ def wait_stats(dep: lb.Deployment, ready, timeout: float = 5.0) -> list[dict]:
         time.sleep(0.1)
 
 
-async def _connect(dep: lb.Deployment, config: DtlsConfiguration, sem: asyncio.Semaphore):
+async def _connect(
+    dep: lb.Deployment, config: DtlsConfiguration, sem: asyncio.Semaphore
+) -> DtlsStream:
     async with sem:
         return await connect(
             *dep.address,
@@ -94,10 +105,12 @@ async def _echo_once(stream: DtlsStream, payload: bytes) -> None:
     assert await asyncio.wait_for(stream.recv(), 5.0) == payload
 
 
-def test_300_clients_spread_over_every_host_with_mirrored_srtp_keys(deployment, client_config):
+def test_300_clients_spread_over_every_host_with_mirrored_srtp_keys(
+    deployment: lb.Deployment, client_config: DtlsConfiguration
+) -> None:
     before = totals(deployment, "handshakes_completed")
 
-    async def run():
+    async def run() -> list[dict[str, Any]]:
         sem = asyncio.Semaphore(100)
         streams = await asyncio.gather(
             *(_connect(deployment, client_config, sem) for _ in range(300))
@@ -139,8 +152,10 @@ def test_300_clients_spread_over_every_host_with_mirrored_srtp_keys(deployment, 
     assert hosts_seen == {f"h{i + 1}" for i in range(HOSTS)}
 
 
-def test_a_cookie_minted_on_one_host_is_accepted_by_another(deployment, client_config):
-    def run():
+def test_a_cookie_minted_on_one_host_is_accepted_by_another(
+    deployment: lb.Deployment, client_config: DtlsConfiguration
+) -> None:
+    def run() -> tuple[int, HandshakeCompleted | None]:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind((lb.CLIENT_DIRECT_ADDRESS, 0))  # next to the hosts
             h1, h2 = ((addr, lb.PORT) for addr in deployment.host_addresses[:2])
@@ -161,7 +176,9 @@ def _ip_udp(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> bytes
     return ip + udp
 
 
-def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(deployment, client_config):
+def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(
+    deployment: lb.Deployment, client_config: DtlsConfiguration
+) -> None:
     time.sleep(0.8)  # workers report every 0.5 s: start from settled counters
     before = [deployment.stats(i) for i in range(HOSTS)]
     conn = DtlsConnection(client_config, role=Role.CLIENT, insecure_skip_fingerprint_check=True)
@@ -170,7 +187,7 @@ def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(deployment, cl
     n = 1500
     rng = random.Random(15)
 
-    def flood():
+    def flood() -> None:
         # Sources in the subnet that no namespace owns: nginx's answers go nowhere.
         with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
             for k in range(n):
@@ -181,13 +198,13 @@ def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(deployment, cl
 
     lb.run_in_netns(deployment.client_ns, flood)
 
-    def per_host(st):
+    def per_host(st: list[Stats]) -> list[int]:
         return [
             s["hello_verify_sent"] - b["hello_verify_sent"]
             for s, b in zip(st, before, strict=False)
         ]
 
-    def answered(st):
+    def answered(st: list[Stats]) -> int:
         return sum(per_host(st))
 
     after = wait_stats(deployment, lambda st: answered(st) >= 0.9 * n)
@@ -204,11 +221,13 @@ def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(deployment, cl
             assert a[field] == b[field], field
 
 
-def test_a_killed_host_fails_only_its_own_peers_and_new_clients_complete(deployment, client_config):
+def test_a_killed_host_fails_only_its_own_peers_and_new_clients_complete(
+    deployment: lb.Deployment, client_config: DtlsConfiguration
+) -> None:
     victim = HOSTS - 1
     n_clients, period, deadline_s = 45, 0.05, 1.0
 
-    async def run():
+    async def run() -> tuple[int, list[tuple[int, str | None]], float]:
         sem = asyncio.Semaphore(50)
         streams = await asyncio.gather(
             *(_connect(deployment, client_config, sem) for _ in range(n_clients))
