@@ -82,7 +82,9 @@ def _server(*extra: str) -> Server:
     return Server("--insecure-no-fingerprint-check", *extra)
 
 
-def test_servers_sharing_a_secret_file_accept_each_others_cookies(tmp_path, monkeypatch):
+def test_servers_sharing_a_secret_file_accept_each_others_cookies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret = tmp_path / "cookie.secret"
     secret.write_text(SECRET + "\n")
     monkeypatch.delenv("DTLS_OSSL_COOKIE_SECRET", raising=False)
@@ -106,7 +108,9 @@ def test_servers_sharing_a_secret_file_accept_each_others_cookies(tmp_path, monk
         b.stop()
 
 
-def test_servers_without_a_shared_secret_reject_each_others_cookies(monkeypatch):
+def test_servers_without_a_shared_secret_reject_each_others_cookies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("DTLS_OSSL_COOKIE_SECRET", raising=False)
     a, b = _server(), _server()
     try:
@@ -127,7 +131,9 @@ def test_servers_without_a_shared_secret_reject_each_others_cookies(monkeypatch)
         ("ab" * 15, "has 15 bytes; at least 16 are needed"),
     ],
 )
-def test_a_bad_secret_is_one_line_error(tmp_path, monkeypatch, content, message):
+def test_a_bad_secret_is_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, message: str
+) -> None:
     monkeypatch.delenv("DTLS_OSSL_COOKIE_SECRET", raising=False)
     path = tmp_path / "secret"
     path.write_text(content)
@@ -139,7 +145,9 @@ def test_a_bad_secret_is_one_line_error(tmp_path, monkeypatch, content, message)
     assert "$DTLS_OSSL_COOKIE_SECRET" in line and message in line
 
 
-def test_a_missing_secret_file_and_no_cookies_conflict(tmp_path, monkeypatch):
+def test_a_missing_secret_file_and_no_cookies_conflict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DTLS_OSSL_COOKIE_SECRET", raising=False)
     missing = str(tmp_path / "nope")
     proc = dtls_ossl("server", "--insecure-no-fingerprint-check", "--cookie-secret-file", missing)

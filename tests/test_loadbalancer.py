@@ -16,7 +16,9 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -28,6 +30,7 @@ from test_cli_cookie_secret import handshake_across  # noqa: E402
 from deploy import lb  # noqa: E402
 from dtls_ossl import Certificate, DtlsConfiguration, DtlsConnection, Role  # noqa: E402
 from dtls_ossl.aio import DtlsStream, connect  # noqa: E402
+from dtls_ossl.events import HandshakeCompleted  # noqa: E402
 
 pytestmark = [
     pytest.mark.loadbalancer,
@@ -39,10 +42,12 @@ pytestmark = [
 
 HOSTS = 3
 HANDSHAKE_TIMEOUT = 10.0
+T = TypeVar("T")
+Stats = list[dict[str, Any]]  # one host's counters per entry
 
 
 @pytest.fixture(scope="module")
-def deployment():
+def deployment() -> Iterator[lb.Deployment]:
     dep = lb.Deployment(HOSTS, workers=2, export_srtp=True)
     try:
         dep.start()
@@ -53,21 +58,21 @@ def deployment():
 
 
 @pytest.fixture(scope="module")
-def client_config(deployment):
+def client_config(deployment: lb.Deployment) -> DtlsConfiguration:
     cert = Certificate.load(str(deployment.client_cert), str(deployment.client_key))
     return DtlsConfiguration(certificate=cert)
 
 
-def in_clients(dep: lb.Deployment, coro):
+def in_clients(dep: lb.Deployment, coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on a fresh event loop inside the client namespace."""
-    return lb.run_in_netns(dep.client_ns, asyncio.run, coro)
+    return lb.run_in_netns(dep.client_ns, lambda: asyncio.run(coro))
 
 
 def totals(dep: lb.Deployment, field: str) -> list[int]:
-    return [dep.stats(i)[field] for i in range(dep.n_hosts)]
+    return [int(dep.stats(i)[field]) for i in range(dep.n_hosts)]
 
 
-def wait_stats(dep: lb.Deployment, ready, timeout: float = 5.0) -> list[dict]:
+def wait_stats(dep: lb.Deployment, ready: Callable[[Stats], bool], timeout: float = 5.0) -> Stats:
     """Poll the hosts' counters until ``ready(stats)``; return them (fail at timeout)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -79,7 +84,9 @@ def wait_stats(dep: lb.Deployment, ready, timeout: float = 5.0) -> list[dict]:
         time.sleep(0.1)
 
 
-async def _connect(dep: lb.Deployment, config: DtlsConfiguration, sem: asyncio.Semaphore):
+async def _connect(
+    dep: lb.Deployment, config: DtlsConfiguration, sem: asyncio.Semaphore
+) -> DtlsStream:
     async with sem:
         return await connect(
             *dep.address,
@@ -94,10 +101,12 @@ async def _echo_once(stream: DtlsStream, payload: bytes) -> None:
     assert await asyncio.wait_for(stream.recv(), 5.0) == payload
 
 
-def test_300_clients_spread_over_every_host_with_mirrored_srtp_keys(deployment, client_config):
+def test_300_clients_spread_over_every_host_with_mirrored_srtp_keys(
+    deployment: lb.Deployment, client_config: DtlsConfiguration
+) -> None:
     before = totals(deployment, "handshakes_completed")
 
-    async def run():
+    async def run() -> list[dict[str, Any]]:
         sem = asyncio.Semaphore(100)
         streams = await asyncio.gather(
             *(_connect(deployment, client_config, sem) for _ in range(300))
@@ -120,7 +129,7 @@ def test_300_clients_spread_over_every_host_with_mirrored_srtp_keys(deployment, 
     assert min(per_host) >= 30, per_host  # ~100 each; a host left out would show 0
 
     # Each host printed its side's keys: the client's local key is the server's remote one.
-    server_side = {}
+    server_side: dict[str, dict[str, Any]] = {}
     for i in range(HOSTS):
         for line in (deployment.run_dir / f"h{i + 1}.log").read_text().splitlines():
             if line.startswith("{"):
@@ -139,8 +148,10 @@ def test_300_clients_spread_over_every_host_with_mirrored_srtp_keys(deployment, 
     assert hosts_seen == {f"h{i + 1}" for i in range(HOSTS)}
 
 
-def test_a_cookie_minted_on_one_host_is_accepted_by_another(deployment, client_config):
-    def run():
+def test_a_cookie_minted_on_one_host_is_accepted_by_another(
+    deployment: lb.Deployment, client_config: DtlsConfiguration
+) -> None:
+    def run() -> tuple[int, HandshakeCompleted | None]:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind((lb.CLIENT_ADDRESS, 0))
             h1, h2 = ((addr, lb.PORT) for addr in deployment.host_addresses[:2])
@@ -161,7 +172,9 @@ def _ip_udp(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> bytes
     return ip + udp
 
 
-def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(deployment, client_config):
+def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(
+    deployment: lb.Deployment, client_config: DtlsConfiguration
+) -> None:
     time.sleep(0.8)  # workers report every 0.5 s: start from settled counters
     before = [deployment.stats(i) for i in range(HOSTS)]
     conn = DtlsConnection(client_config, role=Role.CLIENT, insecure_skip_fingerprint_check=True)
@@ -170,7 +183,7 @@ def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(deployment, cl
     n = 1500
     rng = random.Random(15)
 
-    def flood():
+    def flood() -> None:
         # Sources in the subnet that no namespace owns: nginx's answers go nowhere.
         with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
             for k in range(n):
@@ -181,13 +194,13 @@ def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(deployment, cl
 
     lb.run_in_netns(deployment.client_ns, flood)
 
-    def per_host(st):
+    def per_host(st: Stats) -> list[int]:
         return [
             s["hello_verify_sent"] - b["hello_verify_sent"]
             for s, b in zip(st, before, strict=False)
         ]
 
-    def answered(st):
+    def answered(st: Stats) -> int:
         return sum(per_host(st))
 
     after = wait_stats(deployment, lambda st: answered(st) >= 0.9 * n)
@@ -204,11 +217,13 @@ def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(deployment, cl
             assert a[field] == b[field], field
 
 
-def test_a_killed_host_fails_only_its_own_peers_and_new_clients_complete(deployment, client_config):
+def test_a_killed_host_fails_only_its_own_peers_and_new_clients_complete(
+    deployment: lb.Deployment, client_config: DtlsConfiguration
+) -> None:
     victim = HOSTS - 1
     n_clients, period, deadline_s = 45, 0.05, 1.0
 
-    async def run():
+    async def run() -> tuple[int, list[tuple[int, str | None]], float]:
         sem = asyncio.Semaphore(50)
         streams = await asyncio.gather(
             *(_connect(deployment, client_config, sem) for _ in range(n_clients))
@@ -219,7 +234,7 @@ def test_a_killed_host_fails_only_its_own_peers_and_new_clients_complete(deploym
         async def pinger(stream: DtlsStream) -> None:
             rounds = 0
             # Until well after the kill: round trips every `period`, each within `deadline_s`.
-            stop_at = None
+            stop_at: float | None = None
             while stop_at is None or time.monotonic() < stop_at:
                 if stop_at is None and killed.is_set():
                     stop_at = time.monotonic() + 2 * deadline_s
