@@ -54,8 +54,8 @@ step quickstart bash ci/quickstart.sh
 # The README's test command (installs the test extras, compiles build_ffi.py, runs pytest),
 # with lint and type checks in between.
 step install python -m pip install -q -e '.[test]'
-step ruff-check python -m ruff check dtls_ossl build_ffi.py
-step ruff-format python -m ruff format --check dtls_ossl build_ffi.py
+step ruff-check python -m ruff check dtls_ossl build_ffi.py tests examples benchmarks ci
+step ruff-format python -m ruff format --check dtls_ossl build_ffi.py tests examples benchmarks ci
 step mypy python -m mypy
 # Peers first, so that the tests of the conformance peers run instead of skipping.
 step install-peers bash ci/install-peers.sh
