@@ -891,6 +891,11 @@ int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data, size_
     }
     c->in = data; /* the read BIO hands OpenSSL exactly this datagram */
     c->in_left = len;
+    /* Once the handshake is done, all a datagram can make OpenSSL write is a retransmission of
+       our last flight (the peer resent its Finished): one flight, so pack it as one rather
+       than a datagram per message, which would double its exposure to loss. */
+    if (SSL_is_init_finished(c->ssl))
+        c->one_flight = 1;
     flags = DtlsOssl_pump(c, s);
     /* One datagram per read: never let leftovers of a bad datagram poison the next one. */
     c->in = NULL;

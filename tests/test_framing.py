@@ -411,3 +411,41 @@ def _pack(records: list[bytes], mtu: int) -> list[bytes]:
     if cur:
         out.append(cur)
     return out
+
+
+def test_framing_resent_last_flight_travels_as_one_datagram(certs: KeyCerts) -> None:
+    """The server's last flight (ChangeCipherSpec + Finished) is lost; the client resends its
+    Finished and the established server answers with its last flight again: as one datagram,
+    as the first time, not one per message (which would double its exposure to loss)."""
+    ccert, scert = certs["ecdsa-p256"]
+    _, server = _pair(ccert, scert)
+    client = DtlsConnection(
+        DtlsConfiguration(
+            certificate=ccert, initial_retransmit_timeout=0.05, handshake_timeout=10.0
+        ),
+        role=Role.CLIENT,
+        remote_fingerprints=[scert.fingerprint()],
+    )
+    now = time.monotonic()
+    client.connect(now)
+    for _ in range(10):
+        for d in client.datagrams_to_send(now):
+            server.receive_datagram(d, now)
+        if server.state is ConnectionState.ESTABLISHED:
+            break
+        for d in server.datagrams_to_send(now):
+            client.receive_datagram(d, now)
+    assert server.state is ConnectionState.ESTABLISHED
+    (first,) = server.datagrams_to_send(now)  # the last flight, lost
+    assert [(r.type, r.epoch) for r in parse_records(first)] == [(20, 0), (22, 1)]
+    deadline = client.get_timer()
+    assert deadline is not None
+    time.sleep(max(0.0, deadline - time.monotonic()) + 0.02)  # OpenSSL's timer is wall-clock
+    now = time.monotonic()
+    client.handle_timer(now)
+    for d in client.datagrams_to_send(now):
+        server.receive_datagram(d, now)
+    (again,) = server.datagrams_to_send(now)
+    assert [(r.type, r.epoch) for r in parse_records(again)] == [(20, 0), (22, 1)]
+    client.receive_datagram(again, now)
+    assert client.state is ConnectionState.ESTABLISHED
