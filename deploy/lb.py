@@ -473,6 +473,9 @@ class HealthMonitor:
                 ok = result == "ok"
                 misses[i] = 0 if ok else misses[i] + 1
                 down = i in self.dep.down
+                if not ok and result == "timeout" and len(self.dep.down) == self.dep.n_hosts - 1:
+                    # Every other host is out: a slow last host serves better than none.
+                    continue
                 if (ok and down) or (not down and misses[i] >= self.failures):
                     # Only a host known dead loses its flows: one that is merely slow to
                     # answer (overloaded, a lost probe) keeps its peers, and gets no new ones.
