@@ -243,11 +243,12 @@ class Deployment:
         """Return the balancer's live nftables ruleset (``nft list ruleset``)."""
         return _in_netns(self.lb_ns, "nft", "list", "ruleset").stdout
 
-    def balanced_flows(self) -> int:
-        """Return how many client flows the balancer's conntrack table holds now."""
-        out = _in_netns(
-            self.lb_ns, "conntrack", "-L", "-p", "udp", "--orig-dst", LB_ADDRESS, check=False
-        ).stdout
+    def balanced_flows(self, host: int | None = None) -> int:
+        """Return how many client flows the balancer tracks now (to host ``host`` only: 0-based)."""
+        argv = ["conntrack", "-L", "-p", "udp", "--orig-dst", LB_ADDRESS]
+        if host is not None:
+            argv += ["--reply-src", self.host_addresses[host]]
+        out = _in_netns(self.lb_ns, *argv, check=False).stdout
         return sum(1 for line in out.splitlines() if line.startswith("udp"))
 
     # ----------------------------------------------------------------------- processes
