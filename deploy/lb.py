@@ -529,7 +529,10 @@ def main(argv: list[str] | None = None) -> int:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            pass
+            # A second Ctrl-C (or a signal sent to the process and to its group, as
+            # timeout(1) does) must not cut the clean-up short and leave namespaces behind.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return 0
 
 
