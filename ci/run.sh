@@ -35,10 +35,11 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists libssl 2>/dev/null || [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv) # for ci/quickstart.sh
-# The load-balanced deployment of tests/test_loadbalancer.py (deploy/): namespaces and nginx.
+# The load-balanced deployment of tests/test_loadbalancer.py (deploy/): namespaces, and the
+# kernel's NAT as the balancer (nft loads its rules, conntrack forgets a dead host's flows).
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
-command -v nginx >/dev/null 2>&1 || need+=(nginx)
-[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || need+=(libnginx-mod-stream)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 command -v clang-format >/dev/null 2>&1 || need+=(clang-format)  # for ci/cfiles.sh
 system_packages() {
   echo "ci: installing ${need[*]}"

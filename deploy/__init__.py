@@ -1,1 +1,1 @@
-"""The load-balanced deployment: nginx in front of DTLS hosts in network namespaces."""
+"""The load-balanced deployment: the kernel's NAT in front of DTLS hosts in namespaces."""

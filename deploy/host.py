@@ -4,8 +4,8 @@ What ``dtls-ossl server`` does, plus what an operator behind a balancer needs:
 
 - the cookie secret shared by every host comes from ``$DTLS_OSSL_COOKIE_SECRET`` or
   ``--cookie-secret-file`` (hex), never from the command line;
-- every peer arrives from its own address and port (nginx binds its upstream sockets to them,
-  ``proxy_bind`` transparent), so the per-address handshake limit keeps its meaning;
+- every peer arrives from its own address and port (the balancer rewrites only the
+  destination), so the per-address handshake limit keeps its meaning;
 - ``--stats FILE`` is rewritten every ``--stats-interval`` seconds with the server's
   counters (summed over its workers) as JSON, so a monitor (or a test) reads them live;
 - ``--export-srtp`` prints each peer's SRTP keys as a JSON line (testing only: secret keys).

@@ -1,15 +1,17 @@
-"""Start and stop N DTLS hosts behind nginx's UDP load balancer, in network namespaces.
+"""Start and stop N DTLS hosts behind the kernel's UDP load balancer (nftables), in namespaces.
 
 Layout (every address exists only inside namespaces made here; none has a route out)::
 
-    <prefix>-cl  10.99.0.100  clients ─┐
-    <prefix>-lb  10.99.0.2    nginx   ─┤ bridge br0 in <prefix>-sw
-    <prefix>-h1  10.99.0.11   host 1  ─┤
-    <prefix>-hN  10.99.0.1N   host N  ─┘
+    <prefix>-cl  10.99.1.100            clients  ─┐
+    <prefix>-lb  10.99.1.1, 10.99.0.2   balancer ─┤ bridge br0 in <prefix>-sw
+    <prefix>-h1  10.99.0.11             host 1   ─┤
+    <prefix>-hN  10.99.0.1N             host N   ─┘
 
 Each host runs ``deploy/host.py`` (``aio.serve`` with ``workers``) with one certificate and one
-cookie secret (a 0600 file) shared by all hosts; nginx (``deploy/nginx-stream.conf.in``)
-listens on 10.99.0.2:4444 and hashes each client's address and port to a host.
+cookie secret (a 0600 file) shared by all hosts. The balancer namespace forwards, and its
+nftables ruleset (``deploy/balancer.nft.in``) rewrites the destination of each new flow to
+10.99.1.1:4444 toward one live host, hashed on the client's address and port; conntrack keeps
+the flow there. A :class:`HealthMonitor` probes the hosts and swaps a dead one out.
 
 Usage (root)::
 
@@ -51,7 +53,7 @@ LB_HOST_ADDRESS = f"{SUBNET}.2"  # the hosts' gateway
 CLIENT_ADDRESS = f"{CLIENT_SUBNET}.100"
 CLIENT_DIRECT_ADDRESS = f"{SUBNET}.100"  # the client namespace's address next to the hosts
 PORT = 4444
-STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+NFT_TABLE = "dtls_lb"
 _CLONE_NEWNET = 0x40000000
 
 T = TypeVar("T")
@@ -62,11 +64,9 @@ def missing_tools() -> list[str]:
     missing = []
     if os.geteuid() != 0:
         missing.append("root (ip netns needs CAP_SYS_ADMIN)")
-    for tool in ("ip", "nginx"):
+    for tool in ("ip", "nft", "conntrack"):
         if shutil.which(tool) is None:
             missing.append(tool)
-    if not Path(STREAM_MODULE).exists():
-        missing.append("libnginx-mod-stream")
     return missing
 
 
@@ -136,19 +136,22 @@ def run_in_netns(ns: str, fn: Callable[..., T], *args: Any) -> T:
     return result[0]
 
 
+def _in_netns(ns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=check, timeout=10
+    )
+
+
 class Deployment:
-    """N hosts behind nginx in namespaces; :meth:`start` / :meth:`stop` (also a context manager).
+    """N hosts behind an nftables balancer in namespaces; :meth:`start` / :meth:`stop`.
+
+    Also a context manager.
 
     :param hosts: backend hosts (namespaces ``-h1`` .. ``-hN``).
     :param workers: ``aio.serve`` worker processes per host.
-    :param nginx_workers: nginx worker processes.
     :param export_srtp: hosts print each peer's SRTP keys (tests only: secret keys).
-    :param proxy_timeout: nginx's UDP session lifetime without traffic (see the template).
-    :param fail_timeout: how long nginx's passive check keeps a failed host out.
     :param health_interval: seconds between probes of each host (:class:`HealthMonitor`);
-        ``None`` (default): no monitor, a dead host keeps its share of new clients until it
-        is restarted. The monitor reroutes them, but its reload can lose records in flight
-        on the other hosts (see :class:`HealthMonitor`).
+        ``None``: no monitor, a dead host keeps its share of new clients.
     :param health_failures: consecutive failed probes that take a host out.
     """
 
@@ -157,24 +160,18 @@ class Deployment:
         hosts: int = 3,
         workers: int = 2,
         *,
-        nginx_workers: int = 1,
         export_srtp: bool = False,
-        proxy_timeout: str = "300s",
-        fail_timeout: str = "10s",
-        health_interval: float | None = None,
+        health_interval: float | None = 0.2,
         health_failures: int = 2,
     ) -> None:
         """Name the run; nothing is created before :meth:`start`."""
         self.n_hosts = hosts
         self.workers = workers
-        self.nginx_workers = nginx_workers
         self.export_srtp = export_srtp
-        self.proxy_timeout = proxy_timeout
-        self.fail_timeout = fail_timeout
         self.health_interval = health_interval
         self.health_failures = health_failures
         self.monitor: HealthMonitor | None = None
-        self._reload_lock = threading.Lock()
+        self._balancer_lock = threading.Lock()
         self.prefix = f"{PREFIX}-{os.getpid()}-{secrets.token_hex(2)}"
         self.run_dir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
         self.lb_ns = f"{self.prefix}-lb"
@@ -213,14 +210,46 @@ class Deployment:
                 _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
             _ip("-n", ns, "link", "set", "eth0", "up")
         for ns in self.host_ns:
-            # Replies to clients go back through the balancer, whose sockets hold their address.
+            # Replies to clients go back through the balancer, which un-NATs them.
             _ip("-n", ns, "route", "add", "default", "via", LB_HOST_ADDRESS)
-        # nginx connects to a host from the client's own address and port (proxy_bind
-        # transparent), so a host's reply is addressed to the client: deliver it locally, to
-        # that socket, instead of forwarding it (the balancer does not forward at all).
-        _ip("-n", self.lb_ns, "rule", "add", "iif", "eth0", "from", f"{SUBNET}.0/24",
-            "ipproto", "udp", "sport", str(PORT), "lookup", "100")  # fmt: skip
-        _ip("-n", self.lb_ns, "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100")
+        # The balancer forwards between its two subnets, on one link: no ICMP redirects (they
+        # would teach a host to answer the client directly, from the wrong source address).
+        for key in ("ip_forward=1", "conf.all.send_redirects=0", "conf.eth0.send_redirects=0"):
+            _in_netns(self.lb_ns, "sysctl", "-q", "-w", f"net.ipv4.{key}")
+
+    def _balancer_rule(self) -> str:
+        live = [a for i, a in enumerate(self.host_addresses) if i not in self.down]
+        match = f"ip daddr {LB_ADDRESS} udp dport {PORT}"
+        if not live:
+            return f"{match} counter drop"
+        targets = ", ".join(f"{k} : {a}" for k, a in enumerate(live))
+        return (
+            f"{match} counter dnat to jhash ip saddr . udp sport mod {len(live)} "
+            f"map {{ {targets} }}"
+        )
+
+    def _nft(self, text: str) -> None:
+        path = self.run_dir / "balancer.nft"
+        path.write_text(text)
+        done = _in_netns(self.lb_ns, "nft", "-f", str(path), check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"nft -f {path}: {done.stderr.strip()}")
+
+    def _start_balancer(self) -> None:
+        template = string.Template((HERE / "balancer.nft.in").read_text())
+        self._nft(template.substitute(table=NFT_TABLE, rule=self._balancer_rule()))
+
+    def balancer_ruleset(self) -> str:
+        """Return the balancer's live nftables ruleset (``nft list ruleset``)."""
+        return _in_netns(self.lb_ns, "nft", "list", "ruleset").stdout
+
+    def balanced_flows(self, host: int | None = None) -> int:
+        """Return how many client flows the balancer tracks now (to host ``host`` only: 0-based)."""
+        argv = ["conntrack", "-L", "-p", "udp", "--orig-dst", LB_ADDRESS]
+        if host is not None:
+            argv += ["--reply-src", self.host_addresses[host]]
+        out = _in_netns(self.lb_ns, *argv, check=False).stdout
+        return sum(1 for line in out.splitlines() if line.startswith("udp"))
 
     # ----------------------------------------------------------------------- processes
 
@@ -261,7 +290,10 @@ class Deployment:
             self.start_host(i, secret)
 
     def start_host(self, i: int, secret: Path | None = None) -> None:
-        """Start host ``i`` (0-based), e.g. again after :meth:`kill_host`."""
+        """Start host ``i`` (0-based), e.g. again after :meth:`kill_host`.
+
+        The health monitor puts it back in the balancer once it answers.
+        """
         name = f"h{i + 1}"
         argv = [
             sys.executable, str(HERE / "host.py"), "--name", name,
@@ -280,30 +312,6 @@ class Deployment:
         """Return the path of the JSON counters host ``i`` rewrites every 0.25 s."""
         return self.run_dir / f"h{i + 1}.stats.json"
 
-    def _nginx_conf(self) -> Path:
-        template = string.Template((HERE / "nginx-stream.conf.in").read_text())
-        servers = "\n".join(
-            f"        server {addr}:{PORT} max_fails=1 fail_timeout={self.fail_timeout}"
-            + (" down;" if i in self.down else ";")
-            for i, addr in enumerate(self.host_addresses)
-        )
-        conf = self.run_dir / "nginx.conf"
-        conf.write_text(
-            template.substitute(
-                stream_module=STREAM_MODULE,
-                run_dir=self.run_dir,
-                nginx_workers=self.nginx_workers,
-                servers=servers,
-                listen=f"{LB_ADDRESS}:{PORT}",
-                proxy_timeout=self.proxy_timeout,
-            )
-        )
-        return conf
-
-    def _start_nginx(self) -> None:
-        conf = self._nginx_conf()
-        self._spawn("nginx", self.lb_ns, ["nginx", "-c", str(conf), "-p", str(self.run_dir)])
-
     def _wait(self, ready: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while not ready():
@@ -321,14 +329,13 @@ class Deployment:
         self._wait(lambda: all(self.stats_path(i).exists() for i in running), "hosts", timeout)
 
     def start(self) -> Deployment:
-        """Create the namespaces, start the hosts, then nginx; wait until all are ready."""
+        """Create the namespaces, start the hosts, then the balancer; wait until all are ready."""
         clean_stale()
         try:
             self._network()
             self._start_hosts(self._secrets())
             self.wait_hosts()
-            self._start_nginx()
-            self._wait(lambda: (self.run_dir / "nginx.pid").exists(), "nginx")
+            self._start_balancer()
             if self.health_interval is not None:
                 self.monitor = HealthMonitor(self, self.health_interval, self.health_failures)
                 self.monitor.start()
@@ -344,20 +351,28 @@ class Deployment:
             os.killpg(proc.pid, sig)
         proc.wait(10)
 
-    def mark_down(self, i: int, down: bool = True) -> None:
-        """Take host ``i`` out of nginx's upstream set (``down=False``: back in) with a reload.
+    def mark_down(self, i: int, down: bool = True, *, forget_flows: bool = True) -> None:
+        """Take host ``i`` out of the balancer's hash (``down=False``: back in).
 
-        New nginx workers take over the listening socket and re-create each live session on
-        the next datagram; with ``proxy_bind`` transparent and consistent hashing, a client of
-        a surviving host reaches it from the same address and port: its association goes on.
+        One nft transaction replaces the rule: flows that conntrack already tracks keep their
+        host (no datagram of a surviving peer is lost or delayed), new flows hash over the
+        live hosts. With ``forget_flows`` taking a host out also deletes the flows toward it,
+        or a new client whose source port an old client of the dead host used (conntrack
+        keeps a flow 30-120 s) would still reach the dead host; the dead host's own peers
+        then reach a live host, which drops their records (unknown peer) as it would anyway.
         """
-        with self._reload_lock:
+        with self._balancer_lock:
             if (i in self.down) == down:
                 return
             (self.down.add if down else self.down.discard)(i)
-            self._nginx_conf()
-            pid = int((self.run_dir / "nginx.pid").read_text())
-            os.kill(pid, signal.SIGHUP)
+            self._nft(
+                f"flush chain ip {NFT_TABLE} prerouting\n"
+                f"add rule ip {NFT_TABLE} prerouting {self._balancer_rule()}\n"
+            )
+            if down and forget_flows:
+                # Exit status 1 with "0 flow entries have been deleted" is no failure.
+                _in_netns(self.lb_ns, "conntrack", "-D", "-p", "udp",
+                          "--reply-src", self.host_addresses[i], check=False)  # fmt: skip
 
     def stats(self, i: int) -> dict[str, Any]:
         """Host ``i``'s last counters (ServerStats fields, summed over its workers)."""
@@ -396,30 +411,25 @@ class Deployment:
 
 
 class HealthMonitor:
-    """Probe every host from the balancer's namespace; mark a host down (or up) in nginx.
+    """Probe every host from the balancer's namespace; take a dead host out (or put it back).
 
-    nginx 1.22 (open source) has no active UDP health check, and its passive one does not see
-    a dead UDP host (the ICMP "port unreachable" does not count as a failed attempt). A probe
-    here is one DTLS ClientHello: a live host answers a HelloVerifyRequest and keeps no state
-    (the cookie exchange), a dead one answers nothing or ICMP. After ``failures`` failed probes
-    in a row the host is marked ``down`` and nginx reloads; one answer brings it back.
+    A probe is one DTLS ClientHello sent straight to the host's address (local traffic does
+    not pass the balancer's DNAT): a live host answers a HelloVerifyRequest and keeps no state
+    (the cookie exchange); a dead one answers ICMP "port unreachable" (the probe fails at
+    once) or nothing (it fails after ``timeout``). After ``failures`` failed probes in a row
+    the host is marked down (:meth:`Deployment.mark_down`); one answer brings it back.
     Transitions are appended to :attr:`events` and to ``monitor.log`` in the run directory.
-
-    What works: new clients of the dead host complete on the others (found dead in 0.2-0.4 s),
-    and the other hosts' associations outlive the reload (nginx re-creates each session from
-    the client's own address and port, and consistent hashing picks the same host). What does
-    not (nginx 1.22): a record the old worker forwarded just before it closed its listening
-    socket gets no reply, since the host's answer lands on the old worker's session, which can
-    no longer send; in 2 of 4 test runs some surviving peers lost a round trip to the reload.
-    Off by default for that reason.
     """
 
-    def __init__(self, dep: Deployment, interval: float = 0.2, failures: int = 2) -> None:
+    def __init__(
+        self, dep: Deployment, interval: float = 0.2, failures: int = 2, timeout: float = 0.5
+    ) -> None:
         """Monitor ``dep``'s hosts every ``interval`` seconds (not started yet)."""
         self.dep = dep
         self.interval = interval
         self.failures = failures
-        self.timeout = max(0.05, interval)
+        # Longer than the interval: a host slowed by load must not look dead.
+        self.timeout = timeout
         self.events: list[tuple[float, int, str]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -440,29 +450,41 @@ class HealthMonitor:
 
     def probe(self, i: int) -> bool:
         """Return whether host ``i`` answered a ClientHello within the timeout."""
+        return self._probe(i) == "ok"
+
+    def _probe(self, i: int) -> str:
+        """``"ok"``, ``"unreachable"`` (an ICMP error: nothing listens) or ``"timeout"``."""
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(self.timeout)
             try:
                 sock.connect((self.dep.host_addresses[i], PORT))
                 sock.send(self._hello)
-                return len(sock.recv(2048)) > 0
-            except OSError:  # timeout, or ICMP port unreachable (ConnectionRefusedError)
-                return False
+                return "ok" if sock.recv(2048) else "timeout"
+            except TimeoutError:
+                return "timeout"
+            except OSError:  # ECONNREFUSED, EHOSTUNREACH: the ICMP error of a dead host
+                return "unreachable"
 
     def _run(self) -> None:
         misses = [0] * self.dep.n_hosts
         log = self.dep.run_dir / "monitor.log"
         while not self._stop.wait(self.interval):
             for i in range(self.dep.n_hosts):
-                ok = self.probe(i)
+                result = self._probe(i)
+                ok = result == "ok"
                 misses[i] = 0 if ok else misses[i] + 1
                 down = i in self.dep.down
+                if not ok and result == "timeout" and len(self.dep.down) == self.dep.n_hosts - 1:
+                    # Every other host is out: a slow last host serves better than none.
+                    continue
                 if (ok and down) or (not down and misses[i] >= self.failures):
-                    state = "up" if ok else "down"
+                    # Only a host known dead loses its flows: one that is merely slow to
+                    # answer (overloaded, a lost probe) keeps its peers, and gets no new ones.
+                    self.dep.mark_down(i, not ok, forget_flows=result == "unreachable")
+                    state = "up" if ok else f"down ({result})"
                     self.events.append((time.monotonic(), i, state))
                     with log.open("a") as f:
                         f.write(f"{time.time():.3f} h{i + 1} {state}\n")
-                    self.dep.mark_down(i, not ok)
 
 
 def _client_hello() -> bytes:
@@ -482,7 +504,6 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start a deployment; Ctrl-C stops and removes it")
     up.add_argument("--hosts", type=int, default=3)
     up.add_argument("--workers", type=int, default=2)
-    up.add_argument("--nginx-workers", type=int, default=1)
     down = sub.add_parser("down", help="remove deployments whose run has died")
     down.add_argument("--all", action="store_true", help="also those still running")
     args = p.parse_args(argv)
@@ -492,10 +513,11 @@ def main(argv: list[str] | None = None) -> int:
         for ns in clean_stale(everything=args.all):
             print(f"removed {ns}")
         return 0
-    dep = Deployment(args.hosts, args.workers, nginx_workers=args.nginx_workers)
+    dep = Deployment(args.hosts, args.workers)
     with dep:
-        print(f"nginx on udp {LB_ADDRESS}:{PORT} -> hosts {', '.join(dep.host_addresses)}")
-        print(f"run directory (logs, nginx.conf, certificates): {dep.run_dir}")
+        print(f"balancer on udp {LB_ADDRESS}:{PORT} -> hosts {', '.join(dep.host_addresses)}")
+        print(f"run directory (logs, balancer.nft, monitor.log, certificates): {dep.run_dir}")
+        print(f"ruleset: ip netns exec {dep.lb_ns} nft list ruleset")
         print(
             f"try: ip netns exec {dep.client_ns} dtls-ossl client {LB_ADDRESS} {PORT} "
             f"--fingerprint '{dep.server_fingerprint}' --cert {dep.client_cert} "
@@ -507,7 +529,10 @@ def main(argv: list[str] | None = None) -> int:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            pass
+            # A second Ctrl-C (or a signal sent to the process and to its group, as
+            # timeout(1) does) must not cut the clean-up short and leave namespaces behind.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return 0
 
 

@@ -1,9 +1,10 @@
-"""Three DTLS hosts behind nginx's UDP load balancer, in network namespaces (deploy/lb.py).
+"""Three DTLS hosts behind the kernel's UDP load balancer (nftables), in namespaces (deploy/lb.py).
 
-One deployment for the module (3 hosts x 2 workers, one cookie secret, nginx hashing each
-client's address and port). Clients run in this process, in a thread that joined the client
-namespace (:func:`deploy.lb.run_in_netns`). The tests run in order; the last one kills a host.
-Needs root, ``ip`` and nginx with its stream module (CI installs them); skips otherwise.
+One deployment for the module (3 hosts x 2 workers, one cookie secret, the balancer hashing
+each client's address and port, its health monitor on). Clients run in this process, in a
+thread that joined the client namespace (:func:`deploy.lb.run_in_netns`). The tests run in
+order; the last one kills a host. Needs root, ``ip``, ``nft`` and ``conntrack`` (CI installs
+them); skips otherwise.
 Every namespace is removed at the end, also on failure, and stale ones from dead runs first.
 """
 
@@ -128,7 +129,7 @@ def test_300_clients_spread_over_every_host_with_mirrored_srtp_keys(
         deployment, lambda st: sum(s["handshakes_completed"] for s in st) - sum(before) >= 300
     )
     per_host = [s["handshakes_completed"] - b for s, b in zip(stats, before, strict=True)]
-    print(f"300 handshakes through nginx in {took:.2f} s; per host {per_host}")
+    print(f"300 handshakes through the balancer in {took:.2f} s; per host {per_host}")
     assert sum(per_host) == 300
     assert min(per_host) >= 30, per_host  # ~100 each; a host left out would show 0
 
@@ -181,6 +182,7 @@ def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(
 ) -> None:
     time.sleep(0.8)  # workers report every 0.5 s: start from settled counters
     before = [deployment.stats(i) for i in range(HOSTS)]
+    flows_before = deployment.balanced_flows()
     conn = DtlsConnection(client_config, role=Role.CLIENT, insecure_skip_fingerprint_check=True)
     conn.connect(time.monotonic())
     (hello,) = conn.datagrams_to_send(time.monotonic())
@@ -188,7 +190,7 @@ def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(
     rng = random.Random(15)
 
     def flood() -> None:
-        # Sources in the subnet that no namespace owns: nginx's answers go nowhere.
+        # Sources in the subnet that no namespace owns: the hosts' answers go nowhere.
         with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
             for k in range(n):
                 src = (f"{lb.CLIENT_SUBNET}.{rng.randint(150, 250)}", rng.randint(1024, 65535))
@@ -208,7 +210,14 @@ def test_a_spoofed_clienthello_flood_creates_no_state_on_any_host(
         return sum(per_host(st))
 
     after = wait_stats(deployment, lambda st: answered(st) >= 0.9 * n)
-    print(f"{n} spoofed hellos: {answered(after)} HelloVerifyRequests, per host {per_host(after)}")
+    flows = deployment.balanced_flows() - flows_before
+    print(
+        f"{n} spoofed hellos: {answered(after)} HelloVerifyRequests, per host {per_host(after)}; "
+        f"balancer conntrack +{flows} flows"
+    )
+    # The balancer does keep one conntrack entry per spoofed source (30 s when unanswered by
+    # the client; the table is bounded by nf_conntrack_max): at most one per hello.
+    assert flows <= n
     for a, b in zip(after, before, strict=True):
         assert a["hello_verify_sent"] > b["hello_verify_sent"]  # every host was hit
         assert a["handshakes_in_progress"] == 0
@@ -225,9 +234,12 @@ def test_a_killed_host_fails_only_its_own_peers_and_new_clients_complete(
     deployment: lb.Deployment, client_config: DtlsConfiguration
 ) -> None:
     victim = HOSTS - 1
-    n_clients, period, deadline_s = 45, 0.05, 1.0
+    survivors = [i for i in range(HOSTS) if i != victim]
+    n_clients, period, deadline_s, n_fresh = 45, 0.05, 1.0, 30
+    monitor = deployment.monitor
+    assert monitor is not None
 
-    async def run() -> tuple[int, list[tuple[int, str | None]], float]:
+    async def run() -> tuple[int, list[tuple[int, str | None]], float, float, list[Stats]]:
         loop = asyncio.get_running_loop()
         base = totals(deployment, "active_peers")  # peers earlier tests may have left open
         sem = asyncio.Semaphore(50)
@@ -265,32 +277,59 @@ def test_a_killed_host_fails_only_its_own_peers_and_new_clients_complete(
 
         stats = await loop.run_in_executor(None, wait_stats, deployment, all_counted)
         on_victim = stats[victim]["active_peers"] - base[victim]
+        before_fresh = [deployment.stats(i) for i in range(HOSTS)]
+        t_kill = time.monotonic()
         await loop.run_in_executor(None, deployment.kill_host, victim)
         killed.set()
+
+        async def fresh_client() -> DtlsStream:
+            stream = await _connect(deployment, client_config, sem)
+            await _echo_once(stream, b"after")
+            return stream
+
+        # New clients start at once, before the monitor has noticed: a ClientHello hashed to
+        # the dead host meets ICMP "port unreachable", and its retransmission (1 s later) is
+        # a new flow again once the monitor took the host out and forgot its flows.
+        fresh = await asyncio.gather(*(fresh_client() for _ in range(n_fresh)))
+        took = time.monotonic() - t_kill
         await asyncio.gather(*tasks)
         for s in streams:
             s.close()
-        # nginx does not reroute the dead host's new clients (its passive check counts a UDP
-        # upstream as failed only when a send fails, not on the ICMP read error), and a reload
-        # without it loses records in flight on the other hosts (deploy/lb.py HealthMonitor):
-        # the supervisor restarts the host, as systemd would.
-        await loop.run_in_executor(None, deployment.start_host, victim)
-        await loop.run_in_executor(None, deployment.wait_hosts)
-        t0 = time.monotonic()
-        fresh = await asyncio.gather(*(_connect(deployment, client_config, sem) for _ in range(30)))
-        await asyncio.gather(*(_echo_once(s, b"after") for s in fresh))
-        took = time.monotonic() - t0
         await asyncio.gather(*(s.aclose() for s in fresh))
-        return on_victim, results, took
+        # No restart: the monitor took the victim out, and new clients hashed over the others.
+        marked = [t for t, i, state in monitor.events if i == victim and "down" in state]
+        assert marked, f"the monitor never took host {victim + 1} out"
+        # Nothing is pinned to the dead host any more (its peers' datagrams since then were
+        # new flows, hashed over the survivors, which drop them as records of unknown peers).
+        assert deployment.balanced_flows(victim) == 0
+        return on_victim, results, took, marked[0] - t_kill, before_fresh
 
-    on_victim, results, took = in_clients(deployment, run())
+    on_victim, results, took, found_in, before = in_clients(deployment, run())
     failed = [r for r in results if r[1] is not None]
-    print(f"victim had {on_victim} peers; {len(failed)} clients failed; 30 new in {took:.2f} s")
+    print(
+        f"victim had {on_victim} peers; {len(failed)} clients failed; host out after "
+        f"{found_in:.2f} s; {n_fresh} new clients (started at the kill) done in {took:.2f} s"
+    )
     assert 0 < on_victim < n_clients
     assert len(failed) == on_victim, results  # exactly the victim's peers, each with its error
     assert all("host lost" in str(r[1]) for r in failed)
     # The others never missed a round trip, and kept going after the kill.
     assert all(r[0] >= 2 * deadline_s / (period + 0.01) for r in results if r[1] is None)
     assert took < HANDSHAKE_TIMEOUT
-    # The restarted host (fresh counters) took its share of the new clients.
-    wait_stats(deployment, lambda st: st[victim]["handshakes_completed"] > 0)
+    # Every new client landed on a surviving host (the victim is dead: it could not have
+    # completed one), and the survivors shared them.
+    after = wait_stats(
+        deployment,
+        lambda st: (
+            sum(
+                st[i]["handshakes_completed"] - before[i]["handshakes_completed"] for i in survivors
+            )
+            >= n_fresh
+        ),
+    )
+    per_survivor = [
+        after[i]["handshakes_completed"] - before[i]["handshakes_completed"] for i in survivors
+    ]
+    print(f"new clients per surviving host: {per_survivor}")
+    assert sum(per_survivor) == n_fresh
+    assert min(per_survivor) > 0, per_survivor
