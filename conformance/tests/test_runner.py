@@ -15,13 +15,13 @@ import pytest
 
 from dtls_ossl._roles import Role
 from dtls_ossl.cli import main
-from dtls_ossl.conformance import Availability, CellKind, CheckStatus, Status, run_matrix
-from dtls_ossl.conformance._cell import CellContext, CellOutcome
-from dtls_ossl.conformance._model import CellFailure, CellSpec
-from dtls_ossl.conformance._peer import Peer
-from dtls_ossl.conformance.peer_gnutls import gnutls_cipher_to_openssl
-from dtls_ossl.conformance.peer_openssl import OpenSSLPeer
-from dtls_ossl.conformance.report import RunReport
+from dtls_ossl_conformance import Availability, CellKind, CheckStatus, Status, run_matrix
+from dtls_ossl_conformance._cell import CellContext, CellOutcome
+from dtls_ossl_conformance._model import CellFailure, CellSpec
+from dtls_ossl_conformance._peer import Peer
+from dtls_ossl_conformance.peer_gnutls import gnutls_cipher_to_openssl
+from dtls_ossl_conformance.peer_openssl import OpenSSLPeer
+from dtls_ossl_conformance.report import RunReport
 from dtls_ossl.webrtc.srtp import SrtpProfile
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI")
@@ -212,7 +212,7 @@ def test_cell_is_bounded_in_time_and_its_process_stopped(tmp_path: Path) -> None
 def test_cli_skipped_only_peers_exit_zero_and_write_reports(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dtls_ossl.conformance import peer_werift
+    from dtls_ossl_conformance import peer_werift
 
     monkeypatch.setattr(peer_werift, "PACKAGE", str(tmp_path / "missing" / "package.json"))
     assert main(["conformance", "--peers", "werift", "--report", str(tmp_path)]) == 0
