@@ -42,16 +42,16 @@ from typing import Any
 from dtls_ossl import events
 from dtls_ossl._records import reassemble_client_hello_untrusted
 from dtls_ossl._roles import Role
-from dtls_ossl_conformance._cell import CellOutcome, our_configuration
-from dtls_ossl_conformance._io import LOCALHOST, PeerProcess
-from dtls_ossl_conformance._model import CellKind, CellSpec, Deadline, Negotiated
-from dtls_ossl_conformance._names import iana_to_openssl
-from dtls_ossl_conformance._stun import binding_response_untrusted, is_stun
 from dtls_ossl.connection import DtlsConnection
 from dtls_ossl.exceptions import FingerprintMismatchError, InvalidStateError
 from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.sdp import Fingerprint
 from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpProfile
+from dtls_ossl_conformance._cell import CellOutcome, our_configuration
+from dtls_ossl_conformance._io import LOCALHOST, PeerProcess
+from dtls_ossl_conformance._model import CellKind, CellSpec, Deadline, Negotiated
+from dtls_ossl_conformance._names import iana_to_openssl
+from dtls_ossl_conformance._stun import binding_response_untrusted, is_stun
 
 CHROMIUM_FLAGS = [
     "--headless",

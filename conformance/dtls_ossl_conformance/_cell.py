@@ -21,6 +21,11 @@ from dtls_ossl._impair import LossyPath
 from dtls_ossl._records import reassemble_client_hello_untrusted
 from dtls_ossl._roles import Role
 from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES, DtlsConfiguration
+from dtls_ossl.connection import DtlsConnection
+from dtls_ossl.exceptions import FingerprintMismatchError, InvalidStateError
+from dtls_ossl.webrtc.certificate import Certificate
+from dtls_ossl.webrtc.sdp import Fingerprint
+from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys
 from dtls_ossl_conformance._io import PeerProcess, UdpDriver, ended, settled
 from dtls_ossl_conformance._model import (
     CellFailure,
@@ -31,11 +36,6 @@ from dtls_ossl_conformance._model import (
     Deadline,
     Negotiated,
 )
-from dtls_ossl.connection import DtlsConnection
-from dtls_ossl.exceptions import FingerprintMismatchError, InvalidStateError
-from dtls_ossl.webrtc.certificate import Certificate
-from dtls_ossl.webrtc.sdp import Fingerprint
-from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys
 
 __all__ = ["CellContext", "CellOutcome", "Endpoint", "Identities", "run_standard_cell"]
 

@@ -77,8 +77,14 @@ class Installer:
         """Print one progress line."""
         print(f"install-peers: {peer}: {text}", file=self.out, flush=True)
 
-    def run(self, args: Sequence[str], *, cwd: str | Path | None = None, log: Path | None = None,
-            env: dict[str, str] | None = None) -> str:
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        cwd: str | Path | None = None,
+        log: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> str:
         """Run a command; raise InstallError with its last output lines if it fails."""
         try:
             done = subprocess.run(
@@ -127,8 +133,12 @@ class Installer:
                 timeout=30,
             )
             self.apt_updated = False
-        base = [("dpkg-source", "dpkg-dev"), ("make", "make"), ("gcc", "gcc"),
-                ("stdbuf", "coreutils")]
+        base = [
+            ("dpkg-source", "dpkg-dev"),
+            ("make", "make"),
+            ("gcc", "gcc"),
+            ("stdbuf", "coreutils"),
+        ]
         self.apt_install(peer, _missing([*base, *tools]))
         if not self.apt_updated:
             self.say(peer, "apt-get update")
@@ -149,7 +159,7 @@ class Installer:
 
 
 def _missing(wanted: Sequence[tuple[str, str]]) -> list[str]:
-    """The packages of ``wanted`` whose program (or absolute path) is missing, once each."""
+    """List the packages of ``wanted`` whose program (or absolute path) is missing, once each."""
     out: list[str] = []
     for what, package in wanted:
         present = os.path.exists(what) if what.startswith("/") else shutil.which(what) is not None
@@ -214,14 +224,23 @@ def _build_wolfssl(inst: Installer) -> str:
         {"server": "examples/server/server", "client": "examples/client/client"},
         [
             ["./autogen.sh"],
-            ["./configure", "--enable-dtls", "--enable-dtls13", "--enable-srtp",
-             "--disable-shared", "--enable-static", "--disable-crypttests",
-             "--disable-benchmark"],
+            [
+                "./configure",
+                "--enable-dtls",
+                "--enable-dtls13",
+                "--enable-srtp",
+                "--disable-shared",
+                "--enable-static",
+                "--disable-crypttests",
+                "--disable-benchmark",
+            ],
             ["make", jobs, "examples/server/server", "examples/client/client"],
         ],
         [("autoreconf", "autoconf"), ("automake", "automake"), ("libtoolize", "libtool")],
-        lambda v: f"wolfSSL {v.split('-')[0]} (Debian {v} source; --enable-dtls "
-        "--enable-dtls13 --enable-srtp)",
+        lambda v: (
+            f"wolfSSL {v.split('-')[0]} (Debian {v} source; --enable-dtls "
+            "--enable-dtls13 --enable-srtp)"
+        ),
         {"certs/dh2048.pem": "certs/dh2048.pem"},
     )
 

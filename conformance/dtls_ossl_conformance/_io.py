@@ -25,8 +25,8 @@ from typing import IO
 
 from dtls_ossl import events
 from dtls_ossl._impair import LossyPath
-from dtls_ossl_conformance._model import CellFailure, Deadline
 from dtls_ossl.connection import DtlsConnection
+from dtls_ossl_conformance._model import CellFailure, Deadline
 
 __all__ = [
     "LOCALHOST",

@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["CACHE_ENV", "IANA_TO_OPENSSL", "PROG", "iana_to_openssl", "install_command", "peers_dir"]
+__all__ = [
+    "CACHE_ENV",
+    "IANA_TO_OPENSSL",
+    "PROG",
+    "iana_to_openssl",
+    "install_command",
+    "peers_dir",
+]
 
 PROG = "dtls-ossl-conformance"
 "The command of this distribution."

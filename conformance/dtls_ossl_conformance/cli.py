@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from dtls_ossl_conformance import command, target
-from dtls_ossl_conformance._names import CACHE_ENV, PROG, peers_dir
+from dtls_ossl_conformance._names import CACHE_ENV, PROG
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
@@ -98,8 +98,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache_dir = getattr(args, "cache_dir", None)
     if cache_dir:
         os.environ[CACHE_ENV] = os.path.abspath(cache_dir)
-    if args.command == "run" and getattr(args, "list", False):
-        print(f"peer cache: {peers_dir()}")
     status: int = args.run(args)
     return status
 

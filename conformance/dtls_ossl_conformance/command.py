@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dtls_ossl_conformance._names import PROG
+from dtls_ossl_conformance._names import PROG, peers_dir
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
 
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             a = peer.availability()
             state = a.version if a.available else f"skipped: {a.reason}; install: {a.install}"
             print(f"{peer.name:<10} {state}")
+        print(f"peer cache: {peers_dir()}")
         return 0
     report = run_matrix(peers, timeout=args.timeout, out=sys.stdout, report_dir=args.report)
     return report.exit_status

@@ -17,7 +17,10 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import dtls_ossl
+from dtls_ossl.webrtc.srtp import SrtpProfile
 from dtls_ossl_conformance._cell import CellContext, CellOutcome
 from dtls_ossl_conformance._model import (
     Availability,
@@ -28,7 +31,6 @@ from dtls_ossl_conformance._model import (
 )
 from dtls_ossl_conformance._names import install_command
 from dtls_ossl_conformance._peer import Peer
-from dtls_ossl.webrtc.srtp import SrtpProfile
 
 __all__ = ["BrowserPeer", "ChromiumPeer"]
 
@@ -108,7 +110,11 @@ class BrowserPeer(Peer):
             }
         )
         inner = max(1.0, ctx.deadline.remaining() - 3.0)
-        env = dict(os.environ, DTLS_OSSL_NETNS="1")
+        # The child imports the same harness and library as this process, installed or not.
+        roots = [str(Path(__file__).resolve().parents[1]), str(Path(dtls_ossl.__file__).parents[1])]
+        if os.environ.get("PYTHONPATH"):
+            roots.append(os.environ["PYTHONPATH"])
+        env = dict(os.environ, DTLS_OSSL_NETNS="1", PYTHONPATH=os.pathsep.join(roots))
         proc = ctx.spawn(
             [
                 "unshare",

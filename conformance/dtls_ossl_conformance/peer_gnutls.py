@@ -16,6 +16,8 @@ import shutil
 import subprocess
 
 from dtls_ossl._roles import Role
+from dtls_ossl.webrtc.certificate import Certificate
+from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpProfile
 from dtls_ossl_conformance._cell import (
     MTU,
     CellContext,
@@ -27,8 +29,6 @@ from dtls_ossl_conformance._io import LOCALHOST, PeerProcess, free_udp_port
 from dtls_ossl_conformance._model import Availability, CellFailure, Negotiated
 from dtls_ossl_conformance._names import install_command
 from dtls_ossl_conformance._peer import Peer
-from dtls_ossl.webrtc.certificate import Certificate
-from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpProfile
 
 __all__ = ["GnuTLSPeer", "gnutls_cipher_to_openssl"]
 

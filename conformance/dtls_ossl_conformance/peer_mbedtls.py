@@ -17,6 +17,8 @@ import re
 import subprocess
 
 from dtls_ossl._roles import Role
+from dtls_ossl.webrtc.certificate import Certificate
+from dtls_ossl.webrtc.srtp import SrtpProfile
 from dtls_ossl_conformance._cell import (
     MTU,
     CellContext,
@@ -29,8 +31,6 @@ from dtls_ossl_conformance._model import Availability, CellFailure, Negotiated
 from dtls_ossl_conformance._names import iana_to_openssl, install_command
 from dtls_ossl_conformance._peer import Peer
 from dtls_ossl_conformance._srcbuild import build_home, build_problem, recorded_version
-from dtls_ossl.webrtc.certificate import Certificate
-from dtls_ossl.webrtc.srtp import SrtpProfile
 
 __all__ = ["MbedTLSPeer"]
 

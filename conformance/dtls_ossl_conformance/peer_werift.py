@@ -18,13 +18,13 @@ import os
 import shutil
 import time
 
+from dtls_ossl.webrtc.certificate import Certificate
+from dtls_ossl.webrtc.srtp import SrtpProfile
 from dtls_ossl_conformance._cell import CellContext, CellOutcome, Endpoint, run_standard_cell
 from dtls_ossl_conformance._io import LOCALHOST, PeerProcess
 from dtls_ossl_conformance._model import Availability, CellFailure, Negotiated
 from dtls_ossl_conformance._names import install_command, peers_dir
 from dtls_ossl_conformance._peer import Peer
-from dtls_ossl.webrtc.certificate import Certificate
-from dtls_ossl.webrtc.srtp import SrtpProfile
 
 __all__ = ["WeriftPeer"]
 
@@ -57,7 +57,14 @@ class _Endpoint(Endpoint):
 
     def _start(self, mode: str, port: int | None) -> PeerProcess:
         node = shutil.which("node") or "node"
-        args = [node, os.path.join(node_dir(), "werift_peer.js"), mode, self.cert_file, self.key_file, self.kind]
+        args = [
+            node,
+            os.path.join(node_dir(), "werift_peer.js"),
+            mode,
+            self.cert_file,
+            self.key_file,
+            self.kind,
+        ]
         args.append(str(self.profile.iana_id))
         if port is not None:
             args.append(str(port))

@@ -23,14 +23,14 @@ import re
 import shutil
 import subprocess
 
+from dtls_ossl.webrtc.certificate import Certificate
+from dtls_ossl.webrtc.srtp import SrtpProfile
 from dtls_ossl_conformance._cell import CellContext, CellOutcome, Endpoint, run_standard_cell
 from dtls_ossl_conformance._io import LOCALHOST, PeerProcess, free_udp_port, wait_udp_bound
 from dtls_ossl_conformance._model import Availability, CellFailure, Negotiated
 from dtls_ossl_conformance._names import iana_to_openssl, install_command
 from dtls_ossl_conformance._peer import Peer
 from dtls_ossl_conformance._srcbuild import build_home, build_problem, recorded_version
-from dtls_ossl.webrtc.certificate import Certificate
-from dtls_ossl.webrtc.srtp import SrtpProfile
 
 __all__ = ["WolfSSLPeer"]
 

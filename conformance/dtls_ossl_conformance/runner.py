@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import TextIO
 
 from dtls_ossl import __version__, openssl_version
+from dtls_ossl.webrtc.srtp import SrtpProfile
 from dtls_ossl_conformance._cell import CellContext, Identities
 from dtls_ossl_conformance._model import (
     CellFailure,
@@ -22,7 +23,6 @@ from dtls_ossl_conformance._model import (
 )
 from dtls_ossl_conformance._peer import Peer
 from dtls_ossl_conformance.report import RunReport, cell_line, summary, write_json, write_junit
-from dtls_ossl.webrtc.srtp import SrtpProfile
 
 __all__ = ["DEFAULT_TIMEOUT", "all_peers", "run_matrix"]
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 from dataclasses import dataclass
 
 from dtls_ossl import events
@@ -183,7 +182,7 @@ class TargetPeer(Peer):
         self.install = "(the endpoint under test)"
 
     def availability(self) -> Availability:
-        """Always available: the user says it is there."""
+        """Report the target as available: the user says it is there."""
         what = self.settings.command or "{}:{}".format(*(self.settings.address or ("?", 0)))
         return Availability(True, version=what)
 
@@ -198,7 +197,9 @@ class TargetPeer(Peer):
         out.append(CellSpec(self.name, role, CellKind.LOSSY, self.profiles[0], "rsa-2048"))
         if "{fingerprint}" in (self.settings.command or ""):
             out.append(
-                CellSpec(self.name, role, CellKind.WRONG_CERTIFICATE, self.profiles[0], "ecdsa-p256")
+                CellSpec(
+                    self.name, role, CellKind.WRONG_CERTIFICATE, self.profiles[0], "ecdsa-p256"
+                )
             )
         if self.scenarios:
             out = [c for c in out if self._selected(c)]
@@ -277,14 +278,18 @@ class TargetPeer(Peer):
 
 
 def _refused_is_not_failed(out: CellOutcome) -> None:
-    """A handshake the target ended with an alert is a refusal (reported), not a failure."""
+    """Report a handshake the target ended with an alert as a refusal, not a failure."""
     from dtls_ossl_conformance._model import Check, CheckStatus
 
     for i, check in enumerate(out.checks):
-        if check.name == "handshake" and check.status is CheckStatus.FAIL and (
-            "alert" in check.detail.lower()
+        if (
+            check.name == "handshake"
+            and check.status is CheckStatus.FAIL
+            and ("alert" in check.detail.lower())
         ):
-            out.checks[i] = Check("handshake", CheckStatus.NOT_APPLICABLE, f"refused: {check.detail}")
+            out.checks[i] = Check(
+                "handshake", CheckStatus.NOT_APPLICABLE, f"refused: {check.detail}"
+            )
 
 
 def _address(text: str) -> tuple[str, int]:

@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from test_runner import run
+
 from dtls_ossl._impair import LossyPath as Impairment
 from dtls_ossl._records import reassemble_client_hello_untrusted as inspect_client_hello
 from dtls_ossl._roles import Role
