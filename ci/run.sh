@@ -23,9 +23,9 @@ step() {
 # The C of the module is built with -Werror in CI (build_ffi.py adds it when this is 1).
 export DTLS_OSSL_WERROR=1
 
-# Peers built from source (wolfSSL, Mbed TLS, pion) outlive the clean clone CI runs in: they go
-# to a per-user cache unless the caller chose a directory (a build is skipped when it exists).
-export DTLS_OSSL_PEERS_DIR="${DTLS_OSSL_PEERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dtls_ossl/peers}"
+# Peers built from source (wolfSSL, Mbed TLS, pion, werift's node_modules) outlive the clean clone
+# CI runs in: dtls-ossl-conformance install-peers puts them in a per-user cache
+# ($XDG_CACHE_HOME/dtls-ossl-conformance unless DTLS_OSSL_CONFORMANCE_CACHE says otherwise).
 
 # System packages: OpenSSL headers to compile against, the openssl CLI the interop tests
 # start as a peer, and the compiler toolchain. Installed only when missing.
@@ -59,6 +59,8 @@ step quickstart bash ci/quickstart.sh
 # The README's test command (installs the test extras, compiles _cffi_src/ through build_ffi.py,
 # runs pytest), with the C checked on its own (ci/cfiles.sh), lint and type checks in between.
 step install python -m pip install -q -e '.[test]'
+# The conformance harness is its own distribution (conformance/), on top of the library.
+step install-conformance python -m pip install -q --no-deps -e conformance
 step cfiles bash ci/cfiles.sh
 step ruff-check python -m ruff check dtls_ossl build_ffi.py tests examples benchmarks ci deploy
 step ruff-format python -m ruff format --check dtls_ossl build_ffi.py tests examples benchmarks ci deploy

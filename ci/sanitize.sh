@@ -31,10 +31,6 @@ trap 'rm -rf "$work"' EXIT
 git ls-files -z --cached --others --exclude-standard \
   | grep -zv -e '\.so$' -e '^dtls_ossl/_openssl\.c$' -e '/node_modules/' \
   | tar -C "$src" --null -T - -cf - | tar -C "$work" -xf -
-# The conformance peers' node modules (installed by ci/install-peers.sh), shared, not copied.
-if [ -d "$src/dtls_ossl/conformance/node/node_modules" ]; then
-  ln -s "$src/dtls_ossl/conformance/node/node_modules" "$work/dtls_ossl/conformance/node/node_modules"
-fi
 
 cd "$work"
 flags="-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1"

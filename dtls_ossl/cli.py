@@ -43,13 +43,21 @@ from dtls_ossl._cliargs import (
     srtp_profile,
 )
 from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES
-from dtls_ossl.conformance import command as _conformance
 from dtls_ossl.exceptions import DtlsError
 from dtls_ossl.webrtc.certificate import KEY_TYPES, Certificate
 from dtls_ossl.webrtc.sdp import FINGERPRINT_ALGORITHMS
 from dtls_ossl.webrtc.srtp import SrtpProfile
 
-__all__ = ["COMMANDS", "PROG", "Command", "build_parser", "main", "version_line"]
+__all__ = [
+    "COMMANDS",
+    "CONFORMANCE_INSTALL",
+    "PROG",
+    "Command",
+    "build_parser",
+    "conformance_alias",
+    "main",
+    "version_line",
+]
 
 # The argument types and UsageError live in _cliargs, below this module and the subcommand
 # modules; they stay importable from here under their old names.
@@ -322,6 +330,39 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------- main
 
+CONFORMANCE_INSTALL = "python -m pip install dtls-ossl-conformance"
+"The one command that installs the conformance harness."
+_CONFORMANCE_DESCRIPTION = f"""\
+An alias: '{PROG} conformance ARGS' runs 'dtls-ossl-conformance ARGS' (see its --help): the
+interop matrix against real DTLS stacks, install-peers, and target (test your own endpoint).
+The harness is its own distribution; without it this prints the command that installs it
+({CONFORMANCE_INSTALL}) and exits with status 2."""
+
+
+def _conformance_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "args", nargs=argparse.REMAINDER, metavar="ARGS", help="dtls-ossl-conformance's arguments"
+    )
+
+
+def _run_conformance(args: argparse.Namespace) -> int:
+    return conformance_alias(args.args)
+
+
+def conformance_alias(argv: Sequence[str]) -> int:
+    """Run ``dtls-ossl-conformance`` with ``argv`` if installed; else say how to install it.
+
+    Imported only here, so that the library's CLI never pays for the harness.
+    """
+    try:
+        from dtls_ossl_conformance.cli import main as conformance_main
+    except ImportError as exc:
+        if exc.name is None or not exc.name.startswith("dtls_ossl_conformance"):
+            raise
+        return _fail(f"the conformance harness is not installed; run: {CONFORMANCE_INSTALL}", 2)
+    return conformance_main(list(argv))
+
+
 COMMANDS: list[Command] = [
     Command(
         "cert",
@@ -358,10 +399,10 @@ COMMANDS: list[Command] = [
     ),
     Command(
         "conformance",
-        "run the interop matrix against real DTLS stacks; reports, exit 1 on any failure",
-        _conformance.add_arguments,
-        _conformance.run,
-        _conformance.DESCRIPTION,
+        "run dtls-ossl-conformance (the interop matrix; a separate distribution) with ARGS",
+        _conformance_arguments,
+        _run_conformance,
+        _CONFORMANCE_DESCRIPTION,
     ),
 ]
 "Every subcommand, in ``--help`` order."
@@ -382,6 +423,11 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["conformance"]:
+        # Everything after it is the harness's, options included (argparse's REMAINDER would
+        # take an option such as --peers for one of ours).
+        return conformance_alias(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -32,6 +32,7 @@ ALLOWED_ROOT = {
     "benchmarks",
     "build_ffi.py",
     "ci",
+    "conformance",
     "deploy",
     "dtls_ossl",
     "examples",
@@ -129,6 +130,49 @@ def test_wheel_holds_the_package_only(tmp_path: Path) -> None:
     top = {p.name for p in tmp_path.iterdir()}
     assert top == {"dtls_ossl"}
     assert not list(tmp_path.rglob("*.c")) and not list(tmp_path.rglob("*.h"))
+    # The conformance harness is its own distribution (conformance/), not in the library's.
+    assert not (tmp_path / "dtls_ossl" / "conformance").exists()
+    assert not [p for p in tmp_path.rglob("*") if "conformance" in p.name]
+
+
+def test_conformance_wheel_holds_the_harness_and_its_peer_sources(tmp_path: Path) -> None:
+    """What build_py puts in dtls-ossl-conformance's wheel: the package and the Go/Node peers."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from setuptools import setup; setup()",
+            "-q",
+            "build_py",
+            "--build-lib",
+            str(tmp_path),
+        ],
+        cwd=ROOT / "conformance",
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    assert {p.name for p in tmp_path.iterdir()} == {"dtls_ossl_conformance"}
+    files = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
+    package = "dtls_ossl_conformance"
+    assert {
+        f"{package}/cli.py",
+        f"{package}/target.py",
+        f"{package}/py.typed",
+        f"{package}/go/pion_peer.go",
+        f"{package}/node/werift_peer.js",
+        f"{package}/node/package-lock.json",
+    } <= files
+    assert not [f for f in files if "node_modules" in f or "test" in f.split("/")[-1]]
+
+
+def test_cli_does_not_import_the_harness() -> None:
+    """``import dtls_ossl.cli`` pays nothing for the conformance harness (issue 13)."""
+    loaded = fresh_interpreter(
+        "import json, sys, dtls_ossl.cli\n"
+        "print(json.dumps(sorted(m for m in sys.modules if 'conformance' in m)))"
+    )
+    assert loaded == []
 
 
 # -------------------------------------------------------------------- the namespace

@@ -11,8 +11,9 @@ keys are proven by decrypting its audio with our ``srtp_keys()``. Its ClientHell
 
 from __future__ import annotations
 
-from dtls_ossl.conformance.peer_chromium import BrowserPeer
 from dtls_ossl.webrtc.srtp import SrtpProfile
+from dtls_ossl_conformance._names import install_command
+from dtls_ossl_conformance.peer_chromium import BrowserPeer
 
 __all__ = ["FirefoxPeer"]
 
@@ -23,4 +24,4 @@ class FirefoxPeer(BrowserPeer):
     name = "firefox"
     program = "firefox-esr"
     profiles = tuple(SrtpProfile)
-    install = "apt-get install -y firefox-esr"
+    install = install_command("firefox")

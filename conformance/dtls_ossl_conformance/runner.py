@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 from typing import TextIO
 
 from dtls_ossl import __version__, openssl_version
-from dtls_ossl.conformance._cell import CellContext, Identities
-from dtls_ossl.conformance._model import (
+from dtls_ossl.webrtc.srtp import SrtpProfile
+from dtls_ossl_conformance._cell import CellContext, Identities
+from dtls_ossl_conformance._model import (
     CellFailure,
     CellKind,
     CellResult,
@@ -20,9 +21,8 @@ from dtls_ossl.conformance._model import (
     Negotiated,
     Status,
 )
-from dtls_ossl.conformance._peer import Peer
-from dtls_ossl.conformance.report import RunReport, cell_line, summary, write_json, write_junit
-from dtls_ossl.webrtc.srtp import SrtpProfile
+from dtls_ossl_conformance._peer import Peer
+from dtls_ossl_conformance.report import RunReport, cell_line, summary, write_json, write_junit
 
 __all__ = ["DEFAULT_TIMEOUT", "all_peers", "run_matrix"]
 
@@ -36,16 +36,16 @@ _AES_CM = (SrtpProfile.AES128_CM_SHA1_80, SrtpProfile.AES128_CM_SHA1_32)
 
 def all_peers() -> list[Peer]:
     """Every peer the harness knows, in the order they run."""
-    from dtls_ossl.conformance.peer_aiortc import AiortcPeer
-    from dtls_ossl.conformance.peer_chromium import ChromiumPeer
-    from dtls_ossl.conformance.peer_firefox import FirefoxPeer
-    from dtls_ossl.conformance.peer_gnutls import GnuTLSPeer
-    from dtls_ossl.conformance.peer_mbedtls import MbedTLSPeer
-    from dtls_ossl.conformance.peer_openssl import OpenSSLPeer
-    from dtls_ossl.conformance.peer_pion import PionPeer
-    from dtls_ossl.conformance.peer_pyopenssl import PyOpenSSLPeer
-    from dtls_ossl.conformance.peer_werift import WeriftPeer
-    from dtls_ossl.conformance.peer_wolfssl import WolfSSLPeer
+    from dtls_ossl_conformance.peer_aiortc import AiortcPeer
+    from dtls_ossl_conformance.peer_chromium import ChromiumPeer
+    from dtls_ossl_conformance.peer_firefox import FirefoxPeer
+    from dtls_ossl_conformance.peer_gnutls import GnuTLSPeer
+    from dtls_ossl_conformance.peer_mbedtls import MbedTLSPeer
+    from dtls_ossl_conformance.peer_openssl import OpenSSLPeer
+    from dtls_ossl_conformance.peer_pion import PionPeer
+    from dtls_ossl_conformance.peer_pyopenssl import PyOpenSSLPeer
+    from dtls_ossl_conformance.peer_werift import WeriftPeer
+    from dtls_ossl_conformance.peer_wolfssl import WolfSSLPeer
 
     return [
         OpenSSLPeer(),

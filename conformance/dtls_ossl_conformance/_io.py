@@ -3,7 +3,7 @@
 :class:`UdpDriver` drives one :class:`~dtls_ossl.DtlsConnection` on a socket bound to
 127.0.0.1 with a ``select()`` loop: it waits until a datagram arrives or the connection's timer
 is due, feeds the connection, sends what it produced and collects its events. Every wait is
-bounded by the cell's :class:`~dtls_ossl.conformance._model.Deadline`.
+bounded by the cell's :class:`~dtls_ossl_conformance._model.Deadline`.
 
 :class:`PeerProcess` runs a foreign program in its own process group with its output collected
 by reader threads; :meth:`PeerProcess.stop` always ends it (terminate, wait, kill).
@@ -25,8 +25,8 @@ from typing import IO
 
 from dtls_ossl import events
 from dtls_ossl._impair import LossyPath
-from dtls_ossl.conformance._model import CellFailure, Deadline
 from dtls_ossl.connection import DtlsConnection
+from dtls_ossl_conformance._model import CellFailure, Deadline
 
 __all__ = [
     "LOCALHOST",

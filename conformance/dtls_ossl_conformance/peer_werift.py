@@ -6,8 +6,9 @@ request, prints what it negotiated (cipher suite, curve, SRTP profile, the keyin
 exports with ``exportKeyingMaterial``, the certificate it received) as JSON, and echoes the
 application data it receives. werift-dtls offers AES-128-GCM suites only (ECDHE-ECDSA and
 ECDHE-RSA), x25519 and P-256, the SRTP profiles AES128_CM_SHA1_80 and AEAD_AES_128_GCM, and
-sends no close_notify. It is installed by ``ci/install-peers.sh werift`` (``npm ci`` in
-``node/``, version pinned in ``package.json`` and ``package-lock.json``).
+sends no close_notify. ``dtls-ossl-conformance install-peers werift`` copies ``node/`` (shipped
+with this package) into the peer cache and runs ``npm ci`` there (version pinned in
+``package.json`` and ``package-lock.json``); the peer runs from the cache.
 """
 
 from __future__ import annotations
@@ -17,18 +18,24 @@ import os
 import shutil
 import time
 
-from dtls_ossl.conformance._cell import CellContext, CellOutcome, Endpoint, run_standard_cell
-from dtls_ossl.conformance._io import LOCALHOST, PeerProcess
-from dtls_ossl.conformance._model import Availability, CellFailure, Negotiated
-from dtls_ossl.conformance._peer import Peer
 from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.srtp import SrtpProfile
+from dtls_ossl_conformance._cell import CellContext, CellOutcome, Endpoint, run_standard_cell
+from dtls_ossl_conformance._io import LOCALHOST, PeerProcess
+from dtls_ossl_conformance._model import Availability, CellFailure, Negotiated
+from dtls_ossl_conformance._names import install_command, peers_dir
+from dtls_ossl_conformance._peer import Peer
 
 __all__ = ["WeriftPeer"]
 
-NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
-SCRIPT = os.path.join(NODE_DIR, "werift_peer.js")
-PACKAGE = os.path.join(NODE_DIR, "node_modules", "werift-dtls", "package.json")
+NODE_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
+"The Node script and its pinned package files, as shipped (never written to)."
+NODE_FILES = ("package.json", "package-lock.json", "werift_peer.js")
+
+
+def node_dir() -> str:
+    """Where install-peers puts the script and its node_modules (in the peer cache)."""
+    return str(peers_dir() / "werift")
 
 
 class _Endpoint(Endpoint):
@@ -50,7 +57,14 @@ class _Endpoint(Endpoint):
 
     def _start(self, mode: str, port: int | None) -> PeerProcess:
         node = shutil.which("node") or "node"
-        args = [node, SCRIPT, mode, self.cert_file, self.key_file, self.kind]
+        args = [
+            node,
+            os.path.join(node_dir(), "werift_peer.js"),
+            mode,
+            self.cert_file,
+            self.key_file,
+            self.kind,
+        ]
         args.append(str(self.profile.iana_id))
         if port is not None:
             args.append(str(port))
@@ -108,14 +122,15 @@ class WeriftPeer(Peer):
 
     name = "werift"
     profiles = (SrtpProfile.AES128_CM_SHA1_80, SrtpProfile.AEAD_AES_128_GCM)
-    install = "ci/install-peers.sh werift  # npm ci in dtls_ossl/conformance/node"
+    install = install_command("werift")
 
     def availability(self) -> Availability:
         """Available when node runs and werift-dtls is installed next to the script."""
         if shutil.which("node") is None:
             return Availability(False, reason="node is not installed", install=self.install)
         try:
-            with open(PACKAGE, encoding="utf-8") as f:
+            package = os.path.join(node_dir(), "node_modules", "werift-dtls", "package.json")
+            with open(package, encoding="utf-8") as f:
                 version = json.load(f)["version"]
         except (OSError, ValueError, KeyError) as exc:
             return Availability(

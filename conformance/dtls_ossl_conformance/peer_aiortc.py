@@ -22,12 +22,13 @@ import time
 from typing import Any
 
 from dtls_ossl._roles import Role
-from dtls_ossl.conformance._cell import CellContext, CellOutcome, Endpoint, run_standard_cell
-from dtls_ossl.conformance._io import LOCALHOST
-from dtls_ossl.conformance._model import Availability, CellFailure, CellKind, Negotiated
-from dtls_ossl.conformance._peer import Peer
 from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys, SrtpProfile
+from dtls_ossl_conformance._cell import CellContext, CellOutcome, Endpoint, run_standard_cell
+from dtls_ossl_conformance._io import LOCALHOST
+from dtls_ossl_conformance._model import Availability, CellFailure, CellKind, Negotiated
+from dtls_ossl_conformance._names import install_command
+from dtls_ossl_conformance._peer import Peer
 
 __all__ = ["AiortcPeer"]
 
@@ -277,7 +278,7 @@ class AiortcPeer(Peer):
     )
     key_types = ("ecdsa-p256",)  # aiortc offers and accepts ECDHE-ECDSA suites only
     roles = (Role.CLIENT, Role.SERVER)
-    install = "python -m pip install aiortc"
+    install = install_command("aiortc")
 
     def availability(self) -> Availability:
         """Available when aiortc (and so pyOpenSSL and pylibsrtp) imports."""

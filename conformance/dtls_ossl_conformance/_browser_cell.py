@@ -1,8 +1,8 @@
 """One browser cell (Chromium or Firefox), run inside a private network namespace with only ``lo``.
 
-``python -m dtls_ossl.conformance._browser_cell SPEC_JSON TIMEOUT`` (started by
-:class:`~dtls_ossl.conformance.peer_chromium.ChromiumPeer` or
-:class:`~dtls_ossl.conformance.peer_firefox.FirefoxPeer` under ``unshare -n``) brings ``lo``
+``python -m dtls_ossl_conformance._browser_cell SPEC_JSON TIMEOUT`` (started by
+:class:`~dtls_ossl_conformance.peer_chromium.ChromiumPeer` or
+:class:`~dtls_ossl_conformance.peer_firefox.FirefoxPeer` under ``unshare -n``) brings ``lo``
 up, serves a page on 127.0.0.1 that makes an ``RTCPeerConnection`` with a fake microphone,
 takes its offer over HTTP, answers with ``a=ice-lite``, one host candidate on 127.0.0.1, our
 fingerprint and ``a=setup:active`` (we are the DTLS client) or ``passive`` (server), answers
@@ -42,16 +42,16 @@ from typing import Any
 from dtls_ossl import events
 from dtls_ossl._records import reassemble_client_hello_untrusted
 from dtls_ossl._roles import Role
-from dtls_ossl.conformance._cell import CellOutcome, our_configuration
-from dtls_ossl.conformance._io import LOCALHOST, PeerProcess
-from dtls_ossl.conformance._model import CellKind, CellSpec, Deadline, Negotiated
-from dtls_ossl.conformance._names import iana_to_openssl
-from dtls_ossl.conformance._stun import binding_response_untrusted, is_stun
 from dtls_ossl.connection import DtlsConnection
 from dtls_ossl.exceptions import FingerprintMismatchError, InvalidStateError
 from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.sdp import Fingerprint
 from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpProfile
+from dtls_ossl_conformance._cell import CellOutcome, our_configuration
+from dtls_ossl_conformance._io import LOCALHOST, PeerProcess
+from dtls_ossl_conformance._model import CellKind, CellSpec, Deadline, Negotiated
+from dtls_ossl_conformance._names import iana_to_openssl
+from dtls_ossl_conformance._stun import binding_response_untrusted, is_stun
 
 CHROMIUM_FLAGS = [
     "--headless",

@@ -1,4 +1,4 @@
-"""Mbed TLS's ``ssl_server2`` / ``ssl_client2``, built from Debian's source by ci/install-peers.sh.
+"""Mbed TLS's ``ssl_server2`` / ``ssl_client2``, built from Debian's source by install-peers.
 
 Mbed TLS 2.28 (Debian bookworm) with ``MBEDTLS_SSL_DTLS_SRTP`` switched on: ``dtls=1
 use_srtp=1 srtp_force_profile=N`` offers one profile (1 = SRTP_AES128_CM_HMAC_SHA1_80, 2 =
@@ -17,24 +17,24 @@ import re
 import subprocess
 
 from dtls_ossl._roles import Role
-from dtls_ossl.conformance._cell import (
+from dtls_ossl.webrtc.certificate import Certificate
+from dtls_ossl.webrtc.srtp import SrtpProfile
+from dtls_ossl_conformance._cell import (
     MTU,
     CellContext,
     CellOutcome,
     Endpoint,
     run_standard_cell,
 )
-from dtls_ossl.conformance._io import LOCALHOST, PeerProcess, free_udp_port
-from dtls_ossl.conformance._model import Availability, CellFailure, Negotiated
-from dtls_ossl.conformance._names import iana_to_openssl
-from dtls_ossl.conformance._peer import Peer
-from dtls_ossl.conformance._srcbuild import build_home, build_problem, recorded_version
-from dtls_ossl.webrtc.certificate import Certificate
-from dtls_ossl.webrtc.srtp import SrtpProfile
+from dtls_ossl_conformance._io import LOCALHOST, PeerProcess, free_udp_port
+from dtls_ossl_conformance._model import Availability, CellFailure, Negotiated
+from dtls_ossl_conformance._names import iana_to_openssl, install_command
+from dtls_ossl_conformance._peer import Peer
+from dtls_ossl_conformance._srcbuild import build_home, build_problem, recorded_version
 
 __all__ = ["MbedTLSPeer"]
 
-INSTALL = "bash ci/install-peers.sh mbedtls  (Debian source build into .peers/mbedtls)"
+INSTALL = install_command("mbedtls")
 _PROFILE_NUMBER = {SrtpProfile.AES128_CM_SHA1_80: 1, SrtpProfile.AES128_CM_SHA1_32: 2}
 _REQUEST = b"GET / HTTP/1.0"
 _REPLY = b"HTTP/1.0 200 OK"

@@ -15,14 +15,15 @@ import pytest
 
 from dtls_ossl._roles import Role
 from dtls_ossl.cli import main
-from dtls_ossl.conformance import Availability, CellKind, CheckStatus, Status, run_matrix
-from dtls_ossl.conformance._cell import CellContext, CellOutcome
-from dtls_ossl.conformance._model import CellFailure, CellSpec
-from dtls_ossl.conformance._peer import Peer
-from dtls_ossl.conformance.peer_gnutls import gnutls_cipher_to_openssl
-from dtls_ossl.conformance.peer_openssl import OpenSSLPeer
-from dtls_ossl.conformance.report import RunReport
 from dtls_ossl.webrtc.srtp import SrtpProfile
+from dtls_ossl_conformance import Availability, CellKind, CheckStatus, Status, run_matrix
+from dtls_ossl_conformance._cell import CellContext, CellOutcome
+from dtls_ossl_conformance._model import CellFailure, CellSpec
+from dtls_ossl_conformance._names import CACHE_ENV
+from dtls_ossl_conformance._peer import Peer
+from dtls_ossl_conformance.peer_gnutls import gnutls_cipher_to_openssl
+from dtls_ossl_conformance.peer_openssl import OpenSSLPeer
+from dtls_ossl_conformance.report import RunReport
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI")
 
@@ -212,14 +213,13 @@ def test_cell_is_bounded_in_time_and_its_process_stopped(tmp_path: Path) -> None
 def test_cli_skipped_only_peers_exit_zero_and_write_reports(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dtls_ossl.conformance import peer_werift
-
-    monkeypatch.setattr(peer_werift, "PACKAGE", str(tmp_path / "missing" / "package.json"))
+    # Through the library's alias, with an empty peer cache.
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     assert main(["conformance", "--peers", "werift", "--report", str(tmp_path)]) == 0
     doc = json.loads((tmp_path / "report.json").read_text())
     assert doc["summary"]["skipped"] == doc["summary"]["total"] > 0
     assert all("is not installed" in c["reason"] for c in doc["cells"])
-    assert "ci/install-peers.sh werift" in capsys.readouterr().out
+    assert "install: dtls-ossl-conformance install-peers werift" in capsys.readouterr().out
 
 
 def test_cli_rejects_unknown_peer(capsys: pytest.CaptureFixture[str]) -> None:

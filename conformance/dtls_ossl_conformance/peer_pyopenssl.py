@@ -18,12 +18,13 @@ import time
 from typing import Any
 
 from dtls_ossl._records import split_records_untrusted
-from dtls_ossl.conformance._cell import MTU, CellContext, CellOutcome, Endpoint, run_standard_cell
-from dtls_ossl.conformance._io import LOCALHOST
-from dtls_ossl.conformance._model import Availability, CellFailure, Negotiated
-from dtls_ossl.conformance._peer import Peer
 from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpProfile
+from dtls_ossl_conformance._cell import MTU, CellContext, CellOutcome, Endpoint, run_standard_cell
+from dtls_ossl_conformance._io import LOCALHOST
+from dtls_ossl_conformance._model import Availability, CellFailure, Negotiated
+from dtls_ossl_conformance._names import install_command
+from dtls_ossl_conformance._peer import Peer
 
 __all__ = ["PyOpenSSLPeer"]
 
@@ -226,7 +227,7 @@ class PyOpenSSLPeer(Peer):
 
     name = "pyopenssl"
     profiles = tuple(SrtpProfile)
-    install = "python -m pip install 'pyOpenSSL>=24'"
+    install = install_command("pyopenssl")
 
     def availability(self) -> Availability:
         """Available when pyOpenSSL imports and has DTLS."""

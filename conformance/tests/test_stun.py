@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dtls_ossl.conformance._stun import MAGIC_COOKIE, binding_response_untrusted, is_stun
+from dtls_ossl_conformance._stun import MAGIC_COOKIE, binding_response_untrusted, is_stun
 
 PWD = "0123456789abcdef0123456789abcdef"
 
@@ -90,9 +90,9 @@ def test_garbage_is_not_stun() -> None:
 def test_chromium_cells_pass(tmp_path: Path) -> None:
     import io
 
-    from dtls_ossl.conformance import Status, run_matrix
-    from dtls_ossl.conformance.peer_chromium import ChromiumPeer
     from dtls_ossl.webrtc.srtp import SrtpProfile
+    from dtls_ossl_conformance import Status, run_matrix
+    from dtls_ossl_conformance.peer_chromium import ChromiumPeer
 
     class OneChromium(ChromiumPeer):
         profiles = (SrtpProfile.AEAD_AES_128_GCM,)

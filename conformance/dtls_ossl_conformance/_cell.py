@@ -21,8 +21,13 @@ from dtls_ossl._impair import LossyPath
 from dtls_ossl._records import reassemble_client_hello_untrusted
 from dtls_ossl._roles import Role
 from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES, DtlsConfiguration
-from dtls_ossl.conformance._io import PeerProcess, UdpDriver, ended, settled
-from dtls_ossl.conformance._model import (
+from dtls_ossl.connection import DtlsConnection
+from dtls_ossl.exceptions import FingerprintMismatchError, InvalidStateError
+from dtls_ossl.webrtc.certificate import Certificate
+from dtls_ossl.webrtc.sdp import Fingerprint
+from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys
+from dtls_ossl_conformance._io import PeerProcess, UdpDriver, ended, settled
+from dtls_ossl_conformance._model import (
     CellFailure,
     CellKind,
     CellSpec,
@@ -31,11 +36,6 @@ from dtls_ossl.conformance._model import (
     Deadline,
     Negotiated,
 )
-from dtls_ossl.connection import DtlsConnection
-from dtls_ossl.exceptions import FingerprintMismatchError, InvalidStateError
-from dtls_ossl.webrtc.certificate import Certificate
-from dtls_ossl.webrtc.sdp import Fingerprint
-from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpKeys
 
 __all__ = ["CellContext", "CellOutcome", "Endpoint", "Identities", "run_standard_cell"]
 
@@ -247,20 +247,32 @@ def run_standard_cell(
     make_endpoint: Callable[[CellContext, Certificate | None], Endpoint],
     *,
     peer_uses_our_certificates: bool = True,
+    peer_fingerprint: Fingerprint | None = None,
+    check_fingerprint: bool = True,
 ) -> CellOutcome:
-    """Run ``ctx.spec`` against the endpoint that ``make_endpoint`` creates."""
+    """Run ``ctx.spec`` against the endpoint that ``make_endpoint`` creates.
+
+    :param peer_fingerprint: the fingerprint the peer's certificate has, when it brings its
+        own (default: that of the peer certificate of the cell's identities).
+    :param check_fingerprint: False accepts any peer certificate (a target whose fingerprint
+        was not given); the fingerprint check is then reported as not applicable.
+    """
     spec = ctx.spec
     ours, theirs = ctx.identities.pair(spec.key_type)
     peer_cert = theirs if peer_uses_our_certificates else None
     endpoint = make_endpoint(ctx, peer_cert)
+    expected: Fingerprint | None
     if spec.kind is CellKind.WRONG_FINGERPRINT:
         expected = ctx.identities.wrong_fingerprint()
+    elif not check_fingerprint:
+        expected = None
     else:
-        expected = theirs.fingerprint("sha-256")
+        expected = peer_fingerprint or theirs.fingerprint("sha-256")
     conn = DtlsConnection(
         our_configuration(spec, ours, ctx.deadline.remaining()),
         role=spec.role,
-        remote_fingerprints=[expected],
+        remote_fingerprints=[expected] if expected is not None else None,
+        insecure_skip_fingerprint_check=expected is None,
     )
     out = CellOutcome()
     impairment = impairment_for(spec)
@@ -307,7 +319,7 @@ def _check_handshake(
     seen: list[events.DtlsEvent],
     endpoint: Endpoint,
     ours: Certificate,
-    expected: Fingerprint,
+    expected: Fingerprint | None,
 ) -> None:
     spec = ctx.spec
     hs = next((e for e in seen if isinstance(e, events.HandshakeCompleted)), None)
@@ -384,8 +396,11 @@ def _check_handshake(
                 f"{len(material)} bytes {'equal' if same else 'DIFFER'}"
                 + ("" if split_ok else "; srtp_keys() does not split it per RFC 5764 §4.2"),
             )
-    fp_ok = hs.peer_fingerprint == expected and expected.matches(hs.peer_certificate.der)
-    out.add("fingerprint", fp_ok, f"peer certificate matches {expected.algorithm}")
+    if expected is None:
+        out.add("fingerprint", None, "no fingerprint given: any certificate was accepted")
+    else:
+        fp_ok = hs.peer_fingerprint == expected and expected.matches(hs.peer_certificate.der)
+        out.add("fingerprint", fp_ok, f"peer certificate matches {expected.algorithm}")
     got = endpoint.received_certificate()
     if got is None:
         out.add("peer_saw_our_certificate", None, "the peer does not show what it received")

@@ -13,18 +13,19 @@ import shutil
 import subprocess
 
 from dtls_ossl._roles import Role
-from dtls_ossl.conformance._cell import (
+from dtls_ossl.webrtc.certificate import Certificate
+from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpProfile
+from dtls_ossl_conformance._cell import (
     MTU,
     CellContext,
     CellOutcome,
     Endpoint,
     run_standard_cell,
 )
-from dtls_ossl.conformance._io import LOCALHOST, PeerProcess, free_udp_port
-from dtls_ossl.conformance._model import Availability, CellFailure, Negotiated
-from dtls_ossl.conformance._peer import Peer
-from dtls_ossl.webrtc.certificate import Certificate
-from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpProfile
+from dtls_ossl_conformance._io import LOCALHOST, PeerProcess, free_udp_port
+from dtls_ossl_conformance._model import Availability, CellFailure, Negotiated
+from dtls_ossl_conformance._names import install_command
+from dtls_ossl_conformance._peer import Peer
 
 __all__ = ["OpenSSLPeer"]
 
@@ -188,7 +189,7 @@ class OpenSSLPeer(Peer):
 
     name = "openssl"
     profiles = tuple(SrtpProfile)
-    install = "apt-get install -y openssl"
+    install = install_command("openssl")
     lossy_roles: tuple[Role, ...] = (Role.CLIENT, Role.SERVER)
 
     def availability(self) -> Availability:

@@ -1,9 +1,11 @@
-"""The ``dtls-ossl conformance`` subcommand: its arguments and how it runs."""
+"""``dtls-ossl-conformance run`` (the matrix; ``dtls-ossl conformance`` too): arguments and run."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from dtls_ossl_conformance._names import PROG, peers_dir
 
 __all__ = ["DESCRIPTION", "add_arguments", "run"]
 
@@ -16,19 +18,20 @@ that must fail closed. Each cell checks that the handshake completes; that versi
 SRTP profile agree; that the exported EXTRACTOR-dtls_srtp keying material is equal (where the
 peer shows it); that application data round-trips; and both fingerprint checks.
 
-A peer that is not installed is reported as skipped cells with the command that installs it.
+A peer that is not installed is reported as skipped cells with the command that installs it
+(dtls-ossl-conformance install-peers NAME).
 Exit status 1 if any cell failed, 0 otherwise (2 for bad arguments)."""
 
 
 def _peer_names() -> list[str]:
-    from dtls_ossl.conformance.runner import all_peers
+    from dtls_ossl_conformance.runner import all_peers
 
     return [p.name for p in all_peers()]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add ``--peers``, ``--report``, ``--timeout`` and ``--list``."""
-    from dtls_ossl.conformance.runner import DEFAULT_TIMEOUT
+    from dtls_ossl_conformance.runner import DEFAULT_TIMEOUT
 
     p.add_argument(
         "--peers",
@@ -64,7 +67,7 @@ class UsageError(ValueError):
 
 def run(args: argparse.Namespace) -> int:
     """Run the matrix; return 1 if any cell failed."""
-    from dtls_ossl.conformance.runner import all_peers, run_matrix
+    from dtls_ossl_conformance.runner import all_peers, run_matrix
 
     peers = all_peers()
     if args.peers:
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         unknown = [n for n in wanted if n not in by_name]
         if unknown or not wanted:
             print(
-                f"dtls-ossl: error: --peers: unknown peer {', '.join(unknown) or '(none)'}; "
+                f"{PROG}: error: --peers: unknown peer {', '.join(unknown) or '(none)'}; "
                 f"choose from {', '.join(by_name)}",
                 file=sys.stderr,
             )
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             a = peer.availability()
             state = a.version if a.available else f"skipped: {a.reason}; install: {a.install}"
             print(f"{peer.name:<10} {state}")
+        print(f"peer cache: {peers_dir()}")
         return 0
     report = run_matrix(peers, timeout=args.timeout, out=sys.stdout, report_dir=args.report)
     return report.exit_status

@@ -5,9 +5,9 @@ from __future__ import annotations
 import abc
 
 from dtls_ossl._roles import Role
-from dtls_ossl.conformance._cell import CellContext, CellOutcome
-from dtls_ossl.conformance._model import Availability, CellKind, CellSpec
 from dtls_ossl.webrtc.srtp import SrtpProfile
+from dtls_ossl_conformance._cell import CellContext, CellOutcome
+from dtls_ossl_conformance._model import Availability, CellKind, CellSpec
 
 __all__ = ["KEY_TYPES", "Peer", "UnwiredPeer"]
 

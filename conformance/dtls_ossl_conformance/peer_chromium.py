@@ -1,6 +1,6 @@
 """Headless Chromium (BoringSSL) as a WebRTC peer, in a private network namespace.
 
-Each cell runs ``python -m dtls_ossl.conformance._browser_cell`` under ``unshare -n`` (root
+Each cell runs ``python -m dtls_ossl_conformance._browser_cell`` under ``unshare -n`` (root
 only), so the browser and our side share a namespace whose only interface is ``lo`` and nothing
 leaves loopback. :class:`BrowserPeer` is shared with Firefox (:mod:`.peer_firefox`).
 The browser offers an audio m-line from a fake microphone; we answer as an
@@ -17,17 +17,20 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
-from dtls_ossl.conformance._cell import CellContext, CellOutcome
-from dtls_ossl.conformance._model import (
+import dtls_ossl
+from dtls_ossl.webrtc.srtp import SrtpProfile
+from dtls_ossl_conformance._cell import CellContext, CellOutcome
+from dtls_ossl_conformance._model import (
     Availability,
     CellFailure,
     Check,
     CheckStatus,
     Negotiated,
 )
-from dtls_ossl.conformance._peer import Peer
-from dtls_ossl.webrtc.srtp import SrtpProfile
+from dtls_ossl_conformance._names import install_command
+from dtls_ossl_conformance._peer import Peer
 
 __all__ = ["BrowserPeer", "ChromiumPeer"]
 
@@ -68,7 +71,7 @@ class BrowserPeer(Peer):
             return Availability(
                 False,
                 reason=f"{', '.join(missing)} not found (needed for a lo-only namespace)",
-                install="apt-get install -y util-linux iproute2",
+                install=self.install,
             )
         if os.geteuid() != 0:
             return Availability(
@@ -82,7 +85,7 @@ class BrowserPeer(Peer):
             return Availability(
                 False,
                 reason="pylibsrtp is not installed (it proves the SRTP keys)",
-                install="python -m pip install pylibsrtp",
+                install=self.install,
             )
         try:
             version = subprocess.run(
@@ -107,7 +110,11 @@ class BrowserPeer(Peer):
             }
         )
         inner = max(1.0, ctx.deadline.remaining() - 3.0)
-        env = dict(os.environ, DTLS_OSSL_NETNS="1")
+        # The child imports the same harness and library as this process, installed or not.
+        roots = [str(Path(__file__).resolve().parents[1]), str(Path(dtls_ossl.__file__).parents[1])]
+        if os.environ.get("PYTHONPATH"):
+            roots.append(os.environ["PYTHONPATH"])
+        env = dict(os.environ, DTLS_OSSL_NETNS="1", PYTHONPATH=os.pathsep.join(roots))
         proc = ctx.spawn(
             [
                 "unshare",
@@ -115,7 +122,7 @@ class BrowserPeer(Peer):
                 "--",
                 sys.executable,
                 "-m",
-                "dtls_ossl.conformance._browser_cell",
+                "dtls_ossl_conformance._browser_cell",
                 doc,
                 f"{inner:.1f}",
             ],
@@ -144,4 +151,4 @@ class ChromiumPeer(BrowserPeer):
         SrtpProfile.AEAD_AES_128_GCM,
         SrtpProfile.AEAD_AES_256_GCM,
     )
-    install = "apt-get install -y chromium"
+    install = install_command("chromium")

@@ -16,18 +16,19 @@ import shutil
 import subprocess
 
 from dtls_ossl._roles import Role
-from dtls_ossl.conformance._cell import (
+from dtls_ossl.webrtc.certificate import Certificate
+from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpProfile
+from dtls_ossl_conformance._cell import (
     MTU,
     CellContext,
     CellOutcome,
     Endpoint,
     run_standard_cell,
 )
-from dtls_ossl.conformance._io import LOCALHOST, PeerProcess, free_udp_port
-from dtls_ossl.conformance._model import Availability, CellFailure, Negotiated
-from dtls_ossl.conformance._peer import Peer
-from dtls_ossl.webrtc.certificate import Certificate
-from dtls_ossl.webrtc.srtp import SRTP_EXPORTER_LABEL, SrtpProfile
+from dtls_ossl_conformance._io import LOCALHOST, PeerProcess, free_udp_port
+from dtls_ossl_conformance._model import Availability, CellFailure, Negotiated
+from dtls_ossl_conformance._names import install_command
+from dtls_ossl_conformance._peer import Peer
 
 __all__ = ["GnuTLSPeer", "gnutls_cipher_to_openssl"]
 
@@ -215,7 +216,7 @@ class GnuTLSPeer(Peer):
 
     name = "gnutls"
     profiles = tuple(_NAMES)
-    install = "apt-get install -y gnutls-bin"
+    install = install_command("gnutls")
     lossy_roles = (Role.CLIENT, Role.SERVER)
 
     def availability(self) -> Availability:

@@ -6,10 +6,10 @@ import io
 
 import pytest
 
-from dtls_ossl.conformance import Status, run_matrix
-from dtls_ossl.conformance._peer import Peer
-from dtls_ossl.conformance.peer_aiortc import AiortcPeer
-from dtls_ossl.conformance.peer_werift import WeriftPeer
+from dtls_ossl_conformance import Status, run_matrix
+from dtls_ossl_conformance._peer import Peer
+from dtls_ossl_conformance.peer_aiortc import AiortcPeer
+from dtls_ossl_conformance.peer_werift import WeriftPeer
 
 
 @pytest.mark.parametrize("peer", [AiortcPeer(), WeriftPeer()], ids=lambda p: p.name)

@@ -1,4 +1,4 @@
-"""wolfSSL's example ``server`` and ``client``, built from Debian's source by ci/install-peers.sh.
+"""wolfSSL's example ``server`` and ``client``, built from Debian's source by install-peers.
 
 Built with ``--enable-dtls --enable-dtls13 --enable-srtp`` and run as ``-u -v d``: the DTLS
 "downgrade" methods (``wolfDTLS_client_method``/``..._server_method``), which offer or accept
@@ -23,18 +23,18 @@ import re
 import shutil
 import subprocess
 
-from dtls_ossl.conformance._cell import CellContext, CellOutcome, Endpoint, run_standard_cell
-from dtls_ossl.conformance._io import LOCALHOST, PeerProcess, free_udp_port, wait_udp_bound
-from dtls_ossl.conformance._model import Availability, CellFailure, Negotiated
-from dtls_ossl.conformance._names import iana_to_openssl
-from dtls_ossl.conformance._peer import Peer
-from dtls_ossl.conformance._srcbuild import build_home, build_problem, recorded_version
 from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.srtp import SrtpProfile
+from dtls_ossl_conformance._cell import CellContext, CellOutcome, Endpoint, run_standard_cell
+from dtls_ossl_conformance._io import LOCALHOST, PeerProcess, free_udp_port, wait_udp_bound
+from dtls_ossl_conformance._model import Availability, CellFailure, Negotiated
+from dtls_ossl_conformance._names import iana_to_openssl, install_command
+from dtls_ossl_conformance._peer import Peer
+from dtls_ossl_conformance._srcbuild import build_home, build_problem, recorded_version
 
 __all__ = ["WolfSSLPeer"]
 
-INSTALL = "bash ci/install-peers.sh wolfssl  (Debian source build into .peers/wolfssl)"
+INSTALL = install_command("wolfssl")
 _HELLO = b"hello wolfssl!"
 _REPLY = b"I hear you fa shizzle!"
 
@@ -172,7 +172,7 @@ class WolfSSLPeer(Peer):
     offers_dtls13 = True
 
     def availability(self) -> Availability:
-        """Available when the source build left bin/server and bin/client in .peers/wolfssl."""
+        """Available when the source build left bin/server and bin/client in the peer cache."""
         home = _home()
         problem = build_problem(home, ("bin/server", "bin/client", "certs/dh2048.pem"), INSTALL)
         if problem is not None:

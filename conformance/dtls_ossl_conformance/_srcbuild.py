@@ -1,4 +1,4 @@
-"""Shared checks for the peers that ci/install-peers.sh builds from Debian's source."""
+"""Shared checks for the peers that install-peers builds from Debian's source."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import os
 import shutil
 from collections.abc import Sequence
 
-from dtls_ossl.conformance._model import Availability
-from dtls_ossl.conformance._names import peers_dir
+from dtls_ossl_conformance._model import Availability
+from dtls_ossl_conformance._names import peers_dir
 
 __all__ = ["build_home", "build_problem", "recorded_version"]
 
 
 def build_home(name: str) -> str:
-    """Return the install prefix of the source build of *name* (``.peers/<name>``)."""
+    """Return the install prefix of the source build of *name* (``<peer cache>/<name>``)."""
     return str(peers_dir() / name)
 
 

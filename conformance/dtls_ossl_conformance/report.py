@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from dtls_ossl.conformance._model import Availability, CellKind, CellResult, CheckStatus, Status
+from dtls_ossl_conformance._model import Availability, CellKind, CellResult, CheckStatus, Status
 
 __all__ = ["RunReport", "cell_line", "summary", "write_json", "write_junit"]
 

@@ -6,16 +6,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_runner import run
 
-from conformance.test_runner import run
 from dtls_ossl._impair import LossyPath as Impairment
 from dtls_ossl._records import reassemble_client_hello_untrusted as inspect_client_hello
 from dtls_ossl._roles import Role
-from dtls_ossl.conformance import CellKind
-from dtls_ossl.conformance._model import CellSpec
-from dtls_ossl.conformance._peer import KEY_TYPES
-from dtls_ossl.conformance.peer_openssl import OpenSSLPeer
-from dtls_ossl.conformance.runner import all_peers
+from dtls_ossl_conformance import CellKind
+from dtls_ossl_conformance._model import CellSpec
+from dtls_ossl_conformance._peer import KEY_TYPES
+from dtls_ossl_conformance.peer_openssl import OpenSSLPeer
+from dtls_ossl_conformance.runner import all_peers
 
 HANDSHAKE = b"\x16\xfe\xfd" + bytes(10)
 

@@ -1,12 +1,12 @@
 """pion/dtls (Go, v2), through a small peer built offline from ``go/pion_peer.go``.
 
 Debian's ``golang-go`` and ``golang-github-pion-dtls.v2-dev`` build it in GOPATH mode
-(``GOPATH=/usr/share/gocode GO111MODULE=off go build``) into ``.peers/pion/<hash>/`` (the hash of
-the Go source, so an edited source is rebuilt). The peer offers one SRTP profile, requires the
-extended master secret, asks for our certificate and prints its sha-256 fingerprint, then
-prints the cipher suite (IANA name), the negotiated profile (IANA id) and the RFC 5764 keying
-material from ``State.ExportKeyingMaterial``, and echoes one datagram. pion v2 speaks only
-DTLS 1.2 and does not print a version.
+(``GOPATH=/usr/share/gocode GO111MODULE=off go build``) into ``<peer cache>/pion/<hash>/`` (the
+hash of the Go source, so an edited source is rebuilt). The peer offers one SRTP profile,
+requires the extended master secret, asks for our certificate and prints its sha-256
+fingerprint, then prints the cipher suite (IANA name), the negotiated profile (IANA id) and the
+RFC 5764 keying material from ``State.ExportKeyingMaterial``, and echoes one datagram. pion v2
+speaks only DTLS 1.2 and does not print a version.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from dtls_ossl.conformance._cell import CellContext, CellOutcome, Endpoint, run_standard_cell
-from dtls_ossl.conformance._io import LOCALHOST, PeerProcess, free_udp_port, wait_udp_bound
-from dtls_ossl.conformance._model import Availability, CellFailure, Negotiated
-from dtls_ossl.conformance._names import iana_to_openssl, peers_dir
-from dtls_ossl.conformance._peer import Peer
 from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.srtp import SrtpProfile
+from dtls_ossl_conformance._cell import CellContext, CellOutcome, Endpoint, run_standard_cell
+from dtls_ossl_conformance._io import LOCALHOST, PeerProcess, free_udp_port, wait_udp_bound
+from dtls_ossl_conformance._model import Availability, CellFailure, Negotiated
+from dtls_ossl_conformance._names import iana_to_openssl, install_command, peers_dir
+from dtls_ossl_conformance._peer import Peer
 
 __all__ = ["PionPeer"]
 
-INSTALL = "bash ci/install-peers.sh pion  (apt golang-go golang-github-pion-dtls.v2-dev)"
+INSTALL = install_command("pion")
 GOPATH = "/usr/share/gocode"
 PION_SOURCE_DIR = f"{GOPATH}/src/github.com/pion/dtls/v2"
 SOURCE = Path(__file__).resolve().parent / "go" / "pion_peer.go"

@@ -1,0 +1,389 @@
+"""``dtls-ossl-conformance target``: test your own DTLS endpoint, dtls_ossl playing the other side.
+
+The target is a server at a fixed address (``--server HOST:PORT``), or a command the harness
+starts once per scenario (``--server-cmd`` / ``--client-cmd``) with these placeholders filled in:
+
+==================== ==========================================================================
+``{host}``           127.0.0.1 (a client target connects there)
+``{port}``           the UDP port: the one a server target must bind, or our server's
+``{cert}``/``{key}`` PEM certificate and key the target must present (made per scenario)
+``{fingerprint}``    ``sha-256 AB:...``: the certificate the target must expect from us (RFC 8122)
+``{profiles}``       the SRTP profile(s) to offer, OpenSSL names joined by ``:``
+``{keymatlen}``      bytes of DTLS-SRTP keying material of that profile (RFC 5764 §4.2)
+==================== ==========================================================================
+
+A target that prints ``Keying material: <hex>`` (OpenSSL's ``-keymatexport EXTRACTOR-dtls_srtp``
+form) on stdout or stderr gets its exported keying material compared with ours.
+
+Scenarios (each a JUnit test case; ``--scenarios`` picks by any part of the id or kind):
+
+- ``handshake``: one per SRTP profile and certificate type (ECDSA P-256, RSA-2048); version,
+  cipher, profile and keying material are reported; a profile the target answers with an
+  alert is reported as refused (n/a), not failed; at least one must complete.
+- ``lossy``: the handshake over a seeded path losing 20% and reordering (RFC 6347 §4.2.4).
+- ``wrong-certificate`` (only when a command uses ``{fingerprint}``): the target is told another
+  certificate's fingerprint than ours; it must refuse ours with a fatal alert and carry no data
+  (RFC 5763 §5, RFC 8122 §5).
+
+With ``--echo`` the target must echo application data back (checked both ways).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import dataclass
+
+from dtls_ossl import events
+from dtls_ossl._roles import Role
+from dtls_ossl.connection import DtlsConnection
+from dtls_ossl.webrtc.certificate import Certificate
+from dtls_ossl.webrtc.sdp import Fingerprint
+from dtls_ossl.webrtc.srtp import SrtpProfile
+from dtls_ossl_conformance._cell import (
+    CellContext,
+    CellOutcome,
+    Endpoint,
+    our_configuration,
+    run_standard_cell,
+)
+from dtls_ossl_conformance._io import LOCALHOST, PeerProcess, UdpDriver, free_udp_port, settled
+from dtls_ossl_conformance._model import (
+    Availability,
+    CellFailure,
+    CellKind,
+    CellSpec,
+    Deadline,
+    Negotiated,
+    Status,
+)
+from dtls_ossl_conformance._names import PROG
+from dtls_ossl_conformance._peer import KEY_TYPES, Peer
+
+__all__ = ["DESCRIPTION", "TargetPeer", "TargetSettings", "add_arguments", "run"]
+
+DESCRIPTION = __doc__.split("\n\n", 1)[1] + (
+    "\nExit status: 0 when every scenario passed, 1 when one failed (or none completed a\n"
+    "handshake), 2 for bad arguments."
+)
+
+_KEYMAT = r"(?i)keying material:\s*([0-9a-f]+)\s*$"
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """What ``target`` was told about the endpoint under test."""
+
+    address: tuple[str, int] | None = None
+    "A running server's address (``--server``)."
+    server_cmd: str | None = None
+    client_cmd: str | None = None
+    fingerprint: Fingerprint | None = None
+    "The fixed server's certificate fingerprint (``--fingerprint``); unchecked when None."
+    echo: bool = False
+    "The target echoes application data."
+
+    @property
+    def role(self) -> Role:
+        """Our role: client of a server target, server of a client target."""
+        return Role.SERVER if self.client_cmd is not None else Role.CLIENT
+
+    @property
+    def command(self) -> str | None:
+        """The command template, if the harness starts the target."""
+        return self.server_cmd if self.server_cmd is not None else self.client_cmd
+
+
+class _TargetEndpoint(Endpoint):
+    """The target's side of one scenario: a fixed address, or a command started for it."""
+
+    def __init__(
+        self,
+        ctx: CellContext,
+        certificate: Certificate | None,
+        settings: TargetSettings,
+        told: Fingerprint,
+    ) -> None:
+        super().__init__(ctx, certificate)
+        self.settings = settings
+        self.told = told
+        self.proc: PeerProcess | None = None
+        self.echoes = settings.echo
+        self.carries_data = settings.echo
+
+    def _spawn(self, port: int) -> None:
+        template = self.settings.command
+        if template is None or self.certificate is None:  # pragma: no cover - fixed server
+            raise CellFailure("no target command")
+        cert, key = self.ctx.write_identity("target", self.certificate)
+        profile = self.ctx.spec.profile or SrtpProfile.AES128_CM_SHA1_80
+        values = {
+            "host": LOCALHOST,
+            "port": str(port),
+            "cert": shlex.quote(cert),
+            "key": shlex.quote(key),
+            "fingerprint": shlex.quote(str(self.told)),
+            "profiles": profile.openssl_name,
+            "keymatlen": str(profile.keying_material_length),
+        }
+        self.proc = self.ctx.spawn(["/bin/sh", "-c", template.format(**values)])
+
+    def start_server(self) -> tuple[str, int]:
+        if self.settings.address is not None:
+            return self.settings.address
+        from dtls_ossl_conformance._io import wait_udp_bound
+
+        port = free_udp_port()
+        self._spawn(port)
+        if self.proc is None:  # pragma: no cover - _spawn sets it
+            raise CellFailure("the target did not start")
+        wait_udp_bound(port, self.proc, self.ctx.deadline, "the target to bind its UDP port")
+        return LOCALHOST, port
+
+    def start_client(self, port: int) -> None:
+        self._spawn(port)
+
+    def failed(self) -> str | None:
+        if self.proc is None:
+            return None
+        code = self.proc.proc.poll()
+        if code is None or code == 0:
+            return None
+        tail = self.proc.text().strip().splitlines()[-1:] or [""]
+        return f"the target exited with status {code}: {tail[0]}"
+
+    def wait_established(self) -> None:
+        """Nothing to wait for: the target reports nothing we rely on."""
+
+    def negotiated(self) -> Negotiated:
+        out = Negotiated()
+        if self.proc is None:
+            return out
+        try:
+            m = self.proc.wait_for(_KEYMAT, Deadline(min(0.5, self.ctx.deadline.remaining())), "")
+        except CellFailure:
+            return out
+        out.keying_material = m.group(1).lower()
+        return out
+
+
+class TargetPeer(Peer):
+    """The endpoint under test, as one more peer of the matrix (its cells are the scenarios)."""
+
+    name = "target"
+    profiles = tuple(SrtpProfile)
+
+    def __init__(self, settings: TargetSettings, scenarios: tuple[str, ...] = ()) -> None:
+        """Describe the target; ``scenarios`` filters the cells (empty: all)."""
+        self.settings = settings
+        self.scenarios = scenarios
+        self.roles = (settings.role,)
+        self.install = "(the endpoint under test)"
+
+    def availability(self) -> Availability:
+        """Report the target as available: the user says it is there."""
+        what = self.settings.command or "{}:{}".format(*(self.settings.address or ("?", 0)))
+        return Availability(True, version=what)
+
+    def cells(self) -> list[CellSpec]:
+        """Handshakes per profile x key type, a lossy one, and the wrong certificate."""
+        role = self.settings.role
+        out = [
+            CellSpec(self.name, role, CellKind.HANDSHAKE, profile, key_type)
+            for profile in self.profiles
+            for key_type in KEY_TYPES
+        ]
+        out.append(CellSpec(self.name, role, CellKind.LOSSY, self.profiles[0], "rsa-2048"))
+        if "{fingerprint}" in (self.settings.command or ""):
+            out.append(
+                CellSpec(
+                    self.name, role, CellKind.WRONG_CERTIFICATE, self.profiles[0], "ecdsa-p256"
+                )
+            )
+        if self.scenarios:
+            out = [c for c in out if self._selected(c)]
+        return out
+
+    def _selected(self, spec: CellSpec) -> bool:
+        parts = {*spec.id.split("/"), spec.kind.value, spec.id}
+        return any(s in parts for s in self.scenarios)
+
+    def run(self, ctx: CellContext) -> CellOutcome:
+        """Run one scenario against the target."""
+        ours, theirs = ctx.identities.pair(ctx.spec.key_type)
+        if ctx.spec.kind is CellKind.WRONG_CERTIFICATE:
+            return self._wrong_certificate(ctx, ours, theirs)
+
+        def make(c: CellContext, cert: Certificate | None) -> Endpoint:
+            return _TargetEndpoint(c, cert, self.settings, ours.fingerprint("sha-256"))
+
+        fixed = self.settings.address is not None
+        out = run_standard_cell(
+            ctx,
+            make,
+            peer_fingerprint=self.settings.fingerprint if fixed else None,
+            check_fingerprint=not fixed or self.settings.fingerprint is not None,
+        )
+        if ctx.spec.kind is CellKind.HANDSHAKE:
+            _refused_is_not_failed(out)
+        else:
+            _impairment_is_informative(out)
+        return out
+
+    def _wrong_certificate(
+        self, ctx: CellContext, ours: Certificate, theirs: Certificate
+    ) -> CellOutcome:
+        spec = ctx.spec
+        endpoint = _TargetEndpoint(ctx, theirs, self.settings, ctx.identities.wrong_fingerprint())
+        conn = DtlsConnection(
+            our_configuration(spec, ours, ctx.deadline.remaining()),
+            role=spec.role,
+            remote_fingerprints=[theirs.fingerprint("sha-256")],
+        )
+        if spec.role is Role.CLIENT:
+            driver = UdpDriver(conn, endpoint.start_server(), None)
+            ctx.on_cleanup(driver.close)
+            driver.connect()
+        else:
+            driver = UdpDriver(conn, None, None)
+            ctx.on_cleanup(driver.close)
+            endpoint.start_client(driver.port)
+        out = CellOutcome()
+        try:
+            seen = driver.run_until(settled, ctx.deadline, "the target's answer")
+        except CellFailure:
+            seen = driver.events
+        completed = any(isinstance(e, events.HandshakeCompleted) for e in seen)
+        alerts = [e for e in seen if isinstance(e, events.AlertReceived) and e.level == 2]
+        out.add(
+            "refused",
+            not completed,
+            "the target completed the handshake with a certificate it was not told"
+            if completed
+            else "no handshake",
+        )
+        out.add(
+            "fatal_alert",
+            bool(alerts),
+            f"{alerts[0].name} ({alerts[0].description})"
+            if alerts
+            else "no fatal alert received (RFC 5246 §7.2: a failed handshake sends one)",
+        )
+        out.add(
+            "no_app_data",
+            not any(isinstance(e, events.DataReceived) for e in seen),
+            "RFC 5763 §5",
+        )
+        out.log = ctx.log()
+        return out
+
+
+def _refused_is_not_failed(out: CellOutcome) -> None:
+    """Report a handshake the target ended with an alert as a refusal, not a failure."""
+    from dtls_ossl_conformance._model import Check, CheckStatus
+
+    for i, check in enumerate(out.checks):
+        if (
+            check.name == "handshake"
+            and check.status is CheckStatus.FAIL
+            and ("alert" in check.detail.lower())
+        ):
+            out.checks[i] = Check(
+                "handshake", CheckStatus.NOT_APPLICABLE, f"refused: {check.detail}"
+            )
+
+
+def _impairment_is_informative(out: CellOutcome) -> None:
+    """Report a path that happened not to both drop and reorder as n/a: it says nothing bad.
+
+    A target whose flights fit in one datagram (an ECDSA certificate) leaves nothing to reorder
+    inside a flight; the cell still proves recovery from the losses it had.
+    """
+    from dtls_ossl_conformance._model import Check, CheckStatus
+
+    for i, check in enumerate(out.checks):
+        if check.name == "impairment" and check.status is CheckStatus.FAIL:
+            out.checks[i] = Check("impairment", CheckStatus.NOT_APPLICABLE, check.detail)
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _fingerprint(text: str) -> Fingerprint:
+    try:
+        return Fingerprint.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the target's options (one of --server, --server-cmd, --client-cmd is required)."""
+    from dtls_ossl_conformance.command import _seconds
+    from dtls_ossl_conformance.runner import DEFAULT_TIMEOUT
+
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--server", type=_address, metavar="HOST:PORT", help="a running server")
+    which.add_argument(
+        "--server-cmd", metavar="CMD", help="start a server per scenario (placeholders above)"
+    )
+    which.add_argument(
+        "--client-cmd", metavar="CMD", help="start a client per scenario (placeholders above)"
+    )
+    p.add_argument(
+        "--fingerprint",
+        type=_fingerprint,
+        metavar="'sha-256 AB:..'",
+        help="with --server: its certificate's fingerprint (default: not checked)",
+    )
+    p.add_argument("--report", metavar="DIR", help="write report.json and junit.xml into DIR")
+    p.add_argument(
+        "--scenarios",
+        metavar="A,B",
+        help="run only these: handshake, lossy, wrong-certificate, a profile or a key type",
+    )
+    p.add_argument("--echo", action="store_true", help="the target echoes application data")
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"seconds one scenario may take (default: {DEFAULT_TIMEOUT:g}; lossy: 3x)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the scenarios; 1 if one failed or none completed a handshake."""
+    from dtls_ossl_conformance.runner import run_matrix
+
+    if args.fingerprint is not None and args.server is None:
+        print(f"{PROG}: error: --fingerprint goes with --server", file=sys.stderr)
+        return 2
+    settings = TargetSettings(
+        address=args.server,
+        server_cmd=args.server_cmd,
+        client_cmd=args.client_cmd,
+        fingerprint=args.fingerprint,
+        echo=args.echo,
+    )
+    scenarios = tuple(s.strip() for s in (args.scenarios or "").split(",") if s.strip())
+    peer = TargetPeer(settings, scenarios)
+    if not peer.cells():
+        print(f"{PROG}: error: --scenarios matches no scenario", file=sys.stderr)
+        return 2
+    report = run_matrix([peer], timeout=args.timeout, out=sys.stdout, report_dir=args.report)
+    handshakes = [
+        r
+        for r in report.results
+        if r.spec.kind in (CellKind.HANDSHAKE, CellKind.LOSSY)
+        and any(c.name == "handshake" and c.status.value == "pass" for c in r.checks)
+    ]
+    wanted = [r for r in report.results if r.spec.kind in (CellKind.HANDSHAKE, CellKind.LOSSY)]
+    if wanted and not handshakes:
+        print("target: no handshake completed", file=sys.stdout)
+        return 1
+    return 1 if any(r.status is Status.FAILED for r in report.results) else report.exit_status
