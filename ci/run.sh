@@ -62,8 +62,8 @@ step install python -m pip install -q -e '.[test]'
 # The conformance harness is its own distribution (conformance/), on top of the library.
 step install-conformance python -m pip install -q --no-deps -e conformance
 step cfiles bash ci/cfiles.sh
-step ruff-check python -m ruff check dtls_ossl build_ffi.py tests examples benchmarks ci deploy
-step ruff-format python -m ruff format --check dtls_ossl build_ffi.py tests examples benchmarks ci deploy
+step ruff-check python -m ruff check dtls_ossl build_ffi.py tests examples benchmarks ci deploy conformance
+step ruff-format python -m ruff format --check dtls_ossl build_ffi.py tests examples benchmarks ci deploy conformance
 step mypy python -m mypy
 # Peers first, so that the tests of the conformance peers run instead of skipping.
 step install-peers bash ci/install-peers.sh
