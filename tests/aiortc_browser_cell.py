@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
+import importlib
 import json
 import os
 import re
@@ -44,9 +45,22 @@ from aiortc_pair import corrupt_fingerprint, loopback_only
 
 import dtls_ossl.aiortc
 
-# The only names taken from the conformance harness: how a browser is launched and stopped.
-from dtls_ossl.conformance._browser_cell import _launch
-from dtls_ossl.conformance._io import LOCALHOST, PeerProcess
+HARNESS_PACKAGES = ("dtls_ossl_conformance", "dtls_ossl.conformance")
+"Where the conformance harness lives: its own distribution, or (before that) inside dtls_ossl."
+
+
+def harness(module: str) -> Any:
+    """Import ``module`` of the conformance harness from wherever it is installed."""
+    for package in HARNESS_PACKAGES:
+        with contextlib.suppress(ModuleNotFoundError):
+            return importlib.import_module(f"{package}.{module}")
+    raise ModuleNotFoundError(f"no conformance harness ({' or '.join(HARNESS_PACKAGES)})")
+
+
+# The only names taken from the harness: how a browser is launched (its flags, Firefox's
+# profile and environment) and stopped (PeerProcess.stop ends its process group).
+_launch = harness("_browser_cell")._launch
+LOCALHOST: str = harness("_io").LOCALHOST
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>dtls-ossl aiortc</title><script>
 const q = new URLSearchParams(location.search);
@@ -250,7 +264,7 @@ async def run_cell(browser_name: str, role: str, kind: str, timeout: float) -> d
 
     exchange.answerer = answer
     profile_dir = tempfile.TemporaryDirectory(prefix=f"dtls-ossl-aiortc-{browser_name}-")
-    browser: PeerProcess | None = None
+    browser: Any = None  # the harness's PeerProcess
     try:
         url = f"http://{LOCALHOST}:{server.server_address[1]}/?wait={int(timeout * 1000 * 0.6)}"
         browser = _launch(browser_name, profile_dir.name, url)

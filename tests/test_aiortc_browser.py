@@ -25,6 +25,9 @@ CELL = HERE / "aiortc_browser_cell.py"
 CELL_TIMEOUT = 25.0
 "Seconds the cell gives the page (it posts its result sooner once everything has flowed)."
 
+HARNESS_PACKAGES = ("dtls_ossl_conformance", "dtls_ossl.conformance")
+"As in aiortc_browser_cell.py: the harness as its own distribution, or inside dtls_ossl."
+
 BROWSERS = {"chromium": "chromium", "firefox": "firefox-esr"}
 "Cell browser name to its executable (as the conformance harness launches them)."
 
@@ -40,10 +43,20 @@ def _unavailable(browser: str) -> str | None:
         return f"{', '.join(missing)} not found (needed for a lo-only namespace)"
     if os.geteuid() != 0:
         return "needs root for a private network namespace (unshare -n)"
+    bundled = (HERE.parent / "conformance" / "dtls_ossl_conformance").is_dir()
+    if not bundled and not any(importlib.util.find_spec(p) for p in HARNESS_PACKAGES):
+        return "the conformance harness (it launches the browsers) is not installed"
     for module in ("aiortc", "av", "pylibsrtp"):
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed"
     return None
+
+
+def _pythonpath() -> str:
+    """The cell's import path: this tree, its tests, and the harness wherever it lives."""
+    root = HERE.parent
+    parts = [str(root), str(HERE), str(root / "conformance"), os.environ.get("PYTHONPATH", "")]
+    return os.pathsep.join(p for p in parts if p)
 
 
 def run_cell(browser: str, role: str, kind: str = "normal") -> dict[str, Any]:
@@ -52,8 +65,7 @@ def run_cell(browser: str, role: str, kind: str = "normal") -> dict[str, Any]:
     if reason is not None:
         pytest.skip(reason)
     root = str(HERE.parent)
-    path = os.pathsep.join([root, str(HERE), os.environ.get("PYTHONPATH", "")])
-    env = dict(os.environ, PYTHONPATH=path, DTLS_OSSL_NETNS="1")
+    env = dict(os.environ, PYTHONPATH=_pythonpath(), DTLS_OSSL_NETNS="1")
     args = ["unshare", "-n", "--", sys.executable, str(CELL), browser, role, kind]
     proc = subprocess.Popen(
         [*args, f"{CELL_TIMEOUT:g}"],
