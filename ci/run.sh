@@ -59,8 +59,8 @@ step quickstart bash ci/quickstart.sh
 # runs pytest), with the C checked on its own (ci/cfiles.sh), lint and type checks in between.
 step install python -m pip install -q -e '.[test]'
 step cfiles bash ci/cfiles.sh
-step ruff-check python -m ruff check dtls_ossl build_ffi.py
-step ruff-format python -m ruff format --check dtls_ossl build_ffi.py
+step ruff-check python -m ruff check dtls_ossl build_ffi.py tests examples benchmarks ci deploy
+step ruff-format python -m ruff format --check dtls_ossl build_ffi.py tests examples benchmarks ci deploy
 step mypy python -m mypy
 # Peers first, so that the tests of the conformance peers run instead of skipping.
 step install-peers bash ci/install-peers.sh

@@ -7,6 +7,8 @@ It sits below :mod:`dtls_ossl.cli` (the parser and ``main``) and the subcommand 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import TypeVar
 
 from dtls_ossl.configuration import _MAX_MTU, _MIN_MTU, _MIN_TIMEOUT
 from dtls_ossl.webrtc.srtp import SrtpProfile
@@ -43,54 +45,57 @@ class CliError(Exception):
 # Each raises ArgumentTypeError, which argparse reports as "argument --x: <message>".
 
 
+_N = TypeVar("_N", int, float)
+
+
+def _number(text: str, convert: Callable[[str], _N], what: str) -> _N:
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise argparse.ArgumentTypeError(message)
+
+
 def probability(text: str) -> float:
     """Parse a probability in 0..1 (``0.3``; ``30%`` also works)."""
-    try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability in 0..1")
+    percent = text.endswith("%")
+    value = _number(text[:-1] if percent else text, float, "a number") / (100 if percent else 1)
+    _require(0.0 <= value <= 1.0, f"{text} is not a probability in 0..1")
     return value
 
 
 def positive_float(text: str) -> float:
     """Parse a number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
+    value = _number(text, float, "a number")
+    _require(0 < value < float("inf"), f"{text} must be a finite number > 0")
     return value
 
 
 def retransmit_timeout(text: str) -> float:
     """Parse a retransmission timeout: seconds, at least what OpenSSL can time (20 ms)."""
     value = positive_float(text)
-    if value < _MIN_TIMEOUT:
-        raise argparse.ArgumentTypeError(
-            f"{text} s is below {_MIN_TIMEOUT} s (OpenSSL treats shorter timers as expired)"
-        )
+    _require(
+        value >= _MIN_TIMEOUT,
+        f"{text} s is below {_MIN_TIMEOUT} s (OpenSSL treats shorter timers as expired)",
+    )
     return value
 
 
 def mtu(text: str) -> int:
     """Parse an MTU: the largest UDP payload in bytes."""
     value = positive_int(text)
-    if not _MIN_MTU <= value <= _MAX_MTU:
-        raise argparse.ArgumentTypeError(f"{text} is outside {_MIN_MTU}..{_MAX_MTU} bytes")
+    _require(_MIN_MTU <= value <= _MAX_MTU, f"{text} is outside {_MIN_MTU}..{_MAX_MTU} bytes")
     return value
 
 
 def positive_int(text: str) -> int:
     """Parse an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    value = _number(text, int, "an integer")
+    _require(value >= 1, f"{text} must be at least 1")
     return value
 
 

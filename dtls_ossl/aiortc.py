@@ -467,7 +467,6 @@ def _build_classes() -> tuple[type[Any], type[Any]]:
             self._task = asyncio.ensure_future(self._run(dtls, loop))
 
         async def _handshake(self, dtls: DtlsConnection, loop: asyncio.AbstractEventLoop) -> bool:
-            recv = self.transport._recv
             while True:
                 try:
                     await self._flush(dtls, loop)
@@ -486,21 +485,30 @@ def _build_classes() -> tuple[type[Any], type[Any]]:
                         return False
                 if dtls.handshake_info is not None:
                     return True
-                timer = dtls.get_timer()
                 try:
-                    if timer is None:
-                        data = await recv()
-                    else:
-                        data = await asyncio.wait_for(recv(), max(0.0, timer - loop.time()))
-                except asyncio.TimeoutError:
-                    dtls.handle_timer(loop.time())
-                    continue
+                    data = await self._receive(dtls, loop)
                 except ConnectionError:
                     return False
-                self._rx_bytes += len(data)
-                self._rx_packets += 1
-                if 19 < data[0] < 64:
+                if data is not None and 19 < data[0] < 64:
                     dtls.receive_datagram(data, loop.time())
+
+        async def _receive(
+            self, dtls: DtlsConnection, loop: asyncio.AbstractEventLoop
+        ) -> bytes | None:
+            """Return the next datagram (counted), or None once the DTLS timer fired and ran."""
+            timer = dtls.get_timer()
+            try:
+                if timer is None:
+                    data: bytes = await self.transport._recv()
+                else:
+                    wait = max(0.0, timer - loop.time())
+                    data = await asyncio.wait_for(self.transport._recv(), wait)
+            except asyncio.TimeoutError:
+                dtls.handle_timer(loop.time())
+                return None
+            self._rx_bytes += len(data)
+            self._rx_packets += 1
+            return data
 
         async def _flush(self, dtls: DtlsConnection, loop: asyncio.AbstractEventLoop) -> None:
             for datagram in dtls.datagrams_to_send(loop.time()):
@@ -509,25 +517,16 @@ def _build_classes() -> tuple[type[Any], type[Any]]:
                 self._tx_packets += 1
 
         async def _run(self, dtls: DtlsConnection, loop: asyncio.AbstractEventLoop) -> None:
-            recv = self.transport._recv
             try:
                 early, self._early_data = self._early_data, []
                 for payload in early:
                     if self._data_receiver:
                         await self._data_receiver._handle_data(payload)
                 while True:
-                    timer = dtls.get_timer()
-                    try:
-                        if timer is None:
-                            data = await recv()
-                        else:
-                            data = await asyncio.wait_for(recv(), max(0.0, timer - loop.time()))
-                    except asyncio.TimeoutError:
-                        dtls.handle_timer(loop.time())
+                    data = await self._receive(dtls, loop)
+                    if data is None:
                         await self._flush(dtls, loop)
                         continue
-                    self._rx_bytes += len(data)
-                    self._rx_packets += 1
                     first = data[0]
                     if 19 < first < 64:
                         dtls.receive_datagram(data, loop.time())

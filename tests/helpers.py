@@ -2,13 +2,20 @@
 
 OpenSSL's retransmission timer runs on its own wall clock, so FakeClock only drives *our*
 deadlines (handshake deadline, the absolute values get_timer() returns).
+
+The "internals" section at the end is the only place where tests touch dtls_ossl's private
+state (tests/test_binding.py aside, which tests the private binding itself): a change of
+internals is one edit there.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar
+
+import pytest
 
 from dtls_ossl import (
     Certificate,
@@ -16,6 +23,7 @@ from dtls_ossl import (
     DtlsConfiguration,
     DtlsConnection,
     Fingerprint,
+    OpenSSLErrorInfo,
     Role,
     SrtpProfile,
     events,
@@ -142,3 +150,65 @@ def received_data(conn: DtlsConnection) -> list[bytes]:
 
 
 ALL_PROFILES = list(SrtpProfile)
+
+
+# --- internals ---------------------------------------------------------------------------------
+# The only places the tests reach below the public API. Each checks something the API does not
+# (and should not) expose: which SSL_CTX a connection runs on, OpenSSL's thread-global error
+# queue, a C-level switch only a test needs, or how OpenSSL words its errors. Keep this list
+# short, and edit here, not in the tests, when the internals move. The binding is imported at
+# the first call, so importing this module stays as lazy as importing dtls_ossl.
+
+
+def _lib() -> Any:
+    from dtls_ossl._binding import lib
+
+    return lib
+
+
+def ssl_ctx_of_configuration(cfg: DtlsConfiguration) -> object:
+    """The SSL_CTX that ``cfg`` builds once and shares between its connections (a cffi pointer)."""
+    ctx: object = cfg._ssl_ctx()
+    return ctx
+
+
+def ssl_ctx_of_connection(conn: DtlsConnection) -> object:
+    """The SSL_CTX that ``conn``'s SSL object was made from (a cffi pointer)."""
+    ctx: object = _lib().SSL_get_SSL_CTX(conn._c.ssl)
+    return ctx
+
+
+def openssl_error_queue_is_empty() -> bool:
+    """Whether this thread's OpenSSL error queue is empty (pops one entry if it is not)."""
+    return int(_lib().ERR_get_error()) == 0
+
+
+def openssl_constant(name: str) -> int:
+    """An integer constant of the OpenSSL headers the extension was built against."""
+    return int(getattr(_lib(), name))
+
+
+def disable_epoch0_renumbering(conn: DtlsConnection) -> None:
+    """Use the plausibility screen of connections that may negotiate DTLS 1.3 (no renumbering
+    of epoch-0 records), which a DTLS 1.2 pair otherwise never reaches."""
+    _lib().DtlsOssl_set_renumber0(conn._c, 0)
+
+
+def reword_openssl_errors(monkeypatch: pytest.MonkeyPatch, reason: str) -> None:
+    """Make every OpenSSL error the library reads carry ``reason`` as its text (as another
+    OpenSSL build may word it), keeping code and library.
+
+    Patched wherever a dtls_ossl module imported ``consume_errors`` by name, so the test does not
+    depend on which module reads the error queue.
+    """
+    from dtls_ossl._binding import consume_errors as original
+
+    def reworded() -> tuple[OpenSSLErrorInfo, ...]:
+        return tuple(OpenSSLErrorInfo(e.code, e.library, reason) for e in original())
+
+    patched = 0
+    for name, module in list(sys.modules.items()):
+        if name.startswith("dtls_ossl.") and getattr(module, "consume_errors", None) is original:
+            monkeypatch.setattr(module, "consume_errors", reworded)
+            patched += 1
+    assert patched, "no dtls_ossl module imports consume_errors any more: update this helper"

@@ -1,7 +1,8 @@
 """A seeded impairment channel between two DtlsConnections, driven on real time.
 
-OpenSSL's retransmission timer runs on its own wall clock (STYLE.md section 0, fact 3), so a
-fake clock cannot make it expire: this channel uses ``time.monotonic()`` and real sleeps.
+OpenSSL's retransmission timer runs on its own wall clock (``DTLSv1_handle_timeout`` does
+nothing before the real time has passed; see DTLS_set_timer_cb(3)), so a fake clock cannot make
+it expire: this channel uses ``time.monotonic()`` and real sleeps.
 
 Each direction is a :class:`dtls_ossl._impair.Link` with its own :class:`Impairment` (loss,
 duplication, reordering) and its own ``random.Random`` seeded from ``(seed, direction)``, so the

@@ -14,6 +14,9 @@ import select
 import socket
 import struct
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from test_aio import CLIENT_CERT, CLIENT_FP, LOCAL, SERVER_CERT, SERVER_FP, config, run
@@ -24,7 +27,9 @@ from dtls_ossl import (
     DtlsConnection,
     DtlsError,
     Role,
+    SrtpKeys,
     aio,
+    events,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -43,7 +48,8 @@ class _AsyncCallable:
 
 @pytest.mark.parametrize("name", ["on_stun", "on_rtp", "on_other", "on_handshake"])
 @pytest.mark.parametrize("cb", [_async_cb, _AsyncCallable(), 42])
-def test_async_or_non_callable_callbacks_are_refused(name: str, cb) -> None:
+def test_async_or_non_callable_callbacks_are_refused(name: str, cb: Any) -> None:
+    # Any: the test deliberately passes what the callback types forbid (an async callable, 42).
     async def main() -> None:
         with pytest.raises(ConfigurationError, match=name) as info:
             aio.DtlsEndpoint(config(SERVER_CERT), **{name: cb})
@@ -55,7 +61,7 @@ def test_async_or_non_callable_callbacks_are_refused(name: str, cb) -> None:
 def test_callback_returning_a_coroutine_is_counted_and_not_left_unawaited(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def main():
+    async def main() -> aio.ServerStats:
         endpoint = aio.DtlsEndpoint(config(SERVER_CERT), on_rtp=lambda d, a: _async_cb(d, a))
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # "coroutine was never awaited" would fail here
@@ -91,7 +97,9 @@ class _Udp:
         return got
 
 
-def _drive_client_until_output(client: DtlsConnection, udp: _Udp, loop_time) -> list[bytes]:
+def _drive_client_until_output(
+    client: DtlsConnection, udp: _Udp, loop_time: Callable[[], float]
+) -> list[bytes]:
     """Feed the client what arrives until it has a flight to send; return that flight."""
     while True:
         for d in udp.read_burst(1):
@@ -101,26 +109,40 @@ def _drive_client_until_output(client: DtlsConnection, udp: _Udp, loop_time) -> 
             return out
 
 
-def _handshake_burst(with_callback: bool) -> dict:
-    async def main():
+@dataclass
+class _Burst:
+    """What the server endpoint saw while handling one burst."""
+
+    log: list[str]
+    waiter_done_at_rtp: list[bool]
+    keys: SrtpKeys | None
+    client_keys: SrtpKeys
+    info: events.HandshakeCompleted
+    stats: aio.ServerStats
+
+
+def _handshake_burst(with_callback: bool) -> _Burst:
+    async def main() -> _Burst:
         loop = asyncio.get_running_loop()
         srv, cli = _Udp(), _Udp()
         log: list[str] = []
-        keys: dict = {}
+        keys: dict[str, SrtpKeys] = {}
         waited: list[bool] = []
-        waiters: list[asyncio.Future] = []
+        waiters: list[asyncio.Future[events.HandshakeCompleted]] = []
 
         def on_handshake(stream: aio.DtlsStream) -> None:
             keys["srtp"] = stream.srtp_keys()
             log.append("handshake")
 
-        def on_rtp(data: bytes, addr) -> None:
+        def on_rtp(data: bytes, addr: aio.Address) -> None:
             log.append("rtp with keys" if "srtp" in keys else "rtp without keys")
             waited.append(waiters[0].done())
 
-        kwargs = {"on_handshake": on_handshake} if with_callback else {}
         endpoint = aio.DtlsEndpoint(
-            config(SERVER_CERT), sendto=srv.sock.sendto, on_rtp=on_rtp, **kwargs
+            config(SERVER_CERT),
+            sendto=srv.sock.sendto,
+            on_rtp=on_rtp,
+            on_handshake=on_handshake if with_callback else None,
         )
         stream = endpoint.connection_for(cli.addr, Role.SERVER, [CLIENT_FP])
         waiter = asyncio.ensure_future(stream.wait_handshake())
@@ -142,14 +164,14 @@ def _handshake_burst(with_callback: bool) -> dict:
             endpoint.datagram_received(d, cli.addr)
         info = await asyncio.wait_for(waiter, 5)
         _drive_client_until_output_or_done(client, cli, loop.time)
-        result = {
-            "log": log,
-            "waiter_done_at_rtp": waited,
-            "keys": keys.get("srtp"),
-            "client_keys": client.srtp_keys(),
-            "info": info,
-            "stats": endpoint.stats,
-        }
+        result = _Burst(
+            log=log,
+            waiter_done_at_rtp=waited,
+            keys=keys.get("srtp"),
+            client_keys=client.srtp_keys(),
+            info=info,
+            stats=endpoint.stats,
+        )
         await endpoint.close(grace=0.1)
         srv.sock.close()
         cli.sock.close()
@@ -158,7 +180,9 @@ def _handshake_burst(with_callback: bool) -> dict:
     return run(main())
 
 
-def _drive_client_until_output_or_done(client: DtlsConnection, udp: _Udp, loop_time) -> None:
+def _drive_client_until_output_or_done(
+    client: DtlsConnection, udp: _Udp, loop_time: Callable[[], float]
+) -> None:
     from dtls_ossl import ConnectionState
 
     while client.state is not ConnectionState.ESTABLISHED:
@@ -168,23 +192,23 @@ def _drive_client_until_output_or_done(client: DtlsConnection, udp: _Udp, loop_t
 
 def test_on_handshake_runs_before_the_rest_of_the_burst() -> None:
     r = _handshake_burst(with_callback=True)
-    assert r["log"] == ["handshake", "rtp with keys"]
-    assert r["keys"] is not None
-    assert r["keys"].mirrors(r["client_keys"])
-    assert r["info"].srtp_keys == r["keys"]
-    assert r["stats"].handler_errors == 0
-    assert r["waiter_done_at_rtp"] == [False]  # the callback, not the task, was in time
+    assert r.log == ["handshake", "rtp with keys"]
+    assert r.keys is not None
+    assert r.keys.mirrors(r.client_keys)
+    assert r.info.srtp_keys == r.keys
+    assert r.stats.handler_errors == 0
+    assert r.waiter_done_at_rtp == [False]  # the callback, not the task, was in time
 
 
 def test_without_on_handshake_a_waiting_task_is_too_late() -> None:
     """Why the callback exists: wait_handshake() resumes only after the whole burst."""
     r = _handshake_burst(with_callback=False)
-    assert r["log"] == ["rtp without keys"]
-    assert r["waiter_done_at_rtp"] == [False]
+    assert r.log == ["rtp without keys"]
+    assert r.waiter_done_at_rtp == [False]
 
 
 def test_on_handshake_that_raises_closes_that_peer(caplog: pytest.LogCaptureFixture) -> None:
-    async def main():
+    async def main() -> aio.ServerStats:
         loop = asyncio.get_running_loop()
 
         def boom(stream: aio.DtlsStream) -> None:
@@ -220,9 +244,9 @@ def test_on_handshake_failed_reports_a_rejected_peer() -> None:
 
     from dtls_ossl import FingerprintMismatchError
 
-    async def main():
+    async def main() -> tuple[list[tuple[aio.Address, BaseException]], aio.Address]:
         loop = asyncio.get_running_loop()
-        failures: list[tuple] = []
+        failures: list[tuple[aio.Address, BaseException]] = []
         a = aio.DtlsEndpoint(config(CLIENT_CERT))
         b = aio.DtlsEndpoint(
             config(SERVER_CERT), on_handshake_failed=lambda addr, err: failures.append((addr, err))
@@ -254,7 +278,8 @@ def test_on_handshake_failed_reports_a_rejected_peer() -> None:
 def _closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((LOCAL, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def test_connect_fails_fast_on_port_unreachable_when_asked() -> None:

@@ -8,7 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import drain_events, handshake, make_config, make_pair, transfer
+from helpers import (
+    drain_events,
+    handshake,
+    make_config,
+    make_pair,
+    reword_openssl_errors,
+    transfer,
+)
 
 from dtls_ossl import (
     CallbackError,
@@ -21,7 +28,6 @@ from dtls_ossl import (
     Role,
     events,
 )
-from dtls_ossl._binding import consume_errors
 from dtls_ossl._cliargs import CliError
 from dtls_ossl._netcli import NetError
 from dtls_ossl.cli import main
@@ -139,10 +145,7 @@ def test_handshake_timeout_recognised_by_reason_code(
     if reason_text is not None:
         # Another OpenSSL build may word (or not load) its reason strings differently: only
         # the code may decide.
-        def reworded() -> tuple[OpenSSLErrorInfo, ...]:
-            return tuple(OpenSSLErrorInfo(e.code, e.library, reason_text) for e in consume_errors())
-
-        monkeypatch.setattr("dtls_ossl.connection.consume_errors", reworded)
+        reword_openssl_errors(monkeypatch, reason_text)
     cfg = make_config(
         handshake_timeout=None, initial_retransmit_timeout=0.02, max_retransmit_timeout=0.02
     )

@@ -17,7 +17,10 @@ from helpers import (
     expect_event,
     handshake,
     make_pair,
+    openssl_error_queue_is_empty,
     received_data,
+    ssl_ctx_of_configuration,
+    ssl_ctx_of_connection,
     transfer,
 )
 
@@ -38,7 +41,6 @@ from dtls_ossl import (
     events,
     setup_role,
 )
-from dtls_ossl._binding import lib
 
 # --------------------------------------------------------------------------- handshake
 
@@ -657,7 +659,7 @@ def test_connection_raising_callback_propagates_and_fails() -> None:
     assert client.state is ConnectionState.FAILED
     evs = drain_events(client)
     assert isinstance(evs[-1], events.ConnectionTerminated)
-    assert lib.ERR_get_error() == 0  # nothing left behind for the next connection
+    assert openssl_error_queue_is_empty()  # nothing left behind for the next connection
     # The process and other connections carry on.
     c2, s2 = make_pair()
     handshake(c2, s2)
@@ -689,11 +691,11 @@ def test_connection_garbage_dropped_and_counted() -> None:
 
 def test_connection_many_connections_share_one_context() -> None:
     cfg = DtlsConfiguration(certificate=cached_cert("client"))
-    ctx = cfg._ssl_ctx()
+    ctx = ssl_ctx_of_configuration(cfg)
     conns = [
         DtlsConnection(cfg, role=Role.CLIENT, remote_fingerprints=[Fingerprint.from_der(b"x")])
         for _ in range(50)
     ]
-    assert cfg._ssl_ctx() is ctx
+    assert ssl_ctx_of_configuration(cfg) is ctx
     for c in conns:
-        assert lib.SSL_get_SSL_CTX(c._c.ssl) == ctx
+        assert ssl_ctx_of_connection(c) == ctx

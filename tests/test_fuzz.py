@@ -1,6 +1,6 @@
 """Fuzzing ``receive_datagram`` in every state of a connection.
 
-Invariant (as in h11's afl-server.py), checked on every example:
+Invariant (as h11's fuzz harness, fuzz/afl-server.py in its repository), checked on every example:
 
     Whatever bytes arrive, in whatever state,
       1. ``receive_datagram`` returns normally;

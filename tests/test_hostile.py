@@ -13,10 +13,9 @@ import random
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from helpers import drain_events, handshake, make_pair
+from helpers import disable_epoch0_renumbering, drain_events, handshake, make_pair
 
 from dtls_ossl import ConnectionState, DtlsConnection, ProtocolError, events
-from dtls_ossl._binding import lib
 from dtls_ossl.configuration import CBC_CIPHERS, DEFAULT_CIPHERS
 
 NOW = 1000.0
@@ -327,7 +326,7 @@ def test_fatal_record_after_finished_keeps_its_reason(
 def _plausibility_screen(*conns: DtlsConnection) -> None:
     """Switch to the screen used where DTLS 1.3 may be negotiated (no renumbering)."""
     for conn in conns:
-        lib.DtlsOssl_set_renumber0(conn._c, 0)
+        disable_epoch0_renumbering(conn)
 
 
 @pytest.mark.parametrize("side", ["server", "client"])

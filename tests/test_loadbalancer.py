@@ -228,6 +228,8 @@ def test_a_killed_host_fails_only_its_own_peers_and_new_clients_complete(
     n_clients, period, deadline_s = 45, 0.05, 1.0
 
     async def run() -> tuple[int, list[tuple[int, str | None]], float]:
+        loop = asyncio.get_running_loop()
+        base = totals(deployment, "active_peers")  # peers earlier tests may have left open
         sem = asyncio.Semaphore(50)
         streams = await asyncio.gather(
             *(_connect(deployment, client_config, sem) for _ in range(n_clients))
@@ -256,8 +258,14 @@ def test_a_killed_host_fails_only_its_own_peers_and_new_clients_complete(
 
         tasks = [asyncio.create_task(pinger(s)) for s in streams]
         await asyncio.sleep(0.5)
-        on_victim = deployment.stats(victim)["active_peers"]
-        await asyncio.get_running_loop().run_in_executor(None, deployment.kill_host, victim)
+
+        def all_counted(st: list[Stats]) -> bool:
+            # The hosts rewrite their counters every 0.25 s: wait until they show every client.
+            return bool(sum(x["active_peers"] for x in st) - sum(base) == n_clients)
+
+        stats = await loop.run_in_executor(None, wait_stats, deployment, all_counted)
+        on_victim = stats[victim]["active_peers"] - base[victim]
+        await loop.run_in_executor(None, deployment.kill_host, victim)
         killed.set()
         await asyncio.gather(*tasks)
         for s in streams:
@@ -266,7 +274,6 @@ def test_a_killed_host_fails_only_its_own_peers_and_new_clients_complete(
         # upstream as failed only when a send fails, not on the ICMP read error), and a reload
         # without it loses records in flight on the other hosts (deploy/lb.py HealthMonitor):
         # the supervisor restarts the host, as systemd would.
-        loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, deployment.start_host, victim)
         await loop.run_in_executor(None, deployment.wait_hosts)
         t0 = time.monotonic()

@@ -49,7 +49,7 @@ from dtls_ossl._roles import Role
 from dtls_ossl.aio._admission import AdmissionGate, Verdict
 from dtls_ossl.aio._demux import Router, check_sync_callback, discard_awaitable
 from dtls_ossl.aio._memory import HeapTrimmer
-from dtls_ossl.aio._stats import ServerStats
+from dtls_ossl.aio._stats import EndpointCounts, ServerStats
 from dtls_ossl.aio._stream import (
     ENDED,
     ESTABLISHED,
@@ -248,20 +248,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._timers: DeadlineHeap[DtlsStream] = DeadlineHeap(
             self._fire, clock=self._time, call_at=self._loop.call_at
         )
-        # Counters (see ServerStats; the gate and the timer keep their own).
-        self._n_completed = 0
-        self._n_failed = 0
-        self._n_timed_out = 0
-        self._n_in_progress = 0
-        self._n_active = 0
-        self._n_rejected_unknown = 0
-        self._n_reaped_idle = 0
-        self._n_received = 0
-        self._n_sent = 0
-        self._n_dropped = 0
-        self._n_overflowed = 0
-        self._n_network_errors = 0
-        self._n_handler_errors = 0
+        self._count = EndpointCounts()  # the gate, the timer heap and the router count the rest
         self._trimmer = HeapTrimmer(self._time)
 
     # ------------------------------------------------------------------ DatagramProtocol
@@ -297,7 +284,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         """Count and log a transport error (e.g. ICMP port unreachable); never fatal."""
-        self._n_network_errors += 1
+        self._count.network_errors += 1
         if isinstance(exc, OSError):
             self._network_error = exc
         logger.debug("network error on the DTLS socket: %r", exc)
@@ -325,9 +312,9 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         """Route one datagram: DTLS to its connection, the rest to the callbacks (RFC 7983)."""
-        self._n_received += 1
+        self._count.received += 1
         if not data:
-            self._n_dropped += 1
+            self._count.dropped += 1
             return
         b = data[0]
         if 19 < b < 64:
@@ -402,7 +389,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             conn.set_handshake_timeout(self._handshake_timeout, now)
         s = DtlsStream(self, conn, addr, now, accepted=False)
         self._peers[addr] = s
-        self._n_in_progress += 1
+        self._count.in_progress += 1
         if role is Role.CLIENT:
             try:
                 conn.connect(now)
@@ -445,23 +432,23 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         """A snapshot of the endpoint's counters."""
         gate = self._gate
         return ServerStats(
-            handshakes_completed=self._n_completed,
-            handshakes_failed=self._n_failed,
-            handshakes_timed_out=self._n_timed_out,
-            handshakes_in_progress=self._n_in_progress,
-            active_peers=self._n_active,
+            handshakes_completed=self._count.completed,
+            handshakes_failed=self._count.failed,
+            handshakes_timed_out=self._count.timed_out,
+            handshakes_in_progress=self._count.in_progress,
+            active_peers=self._count.active,
             hello_verify_sent=gate.hello_verify_sent,
             cookies_rejected=gate.cookies_rejected,
             peers_rejected_limit=gate.rejected_limit,
-            peers_rejected_unknown=self._n_rejected_unknown,
-            peers_reaped_idle=self._n_reaped_idle,
+            peers_rejected_unknown=self._count.rejected_unknown,
+            peers_reaped_idle=self._count.reaped_idle,
             peers_restarted=gate.restarted,
-            datagrams_received=self._n_received,
-            datagrams_sent=self._n_sent + gate.hello_verify_sent,
-            datagrams_dropped=self._n_dropped + gate.dropped + self._router.dropped,
-            datagrams_overflowed=self._n_overflowed,
-            network_errors=self._n_network_errors,
-            handler_errors=self._n_handler_errors + self._router.errors,
+            datagrams_received=self._count.received,
+            datagrams_sent=self._count.sent + gate.hello_verify_sent,
+            datagrams_dropped=self._count.dropped + gate.dropped + self._router.dropped,
+            datagrams_overflowed=self._count.overflowed,
+            network_errors=self._count.network_errors,
+            handler_errors=self._count.handler_errors + self._router.errors,
             timer_wakeups=self._timers.wakeups,
             memory_releases=self._trimmer.releases,
         )
@@ -515,10 +502,10 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
     def _from_stranger(self, data: bytes, addr: Address) -> None:
         """Handle a DTLS datagram from an address without a connection (rule 3)."""
         if self._handler is None or self._closing:
-            self._n_dropped += 1
+            self._count.dropped += 1
             return
         verdict, hello_id = self._gate.admit(
-            data, addr, handshakes=self._n_in_progress, peers=len(self._peers)
+            data, addr, handshakes=self._count.in_progress, peers=len(self._peers)
         )
         if verdict is Verdict.ACCEPT:
             self._accept(data, addr, hello_id)
@@ -529,11 +516,11 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             try:
                 fps = self._fps_for(addr)
             except Exception:
-                self._n_handler_errors += 1
+                self._count.handler_errors += 1
                 logger.exception("remote_fingerprints(%r) failed", addr)
                 fps = None
             if fps is None:
-                self._n_rejected_unknown += 1
+                self._count.rejected_unknown += 1
                 return
         try:
             conn = DtlsConnection(
@@ -543,7 +530,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                 insecure_skip_fingerprint_check=self._insecure,
             )
         except DtlsError as exc:
-            self._n_rejected_unknown += 1
+            self._count.rejected_unknown += 1
             logger.warning("cannot accept %r: %s", addr, exc)
             return
         now = self._time()
@@ -557,14 +544,14 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                 conn.receive_datagram(data, now)
                 if conn.state is ConnectionState.NEW and conn.stats.datagrams_dropped:
                     # OpenSSL refused the hello outright: keep nothing (rule 3).
-                    self._n_dropped += 1
+                    self._count.dropped += 1
                     return
         except Exception:
-            self._n_dropped += 1
+            self._count.dropped += 1
             logger.exception("starting a connection for %r failed", addr)
             return
         self._peers[addr] = s
-        self._n_in_progress += 1
+        self._count.in_progress += 1
         self._gate.started(addr)
         self._after(s, now)
 
@@ -579,9 +566,9 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                 for d in out:
                     send(d, addr)
             except Exception as exc:  # a caller's sendto; asyncio's own reports OSErrors
-                self._n_network_errors += 1
+                self._count.network_errors += 1
                 logger.warning("sending to %r failed: %r", addr, exc)
-            self._n_sent += len(out)
+            self._count.sent += len(out)
         ev = conn.next_event()
         while ev is not None:
             if type(ev) is _DataReceived:
@@ -599,11 +586,11 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                 return
             s._phase = ESTABLISHED
             self._timers.cancel(s)  # its handshake-time deadline is moot: _after sets the next
-            self._n_in_progress -= 1
+            self._count.in_progress -= 1
             if s._accepted:
                 self._gate.finished(s._addr)
-            self._n_active += 1
-            self._n_completed += 1
+            self._count.active += 1
+            self._count.completed += 1
             if self._on_handshake is not None and not self._handshake_callback(s):
                 return
             s._wake_all()
@@ -624,7 +611,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                 discard_awaitable(r)
                 raise ConfigurationError("on_handshake returned an awaitable; it must be plain")
         except Exception as exc:
-            self._n_handler_errors += 1
+            self._count.handler_errors += 1
             logger.exception("on_handshake failed for peer %r; closing it", s._addr)
             self._close_stream(s, exc)
             return False
@@ -642,12 +629,12 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             del self._peers[s._addr]
         self._timers.cancel(s)
         if phase == HANDSHAKING:
-            self._n_in_progress -= 1
+            self._count.in_progress -= 1
             if s._accepted:
                 self._gate.finished(s._addr)
-            self._n_failed += 1
+            self._count.failed += 1
             if isinstance(err, HandshakeTimeoutError):
-                self._n_timed_out += 1
+                self._count.timed_out += 1
                 net = self._network_error
                 if net is not None and err.__cause__ is None:
                     err.__cause__ = net  # e.g. ICMP port unreachable: say why it was silent
@@ -656,11 +643,11 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                 try:
                     failed(s._addr, err)
                 except Exception:
-                    self._n_handler_errors += 1
+                    self._count.handler_errors += 1
                     logger.exception("on_handshake_failed failed for peer %r", s._addr)
         else:
-            self._n_active -= 1
-        self._trimmer.peer_ended(failed=phase == HANDSHAKING, in_progress=self._n_in_progress)
+            self._count.active -= 1
+        self._trimmer.peer_ended(failed=phase == HANDSHAKING, in_progress=self._count.in_progress)
         if self._close_transport_when_empty and not self._peers:
             self._close_own_transport()
         s._wake_all()
@@ -697,7 +684,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         if isinstance(exc, DtlsError):
             logger.error("connection to %r failed: %r", s._addr, exc)
         else:
-            self._n_handler_errors += 1
+            self._count.handler_errors += 1
             logger.error("a callback raised for peer %r", s._addr, exc_info=exc)
         self._close_stream(s, exc)
 
@@ -713,7 +700,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         except ConnectionClosedError:
             pass  # the peer went away while the handler was talking to it: not a bug
         except Exception:
-            self._n_handler_errors += 1
+            self._count.handler_errors += 1
             logger.exception("DTLS handler failed for peer %r", s._addr)
             s.close()
 
@@ -748,7 +735,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                 return
             idle = self._idle_timeout
             if s._phase == ESTABLISHED and idle is not None and now - s._last_rx >= idle:
-                self._n_reaped_idle += 1
+                self._count.reaped_idle += 1
                 self._close_stream(s, IdleTimeoutError(f"peer sent nothing for {idle:g} s"))
                 return
         except Exception as exc:

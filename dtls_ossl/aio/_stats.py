@@ -5,7 +5,7 @@ from __future__ import annotations
 from dtls_ossl._stats import Stats
 from dtls_ossl._util import final
 
-__all__ = ["ServerStats"]
+__all__ = ["EndpointCounts", "ServerStats"]
 
 
 @final
@@ -54,3 +54,45 @@ class ServerStats(Stats):
     "Wake-ups of the endpoint's one timer (many deadlines share one; idle peers cost none)."
     memory_releases: int = 0
     "Times the C heap's free pages were given back after failed handshakes (``malloc_trim``)."
+
+
+class EndpointCounts:
+    """What an endpoint counts itself, as it runs (its gate, timer heap and router count the rest).
+
+    Mutable and cheap to bump; :attr:`DtlsEndpoint.stats` combines it with the others' counts
+    into one :class:`ServerStats` snapshot.
+    """
+
+    __slots__ = (
+        "active",
+        "completed",
+        "dropped",
+        "failed",
+        "handler_errors",
+        "in_progress",
+        "network_errors",
+        "overflowed",
+        "reaped_idle",
+        "received",
+        "rejected_unknown",
+        "sent",
+        "timed_out",
+    )
+
+    completed: int
+    failed: int
+    timed_out: int
+    in_progress: int
+    active: int
+    rejected_unknown: int
+    reaped_idle: int
+    received: int
+    sent: int
+    dropped: int
+    overflowed: int
+    network_errors: int
+    handler_errors: int
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)

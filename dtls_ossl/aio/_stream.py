@@ -26,6 +26,7 @@ from typing import Protocol, TypeAlias, final
 
 from dtls_ossl import events
 from dtls_ossl._roles import Role
+from dtls_ossl.aio._stats import EndpointCounts
 from dtls_ossl.aio._timers import Timed
 from dtls_ossl.aio._types import Address, Fingerprints
 from dtls_ossl.connection import ConnectionState, ConnectionStats, DtlsConnection
@@ -55,7 +56,7 @@ class StreamOwner(Protocol):
     _transport: asyncio.DatagramTransport | None
     _write_paused: asyncio.Future[None] | None
     _max_queued: int
-    _n_overflowed: int
+    _count: EndpointCounts
 
     def _time(self) -> float: ...
     def _after(self, s: DtlsStream, now: float) -> None: ...
@@ -375,7 +376,7 @@ class DtlsStream(Timed):
         if q is None:
             q = self._rxq = deque()
         elif len(q) >= self._endpoint._max_queued:
-            self._endpoint._n_overflowed += 1
+            self._endpoint._count.overflowed += 1
             return
         q.append(data)
 

@@ -8,6 +8,8 @@ import pytest
 
 from dtls_ossl import Certificate
 
+from .udp_driver import Certificates
+
 _HERE = Path(__file__).parent.resolve()
 
 KEY_TYPES = ("ecdsa-p256", "rsa-2048")
@@ -21,7 +23,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def certificates() -> dict[str, tuple[Certificate, Certificate]]:
+def certificates() -> Certificates:
     """Two certificates (ours, the peer's) per key type, made once: RSA keygen is slow."""
     return {kt: (Certificate.generate(kt), Certificate.generate(kt)) for kt in KEY_TYPES}
 
@@ -41,16 +43,12 @@ def peer_key_type(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def our_certificate(
-    certificates: dict[str, tuple[Certificate, Certificate]], our_key_type: str
-) -> Certificate:
+def our_certificate(certificates: Certificates, our_key_type: str) -> Certificate:
     """Our own certificate."""
     return certificates[our_key_type][0]
 
 
 @pytest.fixture
-def peer_certificate(
-    certificates: dict[str, tuple[Certificate, Certificate]], peer_key_type: str
-) -> Certificate:
+def peer_certificate(certificates: Certificates, peer_key_type: str) -> Certificate:
     """The independent peer's certificate."""
     return certificates[peer_key_type][1]

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import pytest
 
@@ -38,9 +38,11 @@ from dtls_ossl import (
     SrtpProfile,
     events,
 )
+from dtls_ossl.configuration import DEFAULT_SRTP_PROFILES
 
 from .udp_driver import (
     LOCALHOST,
+    Certificates,
     UdpDriver,
     data_received,
     free_udp_port,
@@ -265,7 +267,10 @@ def check_srtp_layout(
     assert (keys.remote_key, keys.remote_salt) == remote
 
 
-def only(seen: list[events.DtlsEvent], kind: type[events.DtlsEvent]) -> list[events.DtlsEvent]:
+E = TypeVar("E", bound=events.DtlsEvent)
+
+
+def only(seen: list[events.DtlsEvent], kind: type[E]) -> list[E]:
     return [e for e in seen if isinstance(e, kind)]
 
 
@@ -299,9 +304,12 @@ def make_conn(
     profiles: tuple[SrtpProfile, ...] | None = None,
     mtu: int = MTU,
 ) -> DtlsConnection:
-    kwargs = {} if profiles is None else {"srtp_profiles": profiles}
     cfg = DtlsConfiguration(
-        certificate=cert, mtu=mtu, initial_retransmit_timeout=0.2, handshake_timeout=STEP, **kwargs
+        certificate=cert,
+        mtu=mtu,
+        initial_retransmit_timeout=0.2,
+        handshake_timeout=STEP,
+        srtp_profiles=DEFAULT_SRTP_PROFILES if profiles is None else profiles,
     )
     return DtlsConnection(cfg, role=role, remote_fingerprints=[expected] if expected else None)
 
@@ -356,9 +364,9 @@ def test_client_against_s_server_handshake_keys_and_data(
     tmp_path: Path,
     spawn: Callable[..., CliPeer],
     drivers: list[UdpDriver],
-    our_certificate,
-    peer_certificate,
-    listen,
+    our_certificate: Certificate,
+    peer_certificate: Certificate,
+    listen: bool,
 ) -> None:
     profile = "SRTP_AES128_CM_SHA1_80"
     cert_file, key_file = write_identity(tmp_path, "server", peer_certificate)
@@ -424,8 +432,8 @@ def test_client_against_s_server_each_srtp_profile(
     tmp_path: Path,
     spawn: Callable[..., CliPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
-    profile,
+    certificates: Certificates,
+    profile: str,
 ) -> None:
     ours, theirs = certificates["ecdsa-p256"]
     cert_file, key_file = write_identity(tmp_path, "server", theirs)
@@ -449,7 +457,7 @@ def test_client_against_s_server_without_srtp(
     tmp_path: Path,
     spawn: Callable[..., CliPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
+    certificates: Certificates,
 ) -> None:
     ours, theirs = certificates["ecdsa-p256"]
     cert_file, key_file = write_identity(tmp_path, "server", theirs)
@@ -473,8 +481,8 @@ def test_client_against_s_server_wrong_fingerprint_fails_closed(
     tmp_path: Path,
     spawn: Callable[..., CliPeer],
     drivers: list[UdpDriver],
-    our_certificate,
-    peer_certificate,
+    our_certificate: Certificate,
+    peer_certificate: Certificate,
 ) -> None:
     cert_file, key_file = write_identity(tmp_path, "server", peer_certificate)
     port = free_udp_port()
@@ -504,7 +512,10 @@ def test_client_against_s_server_wrong_fingerprint_fails_closed(
 
 
 def test_client_retransmits_when_hello_verify_request_is_lost(
-    tmp_path: Path, spawn: Callable[..., CliPeer], drivers: list[UdpDriver], certificates
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    certificates: Certificates,
 ) -> None:
     """Our 0.2 s timer resends the first ClientHello; s_server answers with a new cookie."""
     ours, theirs = certificates["ecdsa-p256"]
@@ -522,7 +533,10 @@ def test_client_retransmits_when_hello_verify_request_is_lost(
     seen = driver.run_until(has_event(events.HandshakeCompleted), STEP)
     assert time.monotonic() - started >= 0.2
     assert [type(e) for e in seen] == [events.FlightRetransmitted, events.HandshakeCompleted]
-    assert seen[0] == events.FlightRetransmitted(count=1, next_timeout=pytest.approx(0.4, abs=0.01))
+    retransmitted = seen[0]
+    assert isinstance(retransmitted, events.FlightRetransmitted)
+    assert retransmitted.count == 1
+    assert retransmitted.next_timeout == pytest.approx(0.4, abs=0.01)
     assert driver.dropped == 1
     assert client_hello_cookie(driver.sent[0]) == client_hello_cookie(driver.sent[1]) == b""
     assert client_hello_cookie(driver.sent[2]) == hello_verify_cookie(driver.received[0])
@@ -531,7 +545,10 @@ def test_client_retransmits_when_hello_verify_request_is_lost(
 
 @pytest.mark.slow
 def test_client_recovers_when_s_server_flight_is_lost(
-    tmp_path: Path, spawn: Callable[..., CliPeer], drivers: list[UdpDriver], certificates
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    certificates: Certificates,
 ) -> None:
     """s_server resends only on its own 1 s timer, then in smaller fragments; we reassemble."""
     ours, theirs = certificates["ecdsa-p256"]
@@ -563,8 +580,8 @@ def test_server_against_s_client_handshake_keys_and_data(
     tmp_path: Path,
     spawn: Callable[..., CliPeer],
     drivers: list[UdpDriver],
-    our_certificate,
-    peer_certificate,
+    our_certificate: Certificate,
+    peer_certificate: Certificate,
 ) -> None:
     profile = "SRTP_AES128_CM_SHA1_80"
     cert_file, key_file = write_identity(tmp_path, "client", peer_certificate)
@@ -615,7 +632,7 @@ def test_server_close_notify_reaches_s_client(
     tmp_path: Path,
     spawn: Callable[..., CliPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
+    certificates: Certificates,
 ) -> None:
     ours, theirs = certificates["ecdsa-p256"]
     cert_file, key_file = write_identity(tmp_path, "client", theirs)
@@ -635,8 +652,8 @@ def test_server_against_s_client_each_srtp_profile(
     tmp_path: Path,
     spawn: Callable[..., CliPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
-    profile,
+    certificates: Certificates,
+    profile: str,
 ) -> None:
     ours, theirs = certificates["ecdsa-p256"]
     cert_file, key_file = write_identity(tmp_path, "client", theirs)
@@ -655,7 +672,10 @@ def test_server_against_s_client_each_srtp_profile(
 
 
 def test_server_picks_its_preferred_srtp_profile(
-    tmp_path: Path, spawn: Callable[..., CliPeer], drivers: list[UdpDriver], certificates
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    certificates: Certificates,
 ) -> None:
     """As a server, the first of our profiles that the client also offers wins."""
     ours, theirs = certificates["ecdsa-p256"]
@@ -679,8 +699,8 @@ def test_server_against_s_client_wrong_fingerprint_fails_closed(
     tmp_path: Path,
     spawn: Callable[..., CliPeer],
     drivers: list[UdpDriver],
-    our_certificate,
-    peer_certificate,
+    our_certificate: Certificate,
+    peer_certificate: Certificate,
 ) -> None:
     cert_file, key_file = write_identity(tmp_path, "client", peer_certificate)
     wrong = Certificate.generate().fingerprint("sha-256")
@@ -704,7 +724,10 @@ def test_server_against_s_client_wrong_fingerprint_fails_closed(
 
 
 def test_server_rejects_s_client_without_certificate(
-    tmp_path: Path, spawn: Callable[..., CliPeer], drivers: list[UdpDriver], certificates
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    drivers: list[UdpDriver],
+    certificates: Certificates,
 ) -> None:
     ours, theirs = certificates["ecdsa-p256"]
     conn = make_conn(ours, Role.SERVER, theirs.fingerprint())
@@ -764,8 +787,8 @@ def test_fingerprints_given_after_the_peer_flight_arrived(
     tmp_path: Path,
     spawn: Callable[..., CliPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
-    role,
+    certificates: Certificates,
+    role: Role,
 ) -> None:
     """WebRTC: the answer (with the peer's fingerprint) may come after its first flight."""
     ours, theirs = certificates["ecdsa-p256"]
@@ -796,8 +819,8 @@ def test_one_of_several_fingerprints_matches(
     tmp_path: Path,
     spawn: Callable[..., CliPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
-    role,
+    certificates: Certificates,
+    role: Role,
 ) -> None:
     """RFC 8122 §5: several a=fingerprint lines; the one matching (here sha-512) is reported."""
     ours, theirs = certificates["rsa-2048"]
@@ -818,7 +841,7 @@ def test_renegotiation_is_refused(
     tmp_path: Path,
     spawn: Callable[..., CliPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
+    certificates: Certificates,
     role: Role,
 ) -> None:
     """s_server's "r" sends HelloRequest, s_client's "R" a new ClientHello; we refuse with a
@@ -851,8 +874,8 @@ def test_rsa_flights_fragmented_at_small_mtu(
     tmp_path: Path,
     spawn: Callable[..., CliPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
-    role,
+    certificates: Certificates,
+    role: Role,
 ) -> None:
     """RSA-2048 flights exceed 576 bytes: handshake messages are fragmented both ways."""
     mtu = 576
@@ -900,7 +923,10 @@ def _records(datagram: bytes) -> list[tuple[int, int, int]]:
 
 
 def test_client_late_flight_after_expired_timer_completes_at_s_server(
-    tmp_path: Path, spawn: Callable[..., CliPeer], our_certificate, peer_certificate
+    tmp_path: Path,
+    spawn: Callable[..., CliPeer],
+    our_certificate: Certificate,
+    peer_certificate: Certificate,
 ) -> None:
     """s_server's flight 2 reaches us after our 50 ms timer expired and before handle_timer()
     ran: OpenSSL retransmits our ClientHello inline, then writes flight 3. s_server drops the
@@ -930,7 +956,7 @@ def test_client_late_flight_after_expired_timer_completes_at_s_server(
         for d in conn.datagrams_to_send(time.monotonic()):  # the ClientHello with the cookie
             sock.send(d)
         sent_at = time.monotonic()
-        flight2 = []
+        flight2: list[bytes] = []
         while not any(r == (22, 0, 14) for d in flight2 for r in _records(d)):  # ServerHelloDone
             flight2.append(sock.recv(65536))
         time.sleep(max(0.0, sent_at + 0.08 - time.monotonic()))  # our 50 ms timer has expired

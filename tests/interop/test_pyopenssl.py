@@ -35,7 +35,14 @@ from dtls_ossl import (
 )
 from dtls_ossl.configuration import CBC_CIPHERS, DEFAULT_CIPHERS
 
-from .udp_driver import LOCALHOST, UdpDriver, data_received, has_event, terminated
+from .udp_driver import (
+    LOCALHOST,
+    Certificates,
+    UdpDriver,
+    data_received,
+    has_event,
+    terminated,
+)
 
 SSL = pytest.importorskip("OpenSSL.SSL", reason="pyOpenSSL is not installed")
 serialization = pytest.importorskip("cryptography.hazmat.primitives.serialization")
@@ -155,7 +162,7 @@ class PyOpenSSLPeer:
         self.finished = threading.Event()  # the thread has ended
         self.received: queue.Queue[bytes] = queue.Queue()
         self._info: PeerInfo | None = None
-        self.failure: SSL.Error | None = None  # the handshake or a read failed
+        self.failure: Exception | None = None  # an SSL.Error: the handshake or a read failed
         self.crash: BaseException | None = None  # a bug in this peer or the deadline passed
         self.sent: list[bytes] = []
         self.got: list[bytes] = []
@@ -458,9 +465,9 @@ ROLES = pytest.mark.parametrize("role", [Role.CLIENT, Role.SERVER], ids=["client
 def test_pyopenssl_handshake_keys_and_data(
     peers: Callable[..., PyOpenSSLPeer],
     drivers: list[UdpDriver],
-    our_certificate,
-    peer_certificate,
-    role,
+    our_certificate: Certificate,
+    peer_certificate: Certificate,
+    role: Role,
 ) -> None:
     driver, peer = pair(peers, drivers, role, our_certificate, peer_certificate)
     hs = handshake(driver, peer)
@@ -500,7 +507,7 @@ def test_pyopenssl_handshake_keys_and_data(
 def test_pyopenssl_close_notify_both_ways(
     peers: Callable[..., PyOpenSSLPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
+    certificates: Certificates,
     role: Role,
 ) -> None:
     ours, theirs = certificates["ecdsa-p256"]
@@ -530,7 +537,7 @@ def test_pyopenssl_close_notify_both_ways(
 def test_pyopenssl_each_srtp_profile(
     peers: Callable[..., PyOpenSSLPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
+    certificates: Certificates,
     role: Role,
     profile: bytes,
 ) -> None:
@@ -564,10 +571,10 @@ CIPHERS = [
 def test_pyopenssl_each_default_cipher(
     peers: Callable[..., PyOpenSSLPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
+    certificates: Certificates,
     role: Role,
-    key_type,
-    cipher,
+    key_type: str,
+    cipher: str,
 ) -> None:
     """Each suite of our default list (and of CBC_CIPHERS, asked for), forced on the peer,
     carries full-size records."""
@@ -594,7 +601,7 @@ def test_pyopenssl_each_default_cipher(
 def test_pyopenssl_client_gets_server_preferred_profile(
     peers: Callable[..., PyOpenSSLPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
+    certificates: Certificates,
 ) -> None:
     """Our server picks the first of its profiles (default order) that the client offers."""
     ours, theirs = certificates["ecdsa-p256"]
@@ -608,7 +615,7 @@ def test_pyopenssl_client_gets_server_preferred_profile(
 def test_pyopenssl_server_cookie_exchange(
     peers: Callable[..., PyOpenSSLPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
+    certificates: Certificates,
 ) -> None:
     """A pyOpenSSL server with OP_COOKIE_EXCHANGE sends HelloVerifyRequest first."""
     ours, theirs = certificates["ecdsa-p256"]
@@ -625,7 +632,7 @@ def test_pyopenssl_server_cookie_exchange(
 
 
 def test_pyopenssl_server_data_in_the_datagram_of_its_finished(
-    peers: Callable[..., PyOpenSSLPeer], drivers: list[UdpDriver], certificates
+    peers: Callable[..., PyOpenSSLPeer], drivers: list[UdpDriver], certificates: Certificates
 ) -> None:
     """Application data packed after the server's ChangeCipherSpec and Finished, in one
     datagram, is reported right after HandshakeCompleted."""
@@ -642,7 +649,7 @@ def test_pyopenssl_server_data_in_the_datagram_of_its_finished(
 def test_pyopenssl_rsa_flights_fragmented_at_small_mtu(
     peers: Callable[..., PyOpenSSLPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
+    certificates: Certificates,
     role: Role,
 ) -> None:
     mtu = 576
@@ -662,7 +669,7 @@ def test_pyopenssl_rsa_flights_fragmented_at_small_mtu(
 def test_pyopenssl_many_records_in_order(
     peers: Callable[..., PyOpenSSLPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
+    certificates: Certificates,
     role: Role,
     batched: bool,
 ) -> None:
@@ -717,7 +724,7 @@ def expected_close_after(n: int) -> list[str]:
 def test_pyopenssl_data_then_close_notify_one_by_one(
     peers: Callable[..., PyOpenSSLPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
+    certificates: Certificates,
     role: Role,
 ) -> None:
     """Records, then close_notify, each in its own datagram, fed with receive_datagram()."""
@@ -736,7 +743,7 @@ def test_pyopenssl_data_then_close_notify_one_by_one(
 def test_pyopenssl_data_then_close_notify_batched(
     peers: Callable[..., PyOpenSSLPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
+    certificates: Certificates,
     role: Role,
 ) -> None:
     """The same datagrams fed with receive_datagrams(), which is documented as equivalent to
@@ -764,8 +771,8 @@ def test_pyopenssl_data_then_close_notify_batched(
 def test_pyopenssl_data_and_close_notify_in_one_datagram(
     peers: Callable[..., PyOpenSSLPeer],
     drivers: list[UdpDriver],
-    certificates: dict[str, tuple[Certificate, Certificate]],
-    role,
+    certificates: Certificates,
+    role: Role,
 ) -> None:
     """Three application_data records and close_notify packed in one datagram."""
     ours, theirs = certificates["ecdsa-p256"]
@@ -778,7 +785,7 @@ def test_pyopenssl_data_and_close_notify_in_one_datagram(
 
 
 def test_pyopenssl_server_gets_our_lost_final_client_flight_again(
-    peers: Callable[..., PyOpenSSLPeer], drivers: list[UdpDriver], certificates
+    peers: Callable[..., PyOpenSSLPeer], drivers: list[UdpDriver], certificates: Certificates
 ) -> None:
     """Our client's Certificate ... Finished flight is lost once: our 0.2 s timer resends it."""
     ours, theirs = certificates["ecdsa-p256"]
@@ -794,13 +801,17 @@ def test_pyopenssl_server_gets_our_lost_final_client_flight_again(
     # The same flight again (Certificate first), in new records: only sequence numbers differ.
     assert driver.sent[1][13] == driver.sent[2][13] == 11
     assert len(driver.sent[1]) == len(driver.sent[2])
-    assert driver.events == [events.FlightRetransmitted(1, pytest.approx(0.4, abs=0.01)), hs]
+    retransmitted, completed = driver.events
+    assert isinstance(retransmitted, events.FlightRetransmitted)
+    assert retransmitted.count == 1
+    assert retransmitted.next_timeout == pytest.approx(0.4, abs=0.01)
+    assert completed == hs
     assert conn.export_keying_material(LABEL, 60) == peer.info.material
 
 
 @pytest.mark.slow
 def test_pyopenssl_client_recovers_our_lost_final_server_flight(
-    peers: Callable[..., PyOpenSSLPeer], drivers: list[UdpDriver], certificates
+    peers: Callable[..., PyOpenSSLPeer], drivers: list[UdpDriver], certificates: Certificates
 ) -> None:
     """Our server's ChangeCipherSpec + Finished is lost once after we are established: the
     client's retransmitted flight (its 1 s timer) must make us send ours again."""
@@ -826,9 +837,9 @@ def test_pyopenssl_client_recovers_our_lost_final_server_flight(
 def test_pyopenssl_wrong_fingerprint_fails_closed(
     peers: Callable[..., PyOpenSSLPeer],
     drivers: list[UdpDriver],
-    our_certificate,
-    peer_certificate,
-    role,
+    our_certificate: Certificate,
+    peer_certificate: Certificate,
+    role: Role,
 ) -> None:
     wrong = Certificate.generate().fingerprint("sha-256")
     driver, peer = pair(peers, drivers, role, our_certificate, peer_certificate, expected=wrong)

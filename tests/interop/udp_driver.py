@@ -15,12 +15,15 @@ import socket
 import time
 from collections.abc import Callable
 
-from dtls_ossl import DtlsConnection, Fingerprint, events
+from dtls_ossl import Certificate, DtlsConnection, Fingerprint, events
 
 LOCALHOST = "127.0.0.1"
 _POLL = 0.05  # re-check the stop condition at least this often (it may watch a subprocess)
 
 Condition = Callable[[list[events.DtlsEvent]], bool]
+
+# The ``certificates`` fixture of conftest.py: (ours, the peer's) per key type.
+Certificates = dict[str, tuple[Certificate, Certificate]]
 
 
 def free_udp_port() -> int:
