@@ -279,8 +279,8 @@ async def run_cell(browser_name: str, role: str, kind: str, timeout: float) -> d
         mark("result")
         dtls = pc.sctp.transport if pc.sctp is not None else None
         ours["transport_class"] = type(dtls).__name__ if dtls is not None else None
-        ours["dtls_role"] = getattr(dtls, "_role", None)
         conn = getattr(dtls, "dtls_connection", None)
+        ours["dtls_role"] = conn.role.value if conn is not None else None
         ours["dtls_ossl_state"] = conn.state.value if conn is not None else None
         end = getattr(dtls, "termination", None)
         ours["termination"] = None if end is None or end.error is None else type(end.error).__name__
@@ -288,12 +288,6 @@ async def run_cell(browser_name: str, role: str, kind: str, timeout: float) -> d
         senders = [t.sender for t in pc.getTransceivers() if t.kind == "audio"]
         ours["audio_transport_is_dtls"] = bool(senders) and senders[0].transport is dtls
         ours["connection_state"] = pc.connectionState
-        ice = getattr(getattr(dtls, "transport", None), "_connection", None)
-        ours["ice_pairs"] = [
-            f"{p.local_candidate.host}:{p.local_candidate.port}"
-            f"->{p.remote_candidate.host}:{p.remote_candidate.port}"
-            for p in getattr(ice, "_nominated", {}).values()
-        ]
         return {"page": page, "ours": ours, "browser_log": browser.text()[-1500:]}
     finally:
         for task in tasks:
