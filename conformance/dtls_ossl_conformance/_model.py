@@ -56,6 +56,8 @@ class CellKind(enum.Enum):
     "A handshake through a seeded lossy, reordering path on our side of the socket."
     DTLS13_HELLO = "1.3-clienthello"
     "Our server facing a client that offers DTLS 1.3 (and may fragment its ClientHello)."
+    DATA_AND_AUDIO = "data+audio"
+    "aiortc on dtls_ossl against a browser: a data channel and audio, both ways."
     WRONG_CERTIFICATE = "wrong-certificate"
     "A target told another certificate's fingerprint than ours: it must refuse ours, with an alert."
 
