@@ -173,6 +173,7 @@ def test_cli_does_not_import_the_harness() -> None:
         "print(json.dumps(sorted(m for m in sys.modules if 'conformance' in m)))"
     )
     # An editable install's import hook is loaded by site at startup, whoever imports what.
+    assert isinstance(loaded, list)
     assert [m for m in loaded if not m.startswith("__editable__")] == []
 
 

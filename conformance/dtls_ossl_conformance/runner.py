@@ -125,7 +125,8 @@ def run_matrix(
             result = CellResult(spec, Status.SKIPPED, reason=avail.reason, install=avail.install)
             result.ours = Negotiated()
         else:
-            factor = peer.cell_timeout_factor * (LOSSY_FACTOR if spec.kind is CellKind.LOSSY else 1)
+            slow = spec.kind in (CellKind.LOSSY, CellKind.DROP_EACH, CellKind.RETRANSMIT_SCHEDULE)
+            factor = peer.cell_timeout_factor * (LOSSY_FACTOR if slow else 1)
             deadline = Deadline(timeout * factor)
             result = _run_cell(peer, CellContext(spec, deadline, identities))
         report.results.append(result)
