@@ -25,6 +25,14 @@ Scenarios (each a JUnit test case; ``--scenarios`` picks by any part of the id o
   certificate's fingerprint than ours; it must refuse ours with a fatal alert and carry no data
   (RFC 5763 §5, RFC 8122 §5).
 
+- ``drop-each``: each datagram the target sends during the handshake (the first four and the
+  last two) dropped in turn; the handshake must still complete; the resend delay is reported,
+  and whether a server target sent a HelloVerifyRequest (RFC 6347 §4.2.4, §4.2.1).
+- ``retransmit-schedule``: we go silent after the target's first flight and time its resends
+  for 7.5 s: first timeout, backoff (RFC 6347 §4.2.4.1), give-up if it came.
+- ``hostile-records``: garbage and forged (epoch-1, bad length) records before each of our
+  flights; the target must discard them and complete (RFC 6347 §4.1.2.7).
+
 With ``--echo`` the target must echo application data back (checked both ways).
 """
 
