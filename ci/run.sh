@@ -73,6 +73,9 @@ step pytest python -m pytest
 # built from Debian source, pion, werift, aiortc, headless Chromium and Firefox ESR): installs
 # missing peers, then runs it; non-zero if any cell fails. Reports: reports/conformance (report.json, junit.xml).
 step conformance bash ci/conformance.sh
+# The same tool as a user gets it: both wheels built and installed into a fresh venv outside the
+# checkout, a few quick peers installed with it, a matrix subset and a target run (~1 min).
+step conformance-wheels bash ci/conformance-wheels.sh
 
 # Robustness jobs of issue 9, after the main test run: a bounded mutation campaign against
 # in-memory pairs (FUZZ_SECONDS, default 180 s) and the suite under ASan/UBSan (~2.5 min here).

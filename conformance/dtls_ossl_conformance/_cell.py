@@ -249,6 +249,7 @@ def run_standard_cell(
     peer_uses_our_certificates: bool = True,
     peer_fingerprint: Fingerprint | None = None,
     check_fingerprint: bool = True,
+    impairment: LossyPath | None = None,
 ) -> CellOutcome:
     """Run ``ctx.spec`` against the endpoint that ``make_endpoint`` creates.
 
@@ -256,6 +257,8 @@ def run_standard_cell(
         own (default: that of the peer certificate of the cell's identities).
     :param check_fingerprint: False accepts any peer certificate (a target whose fingerprint
         was not given); the fingerprint check is then reported as not applicable.
+    :param impairment: the path between our connection and the socket (default: the lossy
+        cell's seeded one, or none).
     """
     spec = ctx.spec
     ours, theirs = ctx.identities.pair(spec.key_type)
@@ -275,7 +278,8 @@ def run_standard_cell(
         insecure_skip_fingerprint_check=expected is None,
     )
     out = CellOutcome()
-    impairment = impairment_for(spec)
+    if impairment is None:
+        impairment = impairment_for(spec)
     try:
         if spec.role is Role.CLIENT:
             address = endpoint.start_server()

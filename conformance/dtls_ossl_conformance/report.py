@@ -40,16 +40,19 @@ class RunReport:
         return 1 if self.count(Status.FAILED) else 0
 
 
-def cell_line(index: int, total: int, result: CellResult, *, explain_skip: bool = True) -> str:
+def cell_line(
+    index: int, total: int, result: CellResult, *, explain_skip: bool = True, peer_width: int = 9
+) -> str:
     """Format the live line of one cell, e.g. ``[ 3/40] openssl  client  SRTP_...  PASS  0.12 s``.
 
     A failed cell is followed by its failed checks; a skipped one by its reason and install
-    command when ``explain_skip`` (the runner explains each skipped peer once).
+    command when ``explain_skip`` (the runner explains each skipped peer once). The peer's name
+    is padded to ``peer_width`` (the runner passes its longest).
     """
     spec = result.spec
     width = len(str(total))
     line = (
-        f"[{index:>{width}}/{total}] {spec.peer:<9} {spec.role.value:<7}"
+        f"[{index:>{width}}/{total}] {spec.peer:<{peer_width}} {spec.role.value:<7}"
         f"{spec.column:<23} {spec.key_type:<11} {_WORD[result.status]}  {result.duration:5.2f} s"
     )
     if result.status is Status.FAILED:

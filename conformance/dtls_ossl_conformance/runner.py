@@ -37,6 +37,7 @@ _AES_CM = (SrtpProfile.AES128_CM_SHA1_80, SrtpProfile.AES128_CM_SHA1_32)
 def all_peers() -> list[Peer]:
     """Every peer the harness knows, in the order they run."""
     from dtls_ossl_conformance.peer_aiortc import AiortcPeer
+    from dtls_ossl_conformance.peer_aiortc_browser import AiortcBrowserPeer
     from dtls_ossl_conformance.peer_chromium import ChromiumPeer
     from dtls_ossl_conformance.peer_firefox import FirefoxPeer
     from dtls_ossl_conformance.peer_gnutls import GnuTLSPeer
@@ -56,6 +57,8 @@ def all_peers() -> list[Peer]:
         WolfSSLPeer(),
         FirefoxPeer(),
         AiortcPeer(),
+        AiortcBrowserPeer("chromium"),
+        AiortcBrowserPeer("firefox"),
         PionPeer(),
         WeriftPeer(),
     ]
@@ -114,6 +117,7 @@ def run_matrix(
         report.peers[peer.name] = avail
         plan += [(peer, avail, spec) for spec in peer.cells()]
     print(f"{report.our_version}: {len(plan)} cells", file=out, flush=True)
+    peer_width = max([9, *(len(spec.peer) for _, _, spec in plan)])
     identities = Identities()
     explained: set[str] = set()
     for index, (peer, avail, spec) in enumerate(plan, 1):
@@ -121,13 +125,15 @@ def run_matrix(
             result = CellResult(spec, Status.SKIPPED, reason=avail.reason, install=avail.install)
             result.ours = Negotiated()
         else:
-            factor = peer.cell_timeout_factor * (LOSSY_FACTOR if spec.kind is CellKind.LOSSY else 1)
+            slow = spec.kind in (CellKind.LOSSY, CellKind.DROP_EACH, CellKind.RETRANSMIT_SCHEDULE)
+            factor = peer.cell_timeout_factor * (LOSSY_FACTOR if slow else 1)
             deadline = Deadline(timeout * factor)
             result = _run_cell(peer, CellContext(spec, deadline, identities))
         report.results.append(result)
         explain = spec.peer not in explained
         explained.add(spec.peer)
-        print(cell_line(index, len(plan), result, explain_skip=explain), file=out, flush=True)
+        line = cell_line(index, len(plan), result, explain_skip=explain, peer_width=peer_width)
+        print(line, file=out, flush=True)
     report.duration = time.monotonic() - started
     summary(report, out)
     if report_dir is not None:

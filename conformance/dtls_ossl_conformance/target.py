@@ -25,12 +25,21 @@ Scenarios (each a JUnit test case; ``--scenarios`` picks by any part of the id o
   certificate's fingerprint than ours; it must refuse ours with a fatal alert and carry no data
   (RFC 5763 §5, RFC 8122 §5).
 
+- ``drop-each``: each datagram the target sends during the handshake (the first four and the
+  last two) dropped in turn; the handshake must still complete; the resend delay is reported,
+  and whether a server target sent a HelloVerifyRequest (RFC 6347 §4.2.4, §4.2.1).
+- ``retransmit-schedule``: we go silent after the target's first flight and time its resends
+  for 7.5 s: first timeout, backoff (RFC 6347 §4.2.4.1), give-up if it came.
+- ``hostile-records``: garbage and forged (epoch-1, bad length) records before each of our
+  flights; the target must discard them and complete (RFC 6347 §4.1.2.7).
+
 With ``--echo`` the target must echo application data back (checked both ways).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import shlex
 import sys
 from dataclasses import dataclass
@@ -48,7 +57,14 @@ from dtls_ossl_conformance._cell import (
     our_configuration,
     run_standard_cell,
 )
-from dtls_ossl_conformance._io import LOCALHOST, PeerProcess, UdpDriver, free_udp_port, settled
+from dtls_ossl_conformance._io import (
+    LOCALHOST,
+    Condition,
+    PeerProcess,
+    UdpDriver,
+    free_udp_port,
+    settled,
+)
 from dtls_ossl_conformance._model import (
     Availability,
     CellFailure,
@@ -60,6 +76,7 @@ from dtls_ossl_conformance._model import (
 )
 from dtls_ossl_conformance._names import PROG
 from dtls_ossl_conformance._peer import KEY_TYPES, Peer
+from dtls_ossl_conformance._target_paths import ScriptedPath, describe
 
 __all__ = ["DESCRIPTION", "TargetPeer", "TargetSettings", "add_arguments", "run"]
 
@@ -195,6 +212,12 @@ class TargetPeer(Peer):
             for key_type in KEY_TYPES
         ]
         out.append(CellSpec(self.name, role, CellKind.LOSSY, self.profiles[0], "rsa-2048"))
+        # RSA-2048 certificates make the target's flights span datagrams: more to drop.
+        out.append(CellSpec(self.name, role, CellKind.DROP_EACH, self.profiles[0], "rsa-2048"))
+        out += [
+            CellSpec(self.name, role, kind, self.profiles[0], "ecdsa-p256")
+            for kind in (CellKind.RETRANSMIT_SCHEDULE, CellKind.HOSTILE_RECORDS)
+        ]
         if "{fingerprint}" in (self.settings.command or ""):
             out.append(
                 CellSpec(
@@ -214,21 +237,163 @@ class TargetPeer(Peer):
         ours, theirs = ctx.identities.pair(ctx.spec.key_type)
         if ctx.spec.kind is CellKind.WRONG_CERTIFICATE:
             return self._wrong_certificate(ctx, ours, theirs)
+        if ctx.spec.kind is CellKind.DROP_EACH:
+            return self._drop_each(ctx)
+        if ctx.spec.kind is CellKind.RETRANSMIT_SCHEDULE:
+            return self._schedule(ctx)
 
         def make(c: CellContext, cert: Certificate | None) -> Endpoint:
             return _TargetEndpoint(c, cert, self.settings, ours.fingerprint("sha-256"))
 
         fixed = self.settings.address is not None
+        hostile = ctx.spec.kind is CellKind.HOSTILE_RECORDS
+        path = ScriptedPath(hostile=True) if hostile else None
         out = run_standard_cell(
             ctx,
             make,
             peer_fingerprint=self.settings.fingerprint if fixed else None,
             check_fingerprint=not fixed or self.settings.fingerprint is not None,
+            impairment=path,
         )
         if ctx.spec.kind is CellKind.HANDSHAKE:
             _refused_is_not_failed(out)
+        elif path is not None:
+            _hostile_result(out, path)
         else:
             _impairment_is_informative(out)
+        return out
+
+    def _attempt(
+        self, ctx: CellContext, path: ScriptedPath, deadline: Deadline, until: Condition = settled
+    ) -> tuple[UdpDriver, str]:
+        """One handshake with the target over ``path``; return the driver and what went wrong."""
+        spec = ctx.spec
+        ours, theirs = ctx.identities.pair(spec.key_type)
+        endpoint = _TargetEndpoint(ctx, theirs, self.settings, ours.fingerprint("sha-256"))
+        fixed = self.settings.address is not None
+        expected = self.settings.fingerprint if fixed else theirs.fingerprint("sha-256")
+        conn = DtlsConnection(
+            our_configuration(spec, ours, deadline.remaining()),
+            role=spec.role,
+            remote_fingerprints=[expected] if expected is not None else None,
+            insecure_skip_fingerprint_check=expected is None,
+        )
+        if spec.role is Role.CLIENT:
+            driver = UdpDriver(conn, endpoint.start_server(), path)
+            ctx.on_cleanup(driver.close)
+            driver.connect()
+        else:
+            driver = UdpDriver(conn, None, path)
+            ctx.on_cleanup(driver.close)
+            endpoint.start_client(driver.port)
+        problem = ""
+        try:
+            driver.run_until(
+                until, deadline, "the handshake", also=lambda: endpoint.failed() is not None
+            )
+        except CellFailure as exc:
+            problem = str(exc)
+        problem = problem or endpoint.failed() or ""
+        if endpoint.proc is not None:
+            endpoint.proc.stop()
+        return driver, problem
+
+    def _drop_each(self, ctx: CellContext) -> CellOutcome:
+        """Drop each of the target's handshake datagrams in turn; it must recover each time."""
+        out = CellOutcome()
+        base = ScriptedPath()
+        driver, problem = self._attempt(ctx, base, Deadline(min(8.0, ctx.deadline.remaining())))
+        if driver.completed is None:
+            raise CellFailure(f"no handshake to start from: {problem or _terminated(driver)}")
+        done = driver.completed
+        sent = [d for t, d in base.arrivals if t <= done]
+        # The first datagrams (the first flights) and the last two (the last flight, which
+        # only comes again when our previous flight does: wolfSSL's defect lives there).
+        picked = list(range(1, len(sent) + 1))
+        if len(picked) > MAX_DROPS:
+            picked = picked[: MAX_DROPS - 2] + picked[-2:]
+        hvr = any("HelloVerifyRequest" in describe(d) for d in sent)
+        if ctx.spec.role is Role.CLIENT:
+            out.add(
+                "hello_verify_request",
+                None,
+                ("offered" if hvr else "not offered") + " (RFC 6347 §4.2.1: a server SHOULD)",
+            )
+        for k in picked:
+            datagram = sent[k - 1]
+            path = ScriptedPath(drop=k)
+            budget = Deadline(min(DROP_BUDGET, max(0.5, ctx.deadline.remaining() - 0.5)))
+            driver, problem = self._attempt(ctx, path, budget)
+            what = f"drop #{k} ({describe(datagram)})"
+            if path.dropped is None:
+                out.add(what, None, "the target sent fewer datagrams this time")
+                continue
+            resent = path.retransmissions(path.dropped)
+            after = f"resent after {(resent[0] - path.dropped[0]) * 1000:.0f} ms" if resent else ""
+            if driver.completed is not None:
+                took = (driver.completed - path.dropped[0]) * 1000
+                out.add(what, True, f"{after or 'recovered'}; handshake done {took:.0f} ms later")
+            elif not resent:
+                out.add(
+                    what,
+                    False,
+                    f"the target never retransmitted it within {budget.seconds:g} s "
+                    f"({problem or _terminated(driver)}); RFC 6347 §4.2.4: a flight is "
+                    "retransmitted until answered, the last one when the peer's previous flight "
+                    "comes again",
+                )
+            else:
+                out.add(
+                    what,
+                    False,
+                    f"{after}, but no handshake: {problem or _terminated(driver)} "
+                    "(RFC 6347 §4.2.4)",
+                )
+        out.log = ctx.log()
+        return out
+
+    def _schedule(self, ctx: CellContext) -> CellOutcome:
+        """Go silent once the target's first flight of interest came; time its retransmissions."""
+        out = CellOutcome()
+        # A server target's timer runs on its ServerHello flight; a client target's on its
+        # ClientHello.
+        first = 2 if ctx.spec.role is Role.CLIENT else 1
+        path = ScriptedPath(silent_after=first)
+        window = min(SCHEDULE_WINDOW, max(1.0, ctx.deadline.remaining() - 1.0))
+        _, problem = self._attempt(ctx, path, Deadline(window), until=lambda seen: False)
+        trigger = next(
+            ((t, d) for t, d in path.arrivals if f"{_HELLO[first]}" in describe(d)), None
+        )
+        if trigger is None:
+            raise CellFailure(f"the target sent no {_HELLO[first]} ({problem})")
+        resent = path.retransmissions(trigger)
+        times = [trigger[0], *resent]
+        gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(times)]
+        gave_up = "exited" in problem
+        tail = (
+            f"; it gave up: {problem}"
+            if gave_up
+            else f"; still going after {window:g} s (give-up not reached)"
+        )
+        flight = describe(trigger[1])
+        out.add(
+            "retransmits",
+            bool(resent),
+            f"{flight} resent after {', '.join(f'{g} ms' for g in gaps)}{tail}"
+            if resent
+            else f"{flight} never resent within {window:g} s of silence (RFC 6347 §4.2.4)",
+        )
+        if len(gaps) < 2:
+            out.add("backoff", None, "fewer than two retransmissions to compare")
+        else:
+            grows = all(b >= 0.9 * a for a, b in itertools.pairwise(gaps))
+            out.add(
+                "backoff",
+                grows,
+                f"intervals {gaps} ms (RFC 6347 §4.2.4.1: the timer doubles, 1 s initial "
+                "recommended)",
+            )
+        out.log = ctx.log()
         return out
 
     def _wrong_certificate(
@@ -277,6 +442,42 @@ class TargetPeer(Peer):
         )
         out.log = ctx.log()
         return out
+
+
+MAX_DROPS = 6
+"At most this many of the target's datagrams are dropped in turn (the first ones and the last two)."
+DROP_BUDGET = 6.0
+"Seconds one drop-each handshake may take (OpenSSL's timers start at 1 s, then double)."
+SCHEDULE_WINDOW = 7.5
+"Seconds of silence in retransmit-schedule: a 1 s timer doubling resends at 1, 3 and 7 s."
+_HELLO = {1: "ClientHello", 2: "ServerHello"}
+
+
+def _terminated(driver: UdpDriver) -> str:
+    for e in driver.events:
+        if isinstance(e, events.ConnectionTerminated):
+            return f"ended: {type(e.error).__name__}: {e.error}" if e.error else "closed"
+    return f"our state {driver.conn.state.value}"
+
+
+def _hostile_result(out: CellOutcome, path: ScriptedPath) -> None:
+    """Replace the lossy cell's impairment check by what the hostile records proved."""
+    from dtls_ossl_conformance._model import Check, CheckStatus
+
+    for i, check in enumerate(out.checks):
+        if check.name == "impairment":
+            out.checks[i] = Check(
+                "hostile_records",
+                CheckStatus.PASS,
+                f"{path.summary()}: discarded, the handshake completed (RFC 6347 §4.1.2.7)",
+            )
+        elif check.status is CheckStatus.FAIL:
+            out.checks[i] = Check(
+                check.name,
+                check.status,
+                f"{check.detail} (after garbage and forged records, which RFC 6347 §4.1.2.7 "
+                "says to discard silently)",
+            )
 
 
 def _refused_is_not_failed(out: CellOutcome) -> None:

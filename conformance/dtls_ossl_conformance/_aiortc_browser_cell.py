@@ -1,22 +1,22 @@
-"""One browser cell against aiortc on dtls_ossl, run inside a lo-only network namespace.
+"""One browser x aiortc cell: aiortc on dtls_ossl against a browser, in a lo-only namespace.
 
-``python tests/aiortc_browser_cell.py BROWSER ROLE KIND TIMEOUT`` (started by
-tests/test_aiortc_browser.py under ``unshare -n``) brings ``lo`` up, serves a page on 127.0.0.1
+``python -m dtls_ossl_conformance._aiortc_browser_cell BROWSER ROLE KIND TIMEOUT`` (started by
+:mod:`.peer_aiortc_browser` under ``unshare -n``) brings ``lo`` up, serves a page on 127.0.0.1
 whose ``RTCPeerConnection`` (fake microphone, one data channel) posts its offer over HTTP,
 answers it with an aiortc ``RTCPeerConnection`` made after ``dtls_ossl.aiortc.install()``, and
-prints one line ``RESULT {json}`` with what both sides saw.
+prints one line ``RESULT {json}`` with what both sides saw (the peer module turns it into checks).
 
 ROLE is aiortc's DTLS role. The browser offers ``a=setup:actpass``, which aiortc answers as
 the DTLS client; for ``server`` the offer aiortc reads says ``a=setup:active`` (the browser's
 own description is unchanged), so aiortc answers ``passive`` and the browser becomes the client.
-KIND ``wrong_fingerprint`` changes one digit of the offer's fingerprint before aiortc reads it:
+KIND ``wrong-fingerprint`` changes one digit of the offer's fingerprint before aiortc reads it:
 dtls_ossl must then end the handshake with a ``bad_certificate`` alert, and the browser fail.
 
 aioice skips loopback addresses when it gathers, and the namespace has nothing else, so the cell
-runs under :func:`aiortc_pair.loopback_only` (aioice gathers 127.0.0.1). Both sides run full
-ICE. The browser is launched with the conformance harness's own flags, profile and environment.
+makes it gather 127.0.0.1 only. Both sides run full ICE. The browser is launched with the same
+flags, profile and environment as the browser peers (:func:`._browser_cell._launch`).
 
-What is checked: the data channel both ways (the page sends, aiortc echoes; aiortc sends, the
+What is recorded: the data channel both ways (the page sends, aiortc echoes; aiortc sends, the
 page echoes), audio both ways (aiortc decodes the browser's Opus frames; the page's
 ``getStats()`` counts aiortc's packets as ``inbound-rtp`` packetsReceived), and that the DTLS
 under it all was dtls_ossl's, in the asked role.
@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
-import importlib
 import json
 import os
 import re
@@ -37,30 +36,46 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import aioice.ice
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
-from aiortc_pair import corrupt_fingerprint, loopback_only
 
 import dtls_ossl.aiortc
+from dtls_ossl_conformance._browser_cell import _launch
+from dtls_ossl_conformance._io import LOCALHOST, PeerProcess
 
-HARNESS_PACKAGES = ("dtls_ossl_conformance", "dtls_ossl.conformance")
-"Where the conformance harness lives: its own distribution, or (before that) inside dtls_ossl."
-
-
-def harness(module: str) -> Any:
-    """Import ``module`` of the conformance harness from wherever it is installed."""
-    for package in HARNESS_PACKAGES:
-        with contextlib.suppress(ModuleNotFoundError):
-            return importlib.import_module(f"{package}.{module}")
-    raise ModuleNotFoundError(f"no conformance harness ({' or '.join(HARNESS_PACKAGES)})")
+WRONG_FINGERPRINT = "wrong-fingerprint"
+"The KIND whose offer carries a corrupted fingerprint."
 
 
-# The only names taken from the harness: how a browser is launched (its flags, Firefox's
-# profile and environment) and stopped (PeerProcess.stop ends its process group).
-_launch = harness("_browser_cell")._launch
-LOCALHOST: str = harness("_io").LOCALHOST
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """Make aioice gather 127.0.0.1 only (it skips loopback by default)."""
+    original = aioice.ice.get_host_addresses
+
+    def loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [LOCALHOST]
+
+    aioice.ice.get_host_addresses = loopback
+    try:
+        yield
+    finally:
+        aioice.ice.get_host_addresses = original
+
+
+def corrupt_fingerprint(sdp: str) -> str:
+    """Change one hex digit of every ``a=fingerprint`` (a man-in-the-middle's certificate)."""
+
+    def flip(m: re.Match[str]) -> str:
+        value = m.group(2)
+        first = "0" if value[0] != "0" else "1"
+        return f"{m.group(1)}{first}{value[1:]}"
+
+    return re.sub(r"(a=fingerprint:\S+ )(\S+)", flip, sdp)
+
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>dtls-ossl aiortc</title><script>
 const q = new URLSearchParams(location.search);
@@ -245,7 +260,7 @@ async def run_cell(browser_name: str, role: str, kind: str, timeout: float) -> d
         mark("offer")
         if role == "server":
             offer = re.sub(r"a=setup:\w+", "a=setup:active", offer)
-        if kind == "wrong_fingerprint":
+        if kind == WRONG_FINGERPRINT:
             offer = corrupt_fingerprint(offer)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         pc.addTrack(AudioStreamTrack())
@@ -264,7 +279,7 @@ async def run_cell(browser_name: str, role: str, kind: str, timeout: float) -> d
 
     exchange.answerer = answer
     profile_dir = tempfile.TemporaryDirectory(prefix=f"dtls-ossl-aiortc-{browser_name}-")
-    browser: Any = None  # the harness's PeerProcess
+    browser: PeerProcess | None = None
     try:
         url = f"http://{LOCALHOST}:{server.server_address[1]}/?wait={int(timeout * 1000 * 0.6)}"
         browser = _launch(browser_name, profile_dir.name, url)
@@ -273,7 +288,7 @@ async def run_cell(browser_name: str, role: str, kind: str, timeout: float) -> d
             page = await asyncio.wait_for(asyncio.shield(exchange.result), remaining)
         except asyncio.TimeoutError:
             page = {"error": f"the page posted no result in {timeout:g} s"}
-        if kind == "normal":
+        if kind != WRONG_FINGERPRINT:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(frames_done), 1.0)
         mark("result")
@@ -282,6 +297,11 @@ async def run_cell(browser_name: str, role: str, kind: str, timeout: float) -> d
         conn = getattr(dtls, "dtls_connection", None)
         ours["dtls_role"] = conn.role.value if conn is not None else None
         ours["dtls_ossl_state"] = conn.state.value if conn is not None else None
+        info = conn.handshake_info if conn is not None else None
+        if info is not None:
+            ours["version"] = info.protocol_version
+            ours["cipher"] = info.cipher
+            ours["srtp_profile"] = info.srtp_profile.openssl_name if info.srtp_profile else None
         end = getattr(dtls, "termination", None)
         ours["termination"] = None if end is None or end.error is None else type(end.error).__name__
         ours["terminated_by_peer"] = None if end is None else end.by_peer
@@ -303,15 +323,15 @@ async def run_cell(browser_name: str, role: str, kind: str, timeout: float) -> d
 
 
 def main() -> int:
-    """Entry point inside the namespace: ``BROWSER ROLE TIMEOUT``; prints one RESULT line."""
-    # The test stops this process with SIGTERM on its timeout: unwind so that run_cell's
+    """Entry point inside the namespace: ``BROWSER ROLE KIND TIMEOUT``; prints one RESULT line."""
+    # The harness stops this process with SIGTERM on its timeout: unwind so that run_cell's
     # cleanup stops the browser (in its own process group).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     browser_name, role, kind, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     if os.environ.get("DTLS_OSSL_NETNS") == "1":
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
         if browser_name == "firefox":
-            # As in the harness: without a default route Firefox gathers no candidate.
+            # As for the browser peers: without a default route Firefox gathers no candidate.
             subprocess.run(
                 ["ip", "route", "add", "default", "dev", "lo", "src", LOCALHOST],
                 check=True,
