@@ -52,6 +52,6 @@ for lib in libssl libcrypto; do
     exit 1
   fi
 done
-grep -E 'dtls_ossl\.libs/.' <<<"$listing" | awk '{ print "build-wheel: bundles " $1 }'
+grep -E 'dtls_ossl\.libs/[^ ]' <<<"$listing" | awk '{ print "build-wheel: bundles " $1 }'
 cp "$sdist" "$out/"
 echo "$wheel"
