@@ -28,7 +28,10 @@ core_tests=${MATRIX_CORE_TESTS:-tests/test_connection.py tests/test_binding.py t
 # Files that need this machine's services or tools (nginx in namespaces, browsers and built
 # peers, git); they run in the main pytest step.
 not_in_roots=(tests/test_loadbalancer.py tests/test_aiortc.py tests/conformance tests/interop)
-packages=python3,python3-venv,gcc,libc6-dev,libssl-dev,pkg-config,openssl,python3-cffi,python3-cryptography,python3-openssl,python3-pytest,python3-pytest-timeout,python3-hypothesis,python3-setuptools
+# debootstrap installs the toolchain; the Python packages are installed after it, chrooted with
+# /proc mounted (their byte-compiling fails inside debootstrap's own configure step).
+base_packages=python3,python3-venv,gcc,libc6-dev,libssl-dev,pkg-config
+py_packages="openssl python3-cffi python3-cryptography python3-openssl python3-pytest python3-pytest-timeout python3-hypothesis python3-setuptools"
 report=$repo/reports/openssl-matrix.md
 
 say() { echo "openssl-matrix: $*"; }
@@ -67,7 +70,7 @@ make_root() {
   local suite=$1 base=$1 dir=$work/make-$1 start=$EPOCHREALTIME
   [ "$suite" != experimental ] || base=sid
   say "$suite: debootstrap $base (first run only; about 2 minutes)"
-  debootstrap --variant=minbase --include="$packages" "$base" "$dir" "$mirror" >"$work/debootstrap-$suite.log" 2>&1 || {
+  debootstrap --variant=minbase --include="$base_packages" "$base" "$dir" "$mirror" >"$work/debootstrap-$suite.log" 2>&1 || {
     tail -n 20 "$work/debootstrap-$suite.log" >&2
     return 1
   }
@@ -82,7 +85,7 @@ make_root() {
   local target=""
   [ "$suite" != experimental ] || target="-t experimental"
   # The newest libssl-dev of the suite (its updates and security pockets, or experimental).
-  in_root "$dir" "apt-get update -q >/dev/null && apt-get install -y -q $target libssl-dev openssl >/dev/null && apt-get clean" || return 1
+  in_root "$dir" "apt-get update -q >/dev/null && apt-get install -y -q $py_packages >/dev/null && apt-get install -y -q $target libssl-dev openssl >/dev/null && apt-get clean" || return 1
   rm -rf "$dir"/var/lib/apt/lists/*
   tar -C "$dir" -cf - . | zstd -q -T0 -3 -o "$roots/$suite.tar.zst.part"
   mv "$roots/$suite.tar.zst.part" "$roots/$suite.tar.zst"
