@@ -47,15 +47,18 @@ def where(handle, name):
     assert libc.dladdr(address, ctypes.byref(info))
     return os.path.realpath(info.fname.decode())
 
-module = ctypes.CDLL(dtls_ossl._openssl.__file__, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+def loaded(path):
+    return ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+
+module = loaded(dtls_ossl._openssl.__file__)
 libcrypto = where(module, "OpenSSL_version")
-bundled = ctypes.CDLL(libcrypto, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+bundled = loaded(libcrypto)
 bundled.OpenSSL_version.restype = ctypes.c_char_p
 bundled.OpenSSL_version_num.restype = ctypes.c_ulong
 maps = open("/proc/self/maps").read().split()
 print(json.dumps({
     "ssl_module": ssl.OPENSSL_VERSION,
-    "ssl_module_file": where(ctypes.CDLL(ssl._ssl.__file__, mode=os.RTLD_NOLOAD | os.RTLD_LAZY), "SSL_new"),
+    "ssl_module_file": where(loaded(ssl._ssl.__file__), "SSL_new"),
     "libssl": where(module, "SSL_CTX_new"),
     "libcrypto": libcrypto,
     "global_scope_has_openssl": hasattr(libc, "OpenSSL_version"),
