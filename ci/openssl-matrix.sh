@@ -31,8 +31,10 @@ not_in_roots=(tests/test_loadbalancer.py tests/test_aiortc.py tests/conformance 
 # debootstrap installs the toolchain; the Python packages are installed after it, chrooted with
 # /proc mounted (their byte-compiling fails inside debootstrap's own configure step).
 base_packages=python3,python3-venv,gcc,libc6-dev,libssl-dev,pkg-config
-py_packages="openssl python3-cffi python3-cryptography python3-openssl python3-pytest python3-pytest-timeout python3-hypothesis python3-setuptools"
+py_packages="openssl python3-dev python3-cffi python3-cryptography python3-openssl python3-pytest python3-pytest-timeout python3-hypothesis python3-setuptools"
 report=$repo/reports/openssl-matrix.md
+# A root's cache key: its suite and what goes into it, so a change of the recipe remakes it.
+recipe=$(printf '%s\n' "$base_packages" "$py_packages" | sha256sum | cut -c1-8)
 
 say() { echo "openssl-matrix: $*"; }
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }'; }
@@ -87,10 +89,11 @@ make_root() {
   # The newest libssl-dev of the suite (its updates and security pockets, or experimental).
   in_root "$dir" "apt-get update -q >/dev/null && apt-get install -y -q $py_packages >/dev/null && apt-get install -y -q $target libssl-dev openssl >/dev/null && apt-get clean" || return 1
   rm -rf "$dir"/var/lib/apt/lists/*
-  tar -C "$dir" -cf - . | zstd -q -T0 -3 -o "$roots/$suite.tar.zst.part"
-  mv "$roots/$suite.tar.zst.part" "$roots/$suite.tar.zst"
+  rm -f "$roots/$suite"-*.tar.zst
+  tar -C "$dir" -cf - . | zstd -q -T0 -3 -o "$tarball.part"
+  mv "$tarball.part" "$tarball"
   rm -rf "$dir"
-  say "$suite: root made and cached in $(elapsed "$start") s ($(du -h "$roots/$suite.tar.zst" | cut -f1))"
+  say "$suite: root made and cached in $(elapsed "$start") s ($(du -h "$tarball" | cut -f1))"
 }
 
 # The committed tree, as CI sees it.
@@ -101,7 +104,7 @@ status=0
 newest_root=""
 for suite in "${suites[@]}"; do
   start=$EPOCHREALTIME
-  tarball=$roots/$suite.tar.zst
+  tarball=$roots/$suite-$recipe.tar.zst
   if [ "${MATRIX_REFRESH:-0}" = 1 ] || [ -z "$(find "$tarball" -mtime "-$max_days" 2>/dev/null)" ]; then
     if ! make_root "$suite"; then
       say "$suite: could not make the root (see above)"
