@@ -33,6 +33,7 @@ not_in_roots=(tests/test_loadbalancer.py tests/test_aiortc.py tests/conformance 
 base_packages=python3,python3-venv,gcc,libc6-dev,libssl-dev,pkg-config
 py_packages="openssl python3-dev python3-cffi python3-cryptography python3-openssl python3-pytest python3-pytest-timeout python3-hypothesis python3-setuptools"
 report=$repo/reports/openssl-matrix.md
+logs=$repo/reports/openssl-matrix # each build, pytest, demo and interop log, kept for reading
 # A root's cache key: its suite and what goes into it, so a change of the recipe remakes it.
 recipe=$(printf '%s\n' "$base_packages" "$py_packages" | sha256sum | cut -c1-8)
 
@@ -43,7 +44,8 @@ command -v debootstrap >/dev/null 2>&1 || {
   say "installing debootstrap"
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null
 }
-mkdir -p "$roots" "$(dirname "$report")"
+rm -rf "$logs"
+mkdir -p "$roots" "$logs"
 work=$(mktemp -d "${TMPDIR:-/tmp}/dtls_ossl-matrix.XXXXXX")
 server_pid=""
 cleanup() {
@@ -72,8 +74,8 @@ make_root() {
   local suite=$1 base=$1 dir=$work/make-$1 start=$EPOCHREALTIME
   [ "$suite" != experimental ] || base=sid
   say "$suite: debootstrap $base (first run only; about 2 minutes)"
-  debootstrap --variant=minbase --include="$base_packages" "$base" "$dir" "$mirror" >"$work/debootstrap-$suite.log" 2>&1 || {
-    tail -n 20 "$work/debootstrap-$suite.log" >&2
+  debootstrap --variant=minbase --include="$base_packages" "$base" "$dir" "$mirror" >"$logs/debootstrap-$suite.log" 2>&1 || {
+    tail -n 20 "$logs/debootstrap-$suite.log" >&2
     return 1
   }
   cp /etc/resolv.conf "$dir/etc/resolv.conf"
@@ -125,12 +127,12 @@ for suite in "${suites[@]}"; do
 
   # Build: our C must compile without a warning on every OpenSSL (CI's -Werror, counted here).
   build=fail
-  if in_root "$root" "cd /src && python3 setup.py -q build_ext --inplace" >"$work/build-$suite.log" 2>&1; then
-    warnings=$(grep -c 'warning:' "$work/build-$suite.log" || true)
+  if in_root "$root" "cd /src && python3 setup.py -q build_ext --inplace" >"$logs/build-$suite.log" 2>&1; then
+    warnings=$(grep -c 'warning:' "$logs/build-$suite.log" || true)
     if [ "$warnings" -eq 0 ]; then build="ok, 0 warnings"; else build="$warnings warnings"; fi
   fi
   say "$suite: build $build"
-  [ "$build" = "ok, 0 warnings" ] || { grep -E 'warning:|error:' "$work/build-$suite.log" | head -n 20 >&2 || true; status=1; }
+  [ "$build" = "ok, 0 warnings" ] || { grep -E 'warning:|error:' "$logs/build-$suite.log" | head -n 20 >&2 || true; status=1; }
 
   tests="-"
   demo="-"
@@ -148,18 +150,19 @@ for suite in "${suites[@]}"; do
     say "$suite: pytest ($which) on $version"
     tstart=$EPOCHREALTIME
     in_root "$root" "cd /src && timeout 1200 python3 -m pytest -q -p no:cacheprovider $selection" \
-      >"$work/pytest-$suite.log" 2>&1 || status=1
-    summary=$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$work/pytest-$suite.log" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')
+      >"$logs/pytest-$suite.log" 2>&1 || status=1
+    summary=$(grep -E '(passed|failed|error|no tests ran).* in [0-9.]+s' "$logs/pytest-$suite.log" |
+      tail -n 1 | tr -d '=' | sed 's/^ *//; s/ in [0-9.]*s.*$//' || true)
     [ -n "$summary" ] || summary="no summary"
     tests="$which: $summary"
     say "$suite: $summary ($(elapsed "$tstart") s)"
-    grep -E '^(FAILED|ERROR) ' "$work/pytest-$suite.log" | head -n 20 >&2 || true
-    if in_root "$root" "cd /src && timeout 120 python3 -m dtls_ossl demo" >"$work/demo-$suite.log" 2>&1; then
+    grep -E '^(FAILED|ERROR) ' "$logs/pytest-$suite.log" | head -n 20 >&2 || true
+    if in_root "$root" "cd /src && timeout 120 python3 -m dtls_ossl demo" >"$logs/demo-$suite.log" 2>&1; then
       demo=ok
     else
       demo=fail
       status=1
-      tail -n 20 "$work/demo-$suite.log" >&2
+      tail -n 20 "$logs/demo-$suite.log" >&2
     fi
     say "$suite: demo $demo"
     newest_root=$root
@@ -186,25 +189,25 @@ if [ -n "$newest_root" ]; then
     local serve="python3 -m dtls_ossl server --host 127.0.0.1 --port $port --cert CERTS/server.pem --key CERTS/server.key --fingerprint '$(fp client)'"
     local connect="echo interop | timeout 60 python3 -m dtls_ossl client 127.0.0.1 $port --cert CERTS/client.pem --key CERTS/client.key --fingerprint '$(fp server)'"
     if [ "$server_side" = here ]; then
-      (cd "$repo" && exec timeout 90 bash -c "exec ${serve//CERTS/$certs}") >"$work/interop-server.log" 2>&1 &
+      (cd "$repo" && exec timeout 90 bash -c "exec ${serve//CERTS/$certs}") >"$logs/interop-server.log" 2>&1 &
     else
-      in_root "$newest_root" "cd /src && exec timeout 90 ${serve//CERTS//src/certs}" >"$work/interop-server.log" 2>&1 &
+      in_root "$newest_root" "cd /src && exec timeout 90 ${serve//CERTS//src/certs}" >"$logs/interop-server.log" 2>&1 &
     fi
     server_pid=$!
     sleep 3
     local ok=0
     if [ "$client_side" = here ]; then
-      (cd "$repo" && bash -c "${connect//CERTS/$certs}") >"$work/interop-client.log" 2>&1 || ok=$?
+      (cd "$repo" && bash -c "${connect//CERTS/$certs}") >"$logs/interop-client.log" 2>&1 || ok=$?
     else
-      in_root "$newest_root" "cd /src && ${connect//CERTS//src/certs}" >"$work/interop-client.log" 2>&1 || ok=$?
+      in_root "$newest_root" "cd /src && ${connect//CERTS//src/certs}" >"$logs/interop-client.log" 2>&1 || ok=$?
     fi
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
     server_pid=""
-    if [ "$ok" -eq 0 ] && grep -q interop "$work/interop-client.log"; then
+    if [ "$ok" -eq 0 ] && grep -q interop "$logs/interop-client.log"; then
       echo ok
     else
-      cat "$work/interop-server.log" "$work/interop-client.log" >&2
+      cat "$logs/interop-server.log" "$logs/interop-client.log" >&2
       echo fail
     fi
   }
