@@ -31,11 +31,14 @@ not_in_roots=(tests/test_loadbalancer.py tests/test_aiortc.py tests/conformance 
 # debootstrap installs the toolchain; the Python packages are installed after it, chrooted with
 # /proc mounted (their byte-compiling fails inside debootstrap's own configure step).
 base_packages=python3,python3-venv,gcc,libc6-dev,libssl-dev,pkg-config
+# A venv over them (/venv, with the system site packages) adds what Debian does not package or
+# the tests' lint checks of the examples need: pylibsrtp, ruff, mypy (pip, when the root is made).
+venv_packages="pylibsrtp ruff mypy"
 py_packages="openssl python3-dev python3-cffi python3-cryptography python3-openssl python3-pytest python3-pytest-timeout python3-hypothesis python3-setuptools"
 report=$repo/reports/openssl-matrix.md
 logs=$repo/reports/openssl-matrix # each build, pytest, demo and interop log, kept for reading
 # A root's cache key: its suite and what goes into it, so a change of the recipe remakes it.
-recipe=$(printf '%s\n' "$base_packages" "$py_packages" | sha256sum | cut -c1-8)
+recipe=$(printf '%s\n' "$base_packages" "$py_packages" "$venv_packages" | sha256sum | cut -c1-8)
 
 say() { echo "openssl-matrix: $*"; }
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }'; }
@@ -92,6 +95,7 @@ make_root() {
   # Valid-Until is not checked: a mirror that is a snapshot serves sid's Release file past the
   # date it names (seen here: "expired since 29 days"); the signatures are still checked.
   in_root "$dir" "apt-get -o Acquire::Check-Valid-Until=false update -q >/dev/null && apt-get install -y -q $py_packages >/dev/null && apt-get install -y -q $target libssl-dev openssl >/dev/null && apt-get clean" || return 1
+  in_root "$dir" "python3 -m venv --system-site-packages /venv && /venv/bin/python -m pip install -q --disable-pip-version-check $venv_packages && rm -rf /root/.cache" || return 1
   rm -rf "$dir"/var/lib/apt/lists/*
   rm -f "$roots/$suite"-*.tar.zst
   tar -C "$dir" -cf - . | zstd -q -T0 -3 -o "$tarball.part"
@@ -125,11 +129,11 @@ for suite in "${suites[@]}"; do
   mkdir -p "$root/src"
   tar -C "$root/src" -xf "$work/src.tar"
   ssl=$(in_root "$root" "dpkg-query -W -f '\${Version}' libssl-dev")
-  say "$suite: libssl-dev $ssl, $(in_root "$root" 'python3 --version')"
+  say "$suite: libssl-dev $ssl, $(in_root "$root" '/venv/bin/python --version')"
 
   # Build: our C must compile without a warning on every OpenSSL (CI's -Werror, counted here).
   build=fail
-  if in_root "$root" "cd /src && python3 setup.py -q build_ext --inplace" >"$logs/build-$suite.log" 2>&1; then
+  if in_root "$root" "cd /src && PYTHONPATH=/src /venv/bin/python setup.py -q build_ext --inplace" >"$logs/build-$suite.log" 2>&1; then
     warnings=$(grep -c 'warning:' "$logs/build-$suite.log" || true)
     if [ "$warnings" -eq 0 ]; then build="ok, 0 warnings"; else build="$warnings warnings"; fi
   fi
@@ -141,8 +145,8 @@ for suite in "${suites[@]}"; do
   version="-"
   dtls13="-"
   if [ "$build" != fail ]; then
-    version=$(in_root "$root" "cd /src && python3 -c 'import dtls_ossl; print(dtls_ossl.openssl_version())'" 2>&1 | tail -n 1)
-    dtls13=$(in_root "$root" "cd /src && python3 -c 'import dtls_ossl; print(dtls_ossl.HAS_DTLS_1_3)'" 2>&1 | tail -n 1)
+    version=$(in_root "$root" "cd /src && PYTHONPATH=/src /venv/bin/python -c 'import dtls_ossl; print(dtls_ossl.openssl_version())'" 2>&1 | tail -n 1)
+    dtls13=$(in_root "$root" "cd /src && PYTHONPATH=/src /venv/bin/python -c 'import dtls_ossl; print(dtls_ossl.HAS_DTLS_1_3)'" 2>&1 | tail -n 1)
     which="core"
     selection=$core_tests
     if [ "$full" = all ] || [ "$full" = "$suite" ]; then
@@ -151,7 +155,7 @@ for suite in "${suites[@]}"; do
     fi
     say "$suite: pytest ($which) on $version"
     tstart=$EPOCHREALTIME
-    in_root "$root" "cd /src && timeout 1200 python3 -m pytest -q -p no:cacheprovider $selection" \
+    in_root "$root" "cd /src && PYTHONPATH=/src timeout 1200 /venv/bin/python -m pytest -q -p no:cacheprovider $selection" \
       >"$logs/pytest-$suite.log" 2>&1 || status=1
     summary=$(grep -E '(passed|failed|error|no tests ran).* in [0-9.]+s' "$logs/pytest-$suite.log" |
       tail -n 1 | tr -d '=' | sed 's/^ *//; s/ in [0-9.]*s.*$//' || true)
@@ -159,7 +163,7 @@ for suite in "${suites[@]}"; do
     tests="$which: $summary"
     say "$suite: $summary ($(elapsed "$tstart") s)"
     grep -E '^(FAILED|ERROR) ' "$logs/pytest-$suite.log" | head -n 20 >&2 || true
-    if in_root "$root" "cd /src && timeout 120 python3 -m dtls_ossl demo" >"$logs/demo-$suite.log" 2>&1; then
+    if in_root "$root" "cd /src && PYTHONPATH=/src timeout 120 /venv/bin/python -m dtls_ossl demo" >"$logs/demo-$suite.log" 2>&1; then
       demo=ok
     else
       demo=fail
@@ -177,7 +181,7 @@ done
 interop="not run (no root built)"
 if [ -n "$newest_root" ]; then
   here=$(python3 -c 'import dtls_ossl; print(dtls_ossl.openssl_version())' 2>/dev/null || echo "?")
-  there=$(in_root "$newest_root" "cd /src && python3 -c 'import dtls_ossl; print(dtls_ossl.openssl_version())'" | tail -n 1)
+  there=$(in_root "$newest_root" "cd /src && PYTHONPATH=/src /venv/bin/python -c 'import dtls_ossl; print(dtls_ossl.openssl_version())'" | tail -n 1)
   certs=$newest_root/src/certs
   mkdir -p "$certs"
   for who in server client; do
@@ -193,7 +197,7 @@ if [ -n "$newest_root" ]; then
     if [ "$server_side" = here ]; then
       (cd "$repo" && exec timeout 90 bash -c "exec ${serve//CERTS/$certs}") >"$logs/interop-server.log" 2>&1 &
     else
-      in_root "$newest_root" "cd /src && exec timeout 90 ${serve//CERTS//src/certs}" >"$logs/interop-server.log" 2>&1 &
+      in_root "$newest_root" "cd /src && PATH=/venv/bin:\$PATH exec timeout 90 ${serve//CERTS//src/certs}" >"$logs/interop-server.log" 2>&1 &
     fi
     server_pid=$!
     sleep 3
@@ -201,7 +205,7 @@ if [ -n "$newest_root" ]; then
     if [ "$client_side" = here ]; then
       (cd "$repo" && bash -c "${connect//CERTS/$certs}") >"$logs/interop-client.log" 2>&1 || ok=$?
     else
-      in_root "$newest_root" "cd /src && ${connect//CERTS//src/certs}" >"$logs/interop-client.log" 2>&1 || ok=$?
+      in_root "$newest_root" "cd /src && export PATH=/venv/bin:\$PATH && ${connect//CERTS//src/certs}" >"$logs/interop-client.log" 2>&1 || ok=$?
     fi
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
