@@ -95,7 +95,15 @@ make_root() {
   # Valid-Until is not checked: a mirror that is a snapshot serves sid's Release file past the
   # date it names (seen here: "expired since 29 days"); the signatures are still checked.
   in_root "$dir" "apt-get -o Acquire::Check-Valid-Until=false update -q >/dev/null && apt-get install -y -q $py_packages >/dev/null && apt-get install -y -q $target libssl-dev openssl >/dev/null && apt-get clean" || return 1
-  in_root "$dir" "python3 -m venv --system-site-packages /venv && /venv/bin/python -m pip install -q --disable-pip-version-check $venv_packages && rm -rf /root/.cache" || return 1
+  # pip in the root trusts what pip here is configured to trust (a machine behind a TLS proxy
+  # names its CA bundle in pip's config); otherwise its own certifi bundle.
+  local cert="" ca
+  ca=$(python3 -m pip config get global.cert 2>/dev/null || true)
+  if [ -n "$ca" ] && [ -f "$ca" ]; then
+    cp "$ca" "$dir/etc/ssl/pip-ca.crt"
+    cert="--cert /etc/ssl/pip-ca.crt"
+  fi
+  in_root "$dir" "python3 -m venv --system-site-packages /venv && /venv/bin/python -m pip install -q --disable-pip-version-check $cert $venv_packages && rm -rf /root/.cache" || return 1
   rm -rf "$dir"/var/lib/apt/lists/*
   rm -f "$roots/$suite"-*.tar.zst
   tar -C "$dir" -cf - . | zstd -q -T0 -3 -o "$tarball.part"
