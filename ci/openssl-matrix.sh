@@ -98,7 +98,7 @@ make_root() {
   # pip in the root trusts what pip here is configured to trust (a machine behind a TLS proxy
   # names its CA bundle in pip's config); otherwise its own certifi bundle.
   local cert="" ca
-  ca=$(python3 -m pip config get global.cert 2>/dev/null || true)
+  ca=$(python3 -m pip config list 2>/dev/null | sed -n "s/^[^=]*\.cert='\(.*\)'\$/\1/p" | head -n 1)
   if [ -n "$ca" ] && [ -f "$ca" ]; then
     cp "$ca" "$dir/etc/ssl/pip-ca.crt"
     cert="--cert /etc/ssl/pip-ca.crt"
