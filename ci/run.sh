@@ -41,6 +41,9 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v conntrack >/dev/null 2>&1 || need+=(conntrack)
 command -v clang-format >/dev/null 2>&1 || need+=(clang-format)  # for ci/cfiles.sh
+# ci/openssl-matrix.sh: a Debian root per suite (debootstrap), cached as zstd tarballs.
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
 system_packages() {
   echo "ci: installing ${need[*]}"
   sudo_cmd=""
@@ -76,6 +79,18 @@ step conformance bash ci/conformance.sh
 # The same tool as a user gets it: both wheels built and installed into a fresh venv outside the
 # checkout, a few quick peers installed with it, a matrix subset and a target run (~1 min).
 step conformance-wheels bash ci/conformance-wheels.sh
+
+# The binary wheel (issue 14): sdist -> wheel -> auditwheel repair, carrying its own renamed
+# libssl/libcrypto; then installed and run (demo, core tests, `import ssl` first) with every C
+# compiler, the OpenSSL headers and the system libssl/libcrypto masked. ~1 min. CI_SKIP_WHEEL=1 skips.
+[ "${CI_SKIP_WHEEL:-0}" = 1 ] || step build-wheel bash ci/build-wheel.sh
+[ "${CI_SKIP_WHEEL:-0}" = 1 ] || step wheel-check bash ci/wheel-check.sh
+
+# Every OpenSSL Debian has (trixie 3.5, sid 3.6, experimental 4.0): build, tests, demo and
+# cross-version interop in a root of each suite (ci/openssl-matrix.sh; table in
+# reports/openssl-matrix.md). Roots cached under ~/.cache/dtls_ossl/roots: the first run makes
+# them (MATRIX_FIRST_RUN below), later ones MATRIX_CACHED. CI_SKIP_MATRIX=1 skips.
+[ "${CI_SKIP_MATRIX:-0}" = 1 ] || step openssl-matrix bash ci/openssl-matrix.sh
 
 # Robustness jobs of issue 9, after the main test run: a bounded mutation campaign against
 # in-memory pairs (FUZZ_SECONDS, default 180 s) and the suite under ASan/UBSan (~2.5 min here).

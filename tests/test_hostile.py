@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from helpers import disable_epoch0_renumbering, drain_events, handshake, make_pair
 
-from dtls_ossl import ConnectionState, DtlsConnection, ProtocolError, events
+from dtls_ossl import ConnectionState, DtlsConnection, ProtocolError, events, openssl_version_number
 from dtls_ossl.configuration import CBC_CIPHERS, DEFAULT_CIPHERS
 
 NOW = 1000.0
@@ -313,6 +313,14 @@ def test_fatal_record_after_finished_keeps_its_reason(
     body = nonce + AESGCM(key).encrypt(salt + nonce, plaintext, aad)
     server.receive_datagram(flight3 + record(content_type, 1, 1, body), NOW)
     evs = drain_events(server)
+    version = openssl_version_number()
+    # OpenSSL 3.5 and later (ci/openssl-matrix.sh: 3.5, 3.6, 4.0) ignore an empty alert record
+    # instead of failing on it; 3.1 to 3.4 are not measured, so there either outcome is allowed.
+    ignored = version >= 0x30500000 or (version >= 0x30100000 and len(evs) == 1)
+    if content_type == 21 and ignored:
+        assert kinds(evs) == ["HandshakeCompleted"]
+        assert server.state is ConnectionState.ESTABLISHED
+        return
     assert kinds(evs) == ["HandshakeCompleted", "AlertSent", "ConnectionTerminated"]
     assert evs[1] == events.AlertSent(2, alert)
     term = evs[2]
