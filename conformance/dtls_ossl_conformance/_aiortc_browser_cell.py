@@ -34,7 +34,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -44,7 +43,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 
 import dtls_ossl.aiortc
-from dtls_ossl_conformance._browser_cell import _launch
+from dtls_ossl_conformance._browser_cell import _launch, serve_page
 from dtls_ossl_conformance._io import LOCALHOST, PeerProcess
 
 WRONG_FINGERPRINT = "wrong-fingerprint"
@@ -153,41 +152,23 @@ class _Exchange:
 
 
 def _serve(exchange: _Exchange) -> http.server.ThreadingHTTPServer:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+    def on_post(path: str, body: str) -> tuple[bytes, str]:
+        if path == "/offer":
+            future = asyncio.run_coroutine_threadsafe(exchange.answerer(body), exchange.loop)
+            try:
+                answer = future.result(15)
+            except Exception as exc:
+                answer = ""
+                exchange.loop.call_soon_threadsafe(_set, exchange.result, {"error": repr(exc)})
+            return answer.encode(), "application/sdp"
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = {"error": f"unparsable result {body[:200]!r}"}
+        exchange.loop.call_soon_threadsafe(_set, exchange.result, doc)
+        return b"ok", "text/plain"
 
-        def _reply(self, body: bytes, kind: str) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            self._reply(PAGE.encode(), "text/html")
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
-            if self.path == "/offer":
-                future = asyncio.run_coroutine_threadsafe(exchange.answerer(body), exchange.loop)
-                try:
-                    answer = future.result(15)
-                except Exception as exc:
-                    answer = ""
-                    exchange.loop.call_soon_threadsafe(_set, exchange.result, {"error": repr(exc)})
-                self._reply(answer.encode(), "application/sdp")
-            else:
-                try:
-                    doc = json.loads(body)
-                except ValueError:
-                    doc = {"error": f"unparsable result {body[:200]!r}"}
-                exchange.loop.call_soon_threadsafe(_set, exchange.result, doc)
-                self._reply(b"ok", "text/plain")
-
-    server = http.server.ThreadingHTTPServer((LOCALHOST, 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return serve_page(PAGE, on_post)
 
 
 def _set(future: asyncio.Future[dict[str, Any]], doc: dict[str, Any]) -> None:

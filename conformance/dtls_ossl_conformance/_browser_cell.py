@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dtls_ossl import events
@@ -144,7 +145,11 @@ class _Exchange:
         self.result_ready = threading.Event()
 
 
-def _serve(exchange: _Exchange) -> http.server.ThreadingHTTPServer:
+def serve_page(
+    page: str, on_post: Callable[[str, str], tuple[bytes, str]]
+) -> http.server.ThreadingHTTPServer:
+    """Serve ``page`` on GET, and answer each POST with ``on_post(path, body)`` -> (body, type)."""
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -157,24 +162,30 @@ def _serve(exchange: _Exchange) -> http.server.ThreadingHTTPServer:
             self.wfile.write(body)
 
         def do_GET(self) -> None:
-            self._reply(PAGE.encode(), "text/html")
+            self._reply(page.encode(), "text/html")
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
-            if self.path == "/offer":
-                exchange.offer = body
-                exchange.offer_ready.set()
-                exchange.answer_ready.wait(15)
-                self._reply((exchange.answer or "").encode(), "application/sdp")
-            else:
-                with contextlib.suppress(ValueError):
-                    exchange.result = json.loads(body)
-                exchange.result_ready.set()
-                self._reply(b"ok", "text/plain")
+            self._reply(*on_post(self.path, body))
 
     server = http.server.ThreadingHTTPServer((LOCALHOST, 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def _serve(exchange: _Exchange) -> http.server.ThreadingHTTPServer:
+    def on_post(path: str, body: str) -> tuple[bytes, str]:
+        if path == "/offer":
+            exchange.offer = body
+            exchange.offer_ready.set()
+            exchange.answer_ready.wait(15)
+            return (exchange.answer or "").encode(), "application/sdp"
+        with contextlib.suppress(ValueError):
+            exchange.result = json.loads(body)
+        exchange.result_ready.set()
+        return b"ok", "text/plain"
+
+    return serve_page(PAGE, on_post)
 
 
 def _opus_pt(offer: str) -> int:
