@@ -8,26 +8,13 @@ from dtls_ossl._records import (
     APPLICATION_DATA,
     CHANGE_CIPHER_SPEC,
     HANDSHAKE,
+    HANDSHAKE_TYPES,
     split_handshake_untrusted,
     split_records_untrusted,
 )
 
 __all__ = ["describe_datagram"]
 
-_HANDSHAKE_TYPES = {
-    0: "HelloRequest",
-    1: "ClientHello",
-    2: "ServerHello",
-    3: "HelloVerifyRequest",
-    4: "NewSessionTicket",
-    11: "Certificate",
-    12: "ServerKeyExchange",
-    13: "CertificateRequest",
-    14: "ServerHelloDone",
-    15: "CertificateVerify",
-    16: "ClientKeyExchange",
-    20: "Finished",
-}
 _ALERT_LEVELS = {1: "warning", 2: "fatal"}
 
 
@@ -67,7 +54,7 @@ def _handshake_labels(body: bytes) -> list[str]:
     out: list[str] = []
     fragments, stop = split_handshake_untrusted(body)
     for hs in fragments:
-        name = _HANDSHAKE_TYPES.get(hs.msg_type, f"Handshake{hs.msg_type}")
+        name = HANDSHAKE_TYPES.get(hs.msg_type, f"Handshake{hs.msg_type}")
         frag_len = len(hs.body)
         if hs.fragment_offset or frag_len < hs.length:
             name += f"[{hs.fragment_offset}..{hs.fragment_offset + frag_len}/{hs.length}]"

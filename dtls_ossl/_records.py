@@ -35,6 +35,7 @@ __all__ = [
     "CLIENT_HELLO",
     "HANDSHAKE",
     "HANDSHAKE_HEADER",
+    "HANDSHAKE_TYPES",
     "HELLO_VERIFY_REQUEST",
     "RECORD_HEADER",
     "ClientHelloInfo",
@@ -82,6 +83,23 @@ _GROUP_NAMES = {
     0x0100: "ffdhe2048",
     0x11EC: "X25519MLKEM768",
     0x6399: "X25519Kyber768Draft00",
+}
+
+
+# The names of the DTLS 1.2 handshake message types, for people reading a trace.
+HANDSHAKE_TYPES: dict[int, str] = {
+    0: "HelloRequest",
+    1: "ClientHello",
+    2: "ServerHello",
+    3: "HelloVerifyRequest",
+    4: "NewSessionTicket",
+    11: "Certificate",
+    12: "ServerKeyExchange",
+    13: "CertificateRequest",
+    14: "ServerHelloDone",
+    15: "CertificateVerify",
+    16: "ClientKeyExchange",
+    20: "Finished",
 }
 
 

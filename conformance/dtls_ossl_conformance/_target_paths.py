@@ -12,37 +12,30 @@ from __future__ import annotations
 import os
 
 from dtls_ossl._impair import LossyPath
+from dtls_ossl._records import (
+    HANDSHAKE,
+    HANDSHAKE_TYPES,
+    parse_handshake_fragment_untrusted,
+    split_records_untrusted,
+)
 
 __all__ = ["ScriptedPath", "describe", "first_key", "hostile_datagrams"]
 
-_HANDSHAKE_NAMES = {
-    1: "ClientHello",
-    2: "ServerHello",
-    3: "HelloVerifyRequest",
-    11: "Certificate",
-    12: "ServerKeyExchange",
-    13: "CertificateRequest",
-    14: "ServerHelloDone",
-    15: "CertificateVerify",
-    16: "ClientKeyExchange",
-    20: "Finished",
-}
-
 
 def _records(datagram: bytes) -> list[tuple[int, int, int, int]]:
-    """(content type, epoch, handshake type or -1, message_seq or -1) of each record."""
+    """(content type, epoch, handshake type or -1, message_seq or -1) of each whole record."""
     out = []
-    i = 0
-    while i + 13 <= len(datagram):
-        ctype = datagram[i]
-        epoch = int.from_bytes(datagram[i + 3 : i + 5], "big")
-        length = int.from_bytes(datagram[i + 11 : i + 13], "big")
-        body = datagram[i + 13 : i + 13 + length]
-        plain = ctype == 22 and epoch == 0 and len(body) >= 12
-        msg_type = body[0] if plain else -1
-        seq = int.from_bytes(body[4:6], "big") if plain else -1
-        out.append((ctype, epoch, msg_type, seq))
-        i += 13 + length
+    for r in split_records_untrusted(datagram)[0]:
+        plain = r.content_type == HANDSHAKE and r.epoch == 0
+        hs = parse_handshake_fragment_untrusted(r.fragment) if plain else None
+        out.append(
+            (
+                r.content_type,
+                r.epoch,
+                -1 if hs is None else hs.msg_type,
+                -1 if hs is None else hs.message_seq,
+            )
+        )
     return out
 
 
@@ -55,7 +48,7 @@ def describe(datagram: bytes) -> str:
         elif ctype == 22 and epoch > 0:
             names.append("Finished (encrypted)")
         elif ctype == 22:
-            names.append(_HANDSHAKE_NAMES.get(msg_type, f"handshake {msg_type}"))
+            names.append(HANDSHAKE_TYPES.get(msg_type, f"handshake {msg_type}"))
         elif ctype == 21:
             names.append("alert")
         elif ctype == 23:
