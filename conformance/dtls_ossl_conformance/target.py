@@ -42,6 +42,7 @@ import argparse
 import itertools
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dtls_ossl import events
@@ -75,10 +76,13 @@ from dtls_ossl_conformance._model import (
     Status,
 )
 from dtls_ossl_conformance._names import PROG
-from dtls_ossl_conformance._peer import KEY_TYPES, Peer
+from dtls_ossl_conformance._peer import Peer
 from dtls_ossl_conformance._target_paths import ScriptedPath, describe
 
-__all__ = ["DESCRIPTION", "TargetPeer", "TargetSettings", "add_arguments", "run"]
+__all__ = ["DESCRIPTION", "EndpointFactory", "TargetPeer", "TargetSettings", "add_arguments", "run"]
+
+EndpointFactory = Callable[[CellContext, Certificate | None], Endpoint]
+"Starts a matrix peer as the target: its own ``_Endpoint`` class (``targets-matrix``)."
 
 DESCRIPTION = __doc__.split("\n\n", 1)[1] + (
     "\nExit status: 0 when every scenario passed, 1 when one failed (or none completed a\n"
@@ -191,31 +195,60 @@ class TargetPeer(Peer):
     name = "target"
     profiles = tuple(SrtpProfile)
 
-    def __init__(self, settings: TargetSettings, scenarios: tuple[str, ...] = ()) -> None:
-        """Describe the target; ``scenarios`` filters the cells (empty: all)."""
+    def __init__(
+        self,
+        settings: TargetSettings,
+        scenarios: tuple[str, ...] = (),
+        *,
+        peer: Peer | None = None,
+        role: Role | None = None,
+        endpoint: EndpointFactory | None = None,
+    ) -> None:
+        """Describe the target; ``scenarios`` filters the cells (empty: all).
+
+        ``peer``, ``role`` and ``endpoint`` make one of the matrix's peers the target (see
+        ``targets-matrix``): cells are named after it, use its profiles and key types, and
+        ``endpoint`` starts it with its own launch code instead of a command.
+        """
         self.settings = settings
         self.scenarios = scenarios
-        self.roles = (settings.role,)
+        self.role = settings.role if role is None else role
+        self.roles = (self.role,)
         self.install = "(the endpoint under test)"
+        self.peer = peer
+        self.endpoint = endpoint
+        if peer is not None:
+            self.name = peer.name
+            self.profiles = peer.profiles
+            self.key_types = peer.key_types
+            self.install = peer.install
+
+    def _make(self, ctx: CellContext, certificate: Certificate, told: Fingerprint) -> Endpoint:
+        if self.endpoint is not None:
+            return self.endpoint(ctx, certificate)
+        return _TargetEndpoint(ctx, certificate, self.settings, told)
 
     def availability(self) -> Availability:
         """Report the target as available: the user says it is there."""
+        if self.peer is not None:
+            return self.peer.availability()
         what = self.settings.command or "{}:{}".format(*(self.settings.address or ("?", 0)))
         return Availability(True, version=what)
 
     def cells(self) -> list[CellSpec]:
         """Handshakes per profile x key type, a lossy one, and the wrong certificate."""
-        role = self.settings.role
+        role = self.role
         out = [
             CellSpec(self.name, role, CellKind.HANDSHAKE, profile, key_type)
             for profile in self.profiles
-            for key_type in KEY_TYPES
+            for key_type in self.key_types
         ]
-        out.append(CellSpec(self.name, role, CellKind.LOSSY, self.profiles[0], "rsa-2048"))
         # RSA-2048 certificates make the target's flights span datagrams: more to drop.
-        out.append(CellSpec(self.name, role, CellKind.DROP_EACH, self.profiles[0], "rsa-2048"))
+        big = "rsa-2048" if "rsa-2048" in self.key_types else self.key_types[0]
+        out.append(CellSpec(self.name, role, CellKind.LOSSY, self.profiles[0], big))
+        out.append(CellSpec(self.name, role, CellKind.DROP_EACH, self.profiles[0], big))
         out += [
-            CellSpec(self.name, role, kind, self.profiles[0], "ecdsa-p256")
+            CellSpec(self.name, role, kind, self.profiles[0], self.key_types[0])
             for kind in (CellKind.RETRANSMIT_SCHEDULE, CellKind.HOSTILE_RECORDS)
         ]
         if "{fingerprint}" in (self.settings.command or ""):
@@ -243,7 +276,7 @@ class TargetPeer(Peer):
             return self._schedule(ctx)
 
         def make(c: CellContext, cert: Certificate | None) -> Endpoint:
-            return _TargetEndpoint(c, cert, self.settings, ours.fingerprint("sha-256"))
+            return self._make(c, cert or theirs, ours.fingerprint("sha-256"))
 
         fixed = self.settings.address is not None
         hostile = ctx.spec.kind is CellKind.HOSTILE_RECORDS
@@ -269,7 +302,7 @@ class TargetPeer(Peer):
         """One handshake with the target over ``path``; return the driver and what went wrong."""
         spec = ctx.spec
         ours, theirs = ctx.identities.pair(spec.key_type)
-        endpoint = _TargetEndpoint(ctx, theirs, self.settings, ours.fingerprint("sha-256"))
+        endpoint = self._make(ctx, theirs, ours.fingerprint("sha-256"))
         fixed = self.settings.address is not None
         expected = self.settings.fingerprint if fixed else theirs.fingerprint("sha-256")
         conn = DtlsConnection(
@@ -294,8 +327,9 @@ class TargetPeer(Peer):
         except CellFailure as exc:
             problem = str(exc)
         problem = problem or endpoint.failed() or ""
-        if endpoint.proc is not None:
-            endpoint.proc.stop()
+        proc = getattr(endpoint, "proc", None)
+        if isinstance(proc, PeerProcess):
+            proc.stop()
         return driver, problem
 
     def _drop_each(self, ctx: CellContext) -> CellOutcome:

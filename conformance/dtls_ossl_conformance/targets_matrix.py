@@ -1,0 +1,278 @@
+"""``dtls-ossl-conformance targets-matrix``: ``target``'s scenarios against every peer of the matrix.
+
+Each peer of the interop matrix is made the endpoint under test, started by its own launch code
+(the ``_Endpoint`` of its ``peer_*.py``) as a server target, and as a client target where that
+tells something more. ``openssl`` also runs through ``--server-cmd``, the way a user's command
+runs. The results are compared with :data:`EXPECTED`: the known defects of the peers, each with
+its reason and RFC section. Exit status 0 only when the results match it exactly: every
+expected failure failed (with its evidence in the failure) and nothing else failed or skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TextIO
+
+from dtls_ossl._roles import Role
+from dtls_ossl_conformance._model import CellKind, CellResult, Status
+from dtls_ossl_conformance._names import PROG
+from dtls_ossl_conformance._peer import Peer
+from dtls_ossl_conformance.target import TargetPeer, TargetSettings
+
+__all__ = [
+    "CASES",
+    "DESCRIPTION",
+    "EXPECTED",
+    "Case",
+    "Expected",
+    "add_arguments",
+    "compare",
+    "run",
+]
+
+_OPENSSL_CMD = (
+    "exec openssl s_server -dtls1_2 -accept {host}:{port} -naccept 1 -cert {cert} -key {key} "
+    "-verify 1 -use_srtp {profiles} -keymatexport EXTRACTOR-dtls_srtp -keymatexportlen {keymatlen}"
+)
+"OpenSSL's server as a user would point ``target --server-cmd`` at it (the README's example)."
+
+_QUICK = ("SRTP_AES128_CM_SHA1_80", "drop-each", "retransmit-schedule", "hostile-records")
+"The scenarios run per case by default: one profile's handshakes and the robustness ones."
+
+
+@dataclass(frozen=True)
+class Case:
+    """One target of the matrix: a peer in one role, with the scenarios run against it."""
+
+    peer: str
+    "The matrix peer's name (``openssl-cmd``: openssl through ``--server-cmd``)."
+    our_role: Role
+    "Our role: CLIENT makes the peer a server target."
+    scenarios: tuple[str, ...] = _QUICK
+
+    @property
+    def label(self) -> str:
+        """``peer (server)``: the target's own role."""
+        theirs = "server" if self.our_role is Role.CLIENT else "client"
+        return f"{self.peer} ({theirs})"
+
+
+CASES: tuple[Case, ...] = (
+    Case("openssl-cmd", Role.CLIENT),
+    Case("pyopenssl", Role.CLIENT),
+    Case("gnutls", Role.CLIENT),
+    Case("mbedtls", Role.CLIENT),
+    Case("wolfssl", Role.CLIENT),
+    # wolfSSL's 1.3-capable client: the seeded lossy path reorders its server's flight.
+    Case("wolfssl", Role.SERVER, ("SRTP_AES128_CM_SHA1_80", "lossy", "drop-each")),
+    Case("aiortc", Role.CLIENT),
+    Case("pion", Role.CLIENT),
+    Case("werift", Role.CLIENT),
+)
+"Every target run by default, in order."
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A known defect: the cell must fail, and its failure must say ``evidence``."""
+
+    reason: str
+    evidence: str
+
+
+EXPECTED: dict[str, Expected] = {
+    "wolfssl/client/drop-each/rsa-2048": Expected(
+        "wolfSSL 5.5.4's server never resends its last flight (ChangeCipherSpec, Finished) "
+        "when our final flight comes again: RFC 6347 §4.2.4 says it MUST",
+        "never retransmitted",
+    ),
+    "wolfssl/client/hostile-records/ecdsa-p256": Expected(
+        "wolfSSL's example server exits on the first datagram that is not a valid record "
+        "(its accept loop treats the read error as fatal) instead of discarding it: "
+        "RFC 6347 §4.1.2.7",
+        "exited",
+    ),
+    "wolfssl/server/lossy/rsa-2048": Expected(
+        "wolfSSL 5.5.4's version-negotiating client (-v d) aborts with BAD_STATE_E (-192) on "
+        "an out-of-order server flight instead of buffering it: RFC 6347 §4.2.2",
+        "exited",
+    ),
+}
+"Known defects, by cell id, with their reason: the only failures the run may have."
+
+
+DESCRIPTION = __doc__.split("\n\n", 1)[1] + (
+    "\nExit status: 0 when the results match the expectations exactly, 1 otherwise, 2 for bad\n"
+    "arguments."
+)
+
+
+def _peer(name: str) -> Peer:
+    from dtls_ossl_conformance.runner import all_peers
+
+    for peer in all_peers():
+        if peer.name == name:
+            return peer
+    raise ValueError(f"unknown peer {name!r}")
+
+
+def target_for(case: Case) -> TargetPeer:
+    """The TargetPeer that runs ``case``: the peer's own launch code, or openssl's command."""
+    if case.peer == "openssl-cmd":
+        t = TargetPeer(TargetSettings(server_cmd=_OPENSSL_CMD), case.scenarios)
+        t.name = case.peer
+        return t
+    import importlib
+
+    peer = _peer(case.peer)
+    module = importlib.import_module(type(peer).__module__)
+    return TargetPeer(
+        TargetSettings(),
+        case.scenarios,
+        peer=peer,
+        role=case.our_role,
+        endpoint=module._Endpoint,
+    )
+
+
+def compare(results: Sequence[CellResult], expected: dict[str, Expected]) -> list[str]:
+    """Every way ``results`` differ from ``expected``: one line each (empty: they match)."""
+    problems = []
+    for r in results:
+        want = expected.get(r.spec.id)
+        if r.status is Status.SKIPPED:
+            problems.append(f"{r.spec.id}: skipped: {r.reason}")
+        elif want is None and r.status is Status.FAILED:
+            problems.append(f"{r.spec.id}: unexpected failure: {r.reason}")
+        elif want is not None and r.status is Status.PASSED:
+            problems.append(f"{r.spec.id}: passed, but expected to fail ({want.reason})")
+        elif want is not None and want.evidence not in r.reason:
+            problems.append(
+                f"{r.spec.id}: failed, but not as expected ({want.evidence!r} not in: {r.reason})"
+            )
+    return problems
+
+
+_COLUMNS = ("handshake", "lossy", "drop-each", "retransmit-schedule", "hostile-records")
+
+
+def _cell_text(results: list[CellResult], expected: dict[str, Expected]) -> str:
+    if not results:
+        return "-"
+    failed = [r for r in results if r.status is not Status.PASSED]
+    if not failed:
+        return "pass"
+    known = all(r.spec.id in expected and r.status is Status.FAILED for r in failed)
+    return "FAIL (known)" if known else "FAIL"
+
+
+def table(
+    cases: Sequence[Case], results: dict[Case, list[CellResult]], expected: dict[str, Expected]
+) -> str:
+    """The targets x scenarios table (Markdown), then the known defects that showed."""
+    lines = [
+        "| target | " + " | ".join(_COLUMNS) + " |",
+        "|---" * (len(_COLUMNS) + 1) + "|",
+    ]
+    for case in cases:
+        rs = results.get(case, [])
+        cells = []
+        for col in _COLUMNS:
+            kind = CellKind.HANDSHAKE if col == "handshake" else CellKind(col)
+            cells.append(_cell_text([r for r in rs if r.spec.kind is kind], expected))
+        lines.append(f"| {case.label} | " + " | ".join(cells) + " |")
+    shown = [r.spec.id for rs in results.values() for r in rs if r.spec.id in expected]
+    if shown:
+        lines.append("")
+        lines += [f"- {cid}: {expected[cid].reason}" for cid in shown]
+    return "\n".join(lines)
+
+
+def _run_case(case: Case, timeout: float) -> tuple[list[CellResult], str]:
+    from dtls_ossl_conformance.runner import run_matrix
+
+    out = io.StringIO()
+    started = time.monotonic()
+    report = run_matrix([target_for(case)], timeout=timeout, out=out)
+    took = time.monotonic() - started
+    return report.results, f"== {case.label}: {took:.1f} s\n{out.getvalue()}"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add --targets, --jobs, --timeout and --report."""
+    from dtls_ossl_conformance.command import _seconds
+    from dtls_ossl_conformance.runner import DEFAULT_TIMEOUT
+
+    p.add_argument("--targets", metavar="A,B", help="only these peers (default: all)")
+    p.add_argument(
+        "--jobs", type=int, default=3, metavar="N", help="targets run at once (default: 3)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"seconds one scenario may take (default: {DEFAULT_TIMEOUT:g})",
+    )
+    p.add_argument("--report", metavar="DIR", help="write report.json and junit.xml into DIR")
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run the cases, print their lines and the table; 1 unless they match :data:`EXPECTED`."""
+    out = out or sys.stdout
+    wanted = {s.strip() for s in (args.targets or "").split(",") if s.strip()}
+    cases = [c for c in CASES if not wanted or c.peer in wanted]
+    if not cases:
+        print(f"{PROG}: error: --targets matches no target", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    results: dict[Case, list[CellResult]] = {}
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        futures = {c: pool.submit(_run_case, c, args.timeout) for c in cases}
+        for case in cases:
+            rs, text = futures[case].result()
+            results[case] = rs
+            print(text, file=out, end="", flush=True)
+    everything = [r for c in cases for r in results[c]]
+    if args.report:
+        _write_reports(args.report, cases, everything)
+    print(table(cases, results, EXPECTED), file=out)
+    problems = compare(everything, EXPECTED)
+    took = time.monotonic() - started
+    if problems:
+        print(f"targets-matrix: {len(problems)} result(s) differ from the expectations:", file=out)
+        for line in problems:
+            print(f"  {line}", file=out)
+        print(f"targets-matrix: FAILED in {took:.1f} s", file=out)
+        return 1
+    known = sum(r.spec.id in EXPECTED for r in everything)
+    print(
+        f"targets-matrix: {len(everything)} scenarios as expected ({known} known defects) "
+        f"in {took:.1f} s",
+        file=out,
+    )
+    return 0
+
+
+def _write_reports(directory: str, cases: Sequence[Case], results: list[CellResult]) -> None:
+    import os
+    from datetime import datetime, timezone
+
+    from dtls_ossl import __version__, openssl_version
+    from dtls_ossl_conformance.report import RunReport, write_json, write_junit
+
+    report = RunReport(
+        peers={c.peer: target_for(c).availability() for c in cases},
+        results=results,
+        started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        our_version=f"dtls_ossl {__version__} ({openssl_version()})",
+    )
+    os.makedirs(directory, exist_ok=True)
+    write_json(report, os.path.join(directory, "report.json"))
+    write_junit(report, os.path.join(directory, "junit.xml"))
