@@ -87,6 +87,27 @@ class Expected:
 
 
 EXPECTED: dict[str, Expected] = {
+    "gnutls/client/hostile-records/ecdsa-p256": Expected(
+        "gnutls-serv 3.7.9 (UDP mode) goes silent when any one hostile datagram (random bytes, "
+        "a record longer than its datagram, a forged epoch-1 record) comes ahead of the first "
+        "ClientHello: no HelloVerifyRequest, no answer to the real ClientHellos after it "
+        "(RFC 6347 §4.1.2.7: invalid records are discarded)",
+        "waiting for the handshake",
+    ),
+    "mbedtls/client/hostile-records/ecdsa-p256": Expected(
+        "Mbed TLS 2.28's server (ssl_server2) takes the first datagram of a new client as its "
+        "ClientHello: any one hostile datagram ahead of it ends the handshake with "
+        "MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO (or an internal error) instead of being discarded "
+        "(RFC 6347 §4.1.2.7)",
+        "mbedtls_ssl_handshake returned",
+    ),
+    "pion/client/hostile-records/ecdsa-p256": Expected(
+        "pion/dtls 2.2.6 ends the handshake on a datagram that is not whole records (random "
+        "bytes, or a record whose declared length runs past the datagram: 'packet length and "
+        "declared length do not match', an error it calls temporary) instead of discarding it "
+        "(RFC 6347 §4.1.2.7); forged epoch-1 records it does discard",
+        "pion",
+    ),
     "wolfssl/client/drop-each/rsa-2048": Expected(
         "wolfSSL 5.5.4's server never resends its last flight (ChangeCipherSpec, Finished) "
         "when our final flight comes again: RFC 6347 §4.2.4 says it MUST",
