@@ -356,9 +356,16 @@ class TargetPeer(Peer):
         for k in picked:
             datagram = sent[k - 1]
             path = ScriptedPath(drop=k)
-            budget = Deadline(min(DROP_BUDGET, max(0.5, ctx.deadline.remaining() - 0.5)))
-            driver, problem = self._attempt(ctx, path, budget)
             what = f"drop #{k} ({describe(datagram)})"
+            if ctx.deadline.remaining() < 1.5:
+                out.add(what, None, "not run: the scenario's time (--timeout x3) ran out")
+                continue
+            budget = Deadline(min(DROP_BUDGET, max(0.5, ctx.deadline.remaining() - 0.5)))
+            try:
+                driver, problem = self._attempt(ctx, path, budget)
+            except CellFailure as exc:  # the target did not even start: time ran out
+                out.add(what, None, f"not run: {exc}")
+                continue
             if path.dropped is None:
                 out.add(what, None, "the target sent fewer datagrams this time")
                 continue
