@@ -4,7 +4,8 @@ Subcommands: ``run`` (the matrix: dtls_ossl against every installed peer; the de
 first argument is an option, so ``dtls-ossl-conformance --peers openssl`` works), ``install-peers``
 (install the peers into the user cache), ``target`` (test your own DTLS endpoint, dtls_ossl
 playing the other side) and ``targets-matrix`` (``target``'s scenarios against every peer of the
-matrix, compared with their known defects). ``dtls-ossl conformance ARGS`` runs ``dtls-ossl-conformance ARGS``.
+matrix, compared with their known defects). ``dtls-ossl conformance ARGS`` runs
+``dtls-ossl-conformance ARGS``.
 
 Exit status: 0 when everything run passed, 1 when a cell, a scenario or a peer install failed,
 2 for bad arguments.

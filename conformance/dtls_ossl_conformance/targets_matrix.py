@@ -1,4 +1,4 @@
-"""``dtls-ossl-conformance targets-matrix``: ``target``'s scenarios against every peer of the matrix.
+"""``dtls-ossl-conformance targets-matrix``: ``target``'s scenarios against each matrix peer.
 
 Each peer of the interop matrix is made the endpoint under test, started by its own launch code
 (the ``_Endpoint`` of its ``peer_*.py``) as a server target, and as a client target where that
@@ -145,7 +145,7 @@ def _peer(name: str) -> Peer:
 
 
 def target_for(case: Case) -> TargetPeer:
-    """The TargetPeer that runs ``case``: the peer's own launch code, or openssl's command."""
+    """Make the TargetPeer that runs ``case``: the peer's own launch code, or a command."""
     if case.peer == "openssl-cmd":
         t = TargetPeer(TargetSettings(server_cmd=_OPENSSL_CMD), case.scenarios)
         t.name = case.peer
@@ -197,7 +197,7 @@ def _cell_text(results: list[CellResult], expected: dict[str, Expected]) -> str:
 def table(
     cases: Sequence[Case], results: dict[Case, list[CellResult]], expected: dict[str, Expected]
 ) -> str:
-    """The targets x scenarios table (Markdown), then the known defects that showed."""
+    """Render the targets x scenarios table (Markdown), then the known defects that showed."""
     lines = [
         "| target | " + " | ".join(_COLUMNS) + " |",
         "|---" * (len(_COLUMNS) + 1) + "|",
