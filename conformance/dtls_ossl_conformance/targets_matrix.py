@@ -138,11 +138,20 @@ EXPECTED: dict[str, Expected] = {
         "never retransmitted",
     ),
     "wolfssl/client/hostile-records/ecdsa-p256": Expected(
-        "wolfSSL 5.5.4's version-negotiating server (-v d) takes the forged epoch-0 handshake "
-        "record whose length runs past the datagram as a fragment, answers it with a DTLS 1.3 "
-        "ACK record (content type 26, before any version was agreed) and never answers the "
-        "real ClientHello: RFC 6347 §4.1.2.7 says an invalid record is discarded",
+        "wolfSSL 5.5.4's version-negotiating server (-v d) stops answering after an epoch-0 "
+        "handshake record whose length runs past its datagram (which it acknowledges with a "
+        "DTLS 1.3 ACK record, content type 26, before any version was agreed) or a forged "
+        "epoch-1 handshake record: RFC 6347 §4.1.2.7 says an invalid record is discarded; "
+        "random bytes and forged epoch-1 application data and alerts it discards",
         "waiting for the handshake",
+    ),
+    "wolfssl/server/hostile-records/ecdsa-p256": Expected(
+        "wolfSSL 5.5.4's client exits on any one malformed or forged record instead of "
+        "discarding it (RFC 6347 §4.1.2.7): a record longer than its datagram or a forged "
+        "epoch-1 handshake record -310 (not enough data), forged epoch-1 application data -373 "
+        "(out of order message, fatal), a forged epoch-1 alert -132 (buffer error); random "
+        "bytes it discards",
+        "wolfSSL client exited",
     ),
     "wolfssl/server/lossy/rsa-2048": Expected(
         "wolfSSL 5.5.4's version-negotiating client (-v d) aborts with BAD_STATE_E (-192) on "
