@@ -32,6 +32,10 @@ Scenarios (each a JUnit test case; ``--scenarios`` picks by any part of the id o
   for 7.5 s: first timeout, backoff (RFC 6347 §4.2.4.1), give-up if it came.
 - ``hostile-records``: garbage and forged (epoch-1, bad length) records before each of our
   flights; the target must discard them and complete (RFC 6347 §4.1.2.7).
+- ``small-mtu``: our flights in datagrams of at most 300 bytes, handshake messages fragmented;
+  the target must reassemble them (RFC 6347 §4.2.3).
+- ``duplicated-reordered``: each of our flights sent in reverse order, every datagram twice; the
+  target must buffer, discard the duplicates and complete (RFC 6347 §4.2.2).
 
 With ``--echo`` the target must echo application data back (checked both ways).
 """
@@ -246,7 +250,10 @@ class TargetPeer(Peer):
         # RSA-2048 certificates make the target's flights span datagrams: more to drop.
         big = "rsa-2048" if "rsa-2048" in self.key_types else self.key_types[0]
         out.append(CellSpec(self.name, role, CellKind.LOSSY, self.profiles[0], big))
-        out.append(CellSpec(self.name, role, CellKind.DROP_EACH, self.profiles[0], big))
+        out += [
+            CellSpec(self.name, role, kind, self.profiles[0], big)
+            for kind in (CellKind.DROP_EACH, CellKind.SMALL_MTU, CellKind.DUPLICATED_REORDERED)
+        ]
         out += [
             CellSpec(self.name, role, kind, self.profiles[0], self.key_types[0])
             for kind in (CellKind.RETRANSMIT_SCHEDULE, CellKind.HOSTILE_RECORDS)
@@ -279,8 +286,13 @@ class TargetPeer(Peer):
             return self._make(c, cert or theirs, ours.fingerprint("sha-256"))
 
         fixed = self.settings.address is not None
-        hostile = ctx.spec.kind is CellKind.HOSTILE_RECORDS
-        path = ScriptedPath(hostile=True) if hostile else None
+        kind = ctx.spec.kind
+        path = None
+        if kind in (CellKind.HOSTILE_RECORDS, CellKind.SMALL_MTU, CellKind.DUPLICATED_REORDERED):
+            path = ScriptedPath(
+                hostile=kind is CellKind.HOSTILE_RECORDS,
+                duplicate_reverse=kind is CellKind.DUPLICATED_REORDERED,
+            )
         out = run_standard_cell(
             ctx,
             make,
@@ -291,7 +303,7 @@ class TargetPeer(Peer):
         if ctx.spec.kind is CellKind.HANDSHAKE:
             _refused_is_not_failed(out)
         elif path is not None:
-            _hostile_result(out, path)
+            _scripted_result(out, path, kind)
         else:
             _impairment_is_informative(out)
         return out
@@ -501,24 +513,41 @@ def _terminated(driver: UdpDriver) -> str:
     return f"our state {driver.conn.state.value}"
 
 
-def _hostile_result(out: CellOutcome, path: ScriptedPath) -> None:
-    """Replace the lossy cell's impairment check by what the hostile records proved."""
+_SCRIPTED = {
+    CellKind.HOSTILE_RECORDS: (
+        "hostile_records",
+        "discarded, the handshake completed (RFC 6347 §4.1.2.7)",
+        "after garbage and forged records, which RFC 6347 §4.1.2.7 says to discard silently",
+    ),
+    CellKind.SMALL_MTU: (
+        "small_mtu",
+        "reassembled, the handshake completed (RFC 6347 §4.2.3)",
+        "with our handshake messages fragmented to fit 300-byte datagrams, which RFC 6347 "
+        "§4.2.3 says a receiver reassembles",
+    ),
+    CellKind.DUPLICATED_REORDERED: (
+        "duplicated_reordered",
+        "the handshake completed (RFC 6347 §4.2.2: reordered messages are buffered, "
+        "duplicates discarded; §4.1.2.6 replay detection)",
+        "with our flights reversed and every datagram sent twice, which RFC 6347 §4.2.2 says "
+        "a receiver buffers and discards",
+    ),
+}
+
+
+def _scripted_result(out: CellOutcome, path: ScriptedPath, kind: CellKind) -> None:
+    """Replace the lossy cell's impairment check by what the scripted path proved."""
     from dtls_ossl_conformance._model import Check, CheckStatus
 
+    name, passed, failed = _SCRIPTED[kind]
+    summary = path.summary()
+    if kind is CellKind.SMALL_MTU and path.sent:
+        summary = f"our {len(path.sent)} datagrams of at most {max(path.sent)} bytes"
     for i, check in enumerate(out.checks):
         if check.name == "impairment":
-            out.checks[i] = Check(
-                "hostile_records",
-                CheckStatus.PASS,
-                f"{path.summary()}: discarded, the handshake completed (RFC 6347 §4.1.2.7)",
-            )
+            out.checks[i] = Check(name, CheckStatus.PASS, f"{summary}: {passed}")
         elif check.status is CheckStatus.FAIL:
-            out.checks[i] = Check(
-                check.name,
-                check.status,
-                f"{check.detail} (after garbage and forged records, which RFC 6347 §4.1.2.7 "
-                "says to discard silently)",
-            )
+            out.checks[i] = Check(check.name, check.status, f"{check.detail} ({failed})")
 
 
 def _refused_is_not_failed(out: CellOutcome) -> None:

@@ -42,7 +42,14 @@ _OPENSSL_CMD = (
 )
 "OpenSSL's server as a user would point ``target --server-cmd`` at it (the README's example)."
 
-_QUICK = ("SRTP_AES128_CM_SHA1_80", "drop-each", "retransmit-schedule", "hostile-records")
+_QUICK = (
+    "SRTP_AES128_CM_SHA1_80",
+    "drop-each",
+    "retransmit-schedule",
+    "hostile-records",
+    "small-mtu",
+    "duplicated-reordered",
+)
 "The scenarios run per case by default: one profile's handshakes and the robustness ones."
 
 
@@ -153,6 +160,24 @@ EXPECTED: dict[str, Expected] = {
         "bytes it discards",
         "wolfSSL client exited",
     ),
+    "wolfssl/server/duplicated-reordered/rsa-2048": Expected(
+        "wolfSSL 5.5.4's version-negotiating client aborts with BAD_STATE_E (-192) when our "
+        "ServerHello flight's second datagram comes first (RFC 6347 §4.2.2): as in lossy",
+        "-192",
+    ),
+    "pion/server/duplicated-reordered/rsa-2048": Expected(
+        "pion/dtls 2.2.6's client answers our ServerHello flight with its second datagram first "
+        "by a fatal internal_error alert instead of buffering it (RFC 6347 §4.2.2); each "
+        "datagram twice in order it handles",
+        "internal_error",
+    ),
+    "werift/server/duplicated-reordered/rsa-2048": Expected(
+        "werift-dtls 0.5.8's client loses our CertificateRequest when its two fragments (over "
+        "two datagrams) come last fragment first and twice: it answers with ClientKeyExchange "
+        "as message_seq 1, without its Certificate and CertificateVerify, which our server "
+        "rejects (unexpected_message). RFC 6347 §4.2.3: fragments are reassembled in any order",
+        "unexpected message",
+    ),
     "wolfssl/server/lossy/rsa-2048": Expected(
         "wolfSSL 5.5.4's version-negotiating client (-v d) aborts with BAD_STATE_E (-192) on "
         "an out-of-order server flight instead of buffering it: RFC 6347 §4.2.2",
@@ -214,7 +239,15 @@ def compare(results: Sequence[CellResult], expected: dict[str, Expected]) -> lis
     return problems
 
 
-_COLUMNS = ("handshake", "lossy", "drop-each", "retransmit-schedule", "hostile-records")
+_COLUMNS = (
+    "handshake",
+    "lossy",
+    "drop-each",
+    "retransmit-schedule",
+    "hostile-records",
+    "small-mtu",
+    "duplicated-reordered",
+)
 
 
 def _cell_text(results: list[CellResult], expected: dict[str, Expected]) -> str:
