@@ -76,6 +76,7 @@ step pytest python -m pytest
 # built from Debian source, pion, werift, aiortc, headless Chromium and Firefox ESR): installs
 # missing peers, then runs it; non-zero if any cell fails. Reports: reports/conformance (report.json, junit.xml).
 step conformance bash ci/conformance.sh
+step conformance-targets python -m dtls_ossl_conformance targets-matrix --report reports/conformance-targets
 # The same tool as a user gets it: both wheels built and installed into a fresh venv outside the
 # checkout, a few quick peers installed with it, a matrix subset and a target run (~1 min).
 step conformance-wheels bash ci/conformance-wheels.sh

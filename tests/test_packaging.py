@@ -79,7 +79,7 @@ def test_ci_runs_the_quickstart_first() -> None:
         if line.startswith("step ") or line.startswith("  step ")
     ]
     assert steps[:3] == ["system-packages", "quickstart", "install"]
-    assert steps[-3:] == ["pytest", "conformance", "conformance-wheels"]
+    assert steps[-4:] == ["pytest", "conformance", "conformance-targets", "conformance-wheels"]
 
 
 def test_quickstart_commands_are_what_ci_runs() -> None:

@@ -207,6 +207,8 @@ class Endpoint(abc.ABC):
         return None
 
 
+SMALL_MTU = 300
+"Our MTU in a small-mtu cell: handshake messages fragmented (RFC 6347 §4.2.3)."
 LOSSY_LOSS = 0.2
 "Loss rate of each direction in a lossy cell (after the first datagram each way, always lost)."
 LOSSY_INITIAL_RETRANSMIT = 0.1
@@ -228,7 +230,7 @@ def our_configuration(
     return DtlsConfiguration(
         certificate=certificate,
         srtp_profiles=(spec.profile,) if spec.profile is not None else DEFAULT_SRTP_PROFILES,
-        mtu=MTU,
+        mtu=SMALL_MTU if spec.kind is CellKind.SMALL_MTU else MTU,
         initial_retransmit_timeout=LOSSY_INITIAL_RETRANSMIT if lossy else 0.2,
         max_retransmit_timeout=LOSSY_MAX_RETRANSMIT if lossy else 1.0,
         handshake_timeout=timeout,

@@ -322,9 +322,12 @@ class PeerProcess:
         self._reader.start()
 
     def _read(self, stream: IO[bytes]) -> None:
-        for line in iter(stream.readline, b""):
-            with self._lock:
-                self._chunks.append(line)
+        # stop() closes the pipe, which can land in the middle of a readline: that ends the
+        # output, it is no error of the program.
+        with contextlib.suppress(ValueError, OSError):
+            for line in iter(stream.readline, b""):
+                with self._lock:
+                    self._chunks.append(line)
 
     def text(self) -> str:
         """Everything the program printed so far (stdout and stderr)."""

@@ -64,6 +64,10 @@ class CellKind(enum.Enum):
     "Garbage and forged records before and during the handshake: the target must still complete."
     DATA_AND_AUDIO = "data+audio"
     "aiortc on dtls_ossl against a browser: a data channel and audio, both ways."
+    SMALL_MTU = "small-mtu"
+    "Our flights in datagrams of at most 300 bytes: the target must reassemble the fragments."
+    DUPLICATED_REORDERED = "duplicated-reordered"
+    "Each of our flights sent in reverse order, every datagram twice: the target must complete."
     WRONG_CERTIFICATE = "wrong-certificate"
     "A target told another certificate's fingerprint than ours: it must refuse ours, with an alert."
 

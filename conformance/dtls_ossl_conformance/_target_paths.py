@@ -100,16 +100,25 @@ class ScriptedPath(LossyPath):
     :param silent_after: once a datagram of the target holding this handshake type has passed,
         drop everything both ways (:attr:`silent`), so that only the target's timer acts.
     :param hostile: send :func:`hostile_datagrams` before each of our flights.
+    :param duplicate_reverse: send each of our flights in reverse order, every datagram twice.
     """
 
     def __init__(
-        self, *, drop: int = 0, silent_after: int | None = None, hostile: bool = False
+        self,
+        *,
+        drop: int = 0,
+        silent_after: int | None = None,
+        hostile: bool = False,
+        duplicate_reverse: bool = False,
     ) -> None:
         """Script the path; no chance involved."""
         super().__init__(0, loss=0.0, reorder=0.0)
         self.drop = drop
         self.silent_after = silent_after
         self.hostile = hostile
+        self.duplicate_reverse = duplicate_reverse
+        self.sent: list[int] = []
+        "The size of each of our datagrams that went on the wire."
         self.silent = False
         "Whether the path went silent (nothing passes either way any more)."
         self.arrivals: list[tuple[float, bytes]] = []
@@ -129,7 +138,10 @@ class ScriptedPath(LossyPath):
             self._flights += 1
             garbage = hostile_datagrams(self._flights)
             self.injected += len(garbage)
-            return [*garbage, *batch]
+            batch = [*garbage, *batch]
+        if self.duplicate_reverse:
+            batch = [d for d in reversed(batch) for _ in range(2)]
+        self.sent += [len(d) for d in batch]
         return batch
 
     def inbound(self, batch: list[bytes], now: float) -> list[bytes]:
@@ -178,6 +190,8 @@ class ScriptedPath(LossyPath):
             parts.append(f"dropped its #{self.drop}")
         if self.hostile:
             parts.append(f"{self.injected} hostile datagrams sent before our flights")
+        if self.duplicate_reverse:
+            parts.append(f"our {len(self.sent)} datagrams sent reversed per flight, each twice")
         if self.silent:
             parts.append("went silent")
         return ", ".join(parts)

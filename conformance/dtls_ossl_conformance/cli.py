@@ -2,8 +2,10 @@
 
 Subcommands: ``run`` (the matrix: dtls_ossl against every installed peer; the default when the
 first argument is an option, so ``dtls-ossl-conformance --peers openssl`` works), ``install-peers``
-(install the peers into the user cache) and ``target`` (test your own DTLS endpoint, dtls_ossl
-playing the other side). ``dtls-ossl conformance ARGS`` runs ``dtls-ossl-conformance ARGS``.
+(install the peers into the user cache), ``target`` (test your own DTLS endpoint, dtls_ossl
+playing the other side) and ``targets-matrix`` (``target``'s scenarios against every peer of the
+matrix, compared with their known defects). ``dtls-ossl conformance ARGS`` runs
+``dtls-ossl-conformance ARGS``.
 
 Exit status: 0 when everything run passed, 1 when a cell, a scenario or a peer install failed,
 2 for bad arguments.
@@ -16,12 +18,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from dtls_ossl_conformance import command, target
+from dtls_ossl_conformance import command, target, targets_matrix
 from dtls_ossl_conformance._names import CACHE_ENV, PROG
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-SUBCOMMANDS = ("run", "install-peers", "target")
+SUBCOMMANDS = ("run", "install-peers", "target", "targets-matrix")
 "The subcommands; anything else as a first argument means ``run``."
 
 
@@ -73,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     target.add_arguments(t)
     t.set_defaults(run=target.run)
+    tm = sub.add_parser(
+        "targets-matrix",
+        help="target's scenarios against every peer of the matrix; exit 1 unless as expected",
+        description=targets_matrix.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    targets_matrix.add_arguments(tm)
+    _add_cache_dir(tm)
+    tm.set_defaults(run=targets_matrix.run)
     return parser
 
 

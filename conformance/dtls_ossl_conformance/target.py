@@ -32,6 +32,10 @@ Scenarios (each a JUnit test case; ``--scenarios`` picks by any part of the id o
   for 7.5 s: first timeout, backoff (RFC 6347 §4.2.4.1), give-up if it came.
 - ``hostile-records``: garbage and forged (epoch-1, bad length) records before each of our
   flights; the target must discard them and complete (RFC 6347 §4.1.2.7).
+- ``small-mtu``: our flights in datagrams of at most 300 bytes, handshake messages fragmented;
+  the target must reassemble them (RFC 6347 §4.2.3).
+- ``duplicated-reordered``: each of our flights sent in reverse order, every datagram twice; the
+  target must buffer, discard the duplicates and complete (RFC 6347 §4.2.2).
 
 With ``--echo`` the target must echo application data back (checked both ways).
 """
@@ -42,6 +46,7 @@ import argparse
 import itertools
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dtls_ossl import events
@@ -75,10 +80,13 @@ from dtls_ossl_conformance._model import (
     Status,
 )
 from dtls_ossl_conformance._names import PROG
-from dtls_ossl_conformance._peer import KEY_TYPES, Peer
+from dtls_ossl_conformance._peer import Peer
 from dtls_ossl_conformance._target_paths import ScriptedPath, describe
 
-__all__ = ["DESCRIPTION", "TargetPeer", "TargetSettings", "add_arguments", "run"]
+__all__ = ["DESCRIPTION", "EndpointFactory", "TargetPeer", "TargetSettings", "add_arguments", "run"]
+
+EndpointFactory = Callable[[CellContext, Certificate | None], Endpoint]
+"Starts a matrix peer as the target: its own ``_Endpoint`` class (``targets-matrix``)."
 
 DESCRIPTION = __doc__.split("\n\n", 1)[1] + (
     "\nExit status: 0 when every scenario passed, 1 when one failed (or none completed a\n"
@@ -191,31 +199,63 @@ class TargetPeer(Peer):
     name = "target"
     profiles = tuple(SrtpProfile)
 
-    def __init__(self, settings: TargetSettings, scenarios: tuple[str, ...] = ()) -> None:
-        """Describe the target; ``scenarios`` filters the cells (empty: all)."""
+    def __init__(
+        self,
+        settings: TargetSettings,
+        scenarios: tuple[str, ...] = (),
+        *,
+        peer: Peer | None = None,
+        role: Role | None = None,
+        endpoint: EndpointFactory | None = None,
+    ) -> None:
+        """Describe the target; ``scenarios`` filters the cells (empty: all).
+
+        ``peer``, ``role`` and ``endpoint`` make one of the matrix's peers the target (see
+        ``targets-matrix``): cells are named after it, use its profiles and key types, and
+        ``endpoint`` starts it with its own launch code instead of a command.
+        """
         self.settings = settings
         self.scenarios = scenarios
-        self.roles = (settings.role,)
+        self.role = settings.role if role is None else role
+        self.roles = (self.role,)
         self.install = "(the endpoint under test)"
+        self.peer = peer
+        self.endpoint = endpoint
+        if peer is not None:
+            self.name = peer.name
+            self.profiles = peer.profiles
+            self.key_types = peer.key_types
+            self.install = peer.install
+
+    def _make(self, ctx: CellContext, certificate: Certificate, told: Fingerprint) -> Endpoint:
+        if self.endpoint is not None:
+            return self.endpoint(ctx, certificate)
+        return _TargetEndpoint(ctx, certificate, self.settings, told)
 
     def availability(self) -> Availability:
         """Report the target as available: the user says it is there."""
+        if self.peer is not None:
+            return self.peer.availability()
         what = self.settings.command or "{}:{}".format(*(self.settings.address or ("?", 0)))
         return Availability(True, version=what)
 
     def cells(self) -> list[CellSpec]:
         """Handshakes per profile x key type, a lossy one, and the wrong certificate."""
-        role = self.settings.role
+        role = self.role
         out = [
             CellSpec(self.name, role, CellKind.HANDSHAKE, profile, key_type)
             for profile in self.profiles
-            for key_type in KEY_TYPES
+            for key_type in self.key_types
         ]
-        out.append(CellSpec(self.name, role, CellKind.LOSSY, self.profiles[0], "rsa-2048"))
         # RSA-2048 certificates make the target's flights span datagrams: more to drop.
-        out.append(CellSpec(self.name, role, CellKind.DROP_EACH, self.profiles[0], "rsa-2048"))
+        big = "rsa-2048" if "rsa-2048" in self.key_types else self.key_types[0]
+        out.append(CellSpec(self.name, role, CellKind.LOSSY, self.profiles[0], big))
         out += [
-            CellSpec(self.name, role, kind, self.profiles[0], "ecdsa-p256")
+            CellSpec(self.name, role, kind, self.profiles[0], big)
+            for kind in (CellKind.DROP_EACH, CellKind.SMALL_MTU, CellKind.DUPLICATED_REORDERED)
+        ]
+        out += [
+            CellSpec(self.name, role, kind, self.profiles[0], self.key_types[0])
             for kind in (CellKind.RETRANSMIT_SCHEDULE, CellKind.HOSTILE_RECORDS)
         ]
         if "{fingerprint}" in (self.settings.command or ""):
@@ -243,11 +283,16 @@ class TargetPeer(Peer):
             return self._schedule(ctx)
 
         def make(c: CellContext, cert: Certificate | None) -> Endpoint:
-            return _TargetEndpoint(c, cert, self.settings, ours.fingerprint("sha-256"))
+            return self._make(c, cert or theirs, ours.fingerprint("sha-256"))
 
         fixed = self.settings.address is not None
-        hostile = ctx.spec.kind is CellKind.HOSTILE_RECORDS
-        path = ScriptedPath(hostile=True) if hostile else None
+        kind = ctx.spec.kind
+        path = None
+        if kind in (CellKind.HOSTILE_RECORDS, CellKind.SMALL_MTU, CellKind.DUPLICATED_REORDERED):
+            path = ScriptedPath(
+                hostile=kind is CellKind.HOSTILE_RECORDS,
+                duplicate_reverse=kind is CellKind.DUPLICATED_REORDERED,
+            )
         out = run_standard_cell(
             ctx,
             make,
@@ -258,7 +303,7 @@ class TargetPeer(Peer):
         if ctx.spec.kind is CellKind.HANDSHAKE:
             _refused_is_not_failed(out)
         elif path is not None:
-            _hostile_result(out, path)
+            _scripted_result(out, path, kind)
         else:
             _impairment_is_informative(out)
         return out
@@ -269,7 +314,7 @@ class TargetPeer(Peer):
         """One handshake with the target over ``path``; return the driver and what went wrong."""
         spec = ctx.spec
         ours, theirs = ctx.identities.pair(spec.key_type)
-        endpoint = _TargetEndpoint(ctx, theirs, self.settings, ours.fingerprint("sha-256"))
+        endpoint = self._make(ctx, theirs, ours.fingerprint("sha-256"))
         fixed = self.settings.address is not None
         expected = self.settings.fingerprint if fixed else theirs.fingerprint("sha-256")
         conn = DtlsConnection(
@@ -294,8 +339,9 @@ class TargetPeer(Peer):
         except CellFailure as exc:
             problem = str(exc)
         problem = problem or endpoint.failed() or ""
-        if endpoint.proc is not None:
-            endpoint.proc.stop()
+        proc = getattr(endpoint, "proc", None)
+        if isinstance(proc, PeerProcess):
+            proc.stop()
         return driver, problem
 
     def _drop_each(self, ctx: CellContext) -> CellOutcome:
@@ -322,9 +368,16 @@ class TargetPeer(Peer):
         for k in picked:
             datagram = sent[k - 1]
             path = ScriptedPath(drop=k)
-            budget = Deadline(min(DROP_BUDGET, max(0.5, ctx.deadline.remaining() - 0.5)))
-            driver, problem = self._attempt(ctx, path, budget)
             what = f"drop #{k} ({describe(datagram)})"
+            if ctx.deadline.remaining() < 1.5:
+                out.add(what, None, "not run: the scenario's time (--timeout x3) ran out")
+                continue
+            budget = Deadline(min(DROP_BUDGET, max(0.5, ctx.deadline.remaining() - 0.5)))
+            try:
+                driver, problem = self._attempt(ctx, path, budget)
+            except CellFailure as exc:  # the target did not even start: time ran out
+                out.add(what, None, f"not run: {exc}")
+                continue
             if path.dropped is None:
                 out.add(what, None, "the target sent fewer datagrams this time")
                 continue
@@ -460,24 +513,41 @@ def _terminated(driver: UdpDriver) -> str:
     return f"our state {driver.conn.state.value}"
 
 
-def _hostile_result(out: CellOutcome, path: ScriptedPath) -> None:
-    """Replace the lossy cell's impairment check by what the hostile records proved."""
+_SCRIPTED = {
+    CellKind.HOSTILE_RECORDS: (
+        "hostile_records",
+        "discarded, the handshake completed (RFC 6347 §4.1.2.7)",
+        "after garbage and forged records, which RFC 6347 §4.1.2.7 says to discard silently",
+    ),
+    CellKind.SMALL_MTU: (
+        "small_mtu",
+        "reassembled, the handshake completed (RFC 6347 §4.2.3)",
+        "with our handshake messages fragmented to fit 300-byte datagrams, which RFC 6347 "
+        "§4.2.3 says a receiver reassembles",
+    ),
+    CellKind.DUPLICATED_REORDERED: (
+        "duplicated_reordered",
+        "the handshake completed (RFC 6347 §4.2.2: reordered messages are buffered, "
+        "duplicates discarded; §4.1.2.6 replay detection)",
+        "with our flights reversed and every datagram sent twice, which RFC 6347 §4.2.2 says "
+        "a receiver buffers and discards",
+    ),
+}
+
+
+def _scripted_result(out: CellOutcome, path: ScriptedPath, kind: CellKind) -> None:
+    """Replace the lossy cell's impairment check by what the scripted path proved."""
     from dtls_ossl_conformance._model import Check, CheckStatus
 
+    name, passed, failed = _SCRIPTED[kind]
+    summary = path.summary()
+    if kind is CellKind.SMALL_MTU and path.sent:
+        summary = f"our {len(path.sent)} datagrams of at most {max(path.sent)} bytes"
     for i, check in enumerate(out.checks):
         if check.name == "impairment":
-            out.checks[i] = Check(
-                "hostile_records",
-                CheckStatus.PASS,
-                f"{path.summary()}: discarded, the handshake completed (RFC 6347 §4.1.2.7)",
-            )
+            out.checks[i] = Check(name, CheckStatus.PASS, f"{summary}: {passed}")
         elif check.status is CheckStatus.FAIL:
-            out.checks[i] = Check(
-                check.name,
-                check.status,
-                f"{check.detail} (after garbage and forged records, which RFC 6347 §4.1.2.7 "
-                "says to discard silently)",
-            )
+            out.checks[i] = Check(check.name, check.status, f"{check.detail} ({failed})")
 
 
 def _refused_is_not_failed(out: CellOutcome) -> None:

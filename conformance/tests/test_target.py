@@ -206,3 +206,38 @@ def test_alias_runs_the_harness(capsys: pytest.CaptureFixture[str]) -> None:
     assert dtls_ossl_main(["conformance", "install-peers", "nosuchstack"]) == 2
     assert dtls_ossl_main(["conformance", "--peers", "nosuchstack"]) == 2
     assert "unknown peer nosuchstack" in capsys.readouterr().err
+
+
+def test_faulty_server_that_never_resends_is_caught(tmp_path: Path) -> None:
+    relay = shlex.quote(str(Path(__file__).with_name("no_resend_relay.py")))
+    cmd = (
+        f"exec {PY} {relay} {{port}} -- {PY} -m dtls_ossl server --port {{{{inner}}}} "
+        "--cert {cert} --key {key} --fingerprint {fingerprint}"
+    )
+    args = ["target", "--server-cmd", cmd, "--timeout", "3", "--report", str(tmp_path)]
+    assert main([*args, "--scenarios", "drop-each,retransmit-schedule"]) == 1
+    cells = report(tmp_path)
+    drop = cells["target/client/drop-each/rsa-2048"]
+    schedule = cells["target/client/retransmit-schedule/ecdsa-p256"]
+    assert drop["status"] == schedule["status"] == "failed"
+    assert "never retransmitted" in str(drop["reason"])
+    assert "RFC 6347 §4.2.4" in str(drop["reason"])
+    assert checks(schedule)["retransmits"] == "fail"
+
+
+def test_targets_matrix_compare_is_exact() -> None:
+    from dtls_ossl._roles import Role
+    from dtls_ossl_conformance._model import CellKind, CellResult, CellSpec, Status
+    from dtls_ossl_conformance.targets_matrix import Expected, compare
+
+    def result(kind: CellKind, status: Status, reason: str = "") -> CellResult:
+        spec = CellSpec("p", Role.CLIENT, kind, None, "ecdsa-p256")
+        return CellResult(spec, status, reason=reason)
+
+    known = {"p/client/drop-each/ecdsa-p256": Expected("why", "never retransmitted")}
+    drop_failed = result(CellKind.DROP_EACH, Status.FAILED, "x never retransmitted y")
+    assert compare([drop_failed], known) == []
+    assert "expected to fail" in compare([result(CellKind.DROP_EACH, Status.PASSED)], known)[0]
+    assert "not as expected" in compare([result(CellKind.DROP_EACH, Status.FAILED, "z")], known)[0]
+    assert "unexpected" in compare([result(CellKind.LOSSY, Status.FAILED, "z")], known)[0]
+    assert "skipped" in compare([result(CellKind.LOSSY, Status.SKIPPED, "gone")], known)[0]
