@@ -316,6 +316,97 @@ fail:
     return NULL;
 }
 
+/* OpenSSL's names of protocol versions and ciphers as str, made once per name: every
+   HandshakeCompleted shares them. A handful exist; past the table's size they are made anew. */
+#define DTLSOSSL_NAMES 16
+static struct {
+    char *text;    /* owned */
+    PyObject *str; /* owned */
+} DtlsOssl_names[DTLSOSSL_NAMES];
+
+static PyObject *DtlsOssl_name(const char *text)
+{
+    PyObject *str;
+    char *copy;
+    size_t n = strlen(text);
+    int i;
+    for (i = 0; i < DTLSOSSL_NAMES && DtlsOssl_names[i].text != NULL; i++)
+        if (strcmp(DtlsOssl_names[i].text, text) == 0)
+            return Py_NewRef(DtlsOssl_names[i].str);
+    if ((str = PyUnicode_DecodeASCII(text, (Py_ssize_t)n, NULL)) == NULL)
+        return NULL;
+    if (i < DTLSOSSL_NAMES && (copy = malloc(n + 1)) != NULL) {
+        memcpy(copy, text, n + 1);
+        DtlsOssl_names[i].text = copy;
+        DtlsOssl_names[i].str = Py_NewRef(str);
+    }
+    return str;
+}
+
+/* The peer certificate's DER as bytes, or None if there is none. */
+static PyObject *DtlsOssl_peer_der(DtlsOssl_conn *c)
+{
+    X509 *peer = SSL_get0_peer_certificate(c->ssl);
+    PyObject *der;
+    unsigned char *p;
+    int n = peer != NULL ? i2d_X509(peer, NULL) : -1;
+    if (n <= 0)
+        Py_RETURN_NONE;
+    if ((der = PyBytes_FromStringAndSize(NULL, n)) == NULL)
+        return NULL;
+    p = (unsigned char *)PyBytes_AS_STRING(der);
+    if (i2d_X509(peer, &p) != n) {
+        Py_DECREF(der);
+        Py_RETURN_NONE;
+    }
+    return der;
+}
+
+/* fast_established(conn, scratch): what a handshake that just completed negotiated, in one call,
+   with scratch (its address) bound for the per-record paths: the tuple (protocol version,
+   cipher, SRTP profile id or 0, data MTU, SRTP keying material or None, peer certificate DER or
+   None, index of the expected fingerprint it matched or -1). None if exporting the keying
+   material failed (the ERR queue says why). */
+static PyObject *DtlsOssl_py_fast_established(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    DtlsOssl_conn *c;
+    DtlsOssl_scratch *s;
+    const char *names[2];
+    char material[DTLSOSSL_MAX_SRTP_MATERIAL];
+    PyObject *t, *item;
+    Py_ssize_t n;
+    int64_t r;
+    (void)m;
+    if (DtlsOssl_check_args(nargs, 2, args, 2, "fast_established(conn, scratch)") < 0)
+        return NULL;
+    if ((c = DtlsOssl_conn_arg(args[0])) == NULL)
+        return NULL;
+    s = (DtlsOssl_scratch *)PyLong_AsVoidPtr(args[1]);
+    if (s == NULL && PyErr_Occurred())
+        return NULL;
+    if ((r = DtlsOssl_established(c, names, material)) < 0)
+        Py_RETURN_NONE;
+    c->sc = s;
+    n = (Py_ssize_t)(r >> 32);
+    if ((t = PyTuple_New(7)) == NULL)
+        return NULL;
+    PyTuple_SET_ITEM(t, 0, DtlsOssl_name(names[0]));
+    PyTuple_SET_ITEM(t, 1, DtlsOssl_name(names[1]));
+    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(r & 0xffff)));
+    PyTuple_SET_ITEM(t, 3, PyLong_FromLong((long)((r >> 16) & 0xffff)));
+    PyTuple_SET_ITEM(t, 4, n > 0 ? PyBytes_FromStringAndSize(material, n) : Py_NewRef(Py_None));
+    PyTuple_SET_ITEM(t, 5, DtlsOssl_peer_der(c));
+    PyTuple_SET_ITEM(t, 6, PyLong_FromLong(c->matched));
+    for (n = 0; n < 7; n++) {
+        item = PyTuple_GET_ITEM(t, n);
+        if (item == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+    }
+    return t;
+}
+
 /* fast_setup(DataReceived, DataReceived.__dict__["data"]): the event class the fast paths
    build, and its slot descriptor. */
 static PyObject *DtlsOssl_py_fast_setup(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
@@ -341,6 +432,9 @@ static PyMethodDef DtlsOssl_fast_methods[] = {
      "fast_send_many(conn, payloads, start, out) -> next index << 16 | status bits left"},
     {"fast_receive_many", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_receive_many, METH_FASTCALL,
      "fast_receive_many(conn, datagrams, start, out, events) -> next index << 16 | bits left"},
+    {"fast_established", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_established, METH_FASTCALL,
+     "fast_established(conn, scratch) -> (version, cipher, srtp id, data MTU, material, der, "
+     "matched) or None"},
     {"fast_setup", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_setup, METH_FASTCALL,
      "fast_setup(DataReceived, DataReceived.__dict__['data'])"},
     {NULL, NULL, 0, NULL},

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from _common import DTLS_OSSL, C, BenchError, Impl, discover, with_mtu
+from _common import DTLS_OSSL, BenchError, C, Impl, discover, with_mtu
 from _dtls_ossl_peer import records_mtu
 
 # (N1, N2) per mode: large enough that the difference dwarfs any run-to-run wobble (the ECDSA

@@ -51,16 +51,30 @@ from __future__ import annotations
 
 from dtls_ossl import _openssl, events
 from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, scratch
-from dtls_ossl._callbacks import CallbackState
+from dtls_ossl._callbacks import NO_CALLBACKS, CallbackState
 from dtls_ossl._conn_core import ConnectionCore, _nbytes
 from dtls_ossl._conn_outcome import export_keying_material
 from dtls_ossl._conn_status import (
     ALERTS as _ALERTS,
 )
 from dtls_ossl._conn_status import (
+    ENDED as _ENDED,
+)
+from dtls_ossl._conn_status import (
+    ESTABLISHED as _ESTABLISHED,
+)
+from dtls_ossl._conn_status import (
+    NEW as _NEW,
+)
+from dtls_ossl._conn_status import (
+    STARTING as _STARTING,
+)
+from dtls_ossl._conn_status import (
     ConnectionState,
 )
 from dtls_ossl._limits import check_positive
+from dtls_ossl._roles import CLIENT as _CLIENT
+from dtls_ossl._roles import SERVER as _SERVER
 from dtls_ossl._roles import Role
 from dtls_ossl._stats import ConnectionStats
 from dtls_ossl._util import TYPE_CHECKING, final
@@ -101,7 +115,7 @@ _POP_FRONT_MAX = 32
 _COMPACT_AT = 256
 
 
-_ESTABLISHED = ConnectionState.ESTABLISHED
+_VERDICT_NONE = int(lib.DTLSOSSL_VERDICT_NONE)
 
 
 def _normalise_fingerprints(fingerprints: Iterable[Fingerprint | str]) -> tuple[Fingerprint, ...]:
@@ -152,22 +166,29 @@ class DtlsConnection(ConnectionCore):
             raise ConfigurationError(f"role: expected Role.CLIENT or Role.SERVER, got {role!r}")
         self._config = configuration
         self._role = role
-        self._cb = CallbackState(configuration.key_log_writer)
         self._expected: tuple[Fingerprint, ...] | None = None
+        self._insecure = False
         if insecure_skip_fingerprint_check:
             if remote_fingerprints is not None:
                 raise ConfigurationError(
                     "insecure_skip_fingerprint_check=True cannot be combined with "
                     "remote_fingerprints"
                 )
-            self._cb.insecure = True
+            self._insecure = True
         elif remote_fingerprints is not None:
-            self._set_expected(_normalise_fingerprints(remote_fingerprints))
-        self._handle = ffi.new_handle(self._cb)  # owned: keeps the state alive while C has it
+            self._expected = _normalise_fingerprints(remote_fingerprints)
+        key_log = configuration._key_log_writer
+        if key_log is None:
+            # No Python callback can run (the fingerprint is checked in C): no handle at all.
+            self._cb = NO_CALLBACKS
+            self._handle = None
+        else:
+            self._cb = CallbackState(key_log)
+            self._handle = ffi.new_handle(self._cb)  # owned: keeps the state alive while C has it
         self._c: Any = self._new_ssl()
         # The C object's address for the fast paths, set once established (they run only then).
         self._addr = 0
-        self._state = ConnectionState.NEW
+        self._state = _NEW
         # A list, not a deque: a deque's first block alone costs ~600 bytes per connection, and
         # the C fast paths append to it with PyList_Append. next_event() reads from _ev_head
         # and compacts the list now and then, so draining n events costs O(n), not O(n^2).
@@ -201,9 +222,9 @@ class DtlsConnection(ConnectionCore):
 
         :raises InvalidStateError: on a server, or if already started.
         """
-        if self._role is not Role.CLIENT:
+        if self._role is not _CLIENT:
             raise InvalidStateError("connect() is for the client role; a server waits")
-        if self._state is not ConnectionState.NEW:
+        if self._state is not _NEW:
             raise InvalidStateError(f"connect() called in state {self._state.value}")
         self._start(now)
         sc = scratch()
@@ -257,14 +278,10 @@ class DtlsConnection(ConnectionCore):
         early is harmless. After calling this, call :meth:`datagrams_to_send`,
         :meth:`get_timer` and :meth:`next_event`.
         """
-        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+        if self._state in _ENDED:
             return
         deadline = self._handshake_deadline
-        if (
-            deadline is not None
-            and now >= deadline
-            and self._state in (ConnectionState.NEW, ConnectionState.HANDSHAKING)
-        ):
+        if deadline is not None and now >= deadline and self._state in _STARTING:
             timeout = self._handshake_timeout or 0.0  # never None while a deadline is set
             self._terminate(
                 HandshakeTimeoutError(
@@ -305,7 +322,7 @@ class DtlsConnection(ConnectionCore):
         :raises PayloadSizeError: if a payload is empty or longer than
             :attr:`max_payload_size` (nothing is sent).
         """
-        if self._state is not ConnectionState.ESTABLISHED:
+        if self._state is not _ESTABLISHED:
             raise InvalidStateError(
                 f"send_many() needs an established connection, not {self._state.value}"
             )
@@ -329,9 +346,9 @@ class DtlsConnection(ConnectionCore):
         Emits ``ConnectionTerminated(error=None, by_peer=False)``. Calling it again does
         nothing. After calling this, call :meth:`datagrams_to_send` to send the close_notify.
         """
-        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+        if self._state in _ENDED:
             return
-        if self._state is ConnectionState.ESTABLISHED:
+        if self._state is _ESTABLISHED:
             sc = scratch()
             flags = lib.DtlsOssl_shutdown(self._c, sc.ptr)
             self._collect_wire(flags, sc)
@@ -350,11 +367,11 @@ class DtlsConnection(ConnectionCore):
         :raises InvalidStateError: once the peer certificate has been checked, or after the
             end, or with the insecure opt-out.
         """
-        if self._cb.insecure:
+        if self._insecure:
             raise InvalidStateError("fingerprint checking was disabled for this connection")
-        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+        if self._state in _ENDED:
             raise InvalidStateError(f"connection is {self._state.value}")
-        if self._cb.peer_der is not None:
+        if self._state is _ESTABLISHED or self._c.verdict != _VERDICT_NONE:
             raise InvalidStateError("the peer certificate has already been checked")
         self._set_expected(_normalise_fingerprints(fingerprints))
         held, self._held = self._held or [], None
@@ -374,7 +391,7 @@ class DtlsConnection(ConnectionCore):
 
         :raises InvalidStateError: on a client, or if the connection has already started.
         """
-        if self._role is not Role.SERVER or self._state is not ConnectionState.NEW:
+        if self._role is not _SERVER or self._state is not _NEW:
             raise InvalidStateError("accept_verified_hello() is for a new server connection")
         if type(data) is not bytes:
             data = bytes(data)
@@ -398,7 +415,7 @@ class DtlsConnection(ConnectionCore):
         :raises ConfigurationError: if ``timeout`` is not a number of seconds > 0 or None.
         """
         check_positive("timeout", timeout, optional=True)
-        if self._state not in (ConnectionState.NEW, ConnectionState.HANDSHAKING):
+        if self._state not in _STARTING:
             return
         self._handshake_timeout = timeout
         self._handshake_deadline = None if timeout is None else now + timeout
@@ -419,10 +436,7 @@ class DtlsConnection(ConnectionCore):
         """Return the absolute deadline (caller's clock) to call :meth:`handle_timer`, or None."""
         at = self._timer_at
         deadline = self._handshake_deadline
-        if deadline is not None and self._state in (
-            ConnectionState.NEW,
-            ConnectionState.HANDSHAKING,
-        ):
+        if deadline is not None and self._state in _STARTING:
             return deadline if at is None or deadline < at else at
         return at
 
@@ -475,7 +489,7 @@ class DtlsConnection(ConnectionCore):
         :raises InvalidStateError: unless the connection is established.
         :raises ConfigurationError: for a non-positive length.
         """
-        if self._state is not ConnectionState.ESTABLISHED:
+        if self._state is not _ESTABLISHED:
             raise InvalidStateError(
                 f"export_keying_material() needs an established connection, not {self._state.value}"
             )
