@@ -71,6 +71,7 @@ static const int DTLSOSSL_VERDICT_NONE;
 static const int DTLSOSSL_VERDICT_REJECTED;
 
 typedef struct {
+    uintptr_t addr;
     SSL *ssl;
     void *handle;
     long timeout_us;
@@ -140,7 +141,7 @@ void DtlsOssl_set_renumber0(DtlsOssl_conn *, int);
 int DtlsOssl_release_memory(void);
 
 /* Called from engine.c, so not static: "Python+C". */
-extern "Python+C" void DtlsOssl_py_keylog(void *, const char *);
+extern "Python+C" int DtlsOssl_py_keylog(void *, const char *);
 """
 
 # One translation unit: cffi's wrappers call the DtlsOssl_ functions directly, and the compiler

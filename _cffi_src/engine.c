@@ -246,8 +246,8 @@ int DtlsOssl_set_expected(DtlsOssl_conn *c, int check, int md, const unsigned ch
 static void DtlsOssl_keylog_cb(const SSL *ssl, const char *line)
 {
     DtlsOssl_conn *c = DtlsOssl_conn_of(ssl);
-    if (c != NULL && c->handle != NULL)
-        DtlsOssl_py_keylog(c->handle, line);
+    if (c != NULL && c->handle != NULL && DtlsOssl_py_keylog(c->handle, line) < 0)
+        c->callback_failed = 1; /* the writer raised: DTLSOSSL_CALLBACK */
 }
 
 static void DtlsOssl_info_cb(const SSL *ssl, int where, int ret)
@@ -393,10 +393,14 @@ DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *ctx, int is_server, size_t mtu, unsign
                                  unsigned int max_us, void *handle, int check, int md,
                                  const unsigned char *digests, size_t len)
 {
-    DtlsOssl_conn *c = calloc(1, sizeof(*c)); /* owned: freed by DtlsOssl_conn_free */
+    DtlsOssl_conn *c;
     BIO *rbio = NULL, *wbio = NULL;
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();     /* a failure below must not be blamed on older errors */
+    c = calloc(1, sizeof(*c)); /* owned: freed by DtlsOssl_conn_free */
     if (c == NULL)
         return NULL;
+    c->addr = (uintptr_t)c;
     c->ssl = SSL_new(ctx); /* takes a reference to ctx */
     rbio = BIO_new(DtlsOssl_bio_method);
     wbio = BIO_new(DtlsOssl_bio_method);

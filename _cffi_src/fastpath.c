@@ -316,6 +316,52 @@ fail:
     return NULL;
 }
 
+/* fast_step(conn, scratch, op, datagram, out, events): one call of a connection that is not
+   established yet, on the scratch at that address: op 0 drives the handshake (datagram is
+   None), 1 feeds the datagram, 2 handles the retransmission timer. The framed datagrams go to
+   out and any plaintext records to events as the per-record paths do, except when the handshake
+   completed in this call: Python queues HandshakeCompleted first, then the records (PLAIN is
+   left set). Returns the status bits left. */
+static PyObject *DtlsOssl_py_fast_step(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    DtlsOssl_conn *c;
+    DtlsOssl_scratch *s;
+    Py_buffer view;
+    long op;
+    int flags, keep;
+    (void)m;
+    if (DtlsOssl_check_args(nargs, 6, args, 4,
+                            "fast_step(conn, scratch, op, datagram, out, events)")
+        < 0)
+        return NULL;
+    if ((c = DtlsOssl_conn_arg(args[0])) == NULL)
+        return NULL;
+    s = (DtlsOssl_scratch *)PyLong_AsVoidPtr(args[1]);
+    if (s == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "dtls_ossl: no scratch");
+        return NULL;
+    }
+    op = PyLong_AsLong(args[2]);
+    if (op == 1) {
+        if (DtlsOssl_borrow(args[3], &view) < 0)
+            return NULL;
+        flags = DtlsOssl_receive(c, s, (const char *)view.buf, (size_t)view.len);
+        DtlsOssl_unborrow(&view);
+    } else if (op == 0) {
+        flags = DtlsOssl_handshake(c, s);
+    } else if (op == 2) {
+        flags = DtlsOssl_handle_timeout(c, s);
+    } else {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "fast_step: op must be 0, 1 or 2");
+        return NULL;
+    }
+    keep = flags & DTLSOSSL_HANDSHAKE_DONE ? flags & DTLSOSSL_PLAIN : 0;
+    flags = DtlsOssl_collect(s, flags & ~keep, args[4], args[5]);
+    return flags < 0 ? NULL : PyLong_FromLong(flags | keep);
+}
+
 /* OpenSSL's names of protocol versions and ciphers as str, made once per name: every
    HandshakeCompleted shares them. A handful exist; past the table's size they are made anew. */
 #define DTLSOSSL_NAMES 16
@@ -432,6 +478,8 @@ static PyMethodDef DtlsOssl_fast_methods[] = {
      "fast_send_many(conn, payloads, start, out) -> next index << 16 | status bits left"},
     {"fast_receive_many", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_receive_many, METH_FASTCALL,
      "fast_receive_many(conn, datagrams, start, out, events) -> next index << 16 | bits left"},
+    {"fast_step", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_step, METH_FASTCALL,
+     "fast_step(conn, scratch, op, datagram, out, events) -> status bits left"},
     {"fast_established", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_established, METH_FASTCALL,
      "fast_established(conn, scratch) -> (version, cipher, srtp id, data MTU, material, der, "
      "matched) or None"},

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 __all__ = ["NO_CALLBACKS", "CallbackState"]
 
+CALLBACK_FAILED = -1
+"What a callback returns to C when it raised: C then reports DTLSOSSL_CALLBACK."
+
 
 class CallbackState:
     """What the C callbacks of one connection need: the key-log writer, the error it raised."""
@@ -42,12 +45,14 @@ NO_CALLBACKS = CallbackState(None)
 "The shared state of every connection without a key log: no callback can reach it."
 
 
-@ffi.def_extern()  # type: ignore[untyped-decorator]
-def DtlsOssl_py_keylog(handle: Any, line: Any) -> None:
-    """Hand one NSS key-log line to the configured writer."""
+@ffi.def_extern(onerror=lambda *_: CALLBACK_FAILED)  # type: ignore[untyped-decorator]
+def DtlsOssl_py_keylog(handle: Any, line: Any) -> int:
+    """Hand one NSS key-log line to the configured writer; -1 if it raised (captured)."""
     state: CallbackState = ffi.from_handle(handle)
     try:
         if state.key_log is not None:
             state.key_log(ffi.string(line).decode("ascii"))
     except BaseException as exc:
         state.capture(exc)
+        return CALLBACK_FAILED
+    return 0

@@ -112,6 +112,11 @@ __all__ = ["ConnectionCore"]
 _fast_receive = _openssl.fast_receive
 _fast_send = _openssl.fast_send
 _fast_established = _openssl.fast_established
+_fast_step = _openssl.fast_step
+# fast_step's operations (_cffi_src/fastpath.c).
+STEP_HANDSHAKE = 0
+_STEP_RECEIVE = 1
+STEP_TIMEOUT = 2
 _openssl.fast_setup(events.DataReceived, events.DataReceived.__dict__["data"])
 _unpack = ffi.unpack
 _DataReceived = events.DataReceived
@@ -138,6 +143,9 @@ def _expected_digests(fingerprints: tuple[Fingerprint, ...]) -> tuple[int, bytes
 
     RFC 8122 §5: only the fingerprints of the strongest hash function given count.
     """
+    if len(fingerprints) == 1:  # its own strongest set
+        fp = fingerprints[0]
+        return _MD_INDEX[fp.algorithm], fp.value
     chosen = select_fingerprints(fingerprints)
     if not chosen:  # pragma: no cover - Fingerprint validates its algorithm
         return 0, b""
@@ -207,11 +215,10 @@ class ConnectionCore:
         _state: ConnectionState
         _timer_at: float | None
 
-    def _new_ssl(self) -> Any:
-        """Create the C connection (SSL object, BIOs, timer and callbacks)."""
+    def _new_ssl(self) -> None:
+        """Create the C connection (SSL object, BIOs, timer and callbacks): ``_c``, ``_addr``."""
         config = self._config
         ctx = config._ssl_ctx()
-        lib.ERR_clear_error()
         expected = self._expected
         if expected is not None:
             check = _CHECK_FINGERPRINTS
@@ -231,8 +238,11 @@ class ConnectionCore:
             digests,
             len(digests),
         )
-        openssl_assert(c != ffi.NULL, "creating the SSL object")
-        return ffi.gc(c, lib.DtlsOssl_conn_free)  # owned: SSL and its two BIOs
+        if not c:
+            openssl_assert(False, "creating the SSL object")
+        self._c = ffi.gc(c, lib.DtlsOssl_conn_free)  # owned: SSL and its two BIOs
+        # Its address, for the CPython fast paths (they take ints); valid until _terminate.
+        self._addr = c.addr
 
     def _accept_first(self, data: bytes, now: float) -> None:
         """Feed what looks like a first ClientHello to a server that has not started yet.
@@ -252,7 +262,7 @@ class ConnectionCore:
             self._cb.captured = None
             self._n_dropped += 1
             ffi.release(self._c)
-            self._c = self._new_ssl()
+            self._new_ssl()
             return
         if flags & _WIRE:
             self._start(now)
@@ -366,7 +376,8 @@ class ConnectionCore:
             self._n_dropped += 1
             return
         sc = scratch()
-        self._handle_flags(lib.DtlsOssl_receive(self._c, sc.ptr, data, len(data)), now, sc)
+        flags = _fast_step(self._addr, sc.addr, _STEP_RECEIVE, data, self._out, self._events)
+        self._handle_flags(flags, now, sc)
 
     def _hold(self, data: bytes) -> None:
         held = self._held
@@ -386,19 +397,10 @@ class ConnectionCore:
         """Turn the status bits of one C call into output, events and state changes."""
         if flags & _DROPPED:
             self._n_dropped += int(sc.ptr.dropped)
-        self._collect_wire(flags, sc)
-        captured = self._cb.captured
-        if captured is not None or flags & _CALLBACK:
-            self._cb.captured = None
-            if captured is None:  # pragma: no cover - our callbacks capture what they raise
-                failure = OpenSSLError("a dtls_ossl callback failed", consume_errors())
-                self._terminate(failure, by_peer=False)
-                raise failure
-            # The user's callback raised: their error, not the peer's (exceptions.py).
-            ended = CallbackError(f"a callback raised {type(captured).__name__}")
-            ended.__cause__ = captured
-            self._terminate(ended, by_peer=False)
-            raise captured
+        if flags & _WIRE:  # only from the cffi entry points: fast_step collects in C
+            self._collect_wire(sc)
+        if flags & _CALLBACK:
+            self._callback_raised()
         if flags & _RETRANSMITTED:
             self._n_retransmissions += 1
             c = self._c
@@ -422,7 +424,22 @@ class ConnectionCore:
             while flags & _OVERFLOW:
                 sc.grow_wire(int(lib.DtlsOssl_pending(self._c)))
                 flags = lib.DtlsOssl_drain(self._c, sc.ptr)
-                self._collect_wire(flags, sc)
+                if flags & _WIRE:
+                    self._collect_wire(sc)
+
+    def _callback_raised(self) -> None:
+        """End the connection after a callback raised, and re-raise what it raised."""
+        captured = self._cb.captured
+        self._cb.captured = None
+        if captured is None:  # pragma: no cover - our callbacks capture what they raise
+            failure = OpenSSLError("a dtls_ossl callback failed", consume_errors())
+            self._terminate(failure, by_peer=False)
+            raise failure
+        # The user's callback raised: their error, not the peer's (exceptions.py).
+        ended = CallbackError(f"a callback raised {type(captured).__name__}")
+        ended.__cause__ = captured
+        self._terminate(ended, by_peer=False)
+        raise captured
 
     def _data_events(self, sc: Scratch, n: int) -> None:
         """Queue a DataReceived for each of the n plaintext records in the scratch buffer."""
@@ -436,9 +453,7 @@ class ConnectionCore:
             _exhaust(map(_set_data, evs, _records(sc.plain_buf, _unpack(sc.rec_ends, n))))
             self._events += evs
 
-    def _collect_wire(self, flags: int, sc: Scratch) -> None:
-        if not flags & _WIRE:
-            return
+    def _collect_wire(self, sc: Scratch) -> None:
         sp = sc.ptr
         n = sp.n_dgrams
         if n == 1:
@@ -464,10 +479,9 @@ class ConnectionCore:
                 self._events.append(events.AlertSent(level, description))
 
     def _handshake_completed(self, sc: Scratch) -> None:
-        addr = int(ffi.cast("uintptr_t", self._c))
         # One C call: what was negotiated, the SRTP keying material, the peer certificate, the
         # fingerprint it matched; it also binds the scratch for the fast paths from now on.
-        done = _fast_established(addr, sc.addr)
+        done = _fast_established(self._addr, sc.addr)
         if done is None:
             raise OpenSSLError("SSL_export_keying_material failed", consume_errors())
         version, cipher, srtp_id, self._data_mtu, material, der, index = done
@@ -489,7 +503,6 @@ class ConnectionCore:
             matched = chosen[index]
         info = handshake_info(version, cipher, srtp_id, material, der, matched, self._role)
         self._sc = sc
-        self._addr = addr
         self._state = _ESTABLISHED
         self._held = None
         self._handshake_deadline = None

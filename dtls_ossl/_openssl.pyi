@@ -18,3 +18,12 @@ def fast_setup(event_class: type[DataReceived], data_slot: Any, /) -> None: ...
 def fast_established(
     conn: int, scratch: int, /
 ) -> tuple[str, str, int, int, bytes | None, bytes | None, int] | None: ...
+def fast_step(
+    conn: int,
+    scratch: int,
+    op: int,
+    datagram: bytes | None,
+    out: list[bytes],
+    events: list[Any],
+    /,
+) -> int: ...

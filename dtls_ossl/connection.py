@@ -52,7 +52,7 @@ from __future__ import annotations
 from dtls_ossl import _openssl, events
 from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, scratch
 from dtls_ossl._callbacks import NO_CALLBACKS, CallbackState
-from dtls_ossl._conn_core import ConnectionCore, _nbytes
+from dtls_ossl._conn_core import STEP_HANDSHAKE, STEP_TIMEOUT, ConnectionCore, _nbytes
 from dtls_ossl._conn_outcome import export_keying_material
 from dtls_ossl._conn_status import (
     ALERTS as _ALERTS,
@@ -68,6 +68,9 @@ from dtls_ossl._conn_status import (
 )
 from dtls_ossl._conn_status import (
     STARTING as _STARTING,
+)
+from dtls_ossl._conn_status import (
+    WIRE as _WIRE,
 )
 from dtls_ossl._conn_status import (
     ConnectionState,
@@ -95,7 +98,6 @@ from dtls_ossl.webrtc.srtp import SrtpKeys
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from typing import Any
 
 
 __all__ = ["ConnectionState", "ConnectionStats", "DtlsConnection"]
@@ -108,6 +110,7 @@ _fast_receive = _openssl.fast_receive
 _fast_send = _openssl.fast_send
 _fast_receive_many = _openssl.fast_receive_many
 _fast_send_many = _openssl.fast_send_many
+_fast_step = _openssl.fast_step
 # next_event() pops from the front of a queue this short (a memmove of a few pointers, the
 # fastest path for the usual one or two events); a longer one is read from a head index and
 # compacted once this many events were read (and at least half of it).
@@ -176,7 +179,14 @@ class DtlsConnection(ConnectionCore):
                 )
             self._insecure = True
         elif remote_fingerprints is not None:
-            self._expected = _normalise_fingerprints(remote_fingerprints)
+            if (
+                type(remote_fingerprints) in (list, tuple)
+                and len(remote_fingerprints) == 1  # type: ignore[arg-type]
+                and type(fp := remote_fingerprints[0]) is Fingerprint  # type: ignore[index]
+            ):
+                self._expected = (fp,)  # the usual case, already parsed
+            else:
+                self._expected = _normalise_fingerprints(remote_fingerprints)
         key_log = configuration._key_log_writer
         if key_log is None:
             # No Python callback can run (the fingerprint is checked in C): no handle at all.
@@ -185,9 +195,7 @@ class DtlsConnection(ConnectionCore):
         else:
             self._cb = CallbackState(key_log)
             self._handle = ffi.new_handle(self._cb)  # owned: keeps the state alive while C has it
-        self._c: Any = self._new_ssl()
-        # The C object's address for the fast paths, set once established (they run only then).
-        self._addr = 0
+        self._new_ssl()  # sets _c and _addr
         self._state = _NEW
         # A list, not a deque: a deque's first block alone costs ~600 bytes per connection, and
         # the C fast paths append to it with PyList_Append. next_event() reads from _ev_head
@@ -228,7 +236,8 @@ class DtlsConnection(ConnectionCore):
             raise InvalidStateError(f"connect() called in state {self._state.value}")
         self._start(now)
         sc = scratch()
-        self._handle_flags(lib.DtlsOssl_handshake(self._c, sc.ptr), now, sc)
+        flags = _fast_step(self._addr, sc.addr, STEP_HANDSHAKE, None, self._out, self._events)
+        self._handle_flags(flags, now, sc)
 
     def receive_datagram(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Process one datagram received from the peer.
@@ -294,7 +303,8 @@ class DtlsConnection(ConnectionCore):
         if self._timer_at is None or now < self._timer_at:
             return
         sc = scratch()
-        self._handle_flags(lib.DtlsOssl_handle_timeout(self._c, sc.ptr), now, sc)
+        flags = _fast_step(self._addr, sc.addr, STEP_TIMEOUT, None, self._out, self._events)
+        self._handle_flags(flags, now, sc)
 
     def send(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Encrypt ``data`` as one DTLS record, queued for :meth:`datagrams_to_send`.
@@ -351,7 +361,8 @@ class DtlsConnection(ConnectionCore):
         if self._state is _ESTABLISHED:
             sc = scratch()
             flags = lib.DtlsOssl_shutdown(self._c, sc.ptr)
-            self._collect_wire(flags, sc)
+            if flags & _WIRE:
+                self._collect_wire(sc)
             if flags & _ALERTS:
                 self._collect_alerts()
         self._terminate(None, by_peer=False)
