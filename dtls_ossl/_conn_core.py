@@ -153,6 +153,10 @@ def _expected_digests(fingerprints: tuple[Fingerprint, ...]) -> tuple[int, bytes
 
 
 _MAX_DATAGRAM = 65535
+# Every status bit _handle_flags leaves to _handle_all_flags (none in a handshake that goes well).
+_UNUSUAL = (
+    _DROPPED | _WIRE | _CALLBACK | _RETRANSMITTED | _ALERTS | _FATAL | _PEER_CLOSED | _OVERFLOW
+)
 
 
 class ConnectionCore:
@@ -369,7 +373,12 @@ class ConnectionCore:
         if self._expected is None and not self._insecure and not _may_feed_untrusted(data):
             self._hold(data)
             return
-        self._feed(data, now)
+        if len(data) > _MAX_DATAGRAM:
+            self._n_dropped += 1
+            return
+        sc = scratch()
+        flags = _fast_step(self._addr, sc.addr, _STEP_RECEIVE, data, self._out, self._events)
+        self._handle_flags(flags, now, sc)
 
     def _feed(self, data: bytes, now: float) -> None:
         if len(data) > _MAX_DATAGRAM:
@@ -395,6 +404,20 @@ class ConnectionCore:
 
     def _handle_flags(self, flags: int, now: float, sc: Scratch) -> None:
         """Turn the status bits of one C call into output, events and state changes."""
+        if flags & _UNUSUAL:
+            self._handle_all_flags(flags, now, sc)
+            return
+        # A flight of the handshake, or its end: the usual bits only.
+        if flags & _HANDSHAKE_DONE:
+            self._handshake_completed(sc)
+        if flags & _PLAIN:
+            self._data_events(sc, sc.ptr.n_recs)
+        state = self._state
+        if state is _HANDSHAKING or state is _ESTABLISHED:
+            self._timer_at = now + self._c.timeout_us / 1e6 if flags & _TIMER else None
+
+    def _handle_all_flags(self, flags: int, now: float, sc: Scratch) -> None:
+        """:meth:`_handle_flags` when any bit beyond the usual ones is set."""
         if flags & _DROPPED:
             self._n_dropped += int(sc.ptr.dropped)
         if flags & _WIRE:  # only from the cffi entry points: fast_step collects in C
