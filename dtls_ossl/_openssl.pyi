@@ -27,3 +27,11 @@ def fast_step(
     events: list[Any],
     /,
 ) -> int: ...
+def install_methods(
+    cls: type,
+    slots: tuple[Any, ...],
+    established: Any,
+    outcomes: tuple[Any, Any],
+    docs: tuple[str, ...],
+    /,
+) -> None: ...
