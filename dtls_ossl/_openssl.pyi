@@ -33,5 +33,6 @@ def install_methods(
     established: Any,
     outcomes: tuple[Any, Any],
     docs: tuple[str, ...],
+    queue: tuple[int, int],
     /,
 ) -> None: ...
