@@ -113,13 +113,7 @@ def report(impls: dict[str, Impl], modes: Sequence[str]) -> dict[str, tuple[floa
             f"  per {unit:16} {label:18} {lib:12,.0f}   C {c:12,.0f}   "
             f"({lib / c:.3f} x C's instructions)"
         )
-    n1, n2 = _UNITS["handshake"]
-    r1, r2 = _UNITS["records"]
-    print(
-        f"  reproduce: PYTHONHASHSEED=0 valgrind --tool=callgrind python "
-        f"benchmarks/_dtls_ossl_peer.py handshake {{{n1},{n2}}} (records {{{r1},{r2}}} "
-        f"{RECORD_SIZE}); C: benchmarks/.build/dtls_baseline-* CONFIG handshake ...\n"
-    )
+    print(f"  reproduce: python benchmarks/_callgrind.py {' '.join(modes)}\n")
     return out
 
 

@@ -591,6 +591,11 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="short smoke run (few rounds, small N)")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 5, --quick 2)")
+    p.add_argument(
+        "--no-callgrind",
+        action="store_true",
+        help="skip the callgrind instruction counts (about a minute per figure)",
+    )
     return p
 
 
