@@ -398,8 +398,15 @@ static Py_ssize_t DtlsOssl_pop_front_max = 0, DtlsOssl_compact_at = 0;
 static PyObject *DtlsOssl_python_method(int m, PyObject *self, PyObject *const *args,
                                         Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *bound = PyMethod_New(DtlsOssl_python[m], self), *r;
-    if (bound == NULL)
+    PyObject *stack[8], *bound, *r;
+    Py_ssize_t i, n = nargs + (kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0);
+    if (n < 8) { /* the usual case: self in front of the arguments, no bound method object */
+        stack[0] = self;
+        for (i = 0; i < n; i++)
+            stack[i + 1] = args[i];
+        return PyObject_Vectorcall(DtlsOssl_python[m], stack, (size_t)nargs + 1, kwnames);
+    }
+    if ((bound = PyMethod_New(DtlsOssl_python[m], self)) == NULL)
         return NULL;
     r = PyObject_Vectorcall(bound, args, (size_t)nargs, kwnames);
     Py_DECREF(bound);
