@@ -619,6 +619,37 @@ static PyObject *DtlsOssl_py_install_methods(PyObject *m, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
+/* record_fill(obj, slots, *values): store each value in obj's slot (slots: a tuple of member
+   descriptors of obj's class, one per value), as each descriptor's __set__ would, in one call:
+   the constructors of dtls_ossl._util.Record. Calling __set__ through its method wrapper costs
+   several hundred instructions a field. */
+static PyObject *DtlsOssl_py_record_fill(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *obj, *slots, *d, **field;
+    PyMemberDef *member;
+    Py_ssize_t i;
+    (void)m;
+    if (nargs < 2 || !PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != nargs - 2) {
+        PyErr_SetString(PyExc_TypeError, "record_fill(obj, slots, *values): one slot per value");
+        return NULL;
+    }
+    obj = args[0];
+    slots = args[1];
+    for (i = 0; i < nargs - 2; i++) {
+        d = PyTuple_GET_ITEM(slots, i);
+        if (!PyObject_TypeCheck(d, &PyMemberDescr_Type)
+            || (member = ((PyMemberDescrObject *)d)->d_member)->type != T_OBJECT_EX
+            || (member->flags & READONLY)
+            || !PyObject_TypeCheck(obj, ((PyMemberDescrObject *)d)->d_common.d_type)) {
+            PyErr_SetString(PyExc_TypeError, "record_fill: not a writable slot of this object");
+            return NULL;
+        }
+        field = (PyObject **)((char *)obj + member->offset);
+        Py_XSETREF(*field, Py_NewRef(args[i + 2]));
+    }
+    Py_RETURN_NONE;
+}
+
 /* OpenSSL's names of protocol versions and ciphers as str, made once per name: every
    HandshakeCompleted shares them. A handful exist; past the table's size they are made anew. */
 #define DTLSOSSL_NAMES 16
@@ -737,6 +768,8 @@ static PyMethodDef DtlsOssl_fast_methods[] = {
      "fast_receive_many(conn, datagrams, start, out, events) -> next index << 16 | bits left"},
     {"fast_step", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_step, METH_FASTCALL,
      "fast_step(conn, scratch, op, datagram, out, events) -> status bits left"},
+    {"record_fill", (PyCFunction)(void (*)(void))DtlsOssl_py_record_fill, METH_FASTCALL,
+     "record_fill(obj, slots, *values): set obj's slots, one value each"},
     {"install_methods", (PyCFunction)(void (*)(void))DtlsOssl_py_install_methods, METH_FASTCALL,
      "install_methods(cls, slots, established, outcomes, docs, queue): the per-record verbs "
      "in C"},
