@@ -257,7 +257,10 @@ class ConnectionCore:
         is about to start nor make us send anything.
         """
         sc = scratch()
-        flags = lib.DtlsOssl_receive(self._c, sc.ptr, data, len(data))
+        # Into lists of its own: a discarded attempt must leave nothing to send.
+        out: list[bytes] = []
+        evs: list[events.DtlsEvent] = []
+        flags = _fast_step(self._addr, sc.addr, _STEP_RECEIVE, data, out, evs)
         if flags & _DROPPED:
             self._n_dropped += int(sc.ptr.dropped)
             return
@@ -268,7 +271,9 @@ class ConnectionCore:
             ffi.release(self._c)
             self._new_ssl()
             return
-        if flags & _WIRE:
+        if out:
+            self._out += out
+            self._events += evs
             self._start(now)
             self._handle_flags(flags, now, sc)
         # Otherwise a fragment was buffered without an answer: stay NEW until the rest comes.
