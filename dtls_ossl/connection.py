@@ -13,10 +13,14 @@ and ``close`` each make exactly one call into the compiled helper (``DtlsOssl_*`
 _cffi_src/engine.c). That call clears OpenSSL's error queue, hands OpenSSL one datagram, drives the
 handshake or reads every plaintext record until OpenSSL wants more, frames what OpenSSL wrote
 into datagrams, and reads the retransmission timer. The connection then turns the returned
-status bits into events. On an established connection the per-record inputs (``send``,
-``receive_datagram`` and their batch forms) call ``fast_*`` functions that speak the CPython
-API directly: they keep the GIL, and append datagrams and DataReceived events to this object's
-lists themselves, returning only the status bits left for Python (usually none).
+status bits into events. The calls that speak the CPython API directly (_cffi_src/fastpath.c)
+keep the GIL and append the datagrams and DataReceived events to this object's lists
+themselves, returning only the status bits left for Python: ``fast_step`` for each flight of
+the handshake, ``fast_established`` once at its end, and the ``fast_*`` per-record functions of
+an established connection. ``send``, ``receive_datagram``, ``datagrams_to_send`` and
+``next_event`` are themselves C methods in place of the definitions below
+(:func:`_install_c_methods`): they do an established connection's common case and call those
+definitions for everything else, so a record costs no Python frame.
 
 Rule 2 - one datagram per read. OpenSSL reads whatever its read BIO holds as one "packet" (a
 memory BIO would merge datagrams), so the read BIO holds exactly the datagram being fed, read
