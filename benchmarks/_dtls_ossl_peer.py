@@ -286,8 +286,8 @@ def report(setup: _Setup, client: Any, server: Any) -> list[str]:
             check = f"not done (matched {matched!r})"
         lines.append(f"{prefix}fingerprint_check={check}")
         lines.append(
-            f"{prefix}fingerprint_how=hashlib + hmac.compare_digest in the certificate "
-            "verify callback, during the handshake"
+            f"{prefix}fingerprint_how=X509_digest + CRYPTO_memcmp in the certificate "
+            "verify callback (C), during the handshake"
         )
     return lines
 
