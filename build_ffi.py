@@ -64,8 +64,14 @@ static const int DTLSOSSL_CALLBACK;
 static const int DTLSOSSL_TOO_BIG;
 static const int DTLSOSSL_NO_SCRATCH;
 static const int DTLSOSSL_MAX_SRTP_MATERIAL;
+static const int DTLSOSSL_CHECK_UNKNOWN;
+static const int DTLSOSSL_CHECK_FINGERPRINTS;
+static const int DTLSOSSL_CHECK_INSECURE;
+static const int DTLSOSSL_VERDICT_NONE;
+static const int DTLSOSSL_VERDICT_REJECTED;
 
 typedef struct {
+    uintptr_t addr;
     SSL *ssl;
     void *handle;
     long timeout_us;
@@ -73,6 +79,9 @@ typedef struct {
     int alerts[...];
     unsigned long n_fast_received;
     unsigned long n_framed;
+    int verdict;
+    unsigned int actual_len;
+    unsigned char actual[...];
     ...;
 } DtlsOssl_conn;
 
@@ -113,11 +122,12 @@ unsigned long OpenSSL_version_num(void);
 /* _cffi_src/dtls_ossl.h says what each does. */
 int DtlsOssl_init(void);
 int DtlsOssl_ctx_setup(SSL_CTX *, const unsigned char *, int, const unsigned char *, int, int);
-DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *, int, size_t, unsigned int, unsigned int, void *);
+DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *, int, size_t, unsigned int, unsigned int, void *,
+                                 int, int, const unsigned char *, size_t);
+int DtlsOssl_set_expected(DtlsOssl_conn *, int, int, const unsigned char *, size_t);
 void DtlsOssl_conn_free(DtlsOssl_conn *);
 int DtlsOssl_handshake(DtlsOssl_conn *, DtlsOssl_scratch *);
 int DtlsOssl_receive(DtlsOssl_conn *, DtlsOssl_scratch *, const char *, size_t);
-int64_t DtlsOssl_established(DtlsOssl_conn *, const char **, char *);
 int DtlsOssl_install_fast(const char *);
 void DtlsOssl_scratch_claim(DtlsOssl_scratch *);
 void DtlsOssl_bind_scratch(DtlsOssl_conn *, DtlsOssl_scratch *);
@@ -131,8 +141,7 @@ void DtlsOssl_set_renumber0(DtlsOssl_conn *, int);
 int DtlsOssl_release_memory(void);
 
 /* Called from engine.c, so not static: "Python+C". */
-extern "Python+C" int DtlsOssl_py_check_peer(void *, const unsigned char *, int);
-extern "Python+C" void DtlsOssl_py_keylog(void *, const char *);
+extern "Python+C" int DtlsOssl_py_keylog(void *, const char *);
 """
 
 # One translation unit: cffi's wrappers call the DtlsOssl_ functions directly, and the compiler

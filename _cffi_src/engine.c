@@ -3,6 +3,7 @@
    the handshake, receive, timeout and shutdown entry points Python calls through cffi. It
    includes no Python.h: it compiles, and can be tested or fuzzed, on its own
    (ci/cfiles.sh); fastpath.c holds the CPython side. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __GLIBC__
@@ -153,45 +154,100 @@ static int DtlsOssl_verify_cb(int ok, X509_STORE_CTX *store)
     }
 }
 
-/* Runs once per peer certificate: OpenSSL's structural checks, then the fingerprint check in
-   Python (inside the handshake, so a mismatch fails it with an alert). */
+/* The fingerprint hash functions by DTLSOSSL_MD_* index (sha-1 ... sha-512), fetched once by
+   DtlsOssl_init: an implicit fetch per digest would look the algorithm up every time. */
+static EVP_MD *DtlsOssl_mds[DTLSOSSL_N_MDS]; /* owned: never freed */
+
+/* RFC 8122 section 5, with the set Python selected (the strongest hash given): 1 if the
+   certificate's digest equals one of the expected ones, recording which; else 0 with the
+   peer's digest kept for the error message. Constant-time compare: the digests are public, but
+   nothing here should depend on how much of one matched. */
+static int DtlsOssl_check_fingerprint(DtlsOssl_conn *c, X509 *leaf)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    int i;
+    if (c->check == DTLSOSSL_CHECK_INSECURE)
+        return 1;
+    c->actual_len = 0;
+    if (c->check != DTLSOSSL_CHECK_FINGERPRINTS || c->n_expected == 0)
+        return 0; /* fail closed: no fingerprints to check against */
+    if (!X509_digest(leaf, DtlsOssl_mds[c->check_md], md, &len) || len != c->check_len)
+        return 0;
+    for (i = 0; i < c->n_expected; i++)
+        if (CRYPTO_memcmp(md, c->expected + (size_t)i * len, len) == 0) {
+            c->matched = i;
+            return 1;
+        }
+    memcpy(c->actual, md, len);
+    c->actual_len = len;
+    return 0;
+}
+
+/* Runs once per peer certificate: OpenSSL's structural checks, then the fingerprint check
+   (inside the handshake, so a mismatch fails it with an alert). */
 static int DtlsOssl_cert_verify_cb(X509_STORE_CTX *store, void *arg)
 {
     SSL *ssl = X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx());
     DtlsOssl_conn *c = ssl ? DtlsOssl_conn_of(ssl) : NULL;
     X509 *leaf;
-    unsigned char *der = NULL;
-    int n, r;
     (void)arg;
-    if (c == NULL || c->handle == NULL) {
+    if (c == NULL) {
         X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
         return 0;
     }
     if (X509_verify_cert(store) <= 0)
         return 0;
     leaf = X509_STORE_CTX_get0_cert(store);
-    n = leaf ? i2d_X509(leaf, &der) : -1;
-    if (n <= 0) {
+    if (leaf == NULL) {
         X509_STORE_CTX_set_error(store, X509_V_ERR_UNSPECIFIED);
         return 0;
     }
-    r = DtlsOssl_py_check_peer(c->handle, der, n);
-    OPENSSL_free(der);
-    if (r < 0)
-        c->callback_failed = 1;
-    if (r != 1) {
+    c->matched = -1;
+    if (!DtlsOssl_check_fingerprint(c, leaf)) {
+        c->verdict = DTLSOSSL_VERDICT_REJECTED;
         /* CERT_REJECTED makes OpenSSL send bad_certificate (RFC 5246 §7.2.2). */
         X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REJECTED);
         return 0;
     }
+    c->verdict = DTLSOSSL_VERDICT_ACCEPTED;
+    return 1;
+}
+
+/* What the peer certificate is checked against (DtlsOssl_check_fingerprint): check is a
+   DTLSOSSL_CHECK_*; with DTLSOSSL_CHECK_FINGERPRINTS, digests holds len bytes of expected
+   digests of hash function md (a DTLSOSSL_MD_* index), end to end. Returns 1, or 0 if md or len
+   do not fit together or out of memory (nothing changed). */
+int DtlsOssl_set_expected(DtlsOssl_conn *c, int check, int md, const unsigned char *digests,
+                          size_t len)
+{
+    unsigned char *copy = NULL;
+    size_t size = 0;
+    if (check == DTLSOSSL_CHECK_FINGERPRINTS) {
+        if (md < 0 || md >= DTLSOSSL_N_MDS || DtlsOssl_mds[md] == NULL)
+            return 0;
+        size = (size_t)EVP_MD_get_size(DtlsOssl_mds[md]);
+        if (size == 0 || len % size != 0 || len / size > INT_MAX)
+            return 0;
+        if (len > 0 && (copy = malloc(len)) == NULL)
+            return 0;
+        if (len > 0)
+            memcpy(copy, digests, len);
+    }
+    free(c->expected);
+    c->expected = copy;
+    c->n_expected = size ? (int)(len / size) : 0;
+    c->check_len = (unsigned int)size;
+    c->check_md = md;
+    c->check = check;
     return 1;
 }
 
 static void DtlsOssl_keylog_cb(const SSL *ssl, const char *line)
 {
     DtlsOssl_conn *c = DtlsOssl_conn_of(ssl);
-    if (c != NULL && c->handle != NULL)
-        DtlsOssl_py_keylog(c->handle, line);
+    if (c != NULL && c->handle != NULL && DtlsOssl_py_keylog(c->handle, line) < 0)
+        c->callback_failed = 1; /* the writer raised: DTLSOSSL_CALLBACK */
 }
 
 static void DtlsOssl_info_cb(const SSL *ssl, int where, int ret)
@@ -283,7 +339,13 @@ int DtlsOssl_prime_cookie_exchange(DtlsOssl_conn *c)
 
 int DtlsOssl_init(void)
 {
+    static const char *const md_names[DTLSOSSL_N_MDS] = {"SHA1", "SHA224", "SHA256", "SHA384",
+                                                         "SHA512"};
     BIO_METHOD *m;
+    int i;
+    for (i = 0; i < DTLSOSSL_N_MDS; i++)
+        if (DtlsOssl_mds[i] == NULL)
+            DtlsOssl_mds[i] = EVP_MD_fetch(NULL, md_names[i], NULL);
     if (DtlsOssl_conn_index < 0)
         DtlsOssl_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     if (DtlsOssl_bio_method == NULL) {
@@ -328,12 +390,17 @@ int DtlsOssl_ctx_setup(SSL_CTX *ctx, const unsigned char *cert, int cert_len,
 }
 
 DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *ctx, int is_server, size_t mtu, unsigned int initial_us,
-                                 unsigned int max_us, void *handle)
+                                 unsigned int max_us, void *handle, int check, int md,
+                                 const unsigned char *digests, size_t len)
 {
-    DtlsOssl_conn *c = calloc(1, sizeof(*c)); /* owned: freed by DtlsOssl_conn_free */
+    DtlsOssl_conn *c;
     BIO *rbio = NULL, *wbio = NULL;
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();     /* a failure below must not be blamed on older errors */
+    c = calloc(1, sizeof(*c)); /* owned: freed by DtlsOssl_conn_free */
     if (c == NULL)
         return NULL;
+    c->addr = (uintptr_t)c;
     c->ssl = SSL_new(ctx); /* takes a reference to ctx */
     rbio = BIO_new(DtlsOssl_bio_method);
     wbio = BIO_new(DtlsOssl_bio_method);
@@ -350,6 +417,9 @@ DtlsOssl_conn *DtlsOssl_conn_new(SSL_CTX *ctx, int is_server, size_t mtu, unsign
     c->max_timeout_us = max_us;
     c->handle = handle;
     c->timeout_us = -1;
+    c->matched = -1;
+    if (!DtlsOssl_set_expected(c, check, md, digests, len))
+        goto fail;
     /* Renumbering is DTLS 1.2 only: DTLS 1.3 acknowledges records by their numbers (RFC 9147
        section 7). 1 and up: the primed cookie exchange fed OpenSSL a record numbered 0. */
     c->renumber0 = !DtlsOssl_HAS_DTLS_1_3 || SSL_CTX_get_max_proto_version(ctx) == DTLS1_2_VERSION;
@@ -373,6 +443,7 @@ fail:
     BIO_free(rbio);
     BIO_free(wbio);
     SSL_free(c->ssl);
+    free(c->expected);
     free(c);
     return NULL;
 }
@@ -398,6 +469,7 @@ void DtlsOssl_conn_free(DtlsOssl_conn *c)
         SSL_free(c->ssl); /* and the BIOs */
     }
     free(c->spill);
+    free(c->expected);
     free(c);
 }
 

@@ -1,6 +1,7 @@
 /* The per-record paths of an established connection as CPython functions (METH_FASTCALL):
    the only file of the module that includes Python.h. engine.c does the OpenSSL work. */
 #include <Python.h>
+#include <structmember.h>
 
 #include "dtls_ossl.h"
 
@@ -316,6 +317,430 @@ fail:
     return NULL;
 }
 
+/* fast_step(conn, scratch, op, datagram, out, events): one call of a connection that is not
+   established yet, on the scratch at that address: op 0 drives the handshake (datagram is
+   None), 1 feeds the datagram, 2 handles the retransmission timer. The framed datagrams go to
+   out and any plaintext records to events as the per-record paths do, except when the handshake
+   completed in this call: Python queues HandshakeCompleted first, then the records (PLAIN is
+   left set). Returns the status bits left. */
+static PyObject *DtlsOssl_py_fast_step(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    DtlsOssl_conn *c;
+    DtlsOssl_scratch *s;
+    Py_buffer view;
+    long op;
+    int flags, keep;
+    (void)m;
+    if (DtlsOssl_check_args(nargs, 6, args, 4,
+                            "fast_step(conn, scratch, op, datagram, out, events)")
+        < 0)
+        return NULL;
+    if ((c = DtlsOssl_conn_arg(args[0])) == NULL)
+        return NULL;
+    s = (DtlsOssl_scratch *)PyLong_AsVoidPtr(args[1]);
+    if (s == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "dtls_ossl: no scratch");
+        return NULL;
+    }
+    op = PyLong_AsLong(args[2]);
+    if (op == 1) {
+        if (DtlsOssl_borrow(args[3], &view) < 0)
+            return NULL;
+        flags = DtlsOssl_receive(c, s, (const char *)view.buf, (size_t)view.len);
+        DtlsOssl_unborrow(&view);
+    } else if (op == 0) {
+        flags = DtlsOssl_handshake(c, s);
+    } else if (op == 2) {
+        flags = DtlsOssl_handle_timeout(c, s);
+    } else {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "fast_step: op must be 0, 1 or 2");
+        return NULL;
+    }
+    keep = flags & DTLSOSSL_HANDSHAKE_DONE ? flags & DTLSOSSL_PLAIN : 0;
+    flags = DtlsOssl_collect(s, flags & ~keep, args[4], args[5]);
+    return flags < 0 ? NULL : PyLong_FromLong(flags | keep);
+}
+
+/* ------------------------------------------------------------------------------------------
+   The per-record verbs of DtlsConnection as C methods.
+
+   A Python method call costs about as many instructions as the C call it makes, and a record
+   takes four (send, datagrams_to_send, receive_datagram, next_event). DtlsOssl_install_methods
+   replaces those four with method descriptors of these functions, which read the connection's
+   slots at their offsets and do the established connection's work directly. Anything else (a
+   connection not established, keyword arguments, status bits left for Python) goes to the
+   Python definition each one replaced, unchanged: the C methods are only a shortcut through
+   the common case. */
+
+enum { DTLSOSSL_M_SEND, DTLSOSSL_M_RECEIVE, DTLSOSSL_M_TO_SEND, DTLSOSSL_M_NEXT, DTLSOSSL_M_N };
+enum {
+    DTLSOSSL_S_STATE,
+    DTLSOSSL_S_ADDR,
+    DTLSOSSL_S_OUT,
+    DTLSOSSL_S_EVENTS,
+    DTLSOSSL_S_HEAD,
+    DTLSOSSL_S_N
+};
+
+static Py_ssize_t DtlsOssl_slot[DTLSOSSL_S_N];      /* the slots' offsets in the instance */
+static PyObject *DtlsOssl_python[DTLSOSSL_M_N];     /* owned: the Python methods replaced */
+static PyObject *DtlsOssl_outcome[2];               /* owned: _fast_send/_receive_outcome */
+static PyObject *DtlsOssl_established_state = NULL; /* owned: ConnectionState.ESTABLISHED */
+
+/* connection.py's _POP_FRONT_MAX and _COMPACT_AT, given to install_methods. */
+static Py_ssize_t DtlsOssl_pop_front_max = 0, DtlsOssl_compact_at = 0;
+
+#define DTLSOSSL_SLOT(self, i) (*(PyObject **)((char *)(self) + DtlsOssl_slot[i]))
+
+/* The Python method m, called as self.m(*args, **kw) would be. */
+static PyObject *DtlsOssl_python_method(int m, PyObject *self, PyObject *const *args,
+                                        Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *stack[8], *bound, *r;
+    Py_ssize_t i, n = nargs + (kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0);
+    if (n < 8) { /* the usual case: self in front of the arguments, no bound method object */
+        stack[0] = self;
+        for (i = 0; i < n; i++)
+            stack[i + 1] = args[i];
+        return PyObject_Vectorcall(DtlsOssl_python[m], stack, (size_t)nargs + 1, kwnames);
+    }
+    if ((bound = PyMethod_New(DtlsOssl_python[m], self)) == NULL)
+        return NULL;
+    r = PyObject_Vectorcall(bound, args, (size_t)nargs, kwnames);
+    Py_DECREF(bound);
+    return r;
+}
+
+/* The C object of an established connection, or NULL (no error set) if self is not one. */
+static DtlsOssl_conn *DtlsOssl_established_conn(PyObject *self)
+{
+    PyObject *addr;
+    if (DTLSOSSL_SLOT(self, DTLSOSSL_S_STATE) != DtlsOssl_established_state)
+        return NULL;
+    addr = DTLSOSSL_SLOT(self, DTLSOSSL_S_ADDR);
+    if (addr == NULL || !PyLong_CheckExact(addr))
+        return NULL;
+    return (DtlsOssl_conn *)PyLong_AsVoidPtr(addr);
+}
+
+/* send(data, now) and receive_datagram(data, now): the fast path's result, then
+   self._fast_*_outcome(flags, data, now) if bits are left. */
+static PyObject *DtlsOssl_m_record(int m, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    DtlsOssl_conn *c;
+    PyObject *out, *events = NULL, *call[4], *flags_obj, *r;
+    Py_buffer view;
+    int flags;
+    if (kwnames != NULL || nargs != 2 || (c = DtlsOssl_established_conn(self)) == NULL)
+        return DtlsOssl_python_method(m, self, args, nargs, kwnames);
+    out = DTLSOSSL_SLOT(self, DTLSOSSL_S_OUT);
+    if (m == DTLSOSSL_M_RECEIVE)
+        events = DTLSOSSL_SLOT(self, DTLSOSSL_S_EVENTS);
+    if (out == NULL || !PyList_CheckExact(out)
+        || (m == DTLSOSSL_M_RECEIVE && (events == NULL || !PyList_CheckExact(events))))
+        return DtlsOssl_python_method(m, self, args, nargs, kwnames);
+    if (DtlsOssl_borrow(args[0], &view) < 0)
+        return NULL;
+    flags = m == DTLSOSSL_M_SEND
+                ? DtlsOssl_send_one(c, (const char *)view.buf, (size_t)view.len)
+                : DtlsOssl_receive_one(c, (const char *)view.buf, (size_t)view.len);
+    DtlsOssl_unborrow(&view);
+    if (!(flags & (DTLSOSSL_NO_SCRATCH | DTLSOSSL_TOO_BIG)))
+        flags = DtlsOssl_collect(c->sc, flags, out, events);
+    if (flags < 0)
+        return NULL;
+    if (flags == 0)
+        Py_RETURN_NONE;
+    if ((flags_obj = PyLong_FromLong(flags)) == NULL)
+        return NULL;
+    call[0] = self;
+    call[1] = flags_obj;
+    call[2] = args[0];
+    call[3] = args[1];
+    r = PyObject_Vectorcall(DtlsOssl_outcome[m == DTLSOSSL_M_SEND ? 0 : 1], call, 4, NULL);
+    Py_DECREF(flags_obj);
+    return r;
+}
+
+static PyObject *DtlsOssl_m_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames)
+{
+    return DtlsOssl_m_record(DTLSOSSL_M_SEND, self, args, nargs, kwnames);
+}
+
+static PyObject *DtlsOssl_m_receive(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    return DtlsOssl_m_record(DTLSOSSL_M_RECEIVE, self, args, nargs, kwnames);
+}
+
+/* datagrams_to_send(now): hand over the output list, leaving a new empty one. */
+static PyObject *DtlsOssl_m_to_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    PyObject *out = DTLSOSSL_SLOT(self, DTLSOSSL_S_OUT), *fresh;
+    if (kwnames != NULL || nargs != 1 || out == NULL || !PyList_CheckExact(out))
+        return DtlsOssl_python_method(DTLSOSSL_M_TO_SEND, self, args, nargs, kwnames);
+    if (PyList_GET_SIZE(out) == 0)
+        return Py_NewRef(out);
+    if ((fresh = PyList_New(0)) == NULL)
+        return NULL;
+    DTLSOSSL_SLOT(self, DTLSOSSL_S_OUT) = fresh; /* the slot's reference moves to the caller */
+    return out;
+}
+
+/* next_event(), as connection.py's: the front of a short queue is read by moving it
+   (list.pop(0)); a longer one from the head index, compacted now and then. */
+static PyObject *DtlsOssl_m_next(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames)
+{
+    PyObject *ev = DTLSOSSL_SLOT(self, DTLSOSSL_S_EVENTS), *head, *e, *next;
+    Py_ssize_t i, n;
+    if (kwnames != NULL || nargs != 0 || ev == NULL || !PyList_CheckExact(ev))
+        return DtlsOssl_python_method(DTLSOSSL_M_NEXT, self, args, nargs, kwnames);
+    if ((n = PyList_GET_SIZE(ev)) == 0)
+        Py_RETURN_NONE;
+    head = DTLSOSSL_SLOT(self, DTLSOSSL_S_HEAD);
+    if (head == NULL || !PyLong_CheckExact(head))
+        return DtlsOssl_python_method(DTLSOSSL_M_NEXT, self, args, nargs, kwnames);
+    i = PyLong_AsSsize_t(head);
+    if (i < 0 || i >= n)
+        return DtlsOssl_python_method(DTLSOSSL_M_NEXT, self, args, nargs, kwnames);
+    e = Py_NewRef(PyList_GET_ITEM(ev, i));
+    if (i == 0 && n <= DtlsOssl_pop_front_max) {
+        if (PyList_SetSlice(ev, 0, 1, NULL) < 0)
+            goto fail;
+        return e;
+    }
+    i++;
+    if (i == n) {
+        if (PyList_SetSlice(ev, 0, n, NULL) < 0) /* the same list: C appends to it */
+            goto fail;
+        i = 0;
+    } else if (i >= DtlsOssl_compact_at && i + i >= n) {
+        if (PyList_SetSlice(ev, 0, i, NULL) < 0)
+            goto fail;
+        i = 0;
+    }
+    if ((next = PyLong_FromSsize_t(i)) == NULL)
+        goto fail;
+    Py_SETREF(DTLSOSSL_SLOT(self, DTLSOSSL_S_HEAD), next);
+    return e;
+fail:
+    Py_DECREF(e);
+    return NULL;
+}
+
+static PyMethodDef DtlsOssl_methods[DTLSOSSL_M_N] = {
+    {"send", (PyCFunction)(void (*)(void))DtlsOssl_m_send, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"receive_datagram", (PyCFunction)(void (*)(void))DtlsOssl_m_receive,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"datagrams_to_send", (PyCFunction)(void (*)(void))DtlsOssl_m_to_send,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"next_event", (PyCFunction)(void (*)(void))DtlsOssl_m_next, METH_FASTCALL | METH_KEYWORDS,
+     NULL},
+};
+
+/* The offset of a slot from its member descriptor (a __slots__ entry). */
+static Py_ssize_t DtlsOssl_slot_offset(PyObject *descr)
+{
+    if (!PyObject_TypeCheck(descr, &PyMemberDescr_Type)
+        || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+        PyErr_SetString(PyExc_TypeError, "install_methods: expected a __slots__ descriptor");
+        return -1;
+    }
+    return ((PyMemberDescrObject *)descr)->d_member->offset;
+}
+
+/* install_methods(cls, slots, established, outcomes, docs, queue): slots are the member descriptors
+   of _state, _addr, _out, _events and _ev_head; established is ConnectionState.ESTABLISHED;
+   outcomes are _fast_send_outcome and _fast_receive_outcome; docs the four methods' docstrings
+   (with their text signatures); queue is (_POP_FRONT_MAX, _COMPACT_AT). Replaces cls.send, cls.receive_datagram, cls.datagrams_to_send
+   and cls.next_event, keeping each for the cases the C method does not handle. Once per
+   process. */
+static PyObject *DtlsOssl_py_install_methods(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *cls, *descr, *doc;
+    const char *text;
+    char *copy;
+    Py_ssize_t i, n;
+    (void)m;
+    if (nargs != 6 || !PyType_Check(args[0]) || !PyTuple_CheckExact(args[1])
+        || PyTuple_GET_SIZE(args[1]) != DTLSOSSL_S_N || !PyTuple_CheckExact(args[3])
+        || PyTuple_GET_SIZE(args[3]) != 2 || !PyTuple_CheckExact(args[4])
+        || PyTuple_GET_SIZE(args[4]) != DTLSOSSL_M_N || !PyTuple_CheckExact(args[5])
+        || PyTuple_GET_SIZE(args[5]) != 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "install_methods(cls, slots, established, outcomes, docs, queue)");
+        return NULL;
+    }
+    if (DtlsOssl_established_state != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "install_methods: already installed");
+        return NULL;
+    }
+    cls = args[0];
+    DtlsOssl_pop_front_max = PyLong_AsSsize_t(PyTuple_GET_ITEM(args[5], 0));
+    DtlsOssl_compact_at = PyLong_AsSsize_t(PyTuple_GET_ITEM(args[5], 1));
+    if (PyErr_Occurred())
+        return NULL;
+    for (i = 0; i < DTLSOSSL_S_N; i++)
+        if ((DtlsOssl_slot[i] = DtlsOssl_slot_offset(PyTuple_GET_ITEM(args[1], i))) < 0)
+            return NULL;
+    for (i = 0; i < DTLSOSSL_M_N; i++) {
+        DtlsOssl_python[i] = PyObject_GetAttrString(cls, DtlsOssl_methods[i].ml_name);
+        if (DtlsOssl_python[i] == NULL)
+            return NULL;
+    }
+    DtlsOssl_established_state = Py_NewRef(args[2]);
+    DtlsOssl_outcome[0] = Py_NewRef(PyTuple_GET_ITEM(args[3], 0));
+    DtlsOssl_outcome[1] = Py_NewRef(PyTuple_GET_ITEM(args[3], 1));
+    for (i = 0; i < DTLSOSSL_M_N; i++) {
+        /* The replaced method's docstring and signature: help() and inspect stay the same. */
+        doc = PyTuple_GET_ITEM(args[4], i);
+        if (!PyUnicode_Check(doc) || (text = PyUnicode_AsUTF8AndSize(doc, &n)) == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "install_methods: docs must be str");
+            return NULL;
+        }
+        if ((copy = malloc((size_t)n + 1)) == NULL) /* owned: for the life of the process */
+            return PyErr_NoMemory();
+        memcpy(copy, text, (size_t)n + 1);
+        DtlsOssl_methods[i].ml_doc = copy;
+        descr = PyDescr_NewMethod((PyTypeObject *)cls, &DtlsOssl_methods[i]);
+        if (descr == NULL || PyObject_SetAttrString(cls, DtlsOssl_methods[i].ml_name, descr) < 0) {
+            Py_XDECREF(descr);
+            return NULL;
+        }
+        Py_DECREF(descr);
+    }
+    Py_RETURN_NONE;
+}
+
+/* record_fill(obj, slots, *values): store each value in obj's slot (slots: a tuple of member
+   descriptors of obj's class, one per value), as each descriptor's __set__ would, in one call:
+   the constructors of dtls_ossl._util.Record. Calling __set__ through its method wrapper costs
+   several hundred instructions a field. */
+static PyObject *DtlsOssl_py_record_fill(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *obj, *slots, *d, **field;
+    PyMemberDef *member;
+    Py_ssize_t i;
+    (void)m;
+    if (nargs < 2 || !PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != nargs - 2) {
+        PyErr_SetString(PyExc_TypeError, "record_fill(obj, slots, *values): one slot per value");
+        return NULL;
+    }
+    obj = args[0];
+    slots = args[1];
+    for (i = 0; i < nargs - 2; i++) {
+        d = PyTuple_GET_ITEM(slots, i);
+        if (!PyObject_TypeCheck(d, &PyMemberDescr_Type)
+            || (member = ((PyMemberDescrObject *)d)->d_member)->type != T_OBJECT_EX
+            || (member->flags & READONLY)
+            || !PyObject_TypeCheck(obj, ((PyMemberDescrObject *)d)->d_common.d_type)) {
+            PyErr_SetString(PyExc_TypeError, "record_fill: not a writable slot of this object");
+            return NULL;
+        }
+        field = (PyObject **)((char *)obj + member->offset);
+        Py_XSETREF(*field, Py_NewRef(args[i + 2]));
+    }
+    Py_RETURN_NONE;
+}
+
+/* OpenSSL's names of protocol versions and ciphers as str, made once per name: every
+   HandshakeCompleted shares them. A handful exist; past the table's size they are made anew. */
+#define DTLSOSSL_NAMES 16
+static struct {
+    char *text;    /* owned */
+    PyObject *str; /* owned */
+} DtlsOssl_names[DTLSOSSL_NAMES];
+
+static PyObject *DtlsOssl_name(const char *text)
+{
+    PyObject *str;
+    char *copy;
+    size_t n = strlen(text);
+    int i;
+    for (i = 0; i < DTLSOSSL_NAMES && DtlsOssl_names[i].text != NULL; i++)
+        if (strcmp(DtlsOssl_names[i].text, text) == 0)
+            return Py_NewRef(DtlsOssl_names[i].str);
+    if ((str = PyUnicode_DecodeASCII(text, (Py_ssize_t)n, NULL)) == NULL)
+        return NULL;
+    if (i < DTLSOSSL_NAMES && (copy = malloc(n + 1)) != NULL) {
+        memcpy(copy, text, n + 1);
+        DtlsOssl_names[i].text = copy;
+        DtlsOssl_names[i].str = Py_NewRef(str);
+    }
+    return str;
+}
+
+/* The peer certificate's DER as bytes, or None if there is none. */
+static PyObject *DtlsOssl_peer_der(DtlsOssl_conn *c)
+{
+    X509 *peer = SSL_get0_peer_certificate(c->ssl);
+    PyObject *der;
+    unsigned char *p;
+    int n = peer != NULL ? i2d_X509(peer, NULL) : -1;
+    if (n <= 0)
+        Py_RETURN_NONE;
+    if ((der = PyBytes_FromStringAndSize(NULL, n)) == NULL)
+        return NULL;
+    p = (unsigned char *)PyBytes_AS_STRING(der);
+    if (i2d_X509(peer, &p) != n) {
+        Py_DECREF(der);
+        Py_RETURN_NONE;
+    }
+    return der;
+}
+
+/* fast_established(conn, scratch): what a handshake that just completed negotiated, in one call,
+   with scratch (its address) bound for the per-record paths: the tuple (protocol version,
+   cipher, SRTP profile id or 0, data MTU, SRTP keying material or None, peer certificate DER or
+   None, index of the expected fingerprint it matched or -1). None if exporting the keying
+   material failed (the ERR queue says why). */
+static PyObject *DtlsOssl_py_fast_established(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    DtlsOssl_conn *c;
+    DtlsOssl_scratch *s;
+    const char *names[2];
+    char material[DTLSOSSL_MAX_SRTP_MATERIAL];
+    PyObject *t, *item;
+    Py_ssize_t n;
+    int64_t r;
+    (void)m;
+    if (DtlsOssl_check_args(nargs, 2, args, 2, "fast_established(conn, scratch)") < 0)
+        return NULL;
+    if ((c = DtlsOssl_conn_arg(args[0])) == NULL)
+        return NULL;
+    s = (DtlsOssl_scratch *)PyLong_AsVoidPtr(args[1]);
+    if (s == NULL && PyErr_Occurred())
+        return NULL;
+    if ((r = DtlsOssl_established(c, names, material)) < 0)
+        Py_RETURN_NONE;
+    c->sc = s;
+    n = (Py_ssize_t)(r >> 32);
+    if ((t = PyTuple_New(7)) == NULL)
+        return NULL;
+    PyTuple_SET_ITEM(t, 0, DtlsOssl_name(names[0]));
+    PyTuple_SET_ITEM(t, 1, DtlsOssl_name(names[1]));
+    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(r & 0xffff)));
+    PyTuple_SET_ITEM(t, 3, PyLong_FromLong((long)((r >> 16) & 0xffff)));
+    PyTuple_SET_ITEM(t, 4, n > 0 ? PyBytes_FromStringAndSize(material, n) : Py_NewRef(Py_None));
+    PyTuple_SET_ITEM(t, 5, DtlsOssl_peer_der(c));
+    PyTuple_SET_ITEM(t, 6, PyLong_FromLong(c->matched));
+    for (n = 0; n < 7; n++) {
+        item = PyTuple_GET_ITEM(t, n);
+        if (item == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+    }
+    return t;
+}
+
 /* fast_setup(DataReceived, DataReceived.__dict__["data"]): the event class the fast paths
    build, and its slot descriptor. */
 static PyObject *DtlsOssl_py_fast_setup(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
@@ -341,6 +766,16 @@ static PyMethodDef DtlsOssl_fast_methods[] = {
      "fast_send_many(conn, payloads, start, out) -> next index << 16 | status bits left"},
     {"fast_receive_many", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_receive_many, METH_FASTCALL,
      "fast_receive_many(conn, datagrams, start, out, events) -> next index << 16 | bits left"},
+    {"fast_step", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_step, METH_FASTCALL,
+     "fast_step(conn, scratch, op, datagram, out, events) -> status bits left"},
+    {"record_fill", (PyCFunction)(void (*)(void))DtlsOssl_py_record_fill, METH_FASTCALL,
+     "record_fill(obj, slots, *values): set obj's slots, one value each"},
+    {"install_methods", (PyCFunction)(void (*)(void))DtlsOssl_py_install_methods, METH_FASTCALL,
+     "install_methods(cls, slots, established, outcomes, docs, queue): the per-record verbs "
+     "in C"},
+    {"fast_established", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_established, METH_FASTCALL,
+     "fast_established(conn, scratch) -> (version, cipher, srtp id, data MTU, material, der, "
+     "matched) or None"},
     {"fast_setup", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_setup, METH_FASTCALL,
      "fast_setup(DataReceived, DataReceived.__dict__['data'])"},
     {NULL, NULL, 0, NULL},

@@ -15,10 +15,14 @@ process(es) from /proc/PID/stat, the clients from their own process_time(), and 
 on the machine (/proc/stat busy time minus ours). On a machine with few cores the clients
 compete with the server for CPU: read the raw rate together with the CPU columns.
 
+The table also gives the server's CPU per handshake (microseconds of server CPU per handshake
+completed, against the in-memory pair's microseconds for BOTH sides).
+
 Memory: one server process keeps N established peers (10,000; clients keep their sockets open
 and stay quiet, ``idle_timeout=None``); the figure is the server's RSS growth divided by N,
 after gc, compared with the C baseline's ``rss N`` (OpenSSL alone, server side, same N) and,
-for context, the in-memory per-connection figures of the core benchmark and pyOpenSSL.
+for context, the in-memory per-connection figures of the core benchmark and pyOpenSSL. With the
+peers held, the server's CPU at rest is measured for a few seconds: idle peers must cost none.
 
 pyOpenSSL has no DTLS server loop or event loop integration, so it has no UDP row; its
 in-memory rows are shown for context.
@@ -300,8 +304,12 @@ def inmemory_rate(impl: Impl, n: int) -> float:
 # --------------------------------------------------------------------------------- memory
 
 
-def memory_run(certs: Certs, n: int, procs: int, conc: int) -> dict[str, float]:
-    """RSS growth per established peer of one server process holding ``n`` peers."""
+def memory_run(certs: Certs, n: int, procs: int, conc: int, rest: float) -> dict[str, float]:
+    """RSS growth per established peer of one server process holding ``n`` peers.
+
+    Also the CPU the server uses at rest, ``rest`` seconds with every peer established and
+    quiet (``idle_cores``): an idle peer must cost nothing (no per-peer polling or timers).
+    """
     server = Server(1, certs, idle=0.0)
     holders: list[Child] = []
     try:
@@ -322,6 +330,10 @@ def memory_run(certs: Certs, n: int, procs: int, conc: int) -> dict[str, float]:
             h.readline(10)  # failed=
         fill = time.monotonic() - t0
         after = server.ask("rss")
+        time.sleep(0.5)  # the last answers and acknowledgements settle
+        cpu0, t_rest = _cpu_seconds(server.pids), time.monotonic()
+        time.sleep(rest)
+        idle_cores = (_cpu_seconds(server.pids) - cpu0) / (time.monotonic() - t_rest)
     finally:
         for h in holders:
             h.stop(10)
@@ -336,6 +348,7 @@ def memory_run(certs: Certs, n: int, procs: int, conc: int) -> dict[str, float]:
         if active and int(after["heap"]) >= 0
         else float("nan"),
         "fill_seconds": fill,
+        "idle_cores": idle_cores,
     }
 
 
@@ -374,6 +387,7 @@ def main() -> int:
     p.add_argument("--peers", type=int, help="established peers held (10000; quick 2000)")
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--rest", type=float, help="seconds of CPU at rest measured (5; quick 2)")
     args = p.parse_args()
     quick = bool(args.quick)
     nrounds = args.rounds or (1 if quick else 3)
@@ -381,6 +395,7 @@ def main() -> int:
     warmup = args.warmup if args.warmup is not None else (1.0 if quick else 2.0)
     n_inmem = args.handshakes or (100 if quick else 500)
     peers = args.peers or (2000 if quick else 10000)
+    rest = args.rest or (2.0 if quick else 5.0)
     procs, conc = args.client_procs, args.concurrency
     t_begin = time.monotonic()
 
@@ -423,7 +438,8 @@ def main() -> int:
 
         ref = inmem[DTLS_OSSL].med("rate")
         heads = ["setup", "handshakes/s", "x in-memory", "server cores", "client cores",
-                 "other cores", "hs per server CPU-s", "failed", "HVR/hs"]  # fmt: skip
+                 "other cores", "hs per server CPU-s", "server CPU us/hs", "failed",
+                 "HVR/hs"]  # fmt: skip
         rows: list[list[str]] = []
         for row in inmem.values():
             rate = row.med("rate")
@@ -432,7 +448,7 @@ def main() -> int:
                 continue
             x = f"{rate / ref:.2f}" if ref else ""
             rows.append([f"in-memory pair, {row.name}", _fmt(rate), x, "1 (both sides)",
-                         "-", "-", _fmt(rate), "-", "-"])  # fmt: skip
+                         "-", "-", _fmt(rate), f"{1e6 / rate:,.0f} (pair)", "-", "-"])  # fmt: skip
         for row in udp.values():
             rate = row.med("rate")
             if rate is None:
@@ -448,6 +464,7 @@ def main() -> int:
                 f"{row.med('client_cores') or 0:.2f}",
                 f"{row.med('other_cores') or 0:.2f}",
                 _fmt(per_cpu),
+                f"{1e6 / per_cpu:,.0f}" if per_cpu else "",
                 str(sum(r.failed for r in row.runs)),
                 f"{row.med('hvr_per_hs') or 0:.2f}",
             ])  # fmt: skip
@@ -478,7 +495,7 @@ def main() -> int:
         )
         for _ in range(nrounds):
             try:
-                mem_runs.append(memory_run(certs, peers, procs, conc))
+                mem_runs.append(memory_run(certs, peers, procs, conc, rest))
             except BenchError as exc:
                 mem_err[ours_rss] = str(exc)
                 break
@@ -547,6 +564,13 @@ def main() -> int:
             lambda v: v >= 1.7,
             f"{_fmt(two)} / {_fmt(one)} = {r2 or 0:.2f} (workers=2: {cores(udp[2])})",
         )
+        if udp[1].runs and ref:
+            pc = statistics.median(r.rate / r.server_cores for r in udp[1].runs if r.server_cores)
+            print(
+                f"         informational: server CPU per handshake completed by serve() "
+                f"{1e6 / pc:,.0f} us (one process; cookie exchange, sockets, asyncio) vs "
+                f"{1e6 / ref:,.0f} us per in-memory pair (both sides, one process)"
+            )
         if udp[1].runs and udp[2].runs:
             pc1 = statistics.median(r.rate / r.server_cores for r in udp[1].runs if r.server_cores)
             pc2 = statistics.median(r.rate / r.server_cores for r in udp[2].runs if r.server_cores)
@@ -570,6 +594,15 @@ def main() -> int:
             f"{held:,} held, {(ours or 0) / 1024:.1f} KiB vs {(c_rss or 0) / 1024:.1f} KiB = "
             f"{(delta or 0) / 1024:+.1f} KiB",
         )
+        if mem_runs:
+            idle = statistics.median(m["idle_cores"] for m in mem_runs)
+            check(
+                f"CPU at rest with {held:,} established idle peers < 1% of a core",
+                idle,
+                lambda v: v < 0.01,
+                f"{idle * 1000:.2f} ms of CPU per second ({idle * 1e9 / max(held, 1):,.1f} ns/s "
+                f"per peer, {rest:g} s measured)",
+            )
         heap, c_heap = (
             mem_rows.get(ours_heap, ("", None))[1],
             mem_rows.get(c_heap_label, ("", None))[1],

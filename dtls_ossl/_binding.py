@@ -187,9 +187,8 @@ class Scratch:
     """
 
     __slots__ = (
+        "addr",
         "dgram_ends",
-        "material",
-        "names",
         "plain",
         "plain_buf",
         "ptr",
@@ -202,9 +201,8 @@ class Scratch:
     def __init__(self) -> None:
         """Allocate the buffers (uninitialised memory: they are always written before read)."""
         self.ptr: Any = ffi.new("DtlsOssl_scratch *")  # owned: Python memory
-        # owned: DtlsOssl_established's outputs
-        self.names: Any = ffi.new("const char *[2]")
-        self.material: Any = ffi.new("char[]", lib.DTLSOSSL_MAX_SRTP_MATERIAL)
+        # Its address, for the CPython fast paths (_cffi_src/fastpath.c), which take ints.
+        self.addr = int(ffi.cast("uintptr_t", self.ptr))
         self.wire: Any = None
         self.wire_buf: Any = None
         self.dgram_ends: Any = None

@@ -25,13 +25,31 @@ from dtls_ossl._conn_status import (
     CALLBACK as _CALLBACK,
 )
 from dtls_ossl._conn_status import (
+    CLOSED as _CLOSED,
+)
+from dtls_ossl._conn_status import (
     DROPPED as _DROPPED,
+)
+from dtls_ossl._conn_status import (
+    ENDED as _ENDED,
+)
+from dtls_ossl._conn_status import (
+    ESTABLISHED as _ESTABLISHED,
+)
+from dtls_ossl._conn_status import (
+    FAILED as _FAILED,
 )
 from dtls_ossl._conn_status import (
     FATAL as _FATAL,
 )
 from dtls_ossl._conn_status import (
     HANDSHAKE_DONE as _HANDSHAKE_DONE,
+)
+from dtls_ossl._conn_status import (
+    HANDSHAKING as _HANDSHAKING,
+)
+from dtls_ossl._conn_status import (
+    NEW as _NEW,
 )
 from dtls_ossl._conn_status import (
     NO_SCRATCH as _NO_SCRATCH,
@@ -62,6 +80,8 @@ from dtls_ossl._conn_status import (
 )
 from dtls_ossl._records import is_client_hello_untrusted as _is_client_hello_untrusted
 from dtls_ossl._records import may_feed_untrusted as _may_feed_untrusted
+from dtls_ossl._roles import CLIENT as _CLIENT
+from dtls_ossl._roles import SERVER as _SERVER
 from dtls_ossl._roles import Role
 from dtls_ossl._util import TYPE_CHECKING, debug_logger
 from dtls_ossl.configuration import DtlsConfiguration
@@ -74,8 +94,9 @@ from dtls_ossl.exceptions import (
     PayloadSizeError,
 )
 from dtls_ossl.webrtc.sdp import (
-    FINGERPRINT_ALGORITHMS,
+    FINGERPRINT_PREFERENCE,
     Fingerprint,
+    format_fingerprint,
     select_fingerprints,
 )
 
@@ -90,6 +111,12 @@ __all__ = ["ConnectionCore"]
 # new thread; fast_setup tells C which event class and slot to build DataReceived with.
 _fast_receive = _openssl.fast_receive
 _fast_send = _openssl.fast_send
+_fast_established = _openssl.fast_established
+_fast_step = _openssl.fast_step
+# fast_step's operations (_cffi_src/fastpath.c).
+STEP_HANDSHAKE = 0
+_STEP_RECEIVE = 1
+STEP_TIMEOUT = 2
 _openssl.fast_setup(events.DataReceived, events.DataReceived.__dict__["data"])
 _unpack = ffi.unpack
 _DataReceived = events.DataReceived
@@ -102,21 +129,34 @@ _sink: deque[object] = deque(maxlen=0)
 _exhaust = _sink.extend
 
 
-def _checked_state(insecure: bool) -> CallbackState:
-    """Make the shared, never written state of connections past certificate verification."""
-    state = CallbackState(None)
-    state.peer_der = b""  # "already checked": set_remote_fingerprints() refuses
-    state.insecure = insecure
-    return state
+# The peer certificate check in C: how (DtlsOssl_set_expected), and its verdict.
+_CHECK_UNKNOWN = int(lib.DTLSOSSL_CHECK_UNKNOWN)
+_CHECK_FINGERPRINTS = int(lib.DTLSOSSL_CHECK_FINGERPRINTS)
+_CHECK_INSECURE = int(lib.DTLSOSSL_CHECK_INSECURE)
+_VERDICT_REJECTED = int(lib.DTLSOSSL_VERDICT_REJECTED)
+# The hash functions by the index C knows them by (DtlsOssl_init: sha-1 ... sha-512).
+_MD_INDEX = {name: i for i, name in enumerate(reversed(FINGERPRINT_PREFERENCE))}
 
 
-_CHECKED = _checked_state(False)
-_CHECKED_INSECURE = _checked_state(True)
+def _expected_digests(fingerprints: tuple[Fingerprint, ...]) -> tuple[int, bytes]:
+    """Return the hash index and the digests, end to end, a peer certificate must match one of.
+
+    RFC 8122 §5: only the fingerprints of the strongest hash function given count.
+    """
+    if len(fingerprints) == 1:  # its own strongest set
+        fp = fingerprints[0]
+        return _MD_INDEX[fp.algorithm], fp.value
+    chosen = select_fingerprints(fingerprints)
+    if not chosen:  # pragma: no cover - Fingerprint validates its algorithm
+        return 0, b""
+    return _MD_INDEX[chosen[0].algorithm], b"".join([fp.value for fp in chosen])
+
 
 _MAX_DATAGRAM = 65535
-
-
-_ESTABLISHED = ConnectionState.ESTABLISHED
+# Every status bit _handle_flags leaves to _handle_all_flags (none in a handshake that goes well).
+_UNUSUAL = (
+    _DROPPED | _WIRE | _CALLBACK | _RETRANSMITTED | _ALERTS | _FATAL | _PEER_CLOSED | _OVERFLOW
+)
 
 
 class ConnectionCore:
@@ -136,6 +176,7 @@ class ConnectionCore:
         "_handshake_timeout",
         "_held",
         "_info",
+        "_insecure",
         "_n_dropped",
         "_n_held",
         "_n_received",
@@ -164,6 +205,7 @@ class ConnectionCore:
         _handshake_timeout: float | None
         _held: list[bytes] | None
         _info: events.HandshakeCompleted | None
+        _insecure: bool
         _n_dropped: int
         _n_held: int
         _n_received: int
@@ -177,21 +219,34 @@ class ConnectionCore:
         _state: ConnectionState
         _timer_at: float | None
 
-    def _new_ssl(self) -> Any:
-        """Create the C connection (SSL object, BIOs, timer and callbacks)."""
+    def _new_ssl(self) -> None:
+        """Create the C connection (SSL object, BIOs, timer and callbacks): ``_c``, ``_addr``."""
         config = self._config
         ctx = config._ssl_ctx()
-        lib.ERR_clear_error()
+        expected = self._expected
+        if expected is not None:
+            check = _CHECK_FINGERPRINTS
+            md, digests = _expected_digests(expected)
+        else:
+            check = _CHECK_INSECURE if self._insecure else _CHECK_UNKNOWN
+            md, digests = 0, b""
         c = lib.DtlsOssl_conn_new(
             ctx,
-            int(self._role is Role.SERVER),
+            self._role is _SERVER,
             config.mtu,
             round(config.initial_retransmit_timeout * 1e6),
             round(config.max_retransmit_timeout * 1e6),
-            self._handle,
+            self._handle or ffi.NULL,
+            check,
+            md,
+            digests,
+            len(digests),
         )
-        openssl_assert(c != ffi.NULL, "creating the SSL object")
-        return ffi.gc(c, lib.DtlsOssl_conn_free)  # owned: SSL and its two BIOs
+        if not c:
+            openssl_assert(False, "creating the SSL object")
+        self._c = ffi.gc(c, lib.DtlsOssl_conn_free)  # owned: SSL and its two BIOs
+        # Its address, for the CPython fast paths (they take ints); valid until _terminate.
+        self._addr = c.addr
 
     def _accept_first(self, data: bytes, now: float) -> None:
         """Feed what looks like a first ClientHello to a server that has not started yet.
@@ -202,7 +257,10 @@ class ConnectionCore:
         is about to start nor make us send anything.
         """
         sc = scratch()
-        flags = lib.DtlsOssl_receive(self._c, sc.ptr, data, len(data))
+        # Into lists of its own: a discarded attempt must leave nothing to send.
+        out: list[bytes] = []
+        evs: list[events.DtlsEvent] = []
+        flags = _fast_step(self._addr, sc.addr, _STEP_RECEIVE, data, out, evs)
         if flags & _DROPPED:
             self._n_dropped += int(sc.ptr.dropped)
             return
@@ -211,9 +269,11 @@ class ConnectionCore:
             self._cb.captured = None
             self._n_dropped += 1
             ffi.release(self._c)
-            self._c = self._new_ssl()
+            self._new_ssl()
             return
-        if flags & _WIRE:
+        if out:
+            self._out += out
+            self._events += evs
             self._start(now)
             self._handle_flags(flags, now, sc)
         # Otherwise a fragment was buffered without an answer: stay NEW until the rest comes.
@@ -279,35 +339,33 @@ class ConnectionCore:
 
     def _c_counts(self) -> tuple[int, int]:
         """Datagrams counted in C: (taken by the fast receive path, framed for sending)."""
-        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+        if self._state in _ENDED:
             return 0, 0  # the C object is gone; _terminate moved its counts to Python
         c = self._c
         return int(c.n_fast_received), int(c.n_framed)
 
     def _alive(self) -> bool:
-        return self._state not in (ConnectionState.CLOSED, ConnectionState.FAILED)
+        return self._state not in _ENDED
 
     def _set_expected(self, fingerprints: tuple[Fingerprint, ...]) -> None:
+        md, digests = _expected_digests(fingerprints)
+        ok = lib.DtlsOssl_set_expected(self._c, _CHECK_FINGERPRINTS, md, digests, len(digests))
+        openssl_assert(ok == 1, "storing the expected fingerprints")
         self._expected = fingerprints
-        # RFC 8122 §5: the certificate is checked against the strongest hash's set only.
-        self._cb.expected = tuple(
-            (FINGERPRINT_ALGORITHMS[fp.algorithm][0], fp.value)
-            for fp in select_fingerprints(fingerprints)
-        )
 
     def _start(self, now: float) -> None:
-        self._state = ConnectionState.HANDSHAKING
+        self._state = _HANDSHAKING
         timeout = self._handshake_timeout
         if self._handshake_deadline is None and timeout is not None:
             self._handshake_deadline = now + timeout
 
     def _receive_slow(self, data: bytes, now: float) -> None:
         state = self._state
-        if state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+        if state in _ENDED:
             self._n_dropped += 1
             return
-        if state is ConnectionState.NEW:
-            if self._role is Role.CLIENT or not _is_client_hello_untrusted(data):
+        if state is _NEW:
+            if self._role is _CLIENT or not _is_client_hello_untrusted(data):
                 # A client that has not connected has nothing to answer, and a server only
                 # starts on a ClientHello: anything else is stray traffic.
                 self._n_dropped += 1
@@ -317,17 +375,23 @@ class ConnectionCore:
                 return
             self._accept_first(data, now)
             return
-        if self._cb.expected is None and not self._cb.insecure and not _may_feed_untrusted(data):
+        if self._expected is None and not self._insecure and not _may_feed_untrusted(data):
             self._hold(data)
             return
-        self._feed(data, now)
+        if len(data) > _MAX_DATAGRAM:
+            self._n_dropped += 1
+            return
+        sc = scratch()
+        flags = _fast_step(self._addr, sc.addr, _STEP_RECEIVE, data, self._out, self._events)
+        self._handle_flags(flags, now, sc)
 
     def _feed(self, data: bytes, now: float) -> None:
         if len(data) > _MAX_DATAGRAM:
             self._n_dropped += 1
             return
         sc = scratch()
-        self._handle_flags(lib.DtlsOssl_receive(self._c, sc.ptr, data, len(data)), now, sc)
+        flags = _fast_step(self._addr, sc.addr, _STEP_RECEIVE, data, self._out, self._events)
+        self._handle_flags(flags, now, sc)
 
     def _hold(self, data: bytes) -> None:
         held = self._held
@@ -345,21 +409,26 @@ class ConnectionCore:
 
     def _handle_flags(self, flags: int, now: float, sc: Scratch) -> None:
         """Turn the status bits of one C call into output, events and state changes."""
+        if flags & _UNUSUAL:
+            self._handle_all_flags(flags, now, sc)
+            return
+        # A flight of the handshake, or its end: the usual bits only.
+        if flags & _HANDSHAKE_DONE:
+            self._handshake_completed(sc)
+        if flags & _PLAIN:
+            self._data_events(sc, sc.ptr.n_recs)
+        state = self._state
+        if state is _HANDSHAKING or state is _ESTABLISHED:
+            self._timer_at = now + self._c.timeout_us / 1e6 if flags & _TIMER else None
+
+    def _handle_all_flags(self, flags: int, now: float, sc: Scratch) -> None:
+        """:meth:`_handle_flags` when any bit beyond the usual ones is set."""
         if flags & _DROPPED:
             self._n_dropped += int(sc.ptr.dropped)
-        self._collect_wire(flags, sc)
-        captured = self._cb.captured
-        if captured is not None or flags & _CALLBACK:
-            self._cb.captured = None
-            if captured is None:  # pragma: no cover - our callbacks capture what they raise
-                failure = OpenSSLError("a dtls_ossl callback failed", consume_errors())
-                self._terminate(failure, by_peer=False)
-                raise failure
-            # The user's callback raised: their error, not the peer's (exceptions.py).
-            ended = CallbackError(f"a callback raised {type(captured).__name__}")
-            ended.__cause__ = captured
-            self._terminate(ended, by_peer=False)
-            raise captured
+        if flags & _WIRE:  # only from the cffi entry points: fast_step collects in C
+            self._collect_wire(sc)
+        if flags & _CALLBACK:
+            self._callback_raised()
         if flags & _RETRANSMITTED:
             self._n_retransmissions += 1
             c = self._c
@@ -376,14 +445,29 @@ class ConnectionCore:
             self._fatal(flags)
         elif flags & _PEER_CLOSED:
             self._terminate(None, by_peer=True)
-        elif self._state in (ConnectionState.HANDSHAKING, ConnectionState.ESTABLISHED):
+        elif self._state in (_HANDSHAKING, _ESTABLISHED):
             self._timer_at = now + int(self._c.timeout_us) / 1e6 if flags & _TIMER else None
         if flags & _OVERFLOW and self._alive():
             # More output than the scratch buffer holds: grow it and drain the rest.
             while flags & _OVERFLOW:
                 sc.grow_wire(int(lib.DtlsOssl_pending(self._c)))
                 flags = lib.DtlsOssl_drain(self._c, sc.ptr)
-                self._collect_wire(flags, sc)
+                if flags & _WIRE:
+                    self._collect_wire(sc)
+
+    def _callback_raised(self) -> None:
+        """End the connection after a callback raised, and re-raise what it raised."""
+        captured = self._cb.captured
+        self._cb.captured = None
+        if captured is None:  # pragma: no cover - our callbacks capture what they raise
+            failure = OpenSSLError("a dtls_ossl callback failed", consume_errors())
+            self._terminate(failure, by_peer=False)
+            raise failure
+        # The user's callback raised: their error, not the peer's (exceptions.py).
+        ended = CallbackError(f"a callback raised {type(captured).__name__}")
+        ended.__cause__ = captured
+        self._terminate(ended, by_peer=False)
+        raise captured
 
     def _data_events(self, sc: Scratch, n: int) -> None:
         """Queue a DataReceived for each of the n plaintext records in the scratch buffer."""
@@ -397,9 +481,7 @@ class ConnectionCore:
             _exhaust(map(_set_data, evs, _records(sc.plain_buf, _unpack(sc.rec_ends, n))))
             self._events += evs
 
-    def _collect_wire(self, flags: int, sc: Scratch) -> None:
-        if not flags & _WIRE:
-            return
+    def _collect_wire(self, sc: Scratch) -> None:
         sp = sc.ptr
         n = sp.n_dgrams
         if n == 1:
@@ -425,37 +507,35 @@ class ConnectionCore:
                 self._events.append(events.AlertSent(level, description))
 
     def _handshake_completed(self, sc: Scratch) -> None:
-        der = self._cb.peer_der
+        # One C call: what was negotiated, the SRTP keying material, the peer certificate, the
+        # fingerprint it matched; it also binds the scratch for the fast paths from now on.
+        done = _fast_established(self._addr, sc.addr)
+        if done is None:
+            raise OpenSSLError("SSL_export_keying_material failed", consume_errors())
+        version, cipher, srtp_id, self._data_mtu, material, der, index = done
         if der is None:  # pragma: no cover - OpenSSL always verifies the peer certificate
             self._terminate(
                 CertificateVerificationError("the peer sent no certificate"), by_peer=False
             )
             return
         matched = None
-        if self._expected is not None:
-            index = self._cb.matched
+        expected = self._expected
+        if expected is not None:
             if index < 0:  # pragma: no cover - the verify callback already refused it
                 self._terminate(
                     FingerprintMismatchError("peer certificate was not checked"), by_peer=False
                 )
                 return
-            matched = select_fingerprints(self._expected)[index]
-        info, self._data_mtu = handshake_info(self._c, sc, der, matched, self._role)
-        lib.DtlsOssl_bind_scratch(self._c, sc.ptr)  # for the fast paths from now on
+            # A single fingerprint is its own strongest set (RFC 8122 §5).
+            chosen = expected if len(expected) == 1 else select_fingerprints(expected)
+            matched = chosen[index]
+        info = handshake_info(version, cipher, srtp_id, material, der, matched, self._role)
         self._sc = sc
-        self._addr = int(ffi.cast("uintptr_t", self._c))
         self._state = _ESTABLISHED
         self._held = None
         self._handshake_deadline = None
         self._info = info
         self._events.append(info)
-        if self._cb.key_log is None:
-            # The callbacks have done their work (renegotiation is off): drop their state, a
-            # few hundred bytes per connection. C finds no handle from now on and would fail
-            # a verification closed. With a key log the state stays, for any later secrets.
-            self._c.handle = ffi.NULL
-            self._handle = None
-            self._cb = _CHECKED_INSECURE if self._cb.insecure else _CHECKED
         log = debug_logger("dtls_ossl.connection")
         if log is not None:
             log.debug(
@@ -468,9 +548,21 @@ class ConnectionCore:
 
     def _fatal(self, flags: int) -> None:
         """Classify an OpenSSL failure and terminate (RFC 6347 §4.1.2.7: fatal alerts end it)."""
+        c = self._c
+        mismatch = None
+        if c.verdict == _VERDICT_REJECTED:
+            expected = select_fingerprints(self._expected or ())
+            actual: tuple[str, ...] = ()
+            if expected and c.actual_len:
+                got = bytes(ffi.buffer(c.actual, c.actual_len))
+                actual = (format_fingerprint(expected[0].algorithm, got),)
+            mismatch = (
+                tuple([format_fingerprint(fp.algorithm, fp.value) for fp in expected]),
+                actual,
+            )
         err, by_peer = classify_failure(
             consume_errors(),
-            mismatch=self._cb.mismatch,
+            mismatch=mismatch,
             n_expected=len(self._expected or ()),
             sent_alert=self._sent_alert,
             received_alert=self._received_alert,
@@ -481,13 +573,13 @@ class ConnectionCore:
         self._terminate(err, by_peer=by_peer)
 
     def _terminate(self, error: DtlsError | None, *, by_peer: bool) -> None:
-        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+        if self._state in _ENDED:
             return
         # The C object is freed below: its counters move to Python first.
         received, framed = self._c_counts()
         self._n_received += received
         self._n_sent += framed
-        self._state = ConnectionState.FAILED if error is not None else ConnectionState.CLOSED
+        self._state = _FAILED if error is not None else _CLOSED
         self._timer_at = None
         self._handshake_deadline = None
         self._held = None

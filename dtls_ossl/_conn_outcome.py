@@ -1,6 +1,6 @@
 """How a handshake ends: the completion record, or the error a failure is blamed on.
 
-:func:`handshake_info` reads what OpenSSL negotiated (one C call) into the
+:func:`handshake_info` turns what OpenSSL negotiated (read in one C call) into the
 :class:`~dtls_ossl.events.HandshakeCompleted` event; :func:`classify_failure` turns a fatal
 status, the callbacks' fingerprint verdict, the alerts seen and OpenSSL's error queue into the
 one :class:`~dtls_ossl.DtlsError` the connection ends with (exceptions.py's blame rules: a
@@ -27,7 +27,6 @@ from dtls_ossl.webrtc.srtp import SrtpKeys, SrtpProfile
 if TYPE_CHECKING:
     from typing import Any
 
-    from dtls_ossl._binding import Scratch
     from dtls_ossl._roles import Role
     from dtls_ossl.webrtc.certificate import Certificate
     from dtls_ossl.webrtc.sdp import Fingerprint
@@ -40,6 +39,7 @@ _ERR_LIB_SSL = 20
 _SSL_R_READ_TIMEOUT_EXPIRED = 312
 # SrtpProfile by IANA id (the enum's properties are Python-level, slow on the handshake path).
 _SRTP_PROFILES = {p.iana_id: p for p in SrtpProfile}
+_HandshakeCompleted = events.HandshakeCompleted
 
 
 def _certificate_from_der(der: bytes) -> Certificate:
@@ -51,42 +51,24 @@ def _certificate_from_der(der: bytes) -> Certificate:
     return Certificate.from_der(der)
 
 
-_names: dict[bytes, str] = {}
-
-
-def _name(p: Any) -> str:
-    """Decode a static OpenSSL name once; every connection shares the same str object."""
-    raw: bytes = ffi.string(p)
-    name = _names.get(raw)
-    if name is None:
-        name = _names[raw] = raw.decode("ascii")
-    return name
-
-
 def handshake_info(
-    c: Any, sc: Scratch, der: bytes, matched: Fingerprint | None, role: Role
-) -> tuple[events.HandshakeCompleted, int]:
-    """Read what the completed handshake negotiated: the event, and the data MTU.
-
-    Version, cipher, SRTP profile, data MTU and the SRTP keying material come from one C call.
-    """
-    r = int(lib.DtlsOssl_established(c, sc.names, sc.material))
-    openssl_assert(r >= 0, "SSL_export_keying_material")
-    names = sc.names
+    version: str,
+    cipher: str,
+    srtp_id: int,
+    material: bytes | None,
+    der: bytes,
+    matched: Fingerprint | None,
+    role: Role,
+) -> events.HandshakeCompleted:
+    """Build the HandshakeCompleted event from what ``fast_established`` read in one C call."""
     profile = keys = None
-    srtp_id = r & 0xFFFF
     if srtp_id:
         profile = _SRTP_PROFILES.get(srtp_id) or SrtpProfile.from_iana_id(srtp_id)
-        keys = SrtpKeys.from_keying_material(profile, ffi.unpack(sc.material, r >> 32), role)
-    info = events.HandshakeCompleted(
-        protocol_version=_name(names[0]),
-        cipher=_name(names[1]),
-        srtp_profile=profile,
-        peer_certificate=_certificate_from_der(der),
-        peer_fingerprint=matched,
-        srtp_keys=keys,
+        keys = SrtpKeys.from_keying_material(profile, material or b"", role)
+    # Every value comes from OpenSSL or was validated when the connection was made.
+    return _HandshakeCompleted._unchecked(
+        version, cipher, profile, _certificate_from_der(der), matched, keys
     )
-    return info, (r >> 16) & 0xFFFF
 
 
 def export_keying_material(

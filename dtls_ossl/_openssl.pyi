@@ -15,3 +15,25 @@ def fast_receive_many(
     conn: int, datagrams: Any, start: int, out: list[bytes], events: list[Any], /
 ) -> int: ...
 def fast_setup(event_class: type[DataReceived], data_slot: Any, /) -> None: ...
+def fast_established(
+    conn: int, scratch: int, /
+) -> tuple[str, str, int, int, bytes | None, bytes | None, int] | None: ...
+def fast_step(
+    conn: int,
+    scratch: int,
+    op: int,
+    datagram: bytes | None,
+    out: list[bytes],
+    events: list[Any],
+    /,
+) -> int: ...
+def install_methods(
+    cls: type,
+    slots: tuple[Any, ...],
+    established: Any,
+    outcomes: tuple[Any, Any],
+    docs: tuple[str, ...],
+    queue: tuple[int, int],
+    /,
+) -> None: ...
+def record_fill(obj: object, slots: tuple[Any, ...], /, *values: object) -> None: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Role"]
+__all__ = ["CLIENT", "SERVER", "Role"]
 
 
 class Role(enum.Enum):
@@ -14,3 +14,8 @@ class Role(enum.Enum):
     "Sends the ClientHello (W3C/SDP: ``a=setup:active``)."
     SERVER = "server"
     "Answers the ClientHello (W3C/SDP: ``a=setup:passive``)."
+
+
+# Module constants for the per-call paths: an enum member read costs ~230 ns on Python 3.11.
+CLIENT = Role.CLIENT
+SERVER = Role.SERVER

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sys
 from operator import attrgetter  # already imported by enum, hence by Python's startup
+from types import MemberDescriptorType  # likewise
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -191,15 +192,18 @@ def _build_constructors(
 ) -> None:
     """Generate ``__init__`` and ``_unchecked`` for *cls* (once, on its first construction).
 
-    Each field is stored through its slot descriptor's ``__set__``: it bypasses the frozen
-    ``__setattr__`` and is faster than ``object.__setattr__(self, name, value)``.
+    Each field is stored through its slot descriptor's ``__set__``, which bypasses the frozen
+    ``__setattr__`` and is faster than ``object.__setattr__(self, name, value)``; once the
+    compiled module is loaded, all of them at once by its ``record_fill``.
     """
     names = {"_new": object.__new__, "cls": cls}
     params = []
     stores = []
     seen_default = False
+    descriptors = []
     for i, field in enumerate(fields):
-        names[f"_set{i}"] = getattr(cls, field).__set__
+        descriptors.append(getattr(cls, field))
+        names[f"_set{i}"] = descriptors[-1].__set__
         if field in defaults:
             names[f"_d{i}"] = defaults[field]
             params.append(f"{field}=_d{i}")
@@ -209,6 +213,12 @@ def _build_constructors(
         else:
             params.append(field)
         stores.append(f"    _set{i}(self, {field})")
+    # The compiled module's record_fill stores every field in one call (_cffi_src/fastpath.c);
+    # it exists once dtls_ossl._binding was imported, as it is before any connection is made.
+    fill = getattr(sys.modules.get("dtls_ossl._openssl"), "record_fill", None)
+    if fill is not None and fields and all(type(d) is MemberDescriptorType for d in descriptors):
+        names["_fill"], names["_slots"] = fill, tuple(descriptors)
+        stores = [f"    _fill(self, _slots, {', '.join(fields)})"]
     validate = "    self._validate()\n" if hasattr(cls, "_validate") else ""
     body = "\n".join(stores) or "    pass"
     source = (

@@ -13,10 +13,14 @@ and ``close`` each make exactly one call into the compiled helper (``DtlsOssl_*`
 _cffi_src/engine.c). That call clears OpenSSL's error queue, hands OpenSSL one datagram, drives the
 handshake or reads every plaintext record until OpenSSL wants more, frames what OpenSSL wrote
 into datagrams, and reads the retransmission timer. The connection then turns the returned
-status bits into events. On an established connection the per-record inputs (``send``,
-``receive_datagram`` and their batch forms) call ``fast_*`` functions that speak the CPython
-API directly: they keep the GIL, and append datagrams and DataReceived events to this object's
-lists themselves, returning only the status bits left for Python (usually none).
+status bits into events. The calls that speak the CPython API directly (_cffi_src/fastpath.c)
+keep the GIL and append the datagrams and DataReceived events to this object's lists
+themselves, returning only the status bits left for Python: ``fast_step`` for each flight of
+the handshake, ``fast_established`` once at its end, and the ``fast_*`` per-record functions of
+an established connection. ``send``, ``receive_datagram``, ``datagrams_to_send`` and
+``next_event`` are themselves C methods in place of the definitions below
+(:func:`_install_c_methods`): they do an established connection's common case and call those
+definitions for everything else, so a record costs no Python frame.
 
 Rule 2 - one datagram per read. OpenSSL reads whatever its read BIO holds as one "packet" (a
 memory BIO would merge datagrams), so the read BIO holds exactly the datagram being fed, read
@@ -51,16 +55,33 @@ from __future__ import annotations
 
 from dtls_ossl import _openssl, events
 from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, scratch
-from dtls_ossl._callbacks import CallbackState
-from dtls_ossl._conn_core import ConnectionCore, _nbytes
+from dtls_ossl._callbacks import NO_CALLBACKS, CallbackState
+from dtls_ossl._conn_core import STEP_HANDSHAKE, STEP_TIMEOUT, ConnectionCore, _nbytes
 from dtls_ossl._conn_outcome import export_keying_material
 from dtls_ossl._conn_status import (
     ALERTS as _ALERTS,
 )
 from dtls_ossl._conn_status import (
+    ENDED as _ENDED,
+)
+from dtls_ossl._conn_status import (
+    ESTABLISHED as _ESTABLISHED,
+)
+from dtls_ossl._conn_status import (
+    NEW as _NEW,
+)
+from dtls_ossl._conn_status import (
+    STARTING as _STARTING,
+)
+from dtls_ossl._conn_status import (
+    WIRE as _WIRE,
+)
+from dtls_ossl._conn_status import (
     ConnectionState,
 )
 from dtls_ossl._limits import check_positive
+from dtls_ossl._roles import CLIENT as _CLIENT
+from dtls_ossl._roles import SERVER as _SERVER
 from dtls_ossl._roles import Role
 from dtls_ossl._stats import ConnectionStats
 from dtls_ossl._util import TYPE_CHECKING, final
@@ -81,7 +102,6 @@ from dtls_ossl.webrtc.srtp import SrtpKeys
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from typing import Any
 
 
 __all__ = ["ConnectionState", "ConnectionStats", "DtlsConnection"]
@@ -94,6 +114,7 @@ _fast_receive = _openssl.fast_receive
 _fast_send = _openssl.fast_send
 _fast_receive_many = _openssl.fast_receive_many
 _fast_send_many = _openssl.fast_send_many
+_fast_step = _openssl.fast_step
 # next_event() pops from the front of a queue this short (a memmove of a few pointers, the
 # fastest path for the usual one or two events); a longer one is read from a head index and
 # compacted once this many events were read (and at least half of it).
@@ -101,7 +122,7 @@ _POP_FRONT_MAX = 32
 _COMPACT_AT = 256
 
 
-_ESTABLISHED = ConnectionState.ESTABLISHED
+_VERDICT_NONE = int(lib.DTLSOSSL_VERDICT_NONE)
 
 
 def _normalise_fingerprints(fingerprints: Iterable[Fingerprint | str]) -> tuple[Fingerprint, ...]:
@@ -152,22 +173,34 @@ class DtlsConnection(ConnectionCore):
             raise ConfigurationError(f"role: expected Role.CLIENT or Role.SERVER, got {role!r}")
         self._config = configuration
         self._role = role
-        self._cb = CallbackState(configuration.key_log_writer)
         self._expected: tuple[Fingerprint, ...] | None = None
+        self._insecure = False
         if insecure_skip_fingerprint_check:
             if remote_fingerprints is not None:
                 raise ConfigurationError(
                     "insecure_skip_fingerprint_check=True cannot be combined with "
                     "remote_fingerprints"
                 )
-            self._cb.insecure = True
+            self._insecure = True
         elif remote_fingerprints is not None:
-            self._set_expected(_normalise_fingerprints(remote_fingerprints))
-        self._handle = ffi.new_handle(self._cb)  # owned: keeps the state alive while C has it
-        self._c: Any = self._new_ssl()
-        # The C object's address for the fast paths, set once established (they run only then).
-        self._addr = 0
-        self._state = ConnectionState.NEW
+            if (
+                type(remote_fingerprints) in (list, tuple)
+                and len(remote_fingerprints) == 1  # type: ignore[arg-type]
+                and type(fp := remote_fingerprints[0]) is Fingerprint  # type: ignore[index]
+            ):
+                self._expected = (fp,)  # the usual case, already parsed
+            else:
+                self._expected = _normalise_fingerprints(remote_fingerprints)
+        key_log = configuration._key_log_writer
+        if key_log is None:
+            # No Python callback can run (the fingerprint is checked in C): no handle at all.
+            self._cb = NO_CALLBACKS
+            self._handle = None
+        else:
+            self._cb = CallbackState(key_log)
+            self._handle = ffi.new_handle(self._cb)  # owned: keeps the state alive while C has it
+        self._new_ssl()  # sets _c and _addr
+        self._state = _NEW
         # A list, not a deque: a deque's first block alone costs ~600 bytes per connection, and
         # the C fast paths append to it with PyList_Append. next_event() reads from _ev_head
         # and compacts the list now and then, so draining n events costs O(n), not O(n^2).
@@ -201,13 +234,14 @@ class DtlsConnection(ConnectionCore):
 
         :raises InvalidStateError: on a server, or if already started.
         """
-        if self._role is not Role.CLIENT:
+        if self._role is not _CLIENT:
             raise InvalidStateError("connect() is for the client role; a server waits")
-        if self._state is not ConnectionState.NEW:
+        if self._state is not _NEW:
             raise InvalidStateError(f"connect() called in state {self._state.value}")
         self._start(now)
         sc = scratch()
-        self._handle_flags(lib.DtlsOssl_handshake(self._c, sc.ptr), now, sc)
+        flags = _fast_step(self._addr, sc.addr, STEP_HANDSHAKE, None, self._out, self._events)
+        self._handle_flags(flags, now, sc)
 
     def receive_datagram(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Process one datagram received from the peer.
@@ -257,14 +291,10 @@ class DtlsConnection(ConnectionCore):
         early is harmless. After calling this, call :meth:`datagrams_to_send`,
         :meth:`get_timer` and :meth:`next_event`.
         """
-        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+        if self._state in _ENDED:
             return
         deadline = self._handshake_deadline
-        if (
-            deadline is not None
-            and now >= deadline
-            and self._state in (ConnectionState.NEW, ConnectionState.HANDSHAKING)
-        ):
+        if deadline is not None and now >= deadline and self._state in _STARTING:
             timeout = self._handshake_timeout or 0.0  # never None while a deadline is set
             self._terminate(
                 HandshakeTimeoutError(
@@ -277,7 +307,8 @@ class DtlsConnection(ConnectionCore):
         if self._timer_at is None or now < self._timer_at:
             return
         sc = scratch()
-        self._handle_flags(lib.DtlsOssl_handle_timeout(self._c, sc.ptr), now, sc)
+        flags = _fast_step(self._addr, sc.addr, STEP_TIMEOUT, None, self._out, self._events)
+        self._handle_flags(flags, now, sc)
 
     def send(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Encrypt ``data`` as one DTLS record, queued for :meth:`datagrams_to_send`.
@@ -305,7 +336,7 @@ class DtlsConnection(ConnectionCore):
         :raises PayloadSizeError: if a payload is empty or longer than
             :attr:`max_payload_size` (nothing is sent).
         """
-        if self._state is not ConnectionState.ESTABLISHED:
+        if self._state is not _ESTABLISHED:
             raise InvalidStateError(
                 f"send_many() needs an established connection, not {self._state.value}"
             )
@@ -329,12 +360,13 @@ class DtlsConnection(ConnectionCore):
         Emits ``ConnectionTerminated(error=None, by_peer=False)``. Calling it again does
         nothing. After calling this, call :meth:`datagrams_to_send` to send the close_notify.
         """
-        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+        if self._state in _ENDED:
             return
-        if self._state is ConnectionState.ESTABLISHED:
+        if self._state is _ESTABLISHED:
             sc = scratch()
             flags = lib.DtlsOssl_shutdown(self._c, sc.ptr)
-            self._collect_wire(flags, sc)
+            if flags & _WIRE:
+                self._collect_wire(sc)
             if flags & _ALERTS:
                 self._collect_alerts()
         self._terminate(None, by_peer=False)
@@ -350,11 +382,11 @@ class DtlsConnection(ConnectionCore):
         :raises InvalidStateError: once the peer certificate has been checked, or after the
             end, or with the insecure opt-out.
         """
-        if self._cb.insecure:
+        if self._insecure:
             raise InvalidStateError("fingerprint checking was disabled for this connection")
-        if self._state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+        if self._state in _ENDED:
             raise InvalidStateError(f"connection is {self._state.value}")
-        if self._cb.peer_der is not None:
+        if self._state is _ESTABLISHED or self._c.verdict != _VERDICT_NONE:
             raise InvalidStateError("the peer certificate has already been checked")
         self._set_expected(_normalise_fingerprints(fingerprints))
         held, self._held = self._held or [], None
@@ -374,7 +406,7 @@ class DtlsConnection(ConnectionCore):
 
         :raises InvalidStateError: on a client, or if the connection has already started.
         """
-        if self._role is not Role.SERVER or self._state is not ConnectionState.NEW:
+        if self._role is not _SERVER or self._state is not _NEW:
             raise InvalidStateError("accept_verified_hello() is for a new server connection")
         if type(data) is not bytes:
             data = bytes(data)
@@ -398,7 +430,7 @@ class DtlsConnection(ConnectionCore):
         :raises ConfigurationError: if ``timeout`` is not a number of seconds > 0 or None.
         """
         check_positive("timeout", timeout, optional=True)
-        if self._state not in (ConnectionState.NEW, ConnectionState.HANDSHAKING):
+        if self._state not in _STARTING:
             return
         self._handshake_timeout = timeout
         self._handshake_deadline = None if timeout is None else now + timeout
@@ -419,10 +451,7 @@ class DtlsConnection(ConnectionCore):
         """Return the absolute deadline (caller's clock) to call :meth:`handle_timer`, or None."""
         at = self._timer_at
         deadline = self._handshake_deadline
-        if deadline is not None and self._state in (
-            ConnectionState.NEW,
-            ConnectionState.HANDSHAKING,
-        ):
+        if deadline is not None and self._state in _STARTING:
             return deadline if at is None or deadline < at else at
         return at
 
@@ -475,7 +504,7 @@ class DtlsConnection(ConnectionCore):
         :raises InvalidStateError: unless the connection is established.
         :raises ConfigurationError: for a non-positive length.
         """
-        if self._state is not ConnectionState.ESTABLISHED:
+        if self._state is not _ESTABLISHED:
             raise InvalidStateError(
                 f"export_keying_material() needs an established connection, not {self._state.value}"
             )
@@ -542,3 +571,35 @@ class DtlsConnection(ConnectionCore):
     def __repr__(self) -> str:
         """Show role and state."""
         return f"<DtlsConnection {self._role.value} {self._state.value}>"
+
+
+def _install_c_methods() -> None:
+    """Put the per-record verbs' C twins (_cffi_src/fastpath.c) in place of the methods above.
+
+    A Python method call costs about as much as the C call inside it, and every record makes
+    four. The C methods do an established connection's common case themselves and call the
+    definitions above, unchanged, for everything else; those stay the reference for behaviour,
+    typing and documentation.
+    """
+    params = {
+        "send": "data, now",
+        "receive_datagram": "data, now",
+        "datagrams_to_send": "now",
+        "next_event": "",
+    }
+    docs = tuple(
+        f"{name}($self{', ' if p else ''}{p})\n--\n\n{DtlsConnection.__dict__[name].__doc__}"
+        for name, p in params.items()
+    )
+    slots = ("_state", "_addr", "_out", "_events", "_ev_head")
+    _openssl.install_methods(
+        DtlsConnection,
+        tuple(ConnectionCore.__dict__[name] for name in slots),
+        _ESTABLISHED,
+        (ConnectionCore._fast_send_outcome, ConnectionCore._fast_receive_outcome),
+        docs,
+        (_POP_FRONT_MAX, _COMPACT_AT),
+    )
+
+
+_install_c_methods()

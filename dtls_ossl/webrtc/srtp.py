@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 
+from dtls_ossl._roles import CLIENT as _CLIENT
 from dtls_ossl._roles import Role
 from dtls_ossl._util import Record
 from dtls_ossl.exceptions import ConfigurationError
@@ -105,7 +106,7 @@ _PARAMETERS: dict[SrtpProfile, tuple[int, int, int]] = {
     SrtpProfile.AEAD_AES_256_GCM: (8, 32, 12),
 }
 # (key, salt) lengths by profile, for the handshake path (the enum's properties are slower).
-_KEY_SALT = {profile: (k, s) for profile, (_, k, s) in _PARAMETERS.items()}
+_KEY_SALT = {profile._name_: (k, s) for profile, (_, k, s) in _PARAMETERS.items()}
 
 
 class SrtpKeys(Record):
@@ -164,7 +165,8 @@ class SrtpKeys(Record):
         :raises ConfigurationError: if the material has the wrong length.
         """
         data = material if type(material) is bytes else bytes(material)
-        lengths = _KEY_SALT.get(profile)
+        # By name: an Enum member's hash is a Python-level call.
+        lengths = _KEY_SALT.get(profile._name_) if type(profile) is SrtpProfile else None
         k, s = lengths if lengths is not None else (profile.key_length, profile.salt_length)
         if len(data) != 2 * (k + s):
             raise ConfigurationError(
@@ -174,7 +176,7 @@ class SrtpKeys(Record):
         client_key, server_key = data[:k], data[k : 2 * k]
         client_salt, server_salt = data[2 * k : 2 * k + s], data[2 * k + s :]
         # The lengths come from the profile: the constructor's checks would only repeat them.
-        if role is Role.CLIENT:
+        if role is _CLIENT:
             return cls._unchecked(profile, client_key, client_salt, server_key, server_salt)
         return cls._unchecked(profile, server_key, server_salt, client_key, client_salt)
 
