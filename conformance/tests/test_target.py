@@ -241,3 +241,21 @@ def test_targets_matrix_compare_is_exact() -> None:
     assert "not as expected" in compare([result(CellKind.DROP_EACH, Status.FAILED, "z")], known)[0]
     assert "unexpected" in compare([result(CellKind.LOSSY, Status.FAILED, "z")], known)[0]
     assert "skipped" in compare([result(CellKind.LOSSY, Status.SKIPPED, "gone")], known)[0]
+
+
+def test_server_cmd_close_notify_browser_hello_dtls10(tmp_path: Path) -> None:
+    cmd = f"{OUR_SERVER} --fingerprint {{fingerprint}}"
+    args = ["target", "--server-cmd", cmd, "--echo", "--report", str(tmp_path)]
+    assert main([*args, "--scenarios", "close-notify,browser-hello,dtls10-refused"]) == 0
+    cells = report(tmp_path)
+    assert checks(cells["target/client/close-notify/ecdsa-p256"]) == {
+        "echo": "pass",
+        "target_close_notify": "n/a",  # an echo server does not close by itself
+        "answered": "pass",
+        "no_data_after": "pass",
+    }
+    assert checks(cells["target/client/browser-hello/ecdsa-p256"]) == {
+        "chromium": "pass",
+        "firefox": "pass",
+    }
+    assert checks(cells["target/client/dtls10-refused/ecdsa-p256"]) == {"refused": "pass"}
