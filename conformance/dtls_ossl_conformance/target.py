@@ -36,6 +36,13 @@ Scenarios (each a JUnit test case; ``--scenarios`` picks by any part of the id o
   the target must reassemble them (RFC 6347 §4.2.3).
 - ``duplicated-reordered``: each of our flights sent in reverse order, every datagram twice; the
   target must buffer, discard the duplicates and complete (RFC 6347 §4.2.2).
+- ``close-notify``: after the handshake (and the echo), a target that ends by itself must send
+  close_notify; else we send ours: its answer (an alert record) is reported, application data
+  after it fails (RFC 5246 §7.2.1).
+- ``browser-hello`` (server targets): Chromium's and Firefox's 1.4 KB DTLS 1.3-capable
+  ClientHellos (X25519MLKEM768 key share) in two fragments must get a DTLS 1.2 ServerHello.
+- ``dtls10-refused`` (server targets): a DTLS 1.0-only ClientHello must not get a DTLS 1.0
+  ServerHello (RFC 8996 §3).
 
 With ``--echo`` the target must echo application data back (checked both ways).
 """
@@ -878,7 +885,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scenarios",
         metavar="A,B",
-        help="run only these: handshake, lossy, wrong-certificate, a profile or a key type",
+        help="run only these: a scenario (handshake, lossy, close-notify...), a profile or a key type",
     )
     p.add_argument("--echo", action="store_true", help="the target echoes application data")
     p.add_argument(

@@ -50,6 +50,9 @@ _QUICK = (
     "hostile-records",
     "small-mtu",
     "duplicated-reordered",
+    "close-notify",
+    "browser-hello",
+    "dtls10-refused",
 )
 "The scenarios run per case by default: one profile's handshakes and the robustness ones."
 
@@ -253,6 +256,9 @@ _COLUMNS = (
     "hostile-records",
     "small-mtu",
     "duplicated-reordered",
+    "close-notify",
+    "browser-hello",
+    "dtls10-refused",
 )
 
 
