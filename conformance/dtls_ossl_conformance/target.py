@@ -885,7 +885,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scenarios",
         metavar="A,B",
-        help="run only these: a scenario (handshake, lossy, close-notify...), a profile or a key type",
+        help="run only these: a scenario (handshake, close-notify...), a profile or a key type",
     )
     p.add_argument("--echo", action="store_true", help="the target echoes application data")
     p.add_argument(
