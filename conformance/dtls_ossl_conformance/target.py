@@ -482,8 +482,13 @@ class TargetPeer(Peer):
     def _replayed_hellos(self, ctx: CellContext) -> CellOutcome:
         """Replay browsers' DTLS 1.3-capable ClientHellos, or a DTLS 1.0-only one, to the server."""
         ours, theirs = ctx.identities.pair(ctx.spec.key_type)
-        endpoint = self._make(ctx, theirs, ours.fingerprint("sha-256"))
-        address = endpoint.start_server()
+        endpoints: list[Endpoint] = []
+
+        def start() -> tuple[str, int]:
+            # A fresh target per hello: many serve one client, and a hello leaves it waiting.
+            endpoints.append(self._make(ctx, theirs, ours.fingerprint("sha-256")))
+            return endpoints[-1].start_server()
+
         conn = DtlsConnection(our_configuration(ctx.spec, ours, 5.0), role=Role.CLIENT)
         now = time.monotonic()
         conn.connect(now)
@@ -492,7 +497,7 @@ class TargetPeer(Peer):
         if ctx.spec.kind is CellKind.BROWSER_HELLO:
             for browser in BROWSERS:
                 body = browser_hello(base, browser)
-                got = _exchange(ctx, address, body, parts=2, version=0xFEFD)
+                got = _exchange(ctx, start(), body, parts=2, version=0xFEFD)
                 good = got.startswith("ServerHello DTLS 1.2")
                 out.add(
                     browser,
@@ -508,7 +513,7 @@ class TargetPeer(Peer):
                 )
         else:
             body = dtls10_hello(base)
-            got = _exchange(ctx, address, body, parts=1, version=0xFEFF)
+            got = _exchange(ctx, start(), body, parts=1, version=0xFEFF)
             accepted = got.startswith("ServerHello DTLS 1.0")
             out.add(
                 "refused",
@@ -520,9 +525,10 @@ class TargetPeer(Peer):
                     else ""
                 ),
             )
-        proc = getattr(endpoint, "proc", None)
-        if isinstance(proc, PeerProcess):
-            proc.stop()
+        for endpoint in endpoints:
+            proc = getattr(endpoint, "proc", None)
+            if isinstance(proc, PeerProcess):
+                proc.stop()
         out.log = ctx.log()
         return out
 
@@ -689,6 +695,8 @@ ECHO_WAIT = 3.0
 "Seconds close-notify waits for the echo before closing."
 HELLO_WAIT = 3.0
 "Seconds browser-hello and dtls10-refused wait for the server's answer (a resend included)."
+HELLO_RESEND = 1.0
+"Seconds before browser-hello and dtls10-refused resend an unanswered ClientHello."
 SCHEDULE_WINDOW = 7.5
 "Seconds of silence in retransmit-schedule: a 1 s timer doubling resends at 1, 3 and 7 s."
 _HELLO = {1: "ClientHello", 2: "ServerHello"}
@@ -733,19 +741,31 @@ def _exchange(
     sock.connect(address)
     hvr = False
     seq = 0
-    for message_seq in (0, 1):
+
+    def send(message_seq: int) -> float:
+        # A real client resends its hello on a timer; a target still binding its port gets
+        # the next copy (an ICMP error of the last one surfaces on any later call).
+        nonlocal seq
         for d in hello_record(
             body,
             message_seq=message_seq,
             record_seqs=tuple(range(seq, seq + parts)),
             version=version,
         ):
-            sock.send(d)
+            with contextlib.suppress(ConnectionRefusedError):
+                sock.send(d)
         seq += parts
+        return time.monotonic() + HELLO_RESEND
+
+    for message_seq in (0, 1):
+        resend = send(message_seq)
         deadline = _within(ctx, HELLO_WAIT)
         answer = None
         while answer is None and not deadline.expired():
-            if not select.select([sock], [], [], min(0.2, deadline.remaining()))[0]:
+            if time.monotonic() >= resend:
+                resend = send(message_seq)
+            wait = max(0.0, min(0.2, deadline.remaining(), resend - time.monotonic()))
+            if not select.select([sock], [], [], wait)[0]:
                 continue
             try:
                 datagram = sock.recv(65535)

@@ -51,8 +51,6 @@ _QUICK = (
     "small-mtu",
     "duplicated-reordered",
     "close-notify",
-    "browser-hello",
-    "dtls10-refused",
 )
 "The scenarios run per case by default: one profile's handshakes and the robustness ones."
 
@@ -257,8 +255,6 @@ _COLUMNS = (
     "small-mtu",
     "duplicated-reordered",
     "close-notify",
-    "browser-hello",
-    "dtls10-refused",
 )
 
 
