@@ -25,6 +25,7 @@ from dtls_ossl import (
     Role,
     events,
 )
+from dtls_ossl_conformance._hellos import browser_hello
 
 MTUS = [300, 400, 576, 1000, 1200, 1500]
 KEY_TYPES = ["ecdsa-p256", "rsa-2048", "rsa-4096"]
@@ -254,33 +255,9 @@ def test_framing_fragmented_client_hello_is_accepted(
     assert server.stats.datagrams_dropped == 0
 
 
-def _u16(n: int) -> bytes:
-    return n.to_bytes(2, "big")
-
-
-def _chromium_like(body: bytes) -> bytes:
-    """Append DTLS 1.3 supported_versions and a hybrid ML-KEM key_share to a ClientHello."""
-    off = 2 + 32  # client_version, random
-    off += 1 + body[off]  # session_id
-    off += 1 + body[off]  # cookie (DTLS)
-    off += 2 + int.from_bytes(body[off : off + 2], "big")  # cipher_suites
-    off += 1 + body[off]  # compression_methods
-    ext_len = int.from_bytes(body[off : off + 2], "big")
-    assert off + 2 + ext_len == len(body), "extensions must end the ClientHello"
-    exts = body[off + 2 :]
-    supported_versions = _u16(43) + _u16(5) + bytes([4]) + b"\xfe\xfc\xfe\xfd"
-    shares = (
-        _u16(0x11EC) + _u16(1216) + bytes(range(256)) * 4 + bytes(192)  # X25519MLKEM768
-        + _u16(0x001D) + _u16(32) + bytes(range(1, 33))  # x25519
-    )  # fmt: skip
-    key_share = _u16(51) + _u16(2 + len(shares)) + _u16(len(shares)) + shares
-    new_exts = exts + supported_versions + key_share
-    return body[:off] + _u16(len(new_exts)) + new_exts
-
-
 def test_framing_chromium_like_fragmented_hello_gets_dtls12_answer(certs: KeyCerts) -> None:
     client, server, rec = _client_hello(certs)
-    body = _chromium_like(rec.body[HS_HDR:])
+    body = browser_hello(rec.body[HS_HDR:], "chromium")
     assert 1350 <= len(body) <= 1500
     frags = _split_hello(rec, body, [len(body) // 2], [rec.seq, 31])
     assert all(len(f) <= 1200 for f in frags)

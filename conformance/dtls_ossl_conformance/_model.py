@@ -70,6 +70,12 @@ class CellKind(enum.Enum):
     "Each of our flights sent in reverse order, every datagram twice: the target must complete."
     WRONG_CERTIFICATE = "wrong-certificate"
     "A target told another certificate's fingerprint than ours: it must refuse ours, with an alert."
+    CLOSE_NOTIFY = "close-notify"
+    "close_notify both ways after the handshake: answered, and no data after it."
+    BROWSER_HELLO = "browser-hello"
+    "Browsers' 1.4 KB DTLS 1.3-capable ClientHellos in two fragments: a DTLS 1.2 answer."
+    DTLS10_REFUSED = "dtls10-refused"
+    "A ClientHello offering only DTLS 1.0: the server target must refuse it."
 
 
 @dataclass(frozen=True)

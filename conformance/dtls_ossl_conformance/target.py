@@ -36,6 +36,13 @@ Scenarios (each a JUnit test case; ``--scenarios`` picks by any part of the id o
   the target must reassemble them (RFC 6347 §4.2.3).
 - ``duplicated-reordered``: each of our flights sent in reverse order, every datagram twice; the
   target must buffer, discard the duplicates and complete (RFC 6347 §4.2.2).
+- ``close-notify``: after the handshake (and the echo), a target that ends by itself must send
+  close_notify; else we send ours: its answer (an alert record) is reported, application data
+  after it fails (RFC 5246 §7.2.1).
+- ``browser-hello`` (server targets): Chromium's and Firefox's 1.4 KB DTLS 1.3-capable
+  ClientHellos (X25519MLKEM768 key share) in two fragments must get a DTLS 1.2 ServerHello.
+- ``dtls10-refused`` (server targets): a DTLS 1.0-only ClientHello must not get a DTLS 1.0
+  ServerHello (RFC 8996 §3).
 
 With ``--echo`` the target must echo application data back (checked both ways).
 """
@@ -43,13 +50,25 @@ With ``--echo`` the target must echo application data back (checked both ways).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
+import select
 import shlex
+import socket
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from dtls_ossl import events
+from dtls_ossl._records import (
+    ALERT,
+    APPLICATION_DATA,
+    HANDSHAKE,
+    HELLO_VERIFY_REQUEST,
+    parse_handshake_fragment_untrusted,
+    split_records_untrusted,
+)
 from dtls_ossl._roles import Role
 from dtls_ossl.connection import DtlsConnection
 from dtls_ossl.webrtc.certificate import Certificate
@@ -62,11 +81,21 @@ from dtls_ossl_conformance._cell import (
     our_configuration,
     run_standard_cell,
 )
+from dtls_ossl_conformance._hellos import (
+    BROWSERS,
+    browser_hello,
+    dtls10_hello,
+    hello_body,
+    hello_record,
+    with_cookie,
+)
 from dtls_ossl_conformance._io import (
     LOCALHOST,
     Condition,
     PeerProcess,
     UdpDriver,
+    data_count,
+    ended,
     free_udp_port,
     settled,
 )
@@ -258,6 +287,14 @@ class TargetPeer(Peer):
             CellSpec(self.name, role, kind, self.profiles[0], self.key_types[0])
             for kind in (CellKind.RETRANSMIT_SCHEDULE, CellKind.HOSTILE_RECORDS)
         ]
+        out.append(
+            CellSpec(self.name, role, CellKind.CLOSE_NOTIFY, self.profiles[0], self.key_types[0])
+        )
+        if role is Role.CLIENT:
+            out += [
+                CellSpec(self.name, role, kind, self.profiles[0], self.key_types[0])
+                for kind in (CellKind.BROWSER_HELLO, CellKind.DTLS10_REFUSED)
+            ]
         if "{fingerprint}" in (self.settings.command or ""):
             out.append(
                 CellSpec(
@@ -281,6 +318,10 @@ class TargetPeer(Peer):
             return self._drop_each(ctx)
         if ctx.spec.kind is CellKind.RETRANSMIT_SCHEDULE:
             return self._schedule(ctx)
+        if ctx.spec.kind is CellKind.CLOSE_NOTIFY:
+            return self._close_notify(ctx)
+        if ctx.spec.kind in (CellKind.BROWSER_HELLO, CellKind.DTLS10_REFUSED):
+            return self._replayed_hellos(ctx)
 
         def make(c: CellContext, cert: Certificate | None) -> Endpoint:
             return self._make(c, cert or theirs, ours.fingerprint("sha-256"))
@@ -308,10 +349,10 @@ class TargetPeer(Peer):
             _impairment_is_informative(out)
         return out
 
-    def _attempt(
-        self, ctx: CellContext, path: ScriptedPath, deadline: Deadline, until: Condition = settled
-    ) -> tuple[UdpDriver, str]:
-        """One handshake with the target over ``path``; return the driver and what went wrong."""
+    def _connect(
+        self, ctx: CellContext, path: ScriptedPath | None, deadline: Deadline
+    ) -> tuple[Endpoint, UdpDriver]:
+        """Start the target and our side of a handshake with it over ``path``."""
         spec = ctx.spec
         ours, theirs = ctx.identities.pair(spec.key_type)
         endpoint = self._make(ctx, theirs, ours.fingerprint("sha-256"))
@@ -331,6 +372,13 @@ class TargetPeer(Peer):
             driver = UdpDriver(conn, None, path)
             ctx.on_cleanup(driver.close)
             endpoint.start_client(driver.port)
+        return endpoint, driver
+
+    def _attempt(
+        self, ctx: CellContext, path: ScriptedPath, deadline: Deadline, until: Condition = settled
+    ) -> tuple[UdpDriver, str]:
+        """One handshake with the target over ``path``; return the driver and what went wrong."""
+        endpoint, driver = self._connect(ctx, path, deadline)
         problem = ""
         try:
             driver.run_until(
@@ -343,6 +391,146 @@ class TargetPeer(Peer):
         if isinstance(proc, PeerProcess):
             proc.stop()
         return driver, problem
+
+    def _close_notify(self, ctx: CellContext) -> CellOutcome:
+        """close_notify both ways after the handshake (RFC 5246 §7.2.1, RFC 6347 §4.1)."""
+        out = CellOutcome()
+        path = ScriptedPath()
+        endpoint, driver = self._connect(ctx, path, ctx.deadline)
+        try:
+            driver.run_until(
+                settled, ctx.deadline, "the handshake", also=lambda: endpoint.failed() is not None
+            )
+        except CellFailure as exc:
+            raise CellFailure(f"no handshake to close: {exc}") from None
+        if driver.completed is None:
+            raise CellFailure(f"no handshake to close: {endpoint.failed() or _terminated(driver)}")
+        if endpoint.echoes:
+            driver.send(b"close-notify probe")
+            try:
+                driver.run_until(data_count(1), _within(ctx, ECHO_WAIT), "the echo")
+                out.add("echo", True, "echoed back before the close")
+            except CellFailure as exc:
+                out.add("echo", False, f"no echo before the close: {exc}")
+        # A target that ends by itself (a client after its echo) must say so (RFC 5246 §7.2.1).
+        with contextlib.suppress(CellFailure):
+            driver.run_until(ended, _within(ctx, CLOSE_WAIT), "the target's own close")
+        end = next((e for e in driver.events if isinstance(e, events.ConnectionTerminated)), None)
+        if end is not None:
+            if end.error is None and end.by_peer:
+                out.add("target_close_notify", True, "the target ended with close_notify")
+            else:
+                out.add(
+                    "target_close_notify",
+                    False,
+                    f"the target ended without close_notify ({_terminated(driver)}); "
+                    "RFC 5246 §7.2.1: a party ending the connection sends close_notify",
+                )
+            out.add("our_close_notify", None, "not sent: the target closed first")
+            out.log = ctx.log()
+            return out
+        out.add(
+            "target_close_notify",
+            None,
+            f"the target did not close by itself within {CLOSE_WAIT:g} s",
+        )
+        before = len(path.arrivals)
+        closed_at = time.monotonic()
+        driver.shutdown()
+        with contextlib.suppress(CellFailure):
+            driver.run_until(
+                lambda seen: False,
+                _within(ctx, CLOSE_WAIT),
+                "an answer to our close_notify",
+                also=lambda: endpoint.failed() is not None,
+            )
+        after = path.arrivals[before:]
+        alerts = [t for t, d in after if _has_record(d, ALERT)]
+        late_data = [
+            t for t, d in after if _has_record(d, APPLICATION_DATA) and t > closed_at + 0.2
+        ]
+        exited = endpoint.failed()
+        if alerts:
+            out.add(
+                "answered",
+                True,
+                f"an alert record (encrypted: its close_notify) "
+                f"{(alerts[0] - closed_at) * 1000:.0f} ms after ours (RFC 5246 §7.2.1)",
+            )
+        else:
+            out.add(
+                "answered",
+                None,
+                "no alert back within "
+                f"{CLOSE_WAIT:g} s{f' ({exited})' if exited else ''}: RFC 5246 §7.2.1 asks for a "
+                "close_notify in answer, RFC 8446 §6.1 (and most stacks) not",
+            )
+        out.add(
+            "no_data_after",
+            not late_data,
+            "nothing sent after our close_notify"
+            if not late_data
+            else f"{len(late_data)} application data records after our close_notify "
+            "(RFC 5246 §7.2.1: the connection is closed)",
+        )
+        out.log = ctx.log()
+        proc = getattr(endpoint, "proc", None)
+        if isinstance(proc, PeerProcess):
+            proc.stop()
+        return out
+
+    def _replayed_hellos(self, ctx: CellContext) -> CellOutcome:
+        """Replay browsers' DTLS 1.3-capable ClientHellos, or a DTLS 1.0-only one, to the server."""
+        ours, theirs = ctx.identities.pair(ctx.spec.key_type)
+        endpoints: list[Endpoint] = []
+
+        def start() -> tuple[str, int]:
+            # A fresh target per hello: many serve one client, and a hello leaves it waiting.
+            endpoints.append(self._make(ctx, theirs, ours.fingerprint("sha-256")))
+            return endpoints[-1].start_server()
+
+        conn = DtlsConnection(our_configuration(ctx.spec, ours, 5.0), role=Role.CLIENT)
+        now = time.monotonic()
+        conn.connect(now)
+        base = hello_body(conn.datagrams_to_send(now)[0])
+        out = CellOutcome()
+        if ctx.spec.kind is CellKind.BROWSER_HELLO:
+            for browser in BROWSERS:
+                body = browser_hello(base, browser)
+                got = _exchange(ctx, start(), body, parts=2, version=0xFEFD)
+                good = got.startswith("ServerHello DTLS 1.2")
+                out.add(
+                    browser,
+                    good,
+                    f"{len(body)}-byte ClientHello in 2 fragments: {got}"
+                    + (
+                        ""
+                        if good
+                        else "; expected a DTLS 1.2 ServerHello (RFC 6347 §4.2.1, RFC 5246 "
+                        "§7.4.1.4: unknown extensions ignored, RFC 8446 §4.2.1: a 1.2 server "
+                        "ignores supported_versions)"
+                    ),
+                )
+        else:
+            body = dtls10_hello(base)
+            got = _exchange(ctx, start(), body, parts=1, version=0xFEFF)
+            accepted = got.startswith("ServerHello DTLS 1.0")
+            out.add(
+                "refused",
+                not accepted,
+                f"DTLS 1.0-only ClientHello: {got}"
+                + (
+                    "; expected a refusal (RFC 8996 §3: DTLS 1.0 MUST NOT be negotiated)"
+                    if accepted
+                    else ""
+                ),
+            )
+        for endpoint in endpoints:
+            proc = getattr(endpoint, "proc", None)
+            if isinstance(proc, PeerProcess):
+                proc.stop()
+        out.log = ctx.log()
+        return out
 
     def _drop_each(self, ctx: CellContext) -> CellOutcome:
         """Drop each of the target's handshake datagrams in turn; it must recover each time."""
@@ -501,9 +689,111 @@ MAX_DROPS = 6
 "At most this many of the target's datagrams are dropped in turn (the first ones and the last two)."
 DROP_BUDGET = 6.0
 "Seconds one drop-each handshake may take (OpenSSL's timers start at 1 s, then double)."
+CLOSE_WAIT = 1.5
+"Seconds close-notify waits for the target to close by itself, then for its answer to ours."
+ECHO_WAIT = 3.0
+"Seconds close-notify waits for the echo before closing."
+HELLO_WAIT = 3.0
+"Seconds browser-hello and dtls10-refused wait for the server's answer (a resend included)."
+HELLO_RESEND = 1.0
+"Seconds before browser-hello and dtls10-refused resend an unanswered ClientHello."
 SCHEDULE_WINDOW = 7.5
 "Seconds of silence in retransmit-schedule: a 1 s timer doubling resends at 1, 3 and 7 s."
 _HELLO = {1: "ClientHello", 2: "ServerHello"}
+
+
+def _within(ctx: CellContext, seconds: float) -> Deadline:
+    return Deadline(max(0.1, min(seconds, ctx.deadline.remaining() - 0.2)))
+
+
+def _has_record(datagram: bytes, content_type: int) -> bool:
+    return any(r.content_type == content_type for r in split_records_untrusted(datagram)[0])
+
+
+def _answer(datagram: bytes) -> str | None:
+    """Name a server's answer to a ClientHello: ``ServerHello DTLS 1.2``, an alert, a HVR."""
+    for r in split_records_untrusted(datagram)[0]:
+        if r.content_type == ALERT and len(r.fragment) >= 2 and r.epoch == 0:
+            level = "fatal" if r.fragment[0] == 2 else "warning"
+            return f"{level} alert {r.fragment[1]}"
+        hs = parse_handshake_fragment_untrusted(r.fragment)
+        if r.content_type != HANDSHAKE or r.epoch != 0 or hs is None:
+            continue
+        if hs.msg_type == HELLO_VERIFY_REQUEST:
+            return "HelloVerifyRequest"
+        if hs.msg_type == 2 and len(hs.body) >= 2:
+            version = int.from_bytes(hs.body[:2], "big")
+            name = {0xFEFD: "1.2", 0xFEFF: "1.0", 0xFEFC: "1.3"}.get(version, f"{version:#06x}")
+            return f"ServerHello DTLS {name}"
+    return None
+
+
+def _exchange(
+    ctx: CellContext, address: tuple[str, int], body: bytes, *, parts: int, version: int
+) -> str:
+    """Send ClientHello ``body`` in ``parts`` datagrams; answer a HelloVerifyRequest once.
+
+    Returns what the server answered: ``ServerHello DTLS 1.2 (after a HelloVerifyRequest)``,
+    ``fatal alert 70``, or ``no answer within 3 s``.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ctx.on_cleanup(sock.close)
+    sock.connect(address)
+    hvr = False
+    seq = 0
+
+    def send(message_seq: int) -> float:
+        # A real client resends its hello on a timer; a target still binding its port gets
+        # the next copy (an ICMP error of the last one surfaces on any later call).
+        nonlocal seq
+        for d in hello_record(
+            body,
+            message_seq=message_seq,
+            record_seqs=tuple(range(seq, seq + parts)),
+            version=version,
+        ):
+            with contextlib.suppress(ConnectionRefusedError):
+                sock.send(d)
+        seq += parts
+        return time.monotonic() + HELLO_RESEND
+
+    for message_seq in (0, 1):
+        resend = send(message_seq)
+        deadline = _within(ctx, HELLO_WAIT)
+        answer = None
+        while answer is None and not deadline.expired():
+            if time.monotonic() >= resend:
+                resend = send(message_seq)
+            wait = max(0.0, min(0.2, deadline.remaining(), resend - time.monotonic()))
+            if not select.select([sock], [], [], wait)[0]:
+                continue
+            try:
+                datagram = sock.recv(65535)
+            except ConnectionRefusedError:
+                continue
+            answer = _answer(datagram)
+            if answer == "HelloVerifyRequest" and message_seq == 0:
+                cookie = _cookie(datagram)
+                if cookie is not None:
+                    body = with_cookie(body, cookie)
+                    hvr = True
+                    break
+        else:
+            if answer is None:
+                return f"no answer within {HELLO_WAIT:g} s" + (
+                    " to the ClientHello with the cookie" if hvr else ""
+                )
+            return answer + (" (after a HelloVerifyRequest)" if hvr else "")
+    return "HelloVerifyRequest again for the ClientHello with its cookie"
+
+
+def _cookie(datagram: bytes) -> bytes | None:
+    """Return a HelloVerifyRequest's cookie: server_version(2) cookie<0..255> (RFC 6347 §4.2.1)."""
+    for r in split_records_untrusted(datagram)[0]:
+        hs = parse_handshake_fragment_untrusted(r.fragment)
+        if hs is not None and hs.msg_type == HELLO_VERIFY_REQUEST and len(hs.body) >= 3:
+            return bytes(hs.body[3 : 3 + hs.body[2]])
+    return None
 
 
 def _terminated(driver: UdpDriver) -> str:
@@ -615,7 +905,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scenarios",
         metavar="A,B",
-        help="run only these: handshake, lossy, wrong-certificate, a profile or a key type",
+        help="run only these: a scenario (handshake, close-notify...), a profile or a key type",
     )
     p.add_argument("--echo", action="store_true", help="the target echoes application data")
     p.add_argument(

@@ -50,6 +50,7 @@ _QUICK = (
     "hostile-records",
     "small-mtu",
     "duplicated-reordered",
+    "close-notify",
 )
 "The scenarios run per case by default: one profile's handshakes and the robustness ones."
 
@@ -253,6 +254,7 @@ _COLUMNS = (
     "hostile-records",
     "small-mtu",
     "duplicated-reordered",
+    "close-notify",
 )
 
 

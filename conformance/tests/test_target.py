@@ -122,13 +122,20 @@ def test_client_cmd_dtls_ossl_client(tmp_path: Path) -> None:
         "--cert {cert} --key {key} --export-srtp"
     )
     args = ["target", "--client-cmd", cmd, "--report", str(tmp_path)]
-    assert main([*args, "--scenarios", "SRTP_AES128_CM_SHA1_80,wrong-certificate"]) == 0
+    scenarios = "SRTP_AES128_CM_SHA1_80,wrong-certificate,close-notify,browser-hello"
+    assert main([*args, "--scenarios", scenarios]) == 0
     cells = report(tmp_path)
-    assert sorted(cells) == [
+    assert sorted(cells) == [  # browser-hello is for server targets only
         "target/server/SRTP_AES128_CM_SHA1_80/ecdsa-p256",
         "target/server/SRTP_AES128_CM_SHA1_80/rsa-2048",
+        "target/server/close-notify/ecdsa-p256",
         "target/server/wrong-certificate/ecdsa-p256",
     ]
+    # The client ends after its handshake: its close_notify is seen.
+    assert checks(cells["target/server/close-notify/ecdsa-p256"]) == {
+        "target_close_notify": "pass",
+        "our_close_notify": "n/a",
+    }
 
 
 def test_faulty_server_accepting_any_certificate_is_caught(
@@ -241,3 +248,21 @@ def test_targets_matrix_compare_is_exact() -> None:
     assert "not as expected" in compare([result(CellKind.DROP_EACH, Status.FAILED, "z")], known)[0]
     assert "unexpected" in compare([result(CellKind.LOSSY, Status.FAILED, "z")], known)[0]
     assert "skipped" in compare([result(CellKind.LOSSY, Status.SKIPPED, "gone")], known)[0]
+
+
+def test_server_cmd_close_notify_browser_hello_dtls10(tmp_path: Path) -> None:
+    cmd = f"{OUR_SERVER} --fingerprint {{fingerprint}}"
+    args = ["target", "--server-cmd", cmd, "--echo", "--report", str(tmp_path)]
+    assert main([*args, "--scenarios", "close-notify,browser-hello,dtls10-refused"]) == 0
+    cells = report(tmp_path)
+    assert checks(cells["target/client/close-notify/ecdsa-p256"]) == {
+        "echo": "pass",
+        "target_close_notify": "n/a",  # an echo server does not close by itself
+        "answered": "pass",
+        "no_data_after": "pass",
+    }
+    assert checks(cells["target/client/browser-hello/ecdsa-p256"]) == {
+        "chromium": "pass",
+        "firefox": "pass",
+    }
+    assert checks(cells["target/client/dtls10-refused/ecdsa-p256"]) == {"refused": "pass"}
