@@ -15,6 +15,11 @@ import select
 import socket
 import subprocess
 import sys
+from pathlib import Path
+
+# Run as a program by the target's --server-cmd, outside pytest's pythonpath: the harness may
+# not be installed (the Quickstart's test line installs only the library), so find it here.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dtls_ossl_conformance._target_paths import first_key
 
