@@ -1,6 +1,6 @@
 """Shared machinery for benchmarks/handshake.py and benchmarks/records.py.
 
-Every implementation runs in its own subprocess and prints ``key=value`` lines:
+Every implementation runs in its own subprocess:
 
 * the C baseline, benchmarks/c/dtls_baseline.c with benchmarks/c/dtls_probe.c, compiled here
   against the system OpenSSL (pkg-config libssl libcrypto) into benchmarks/.build/, cached by a
@@ -11,30 +11,52 @@ Every implementation runs in its own subprocess and prints ``key=value`` lines:
   newer OpenSSL) and under /usr/bin/python3 (Debian's python3-openssl on the system OpenSSL),
   both through benchmarks/_pyopenssl_peer.py.
 
-Each round runs every implementation once, in an order rotated from round to round; the figure
-reported is the median over rounds (min and max are shown beside it). Timings are taken inside
-each process, after a warm-up, so interpreter start-up is not part of any rate.
+Paired chunks (:func:`run_paired`, the default for the rates). This machine is shared and its
+speed is bimodal: within one process, stretches of a few seconds run at about 1.7 times the
+speed of the stretches between them, so whole-process runs compared one after the other gave
+ratios anywhere from 0.44 to 0.80. Instead each implementation runs as one long-lived worker
+(the peers' ``serve`` mode): it does its setup once (certificates, contexts; for records an
+established pair and a warm-up), then reads ``handshake N`` or ``records N`` on stdin, runs that
+chunk, and prints the seconds it took, timed inside the worker. A worker waiting for its next
+command blocks on stdin, so only one works at a time. After a short calibration each job's chunk
+is sized to about 25 ms of its own work; then the driver runs pairs of chunks, one of each side
+of a comparison, back to back, alternating which side goes first (AB BA AB ...), cycling through
+the comparisons until the time budget (or ``--pairs``) is spent. Both chunks of a pair ran in the
+same state of the machine, so the ratio of their rates is the figure: a comparison reports the
+median of its per-pair ratios with their quartiles, min..max and count; a row's rate is the
+median of its chunk rates.
 
-Like for like: after its timed handshakes every implementation does one more and reports, for
-both sides, what it is configured with and what it negotiated (``client.*``/``server.*`` lines,
-written for C and dtls_ossl by the same C code, benchmarks/c/dtls_probe.c). :func:`compare_reports`
-checks them; a benchmark prints that check with its results and prints no ratio to C unless C
-and dtls_ossl agree on every line.
+``--whole-process`` keeps the older method (:func:`run_interleaved`): each round starts every
+implementation once as a whole process (its one-shot mode, ``key=value`` output), order rotated
+from round to round; a ratio is then judged per round. The memory measurements always use it.
+
+Like for like: at the end every implementation reports, for both sides of one more handshake
+(or of its established pair), what it is configured with and what it negotiated
+(``client.*``/``server.*`` lines, written for C and dtls_ossl by the same C code,
+benchmarks/c/dtls_probe.c). :func:`compare_reports` checks them; a benchmark prints that check
+with its results and prints no ratio to C unless C and dtls_ossl agree on every line.
+
+``--json FILE`` (:data:`RESULTS`) writes every row's rate and every target's ratio, quartiles and
+verdict.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
+import select
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -267,6 +289,7 @@ def like_for_like(jobs: Sequence[Job]) -> tuple[list[str], str]:
             "refusing to print ratios to C: C and dtls_ossl did not do the same protocol work "
             f"(differ in {', '.join(diffs[DTLS_OSSL])})"
         )
+    RESULTS.notes["like_for_like"] = {"refusal": refusal, "unlike": unlike, "differences": diffs}
     return unlike, refusal
 
 
@@ -397,9 +420,15 @@ class Job:
     impl: Impl
     args: list[str]
     key: str
-    values: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)  # one per round, or one per chunk
     error: str = ""
     report: dict[str, str] = field(default_factory=dict)  # client.*/server.* of the last run
+    serve: list[str] = field(default_factory=list)  # the worker's serve arguments (run_paired)
+    chunk: int = 0  # units per chunk, from the calibration (run_paired)
+    ratios: dict[str, list[float]] = field(default_factory=dict)  # per-pair ratios, by row
+    alt_values: list[float] = field(default_factory=list)  # chunk rates by the other clock
+    alt_ratios: dict[str, list[float]] = field(default_factory=dict)  # same, by the other clock
+    clock: str = ""  # "cpu" or "wall": what values and ratios were timed by (run_paired)
 
     @property
     def median(self) -> float | None:
@@ -407,9 +436,12 @@ class Job:
 
     @property
     def spread(self) -> str:
-        """``min..max`` of the rounds (empty with fewer than two)."""
+        """Quartiles of the chunk rates (paired runs), else ``min..max`` of the rounds."""
         if len(self.values) < 2:
             return ""
+        if self.chunk and len(self.values) >= 4:
+            q = statistics.quantiles(self.values, n=4)
+            return f"{_fmt(q[0])}..{_fmt(q[2])}"
         return f"{_fmt(min(self.values))}..{_fmt(max(self.values))}"
 
 
@@ -439,6 +471,312 @@ def run_interleaved(jobs: Sequence[Job], rounds: int, verbose: bool = True) -> N
             print(f"  round {r + 1}/{rounds} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
 
 
+# --------------------------------------------------------------------------- paired chunks
+
+START_TIMEOUT = 120.0  # seconds for a worker's setup and warm-up (a compile is done before)
+CHUNK_TIMEOUT = 60.0  # seconds for one chunk or one report
+
+
+class Worker:
+    """One implementation's long-lived ``serve`` process (the line protocol of the peers).
+
+    Starts it and waits for ``ready``; :meth:`run` sends ``UNIT N`` and returns the seconds the
+    worker measured; :meth:`report` returns its ``key=value`` report lines. Any failure (the
+    process died, an ``error=`` line, no answer in time) is a BenchError in one line.
+    """
+
+    def __init__(self, argv: Sequence[str], unit: str) -> None:
+        self.unit = unit
+        # A file, not a pipe: nothing has to drain it while the worker runs. Closed in close().
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self._buf = b""
+        try:
+            self.proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                cwd=ROOT,
+                bufsize=0,
+            )
+        except OSError as exc:
+            self._stderr.close()
+            raise BenchError(str(exc)) from exc
+        line = self._readline(START_TIMEOUT)
+        if line != "ready":
+            raise self._failure(line)
+
+    def run(self, n: int) -> tuple[float, float]:
+        """Run a chunk of n units; return the (wall, CPU) seconds the worker measured."""
+        self._send(f"{self.unit} {n}")
+        line = self._readline(CHUNK_TIMEOUT)
+        try:
+            wall, cpu = map(float, line.split())
+        except ValueError:
+            raise self._failure(line) from None
+        if wall <= 0 or cpu <= 0:
+            raise BenchError(f"worker measured {line} s for {n} {self.unit}")
+        return wall, cpu
+
+    def report(self) -> dict[str, str]:
+        """The worker's ``key=value`` report (version, client.*, server.*)."""
+        self._send("report")
+        out: dict[str, str] = {}
+        while (line := self._readline(CHUNK_TIMEOUT)) != "end":
+            key, sep, value = line.partition("=")
+            if key == "error":
+                raise BenchError(value)
+            if sep:
+                out[key.strip()] = value.strip()
+        return out
+
+    def close(self) -> None:
+        """Ask the worker to quit; kill it if it does not within 5 s."""
+        try:
+            self._send("quit")
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.proc.wait(timeout=5)
+        except (BenchError, OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self._stderr.close()
+
+    def _send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(f"{command}\n".encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            raise self._failure("") from None
+
+    def _readline(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.proc.kill()
+                raise BenchError(f"worker gave no answer within {timeout:.0f} s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                data = os.read(fd, 65536)
+                if not data:
+                    raise self._failure("")
+                self._buf += data
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode(errors="replace").strip()
+
+    def _failure(self, line: str) -> BenchError:
+        """The reason a worker failed: its error= line, else its last line on stderr."""
+        if line.startswith("error="):
+            return BenchError(line[len("error=") :])
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._stderr.seek(0)
+        err = self._stderr.read().decode(errors="replace").strip().splitlines()
+        if err:
+            return BenchError(err[-1])
+        if line:
+            return BenchError(f"unexpected answer: {line[:80]}")
+        return BenchError(f"worker exited with status {self.proc.returncode}")
+
+
+@dataclass
+class Pacing:
+    """How a paired run is paced, timed and placed (see :func:`run_paired`)."""
+
+    seconds: float = 18.0  # time budget for the pairs (worker setup and calibration not counted)
+    pairs: int = 0  # if > 0: exactly this many pairs per comparison, no time budget
+    chunk_ms: float = 25.0  # target duration of one chunk
+    calibration_chunks: int = 3  # chunks at the estimated size; their median rate sizes the chunk
+    clock: str = "cpu"  # "cpu": the worker's thread CPU time; "wall": its monotonic clock
+    generations: int = 3  # fresh workers this many times, the budget split between them
+    cpu: int | None = None  # the CPU every worker is pinned to; None: not pinned
+
+    def describe(self) -> str:
+        budget = f"{self.pairs} pairs per comparison" if self.pairs else f"{self.seconds:g} s"
+        where = "unpinned" if self.cpu is None else f"all workers on CPU {self.cpu}"
+        return (
+            f"paired chunks of about {self.chunk_ms:g} ms, {budget}, {self.generations} "
+            f"generation(s) of workers, {where}, timed by {_CLOCK_NAME[self.clock]}"
+        )
+
+
+def default_cpu() -> int | None:
+    """The CPU to pin workers to: the last one this process may run on (None: cannot pin)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    return max(os.sched_getaffinity(0))
+
+
+def _pick(timing: tuple[float, float], clock: str) -> tuple[float, float]:
+    """(seconds by the chosen clock, seconds by the other one)."""
+    wall, cpu = timing
+    return (cpu, wall) if clock == "cpu" else (wall, cpu)
+
+
+def _calibrate(job: Job, worker: Worker, pacing: Pacing) -> None:
+    """Size job.chunk to about pacing.chunk_ms of its work (these chunks are not counted)."""
+    target = pacing.chunk_ms / 1e3
+    n = 1
+    while True:
+        seconds = _pick(worker.run(n), pacing.clock)[0]
+        if seconds >= target / 5 or n >= 1 << 24:
+            break
+        n = min(n * 100, max(n * 2, int(n * target / 5 / seconds) + 1))
+    rates = [n / seconds]
+    n = max(1, round(rates[0] * target))
+    for _ in range(pacing.calibration_chunks):
+        rates.append(n / _pick(worker.run(n), pacing.clock)[0])
+    job.chunk = max(1, round(statistics.median(rates) * target))
+
+
+def run_paired(
+    jobs: Sequence[Job],
+    comparisons: Sequence[tuple[Job, Job]],
+    pacing: Pacing,
+    verbose: bool = True,
+) -> None:
+    """Run every job as a ``serve`` worker, in pairs of adjacent chunks.
+
+    ``comparisons`` are (a, b) pairs of jobs: each pair of chunks, a's and b's back to back (b
+    first every other time), appends both chunk rates to the jobs' values and the rate ratio
+    a/b to ``a.ratios[b.row]`` (and the same by the other clock to ``alt_values`` and
+    ``alt_ratios``). A job in no live comparison still runs, on its own, once per cycle.
+
+    Why it is built this way (measured on this 2-CPU shared VM by pairing a worker with an
+    identical one, where every ratio should be 1.00):
+
+    * each vCPU is fast or slow for stretches of a second or so, independently of the other,
+      so two workers on different CPUs see different states: every worker is pinned to one CPU
+      (``pacing.cpu``), which halved the interquartile range of those A/A ratios;
+    * other processes take turns on that CPU: the thread CPU time a worker reports does not
+      count them, and cut the A/A interquartile range two to three times more than the
+      wall clock (which is still reported, as ``alt_*``);
+    * two identical processes can differ by a few percent for their whole life (placement in
+      memory): the workers are replaced ``pacing.generations`` times, so no single draw
+      decides a ratio. Chunk sizes are calibrated once, by the first generation.
+
+    A job whose worker fails is dropped with its error; the others go on. The last
+    generation's workers give the reports (the configuration check).
+    """
+    for job in jobs:
+        job.clock = pacing.clock
+        if job.impl.argv is None:
+            job.error = job.impl.unavailable
+    generations = max(1, pacing.generations)
+    t_start = time.perf_counter()
+    visits = 0
+    for gen in range(generations):
+        workers: dict[int, Worker] = {}
+        try:
+            for job in jobs:
+                if job.error or job.impl.argv is None:
+                    continue
+                try:
+                    unit = job.serve[0].split("-")[0]  # records-batch runs "records N" chunks
+                    worker = Worker([*job.impl.argv, "serve", *job.serve], unit)
+                    workers[id(job)] = worker
+                    if pacing.cpu is not None:
+                        os.sched_setaffinity(worker.proc.pid, {pacing.cpu})
+                    if not job.chunk:
+                        _calibrate(job, worker, pacing)
+                except (BenchError, OSError) as exc:
+                    job.error = str(exc)
+            if verbose and gen == 0:
+                sizes = ", ".join(f"{j.row} {j.chunk}" for j in jobs if j.chunk and not j.error)
+                print(f"  chunk sizes: {sizes}", file=sys.stderr)
+            visits = _pairs(jobs, comparisons, pacing, workers, gen, visits, verbose, t_start)
+            if gen == generations - 1:
+                for job in jobs:
+                    if not job.error and id(job) in workers:
+                        try:
+                            job.report = report_of(workers[id(job)].report())
+                        except BenchError as exc:
+                            job.error = f"report failed: {exc}"
+        finally:
+            for worker in workers.values():
+                worker.close()
+    if verbose:
+        elapsed = time.perf_counter() - t_start
+        print(f"  {visits} pairs per comparison, {elapsed:.1f} s in all", file=sys.stderr)
+
+
+def _pairs(
+    jobs: Sequence[Job],
+    comparisons: Sequence[tuple[Job, Job]],
+    pacing: Pacing,
+    workers: dict[int, Worker],
+    gen: int,
+    visits: int,
+    verbose: bool,
+    t_start: float,
+) -> int:
+    """One generation's pairs; returns the number of pairs per comparison so far."""
+    generations = max(1, pacing.generations)
+    quota = pacing.pairs * (gen + 1) // generations if pacing.pairs else 0
+    budget = pacing.seconds / generations
+
+    def live(job: Job) -> bool:
+        return not job.error and id(job) in workers
+
+    def chunk(job: Job) -> tuple[float, float] | None:
+        try:
+            first, other = _pick(workers[id(job)].run(job.chunk), pacing.clock)
+        except BenchError as exc:
+            job.error = str(exc)
+            return None
+        rates = (job.chunk / first, job.chunk / other)
+        job.values.append(rates[0])
+        job.alt_values.append(rates[1])
+        return rates
+
+    t0 = last = time.perf_counter()
+    while True:
+        if quota and visits >= quota:
+            break
+        pairs = [(a, b) for a, b in comparisons if live(a) and live(b)]
+        paired = {id(j) for ab in pairs for j in ab}
+        alone = [j for j in jobs if live(j) and id(j) not in paired]
+        if not pairs and not alone:
+            break
+        for a, b in pairs:
+            first, second = (a, b) if visits % 2 == 0 else (b, a)
+            r1 = chunk(first)
+            r2 = chunk(second) if r1 is not None else None
+            if r1 is not None and r2 is not None:
+                ra, rb = (r1, r2) if first is a else (r2, r1)
+                a.ratios.setdefault(b.row, []).append(ra[0] / rb[0])
+                a.alt_ratios.setdefault(b.row, []).append(ra[1] / rb[1])
+        for job in alone:
+            chunk(job)
+        visits += 1
+        now = time.perf_counter()
+        if verbose and now - last >= 5:
+            last = now
+            print(f"  {visits} pairs each, {now - t_start:.0f} s", file=sys.stderr)
+        if not quota and now - t0 >= budget and visits >= 2 * (gen + 1):
+            break
+    return visits
+
+
+def per_pair(a: Job | None, b: Job | None) -> list[float]:
+    """The ratios a/b to judge: per pair of chunks if paired, else per whole-process round."""
+    if a is None or b is None:
+        return []
+    if b.row in a.ratios:
+        return list(a.ratios[b.row])
+    return [x / y for x, y in zip(a.values, b.values, strict=False) if y]
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -459,13 +797,22 @@ def print_table(
     refuse: Sequence[str] = (),
     unlike: Sequence[str] = (),
 ) -> None:
-    """Print rows with their medians, min..max and ratios (or differences) to baselines.
+    """Print rows with their medians, spreads and ratios (or differences) to baselines.
 
-    Columns named in ``refuse`` show "refused" instead of a ratio (the configuration check
-    failed against that baseline); columns named in ``unlike`` are marked as not like-for-like.
+    A paired run's rate is the median of its chunk rates, shown with their quartiles, and its
+    ratio to a baseline it was paired with is the median of the per-pair ratios; otherwise the
+    median of the rounds with their min..max, and the ratio of the medians. Columns named in
+    ``refuse`` show "refused" instead of a ratio (the configuration check failed against that
+    baseline); columns named in ``unlike`` are marked as not like-for-like. The rows go into
+    :data:`RESULTS` too.
     """
+    RESULTS.add_table(title, unit, jobs)
     base = {j.row: j.median for j in jobs if j.median is not None}
-    heads = ["implementation", "OpenSSL", unit, "min..max"]
+    paired = any(j.chunk for j in jobs)
+    heads = ["implementation", "OpenSSL", unit, "chunk quartiles" if paired else "min..max"]
+    clock = next((j.clock for j in jobs if j.clock and j.values), "")
+    if paired and clock:
+        title += f"; timed by {_CLOCK_NAME[clock]}"
     heads += [(f"- {b}" if diff else f"x {b}") + ("*" if b in unlike else "") for b in ratio_to]
     rows: list[list[str]] = []
     for job in jobs:
@@ -483,6 +830,8 @@ def print_table(
                 row.append("refused")
             elif diff:
                 row.append(f"{job.median - ref:+,.0f}")
+            elif job.ratios.get(b):
+                row.append(f"{statistics.median(job.ratios[b]):.2f}")
             else:
                 row.append(f"{job.median / ref:.2f}" if ref else "")
         rows.append(row)
@@ -502,54 +851,166 @@ def print_table(
     print()
 
 
-def check(label: str, value: float | None, ok: Callable[[float], bool], shown: str) -> None:
-    """Print one target line: PASS, FAIL, or n/a when there is no number."""
+def check(
+    label: str,
+    value: float | None,
+    ok: Callable[[float], bool],
+    shown: str,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Print one target line: PASS, FAIL, or n/a when there is no number (and record it)."""
     verdict = "n/a " if value is None else ("PASS" if ok(value) else "FAIL")
     print(f"  [{verdict}] {label}: {shown if value is not None else 'no measurement'}")
-
-
-def ratio_spread(a: Job, b: Job) -> str:
-    """Per-round ratios a/b (rounds are interleaved, so each pair shared the machine's state):
-    ``; per round min/median/max 0.80/0.84/0.90``, or empty with fewer than two rounds."""
-    pairs = [x / y for x, y in zip(a.values, b.values, strict=False) if y]
-    if len(pairs) < 2:
-        return ""
-    return (
-        f"; per round min/median/max {min(pairs):.2f}/{statistics.median(pairs):.2f}/"
-        f"{max(pairs):.2f}"
+    RESULTS.targets.append(
+        {
+            "target": label,
+            "verdict": verdict.strip(),
+            "value": value,
+            "shown": shown,
+            **(extra or {}),
+        }
     )
 
 
 def ratio_check(label: str, a: Job | None, b: Job | None, target: float) -> None:
-    """Print a ``>= target x`` line for a/b, judged on the median of the per-round ratios.
+    """Print a ``>= target x`` line for a/b, judged on the median of the per-pair ratios.
 
-    Both runs of a round shared the machine's state, so the per-round ratio is the figure to
-    trust when other jobs come and go; the ratio of the medians is shown beside it. When the
-    per-round ratios' interquartile range straddles the target, the spread is wider than the
-    margin and the line says so: more rounds, or a quieter machine, are needed to decide.
+    Both chunks of a pair (or both runs of a whole-process round) shared the machine's state, so
+    their ratio is the figure to trust when other jobs come and go; the ratio of the medians is
+    shown beside it. When the ratios' interquartile range straddles the target, the spread is
+    wider than the margin and the line says so: more pairs, or a quieter machine, are needed to
+    decide.
     """
-    pairs = sorted(x / y for x, y in zip(a.values, b.values, strict=False) if y) if a and b else []
+    pairs = sorted(per_pair(a, b))
+    what = "per-pair" if a is not None and b is not None and b.row in a.ratios else "per-round"
+    alt = sorted(a.alt_ratios.get(b.row, [])) if a is not None and b is not None else []
     if len(pairs) < 2:
         r = ratio(a, b)
-        check(label, r, lambda v: v >= target, f"{r or 0:.2f} (one round)")
+        check(label, r, lambda v: v >= target, f"{r or 0:.2f} (one round)", {"min_ratio": target})
         return
-    q = statistics.quantiles(pairs, n=4) if len(pairs) >= 4 else [pairs[0], 0.0, pairs[-1]]
+    q = statistics.quantiles(pairs, n=4)
     med = statistics.median(pairs)
-    note = "" if not q[0] < target <= q[2] else "; spread wider than the margin: inconclusive"
+    inconclusive = q[0] < target <= q[2]
+    note = "; spread wider than the margin: inconclusive" if inconclusive else ""
     check(
         label,
         med,
         lambda v: v >= target,
-        f"{med:.2f} (median of {len(pairs)} per-round ratios; quartiles {q[0]:.2f}..{q[2]:.2f}, "
+        f"{med:.2f} (median of {len(pairs)} {what} ratios; quartiles {q[0]:.2f}..{q[2]:.2f}, "
         f"min..max {pairs[0]:.2f}..{pairs[-1]:.2f}; ratio of medians {ratio(a, b) or 0:.2f}"
         f"{note})",
+        {
+            "min_ratio": target,
+            "ratio": med,
+            "q1": q[0],
+            "q3": q[2],
+            "min": pairs[0],
+            "max": pairs[-1],
+            "n": len(pairs),
+            "method": what,
+            "ratio_of_medians": ratio(a, b),
+            "inconclusive": inconclusive,
+            **_alt_summary(alt),
+        },
     )
+    if a is not None and len(alt) >= 2:
+        qa = statistics.quantiles(alt, n=4)
+        print(
+            f"         by the {_ALT_CLOCK[a.clock]}: "
+            f"{statistics.median(alt):.2f} (quartiles {qa[0]:.2f}..{qa[2]:.2f}, "
+            f"min..max {alt[0]:.2f}..{alt[-1]:.2f})"
+        )
+
+
+_ALT_CLOCK = {"cpu": "wall clock", "wall": "thread CPU time"}
+_CLOCK_NAME = {"cpu": "each worker's thread CPU time", "wall": "each worker's wall clock"}
+
+
+def _alt_summary(alt: Sequence[float]) -> dict[str, Any]:
+    if len(alt) < 2:
+        return {}
+    q = statistics.quantiles(alt, n=4)
+    return {"other_clock": {"ratio": statistics.median(alt), "q1": q[0], "q3": q[2]}}
 
 
 def ratio(a: Job | None, b: Job | None) -> float | None:
     if a is None or b is None or a.median is None or b.median is None or not b.median:
         return None
     return a.median / b.median
+
+
+# --------------------------------------------------------------------------- --json
+
+
+@dataclass
+class Results:
+    """Everything a benchmark printed as a figure, for ``--json FILE``."""
+
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def add_table(self, title: str, unit: str, jobs: Sequence[Job]) -> None:
+        rows = []
+        for job in jobs:
+            v = sorted(job.values)
+            q = statistics.quantiles(v, n=4) if len(v) >= 2 else [None, None, None]
+            rows.append(
+                {
+                    "row": job.row,
+                    "implementation": job.impl.name,
+                    "openssl": job.impl.openssl,
+                    "detail": job.impl.detail,
+                    "median": job.median,
+                    "q1": q[0],
+                    "q3": q[2],
+                    "min": v[0] if v else None,
+                    "max": v[-1] if v else None,
+                    "n": len(v),
+                    "chunk": job.chunk or None,
+                    "clock": job.clock or None,
+                    "other_clock_median": (
+                        statistics.median(job.alt_values) if job.alt_values else None
+                    ),
+                    "ratios": {
+                        b: {
+                            "median": statistics.median(r),
+                            "q1": statistics.quantiles(r, n=4)[0] if len(r) >= 2 else None,
+                            "q3": statistics.quantiles(r, n=4)[2] if len(r) >= 2 else None,
+                            "n": len(r),
+                            "other_clock_median": (
+                                statistics.median(job.alt_ratios[b])
+                                if job.alt_ratios.get(b)
+                                else None
+                            ),
+                        }
+                        for b, r in job.ratios.items()
+                        if r
+                    },
+                    "error": job.error or None,
+                }
+            )
+        self.tables.append({"title": title, "unit": unit, "rows": rows})
+
+    def write(self, path: str, benchmark: str, settings: dict[str, Any]) -> None:
+        import platform
+
+        doc = {
+            "benchmark": benchmark,
+            "argv": sys.argv,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": {"cpu": _cpu_model(), "cpus": os.cpu_count()},
+            "python": platform.python_version(),
+            "settings": settings,
+            "tables": self.tables,
+            "targets": self.targets,
+            **self.notes,
+        }
+        Path(path).write_text(json.dumps(doc, indent=1) + "\n")
+
+
+RESULTS = Results()
+"What this run printed; handshake.py and records.py write it with ``--json FILE``."
 
 
 # --------------------------------------------------------------------------- import time
@@ -625,23 +1086,80 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def add_pacing_args(p: argparse.ArgumentParser) -> None:
+    """Options of the paired-chunk runs (handshake.py, records.py) and ``--json``."""
+    p.add_argument(
+        "--seconds",
+        type=float,
+        help="time budget for the paired chunks (default 18, --quick 3)",
+    )
+    p.add_argument(
+        "--pairs", type=int, help="exactly this many pairs per comparison (no time budget)"
+    )
+    p.add_argument(
+        "--chunk-ms", type=float, default=25.0, help="work per chunk, in ms (default 25)"
+    )
+    p.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="time chunks by the worker's thread CPU time (default: other processes' turns on "
+        "the CPU do not count) or by its monotonic clock; the other is printed beside it",
+    )
+    p.add_argument(
+        "--generations",
+        type=int,
+        help="replace the workers this many times, splitting the budget (default 3, --quick 1)",
+    )
+    p.add_argument(
+        "--cpu",
+        type=int,
+        help="pin every worker to this CPU (default: the last one this process may use)",
+    )
+    p.add_argument("--no-pin", action="store_true", help="leave the workers unpinned")
+    p.add_argument(
+        "--whole-process",
+        action="store_true",
+        help="the older method: whole processes in interleaved rounds (see --rounds)",
+    )
+    p.add_argument("--json", metavar="FILE", help="write every rate and target to FILE")
+
+
+def pacing(args: argparse.Namespace) -> Pacing:
+    """The Pacing the command line asks for."""
+    seconds = args.seconds if args.seconds is not None else (3.0 if args.quick else 18.0)
+    generations = args.generations or (1 if args.quick else 3)
+    cpu = None if args.no_pin else (args.cpu if args.cpu is not None else default_cpu())
+    return Pacing(
+        seconds=seconds,
+        pairs=args.pairs or 0,
+        chunk_ms=args.chunk_ms,
+        calibration_chunks=1 if args.quick else 3,
+        clock=args.clock,
+        generations=generations,
+        cpu=cpu,
+    )
+
+
 def rounds(args: argparse.Namespace) -> int:
     if args.rounds:
         return int(args.rounds)
     return 2 if args.quick else 5
 
 
-def print_machine() -> None:
-    """One line about the machine, since the targets are "on this machine"."""
-    model = "?"
+def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return "?"
+
+
+def print_machine() -> None:
+    """One line about the machine, since the targets are "on this machine"."""
     import platform
 
-    print(f"Machine: {model}, {os.cpu_count()} CPUs; python {platform.python_version()}\n")
+    print(f"Machine: {_cpu_model()}, {os.cpu_count()} CPUs; python {platform.python_version()}\n")

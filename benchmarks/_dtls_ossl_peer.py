@@ -11,12 +11,23 @@ Runs as a script too, printing ``key=value`` lines like the other peers::
     python benchmarks/_dtls_ossl_peer.py records-batch N SIZE [BATCH]
     python benchmarks/_dtls_ossl_peer.py memory N
     python benchmarks/_dtls_ossl_peer.py config
+    python benchmarks/_dtls_ossl_peer.py serve handshake
+    python benchmarks/_dtls_ossl_peer.py serve records SIZE
+    python benchmarks/_dtls_ossl_peer.py serve records-batch SIZE [BATCH]
 
 ``config`` prints what the benchmark's configuration makes the library set on its ``SSL_CTX``
 (options, session cache mode, verify mode, versions, effective ciphers, groups, SRTP profiles,
 MTU): benchmarks/_common.py passes exactly that to the C baseline. ``handshake`` and ``records``
 end with ``client.*``/``server.*`` lines: what each side is configured with and negotiated, read
 from the library's own SSL objects by benchmarks/c/dtls_probe.c (the code that reports for C).
+
+``serve`` is the long-lived worker benchmarks/_common.py drives chunk by chunk, with the same
+line protocol as the C baseline's serve mode: setup once (certificates, configurations; for
+records an established pair and a warm-up), ``ready``, then one command per line on stdin:
+``handshake N`` or ``records N`` runs N units and prints, on one line, the elapsed seconds
+(``perf_counter``) and this thread's CPU seconds (``thread_time``), both measured here;
+``report`` prints the ``client.*``/``server.*`` lines and ``end``; ``quit`` or end of input
+exits.
 
 If ``import dtls_ossl`` fails, the script prints ``error=dtls_ossl not built: ...`` and exits with
 status 3, and the benchmark shows that instead of a number.
@@ -29,6 +40,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +147,20 @@ def run_dtls_ossl_records(n: int, size: int, batch: int = 0) -> tuple[float, lis
     batch == 0 uses the per-datagram API (send, datagrams_to_send, receive_datagram,
     next_event); batch > 0 sends batch records per call with send_many/receive_datagrams.
     """
+    setup, client, server, run = records_runner(size, batch)
+    run(n // 20 + 10)  # warm-up
+    t0 = time.perf_counter()
+    run(n)
+    rate = n / (time.perf_counter() - t0)
+    return rate, report_or_reason(setup, client, server)
+
+
+def records_runner(size: int, batch: int = 0) -> tuple[_Setup, Any, Any, Callable[[int], None]]:
+    """An established pair and the function that sends ``count`` records through it.
+
+    batch == 0: the per-datagram API; batch > 0: send_many/receive_datagrams, batch records per
+    call. Used by the one-shot ``records`` modes and by the ``serve`` worker.
+    """
     from dtls_ossl import events
 
     # dtls_ossl refuses a payload that would not fit one datagram of the configured MTU, while
@@ -146,7 +172,6 @@ def run_dtls_ossl_records(n: int, size: int, batch: int = 0) -> tuple[float, lis
     data = b"\x5a" * size
     data_received = events.DataReceived  # a local, as any per-record loop would hold it
     now = time.monotonic()
-    warm = n // 20 + 10
 
     def per_datagram(count: int) -> None:
         for _ in range(count):
@@ -175,12 +200,61 @@ def run_dtls_ossl_records(n: int, size: int, batch: int = 0) -> tuple[float, lis
                 raise RuntimeError(f"sent {k} records, received {got}")
             done += k
 
-    run = batched if batch > 0 else per_datagram
-    run(warm)
-    t0 = time.perf_counter()
-    run(n)
-    rate = n / (time.perf_counter() - t0)
-    return rate, report_or_reason(setup, client, server)
+    return setup, client, server, batched if batch > 0 else per_datagram
+
+
+SERVE_WARMUP_RECORDS = 10000
+
+
+def serve(kind: str, size: int = 0, batch: int = 0) -> int:
+    """The long-lived worker of benchmarks/_common.py (see the module docstring).
+
+    kind is ``handshake`` or ``records`` (batch > 0: the batch API). Returns the exit status.
+    """
+    run: Callable[[int], None]
+    report_lines: Callable[[], list[str]]
+    if kind == "handshake":
+        setup = _Setup()
+        for _ in range(WARMUP_HANDSHAKES):
+            setup.handshake_pair()
+
+        def run(count: int) -> None:
+            for _ in range(count):
+                setup.handshake_pair()
+
+        def report_lines() -> list[str]:
+            return report_or_reason(setup, *setup.handshake_pair())
+
+    else:
+        setup, client, server, run = records_runner(size, batch)
+        run(SERVE_WARMUP_RECORDS)
+
+        def report_lines() -> list[str]:
+            return report_or_reason(setup, client, server)
+
+    out = sys.stdout
+    out.write("ready\n")
+    out.flush()
+    clock, cpu = time.perf_counter, time.thread_time
+    for line in sys.stdin:
+        words = line.split()
+        if len(words) == 2 and words[0] == kind and words[1].isdigit():
+            count = int(words[1])
+            t0, c0 = clock(), cpu()
+            run(count)
+            c1, t1 = cpu(), clock()
+            out.write(f"{t1 - t0:.9f} {c1 - c0:.9f}\n")
+        elif words == ["report"]:
+            _print_header()
+            out.write("\n".join([*report_lines(), "end"]) + "\n")
+        elif words == ["quit"]:
+            break
+        elif words:
+            out.write(f"error=unknown command: {line.strip()}\n")
+            out.flush()
+            return 2
+        out.flush()
+    return 0
 
 
 def records_mtu(size: int) -> int:
@@ -384,6 +458,12 @@ def main(argv: list[str]) -> int:
         per_conn = dtls_ossl_bytes_per_conn(n)
         _print_header()
         print(f"connections={n}\nrss_bytes_per_conn={per_conn:.1f}")
+    elif len(argv) == 2 and argv[0:2] == ["serve", "handshake"]:
+        return serve("handshake")
+    elif len(argv) == 3 and argv[0:2] == ["serve", "records"]:
+        return serve("records", int(argv[2]))
+    elif len(argv) in (3, 4) and argv[0:2] == ["serve", "records-batch"]:
+        return serve("records", int(argv[2]), int(argv[3]) if len(argv) == 4 else 64)
     elif len(argv) == 1 and argv[0] == "version":
         _print_header()
     elif len(argv) == 1 and argv[0] == "config":
@@ -395,7 +475,8 @@ def main(argv: list[str]) -> int:
     else:
         print(
             "usage: _dtls_ossl_peer.py handshake N | records N SIZE | "
-            "records-batch N SIZE [BATCH] | memory N | version | config",
+            "records-batch N SIZE [BATCH] | memory N | version | config | serve handshake | "
+            "serve records SIZE | serve records-batch SIZE [BATCH]",
             file=sys.stderr,
         )
         return 2

@@ -9,6 +9,15 @@ measures the PyPI wheel (which bundles its own, newer OpenSSL) and Debian's pyth
     python benchmarks/_pyopenssl_peer.py memory N
     /usr/bin/python3 benchmarks/_pyopenssl_peer.py handshake N
     python benchmarks/_pyopenssl_peer.py CONFIG handshake N   # CONFIG: as the C baseline's
+    python benchmarks/_pyopenssl_peer.py CONFIG serve handshake
+    python benchmarks/_pyopenssl_peer.py CONFIG serve records SIZE
+
+``serve`` is the long-lived worker benchmarks/_common.py drives chunk by chunk, with the C
+baseline's line protocol: setup once (for records an established pair and a warm-up),
+``ready``, then one command per line on stdin: ``handshake N`` or ``records N`` runs N units and
+prints, on one line, the elapsed seconds (``perf_counter``) and this thread's CPU seconds
+(``thread_time``), both measured here; ``report`` prints the
+``client.*``/``server.*`` lines and ``end``; ``quit`` or end of input exits.
 
 With CONFIG (the benchmark passes dtls_ossl's, as it does to the C baseline) the contexts are set
 up with it as far as pyOpenSSL allows: options, session cache mode, verify mode, versions,
@@ -37,7 +46,7 @@ import secrets
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -320,28 +329,91 @@ def mode_handshake(n: int) -> None:
     print("\n".join(report(setup, *setup.handshake_pair())))
 
 
+class Records:
+    """An established pair sending size-byte records from client to server."""
+
+    def __init__(self, size: int) -> None:
+        self.setup = Setup()
+        self.client, self.server = self.setup.handshake_pair()
+        self.size = size
+        self.data = b"\x5a" * size
+        self.datagram = b""
+
+    def run(self, n: int) -> None:
+        c, s, data, size = self.client.conn, self.server.conn, self.data, self.size
+        datagram = b""
+        for _ in range(n):
+            c.send(data)
+            datagram = c.bio_read(65536)
+            s.bio_write(datagram)
+            if len(s.recv(65536)) != size:
+                raise RuntimeError("short read")
+        self.datagram = datagram
+
+
 def mode_records(n: int, size: int) -> None:
-    setup = Setup()
-    client, server = setup.handshake_pair()
-    c, s = client.conn, server.conn
-    data = b"\x5a" * size
-    warm = n // 20 + 10
-    datagram = b""
-    t0 = 0.0
-    for i in range(-warm, n):
-        if i == 0:
-            t0 = time.perf_counter()
-        c.send(data)
-        datagram = c.bio_read(65536)
-        s.bio_write(datagram)
-        if len(s.recv(65536)) != size:
-            raise RuntimeError("short read")
+    rec = Records(size)
+    rec.run(n // 20 + 10)  # warm-up
+    t0 = time.perf_counter()
+    rec.run(n)
     dt = time.perf_counter() - t0
     print_header()
-    print(f"cipher={s.get_cipher_name()}")
-    print(f"records={n}\nrecord_size={size}\ndatagram_size={len(datagram)}")
+    print(f"cipher={rec.server.conn.get_cipher_name()}")
+    print(f"records={n}\nrecord_size={size}\ndatagram_size={len(rec.datagram)}")
     print(f"seconds={dt:.6f}\nrecords_per_s={n / dt:.2f}")
-    print("\n".join(report(setup, client, server)))
+    print("\n".join(report(rec.setup, rec.client, rec.server)))
+
+
+SERVE_WARMUP_RECORDS = 10000
+
+
+def serve(kind: str, size: int = 0) -> int:
+    """The long-lived worker (see the module docstring); returns the exit status."""
+    run: Callable[[int], None]
+    report_lines: Callable[[], list[str]]
+    if kind == "handshake":
+        setup = Setup()
+        for _ in range(WARMUP_HANDSHAKES):
+            setup.handshake_pair()
+
+        def run(count: int) -> None:
+            for _ in range(count):
+                setup.handshake_pair()
+
+        def report_lines() -> list[str]:
+            return report(setup, *setup.handshake_pair())
+
+    else:
+        rec = Records(size)
+        rec.run(SERVE_WARMUP_RECORDS)
+        run = rec.run
+
+        def report_lines() -> list[str]:
+            return report(rec.setup, rec.client, rec.server)
+
+    out = sys.stdout
+    out.write("ready\n")
+    out.flush()
+    clock, cpu = time.perf_counter, time.thread_time
+    for line in sys.stdin:
+        words = line.split()
+        if len(words) == 2 and words[0] == kind and words[1].isdigit():
+            count = int(words[1])
+            t0, c0 = clock(), cpu()
+            run(count)
+            c1, t1 = cpu(), clock()
+            out.write(f"{t1 - t0:.9f} {c1 - c0:.9f}\n")
+        elif words == ["report"]:
+            print_header()
+            out.write("\n".join([*report_lines(), "end"]) + "\n")
+        elif words == ["quit"]:
+            break
+        elif words:
+            out.write(f"error=unknown command: {line.strip()}\n")
+            out.flush()
+            return 2
+        out.flush()
+    return 0
 
 
 def rss_bytes() -> int:
@@ -377,11 +449,16 @@ def main(argv: list[str]) -> int:
         mode_records(int(argv[1]), int(argv[2]))
     elif len(argv) == 2 and argv[0] == "memory":
         mode_memory(int(argv[1]))
+    elif argv == ["serve", "handshake"]:
+        return serve("handshake")
+    elif len(argv) == 3 and argv[0:2] == ["serve", "records"]:
+        return serve("records", int(argv[2]))
     elif len(argv) == 1 and argv[0] == "version":
         print_header()
     else:
         print(
-            "usage: _pyopenssl_peer.py handshake N | records N SIZE | memory N | version",
+            "usage: _pyopenssl_peer.py [CONFIG] (handshake N | records N SIZE | memory N | "
+            "serve handshake | serve records SIZE) | version",
             file=sys.stderr,
         )
         return 2

@@ -11,6 +11,8 @@
  *   dtls_baseline CONFIG rss N           -> rss_bytes_per_conn=... (/proc/self/statm
  *                                           growth, server side, as the Python peers do)
  *   dtls_baseline version                -> openssl_version=...
+ *   dtls_baseline CONFIG serve handshake     (a long-lived worker: see SERVE below)
+ *   dtls_baseline CONFIG serve records SIZE
  *
  *   CONFIG = --options HEX --session-cache-mode HEX --verify-mode HEX
  *            --min-version V --max-version V --ciphers LIST --groups LIST
@@ -31,6 +33,16 @@
  * the fingerprint instead). After each handshake both sides export 60 bytes of
  * "EXTRACTOR-dtls_srtp" keying material (compared) and check the SHA-256 fingerprint of
  * the peer certificate (X509_digest of its DER, compared with memcmp).
+ *
+ * SERVE: the worker benchmarks/_common.py drives chunk by chunk. It does its setup once
+ * (certificates, contexts; for records an established pair and a warm-up), prints "ready",
+ * then reads one command per line from stdin:
+ *   handshake N | records N  -> runs N units and prints, on one line, the elapsed seconds
+ *                               (CLOCK_MONOTONIC) and this thread's CPU seconds
+ *                               (CLOCK_THREAD_CPUTIME_ID), both measured here
+ *   report                   -> the client.* and server.* lines, then "end"
+ *   quit, or end of input    -> exits 0
+ * Between commands it blocks on stdin, so a worker waiting for its turn uses no CPU.
  *
  * Datagrams: a memory BIO joins everything written to it, so the bytes pending on
  * one side's write BIO are split on DTLS record headers (13 bytes, length at offset
@@ -86,6 +98,15 @@ static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU time of this thread: unlike the wall clock, it does not count the time the scheduler
+ * gives other processes on a shared machine. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -420,42 +441,133 @@ static void mode_handshake(long n)
     endpoint_free(&sv);
 }
 
-static void mode_records(long n, int size)
-{
+/* An established pair sending SIZE-byte records from client to server. */
+typedef struct {
     setup s;
-    setup_init(&s);
     endpoint c, sv;
-    handshake_pair(&s, &c, &sv);
-    unsigned char *data = malloc((size_t)size);
-    static unsigned char dgram[DGRAM_MAX], out[DGRAM_MAX];
-    if (data == NULL)
+    unsigned char *data;
+    int size, dgram_len;
+} records_state;
+
+static void records_init(records_state *r, int size)
+{
+    setup_init(&r->s);
+    handshake_pair(&r->s, &r->c, &r->sv);
+    r->size = size;
+    r->dgram_len = 0;
+    r->data = malloc((size_t)size);
+    if (r->data == NULL)
         die("malloc");
-    memset(data, 0x5a, (size_t)size);
-    int dgram_len = 0;
-    double t0 = 0;
-    long warm = n / 20 + 10;
-    for (long i = -warm; i < n; i++) {
-        if (i == 0)
-            t0 = now_s();
-        if (SSL_write(c.ssl, data, size) != size)
+    memset(r->data, 0x5a, (size_t)size);
+}
+
+/* Send n records through the pair: SSL_write, BIO_read, BIO_write, SSL_read. */
+static void records_run(records_state *r, long n)
+{
+    static unsigned char dgram[DGRAM_MAX], out[DGRAM_MAX];
+    for (long i = 0; i < n; i++) {
+        if (SSL_write(r->c.ssl, r->data, r->size) != r->size)
             die("SSL_write");
-        dgram_len = BIO_read(c.wbio, dgram, sizeof dgram);
-        if (dgram_len <= 0)
+        r->dgram_len = BIO_read(r->c.wbio, dgram, sizeof dgram);
+        if (r->dgram_len <= 0)
             die("BIO_read");
-        if (BIO_write(sv.rbio, dgram, dgram_len) != dgram_len)
+        if (BIO_write(r->sv.rbio, dgram, r->dgram_len) != r->dgram_len)
             die("BIO_write");
-        if (SSL_read(sv.ssl, out, sizeof out) != size)
+        if (SSL_read(r->sv.ssl, out, sizeof out) != r->size)
             die("SSL_read");
     }
+}
+
+static void records_free(records_state *r)
+{
+    free(r->data);
+    endpoint_free(&r->c);
+    endpoint_free(&r->sv);
+}
+
+static void mode_records(long n, int size)
+{
+    records_state r;
+    records_init(&r, size);
+    records_run(&r, n / 20 + 10); /* warm-up */
+    double t0 = now_s();
+    records_run(&r, n);
     double dt = now_s() - t0;
     print_version();
-    printf("cipher=%s\n", SSL_get_cipher_name(sv.ssl));
+    printf("cipher=%s\n", SSL_get_cipher_name(r.sv.ssl));
     printf("records=%ld\nrecord_size=%d\ndatagram_size=%d\nseconds=%.6f\nrecords_per_s=%.2f\n", n,
-           size, dgram_len, dt, (double)n / dt);
-    print_report(&c, &sv);
-    free(data);
-    endpoint_free(&c);
-    endpoint_free(&sv);
+           size, r.dgram_len, dt, (double)n / dt);
+    print_report(&r.c, &r.sv);
+    records_free(&r);
+}
+
+/* n handshake pairs, each freed at once (the handshake mode's timed loop). */
+static void handshakes_run(setup *s, long n)
+{
+    endpoint c, sv;
+    for (long i = 0; i < n; i++) {
+        handshake_pair(s, &c, &sv);
+        endpoint_free(&c);
+        endpoint_free(&sv);
+    }
+}
+
+#define SERVE_WARMUP_RECORDS 10000
+
+/* The SERVE worker (see the top of this file); returns the exit status. */
+static int mode_serve(int is_records, int size)
+{
+    setup s;
+    records_state r;
+    if (is_records) {
+        records_init(&r, size);
+        records_run(&r, SERVE_WARMUP_RECORDS);
+    } else {
+        setup_init(&s);
+        handshakes_run(&s, 20); /* warm-up, as the handshake mode */
+    }
+    printf("ready\n");
+    fflush(stdout);
+    char line[256], cmd[32];
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        long n = 0;
+        int got = sscanf(line, "%31s %ld", cmd, &n);
+        if (got < 1)
+            continue;
+        if (got == 2 && n > 0 && strcmp(cmd, is_records ? "records" : "handshake") == 0) {
+            double t0 = now_s(), c0 = cpu_s();
+            if (is_records)
+                records_run(&r, n);
+            else
+                handshakes_run(&s, n);
+            double c1 = cpu_s(), t1 = now_s();
+            printf("%.9f %.9f\n", t1 - t0, c1 - c0);
+        } else if (got == 1 && strcmp(cmd, "report") == 0) {
+            print_version();
+            if (is_records) {
+                printf("cipher=%s\n", SSL_get_cipher_name(r.sv.ssl));
+                printf("datagram_size=%d\n", r.dgram_len);
+                print_report(&r.c, &r.sv);
+            } else {
+                endpoint c, sv;
+                handshake_pair(&s, &c, &sv); /* untimed: what the timed ones negotiated */
+                print_report(&c, &sv);
+                endpoint_free(&c);
+                endpoint_free(&sv);
+            }
+            printf("end\n");
+        } else if (got == 1 && strcmp(cmd, "quit") == 0) {
+            break;
+        } else {
+            printf("error=unknown command: %s", line);
+            fflush(stdout);
+            return 2;
+        }
+        fflush(stdout);
+    }
+    if (is_records)
+        records_free(&r);
+    return 0;
 }
 
 /* Per-connection memory of one side: establish n pairs, free the other side of each
@@ -580,11 +692,16 @@ int main(int argc, char **argv)
         mode_memory(atol(argv[m + 1]), 0);
     } else if (left == 2 && strcmp(mode, "rss") == 0) {
         mode_memory(atol(argv[m + 1]), 1);
+    } else if (left == 2 && strcmp(mode, "serve") == 0 && strcmp(argv[m + 1], "handshake") == 0) {
+        return mode_serve(0, 0);
+    } else if (left == 3 && strcmp(mode, "serve") == 0 && strcmp(argv[m + 1], "records") == 0) {
+        return mode_serve(1, atoi(argv[m + 2]));
     } else if (left == 1 && strcmp(mode, "version") == 0) {
         print_version();
     } else {
         fprintf(stderr,
-                "usage: %s CONFIG (handshake N | records N SIZE | memory N | rss N) | version\n",
+                "usage: %s CONFIG (handshake N | records N SIZE | memory N | rss N |\n"
+                "       serve handshake | serve records SIZE) | version\n",
                 argv[0]);
         return 2;
     }
