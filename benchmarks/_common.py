@@ -440,8 +440,8 @@ class Job:
         if len(self.values) < 2:
             return ""
         if self.chunk and len(self.values) >= 4:
-            q = statistics.quantiles(self.values, n=4)
-            return f"{_fmt(q[0])}..{_fmt(q[2])}"
+            q1, q3 = quartiles(self.values)
+            return f"{_fmt(q1)}..{_fmt(q3)}"
         return f"{_fmt(min(self.values))}..{_fmt(max(self.values))}"
 
 
@@ -768,6 +768,14 @@ def _pairs(
     return visits
 
 
+def quartiles(values: Sequence[float]) -> tuple[float, float]:
+    """First and third quartiles; min and max with fewer than 4 values (nothing to cut)."""
+    if len(values) < 4:
+        return min(values), max(values)
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
 def per_pair(a: Job | None, b: Job | None) -> list[float]:
     """The ratios a/b to judge: per pair of chunks if paired, else per whole-process round."""
     if a is None or b is None:
@@ -888,22 +896,22 @@ def ratio_check(label: str, a: Job | None, b: Job | None, target: float) -> None
         r = ratio(a, b)
         check(label, r, lambda v: v >= target, f"{r or 0:.2f} (one round)", {"min_ratio": target})
         return
-    q = statistics.quantiles(pairs, n=4)
+    q = quartiles(pairs)
     med = statistics.median(pairs)
-    inconclusive = q[0] < target <= q[2]
+    inconclusive = q[0] < target <= q[1]
     note = "; spread wider than the margin: inconclusive" if inconclusive else ""
     check(
         label,
         med,
         lambda v: v >= target,
-        f"{med:.2f} (median of {len(pairs)} {what} ratios; quartiles {q[0]:.2f}..{q[2]:.2f}, "
+        f"{med:.2f} (median of {len(pairs)} {what} ratios; quartiles {q[0]:.2f}..{q[1]:.2f}, "
         f"min..max {pairs[0]:.2f}..{pairs[-1]:.2f}; ratio of medians {ratio(a, b) or 0:.2f}"
         f"{note})",
         {
             "min_ratio": target,
             "ratio": med,
             "q1": q[0],
-            "q3": q[2],
+            "q3": q[1],
             "min": pairs[0],
             "max": pairs[-1],
             "n": len(pairs),
@@ -914,10 +922,10 @@ def ratio_check(label: str, a: Job | None, b: Job | None, target: float) -> None
         },
     )
     if a is not None and len(alt) >= 2:
-        qa = statistics.quantiles(alt, n=4)
+        qa = quartiles(alt)
         print(
             f"         by the {_ALT_CLOCK[a.clock]}: "
-            f"{statistics.median(alt):.2f} (quartiles {qa[0]:.2f}..{qa[2]:.2f}, "
+            f"{statistics.median(alt):.2f} (quartiles {qa[0]:.2f}..{qa[1]:.2f}, "
             f"min..max {alt[0]:.2f}..{alt[-1]:.2f})"
         )
 
@@ -929,8 +937,8 @@ _CLOCK_NAME = {"cpu": "each worker's thread CPU time", "wall": "each worker's wa
 def _alt_summary(alt: Sequence[float]) -> dict[str, Any]:
     if len(alt) < 2:
         return {}
-    q = statistics.quantiles(alt, n=4)
-    return {"other_clock": {"ratio": statistics.median(alt), "q1": q[0], "q3": q[2]}}
+    q = quartiles(alt)
+    return {"other_clock": {"ratio": statistics.median(alt), "q1": q[0], "q3": q[1]}}
 
 
 def ratio(a: Job | None, b: Job | None) -> float | None:
@@ -954,7 +962,7 @@ class Results:
         rows = []
         for job in jobs:
             v = sorted(job.values)
-            q = statistics.quantiles(v, n=4) if len(v) >= 2 else [None, None, None]
+            q = quartiles(v) if v else (None, None)
             rows.append(
                 {
                     "row": job.row,
@@ -963,7 +971,7 @@ class Results:
                     "detail": job.impl.detail,
                     "median": job.median,
                     "q1": q[0],
-                    "q3": q[2],
+                    "q3": q[1],
                     "min": v[0] if v else None,
                     "max": v[-1] if v else None,
                     "n": len(v),
@@ -975,8 +983,8 @@ class Results:
                     "ratios": {
                         b: {
                             "median": statistics.median(r),
-                            "q1": statistics.quantiles(r, n=4)[0] if len(r) >= 2 else None,
-                            "q3": statistics.quantiles(r, n=4)[2] if len(r) >= 2 else None,
+                            "q1": quartiles(r)[0],
+                            "q3": quartiles(r)[1],
                             "n": len(r),
                             "other_clock_median": (
                                 statistics.median(job.alt_ratios[b])
