@@ -11,20 +11,22 @@ Every implementation runs in its own subprocess:
   newer OpenSSL) and under /usr/bin/python3 (Debian's python3-openssl on the system OpenSSL),
   both through benchmarks/_pyopenssl_peer.py.
 
-Paired chunks (:func:`run_paired`, the default for the rates). This machine is shared and its
-speed is bimodal: within one process, stretches of a few seconds run at about 1.7 times the
-speed of the stretches between them, so whole-process runs compared one after the other gave
-ratios anywhere from 0.44 to 0.80. Instead each implementation runs as one long-lived worker
-(the peers' ``serve`` mode): it does its setup once (certificates, contexts; for records an
-established pair and a warm-up), then reads ``handshake N`` or ``records N`` on stdin, runs that
-chunk, and prints the seconds it took, timed inside the worker. A worker waiting for its next
-command blocks on stdin, so only one works at a time. After a short calibration each job's chunk
-is sized to about 25 ms of its own work; then the driver runs pairs of chunks, one of each side
-of a comparison, back to back, alternating which side goes first (AB BA AB ...), cycling through
-the comparisons until the time budget (or ``--pairs``) is spent. Both chunks of a pair ran in the
-same state of the machine, so the ratio of their rates is the figure: a comparison reports the
-median of its per-pair ratios with their quartiles, min..max and count; a row's rate is the
-median of its chunk rates.
+Paired chunks (:func:`run_paired`, the default for the rates). This machine is shared and noisy:
+whole-process runs compared one after the other gave per-round ratios to C from 0.58 to 0.76
+(records per datagram) and 0.62 to 1.33 (batched) in one 5-round run. Instead each
+implementation runs as one long-lived worker (the peers' ``serve`` mode): it does its setup once
+(certificates, contexts; for records an established pair and a warm-up), then reads
+``handshake N`` or ``records N`` on stdin, runs that chunk, and prints the wall and thread CPU
+seconds it took, timed inside the worker. A worker waiting for its next command blocks on stdin,
+so only one works at a time. After a short calibration each job's chunk is sized to about 25 ms
+of its own work. Then the driver runs pairs of chunks, one of each side of a comparison, back
+to back, alternating which side goes first (AB BA AB ...). It cycles through the comparisons until
+the time budget (or ``--pairs``) is spent. Both chunks of a pair ran in the same state of the
+machine, so the ratio of their rates is the figure. A comparison reports the median of its
+per-pair ratios with their quartiles, min..max and count; a row's rate is the median of its chunk
+rates. Every worker is pinned to one CPU, chunks are judged by thread CPU time (the wall clock's
+ratio is printed beside it), and the workers are replaced in three generations.
+:func:`run_paired` says why, with what an A/A run measured.
 
 ``--whole-process`` keeps the older method (:func:`run_interleaved`): each round starts every
 implementation once as a whole process (its one-shot mode, ``key=value`` output), order rotated
@@ -657,13 +659,15 @@ def run_paired(
 
     * each vCPU is fast or slow for stretches of a second or so, independently of the other,
       so two workers on different CPUs see different states: every worker is pinned to one CPU
-      (``pacing.cpu``), which halved the interquartile range of those A/A ratios;
+      (``pacing.cpu``), which narrowed the A/A ratios' quartiles from about +-9 % to +-3-5 %
+      (wall clock, load 1.5-2);
     * other processes take turns on that CPU: the thread CPU time a worker reports does not
-      count them, and cut the A/A interquartile range two to three times more than the
-      wall clock (which is still reported, as ``alt_*``);
-    * two identical processes can differ by a few percent for their whole life (placement in
-      memory): the workers are replaced ``pacing.generations`` times, so no single draw
-      decides a ratio. Chunk sizes are calibrated once, by the first generation.
+      count them. Under load 3-4 its A/A quartiles were +-1-5 % where the wall clock's were
+      +-3-42 % (mostly 4-10 %); the wall clock is still reported, as ``alt_*``;
+    * two identical processes can differ by a few percent for their whole life (ten fresh pinned
+      pairs of C workers: medians 0.95 to 1.02; cause not found): the workers are replaced
+      ``pacing.generations`` times, so no single draw decides a ratio. Chunk sizes are
+      calibrated once, by the first generation.
 
     A job whose worker fails is dropped with its error; the others go on. The last
     generation's workers give the reports (the configuration check).
