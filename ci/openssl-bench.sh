@@ -112,7 +112,7 @@ bench() {
     local inside=$work/host/src
     [ "$where" = host ] || inside=$where/src
     cp "$inside/bench-out/$name".* "$out/" 2>/dev/null || true
-    echo "$name: python3 benchmarks/$name.py ${bench_args[*]} ${opts[*]}; load average $load at the start, $(cut -d' ' -f1 /proc/loadavg) at the end (2 cores)" >>"$out/notes.txt"
+    echo "$name: \`$(echo python3 "benchmarks/$name.py" "${bench_args[@]}" "${opts[@]}")\`; load average $load at the start, $(cut -d' ' -f1 /proc/loadavg) at the end (2 cores)" >>"$out/notes.txt"
     if [ "$rc" -eq 0 ]; then
       say "$label: benchmarks/$name.py ($(elapsed "$start") s)"
     else

@@ -29,6 +29,7 @@ _CALLGRIND = re.compile(
 _CALLGRIND_SKIPPED = re.compile(r"Callgrind instructions: skipped \((.*)\)")
 _CALLGRIND_UNAVAILABLE = re.compile(r"^\s+(handshake|records(?:-batch)?)\s+unavailable: (.*)$")
 _IMPLEMENTATION = re.compile(r"^\s+(C|dtls_ossl)\s{2,}(?:OpenSSL (\S+).*|unavailable: (.*))$")
+_PYTHON = re.compile(r"^Machine: .*python (\S+)")
 _NUMBER = re.compile(r"^-?[\d,]+(?:\.\d+)?$")
 _NAME_KEYS = ("row", "name", "implementation", "impl", "label")
 _VALUE_KEYS = ("median", "value", "rate")
@@ -41,6 +42,10 @@ class Run:
     """What one benchmark's output says (the parts the table uses)."""
 
     openssl: str = ""
+    python: str = ""
+    like_for_like: bool | None = None
+    """the configuration check's verdict on dtls_ossl against C (None: not found)"""
+    target_lines: list[str] = field(default_factory=list)
     targets: dict[str, tuple[str, float]] = field(default_factory=dict)
     """target label -> (PASS or FAIL, the figure on its line)"""
     rates: dict[str, float] = field(default_factory=dict)
@@ -87,6 +92,10 @@ def parse_text(text: str) -> Run:
     run = Run()
     lines = text.splitlines()
     for line in lines:
+        if py := _PYTHON.match(line):
+            run.python = py.group(1)
+        if line.strip().startswith(f"{DTLS_OSSL}: identical to C"):
+            run.like_for_like = True
         m = _IMPLEMENTATION.match(line)
         if m and m.group(1) == C:
             if m.group(2):
@@ -97,6 +106,8 @@ def parse_text(text: str) -> Run:
             run.notes.append(f"dtls_ossl unavailable: {m.group(3)}")
         if t := TARGET.search(line):
             run.targets[t.group(2)] = (t.group(1), float(t.group(3).rstrip(".")))
+            if "x C" in t.group(2):
+                run.target_lines.append(line.strip())
         if cg := _CALLGRIND.search(line):
             unit, label = cg.group(1), cg.group(2)
             mode = "handshake" if unit == "handshake pair" else "records"
@@ -109,6 +120,7 @@ def parse_text(text: str) -> Run:
         if un := _CALLGRIND_UNAVAILABLE.match(line):
             run.notes.append(f"callgrind {un.group(1)} unavailable: {un.group(2)}")
         if "NOT like-for-like with C" in line and line.strip().startswith(DTLS_OSSL):
+            run.like_for_like = False
             run.notes.append(line.strip())
     for _unit, name, value in _rate_tables(lines):
         run.rates.setdefault(name, value)
@@ -168,7 +180,7 @@ def load(directory: Path, bench: str) -> Run:
     txt = directory / f"{bench}.txt"
     run = parse_text(txt.read_text(errors="replace")) if txt.exists() else Run()
     if not txt.exists():
-        run.notes.append(f"{bench}: no output")
+        run.notes.append("no output")
     js = directory / f"{bench}.json"
     if js.exists():
         try:
@@ -181,13 +193,15 @@ def load(directory: Path, bench: str) -> Run:
             run.rates.update(from_json.rates)
             run.targets.update(from_json.targets)
             run.openssl = from_json.openssl or run.openssl
+    if run.like_for_like is None and txt.exists():
+        run.notes.append("no configuration check verdict for dtls_ossl against C in the output")
     return run
 
 
-def target(run: Run, *words: str, exclude: str = "pyOpenSSL") -> float | None:
-    """Return the figure of the first target whose label has every word, not ``exclude``."""
+def target(run: Run, *words: str, exclude: tuple[str, ...] = ("pyOpenSSL",)) -> float | None:
+    """Return the figure of the first target whose label has every word and none excluded."""
     for label, (_verdict, value) in run.targets.items():
-        if all(w in label for w in words) and exclude not in label:
+        if all(w in label for w in words) and not any(x in label for x in exclude):
             return value
     return None
 
@@ -216,14 +230,15 @@ HEADER = (
 def row(label: str, hs: Run, rec: Run) -> str:
     """One Markdown row: LABEL names the run (host, a Debian suite)."""
     version = hs.openssl or rec.openssl or "?"
+    python = hs.python or rec.python
     cells = [
-        f"{version} ({label})",
+        f"{version} ({label}{', Python ' + python if python else ''})",
         _fmt(hs.rates.get(C)),
         _fmt(hs.rates.get(DTLS_OSSL)),
-        _fmt(target(hs, "handshakes/s", "x C"), 2),
+        _fmt(target(hs, "x C"), 2),
         _fmt(rec.rates.get(C)),
         _fmt(rec.rates.get(DTLS_OSSL)),
-        _fmt(target(rec, "per-datagram", "x C"), 2),
+        _fmt(target(rec, "x C", exclude=("pyOpenSSL", "batch")), 2),
         _fmt(target(rec, "batch", "x C"), 2),
         _instr(hs, "handshake"),
         _instr(rec, "records"),
@@ -241,7 +256,9 @@ def table(runs: list[tuple[str, Path]]) -> str:
         extra = directory / "notes.txt"
         mine = [n for n in extra.read_text().splitlines() if n.strip()] if extra.exists() else []
         mine += [f"handshake: {n}" for n in dict.fromkeys(hs.notes)]
+        mine += [f"handshake target: {n}" for n in hs.target_lines]
         mine += [f"records: {n}" for n in dict.fromkeys(rec.notes)]
+        mine += [f"records target: {n}" for n in rec.target_lines]
         if "json" in (hs.source, rec.source):
             mine.append(f"figures read from --json (handshake: {hs.source}, records: {rec.source})")
         notes += [f"- {label}: {n}" for n in mine]
