@@ -97,7 +97,7 @@ ensure_root() {
   local suite=$1 max_days=${2:-} tarball
   tarball=$(root_tarball "$suite")
   local fresh=$tarball
-  [ -z "$max_days" ] || fresh=$(find "$tarball" -mtime "-$max_days" 2>/dev/null)
+  [ -z "$max_days" ] || fresh=$(find "$tarball" -mtime "-$max_days" 2>/dev/null || true)
   if [ "${MATRIX_REFRESH:-0}" = 1 ] || [ -z "$fresh" ] || [ ! -f "$tarball" ]; then
     make_root "$suite"
   else

@@ -4,9 +4,10 @@
 # experimental; OpenSSL 3.5, 3.6 and 4.0), where the benchmarks compile their C baseline with the
 # root's gcc against the root's libssl-dev, so C and dtls_ossl always share one OpenSSL. The
 # roots are ci/openssl-matrix.sh's (ci/_roots.sh: the cached tarball is used whatever its age,
-# and made if missing); each run builds dtls_ossl from the committed tree (git archive HEAD) in a
-# fresh copy. For the callgrind instruction counts, valgrind is installed into that copy at run
-# time (apt-get, so this needs the network), never into the cached root, whose key stays valid;
+# made if missing, remade with MATRIX_REFRESH=1); each run builds dtls_ossl from the committed
+# tree (git archive HEAD) in a fresh copy. For the callgrind instruction counts, valgrind is
+# installed into that copy at run time (apt-get, so this needs the network), never into the
+# cached root, whose key stays valid;
 # without it the benchmarks skip those figures and the table says so.
 #
 # Writes reports/openssl-bench.md (one row per OpenSSL: rates, ratios, instructions; parsed by
