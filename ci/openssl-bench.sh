@@ -7,8 +7,8 @@
 # made if missing, remade with MATRIX_REFRESH=1); each run builds dtls_ossl from the committed
 # tree (git archive HEAD) in a fresh copy. For the callgrind instruction counts, valgrind is
 # installed into that copy at run time (apt-get, so this needs the network), never into the
-# cached root, whose key stays valid;
-# without it the benchmarks skip those figures and the table says so.
+# cached root, whose key stays valid; without it the benchmarks skip those figures and the
+# table says so.
 #
 # Writes reports/openssl-bench.md (one row per OpenSSL: rates, ratios, instructions; parsed by
 # ci/openssl_bench_table.py) and keeps every run's output under reports/openssl-bench/. A hand
