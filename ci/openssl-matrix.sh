@@ -18,35 +18,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+roots_tool=openssl-matrix
+# shellcheck source=ci/_roots.sh
+source ci/_roots.sh
 suites=("$@")
 [ "${#suites[@]}" -gt 0 ] || suites=(trixie sid experimental)
-roots=${DTLS_OSSL_ROOTS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dtls_ossl/roots}
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 max_days=${MATRIX_ROOT_MAX_DAYS:-7}
 full=${MATRIX_FULL:-${suites[-1]}}
 core_tests=${MATRIX_CORE_TESTS:-tests/test_connection.py tests/test_binding.py tests/test_records.py tests/test_framing.py tests/test_cookies.py tests/test_values.py tests/test_webrtc_srtp.py tests/test_webrtc_certificate.py tests/test_hostile.py tests/test_aio.py tests/test_cli.py tests/test_dtls13.py}
 # Files that need this machine's services or tools (nginx in namespaces, browsers and built
 # peers, git); they run in the main pytest step.
 not_in_roots=(tests/test_loadbalancer.py tests/test_aiortc.py tests/conformance tests/interop)
-# debootstrap installs the toolchain; the Python packages are installed after it, chrooted with
-# /proc mounted (their byte-compiling fails inside debootstrap's own configure step).
-base_packages=python3,python3-venv,gcc,libc6-dev,libssl-dev,pkg-config
-# A venv over them (/venv, with the system site packages) adds what Debian does not package or
-# the tests' lint checks of the examples need: pylibsrtp, ruff, mypy (pip, when the root is made).
-venv_packages="pylibsrtp ruff mypy"
-py_packages="openssl python3-dev python3-cffi python3-cryptography python3-openssl python3-pytest python3-pytest-timeout python3-hypothesis python3-setuptools"
 report=$repo/reports/openssl-matrix.md
 logs=$repo/reports/openssl-matrix # each build, pytest, demo and interop log, kept for reading
-# A root's cache key: its suite and what goes into it, so a change of the recipe remakes it.
-recipe=$(printf '%s\n' "$base_packages" "$py_packages" "$venv_packages" | sha256sum | cut -c1-8)
-
-say() { echo "openssl-matrix: $*"; }
-elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }'; }
-
-command -v debootstrap >/dev/null 2>&1 || {
-  say "installing debootstrap"
-  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null
-}
+need_debootstrap
 rm -rf "$logs"
 mkdir -p "$roots" "$logs"
 work=$(mktemp -d "${TMPDIR:-/tmp}/dtls_ossl-matrix.XXXXXX")
@@ -57,61 +42,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# in_root DIR COMMAND: run COMMAND (bash -c) chrooted into DIR, with /proc, /dev and a fresh
-# /tmp mounted in a private mount namespace (gone when the command ends, whatever happens).
-in_root() {
-  local dir=$1
-  shift
-  unshare --mount --propagation private -- bash -c '
-    set -e
-    dir=$1; shift
-    mount -t proc proc "$dir/proc"
-    mount --rbind /dev "$dir/dev"
-    mount -t tmpfs tmpfs "$dir/tmp"
-    exec chroot "$dir" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-      LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive bash -c "$1"' _ "$dir" "$@"
-}
-
-# make_root SUITE: debootstrap the suite (sid for experimental), install the packages, pack it.
-make_root() {
-  local suite=$1 base=$1 dir=$work/make-$1 start=$EPOCHREALTIME
-  [ "$suite" != experimental ] || base=sid
-  say "$suite: debootstrap $base (first run only; about 2 minutes)"
-  debootstrap --variant=minbase --include="$base_packages" "$base" "$dir" "$mirror" >"$logs/debootstrap-$suite.log" 2>&1 || {
-    tail -n 20 "$logs/debootstrap-$suite.log" >&2
-    return 1
-  }
-  cp /etc/resolv.conf "$dir/etc/resolv.conf"
-  local sources="deb $mirror $base main"
-  case $suite in
-    experimental) sources+=$'\n'"deb $mirror experimental main" ;;
-    sid | unstable) ;;
-    *) sources+=$'\n'"deb $mirror $suite-updates main"$'\n'"deb ${mirror%/debian}/debian-security $suite-security main" ;;
-  esac
-  printf '%s\n' "$sources" >"$dir/etc/apt/sources.list"
-  local target=""
-  [ "$suite" != experimental ] || target="-t experimental"
-  # The newest libssl-dev of the suite (its updates and security pockets, or experimental).
-  # Valid-Until is not checked: a mirror that is a snapshot serves sid's Release file past the
-  # date it names (seen here: "expired since 29 days"); the signatures are still checked.
-  in_root "$dir" "apt-get -o Acquire::Check-Valid-Until=false update -q >/dev/null && apt-get install -y -q $py_packages >/dev/null && apt-get install -y -q $target libssl-dev openssl >/dev/null && apt-get clean" || return 1
-  # pip in the root trusts what pip here is configured to trust (a machine behind a TLS proxy
-  # names its CA bundle in pip's config); otherwise its own certifi bundle.
-  local cert="" ca
-  ca=$(python3 -m pip config list 2>/dev/null | sed -n "s/^[^=]*\.cert='\(.*\)'\$/\1/p" | head -n 1)
-  if [ -n "$ca" ] && [ -f "$ca" ]; then
-    cp "$ca" "$dir/etc/ssl/pip-ca.crt"
-    cert="--cert /etc/ssl/pip-ca.crt"
-  fi
-  in_root "$dir" "python3 -m venv --system-site-packages /venv && /venv/bin/python -m pip install -q --disable-pip-version-check $cert $venv_packages && rm -rf /root/.cache" || return 1
-  rm -rf "$dir"/var/lib/apt/lists/*
-  rm -f "$roots/$suite"-*.tar.zst
-  tar -C "$dir" -cf - . | zstd -q -T0 -3 -o "$tarball.part"
-  mv "$tarball.part" "$tarball"
-  rm -rf "$dir"
-  say "$suite: root made and cached in $(elapsed "$start") s ($(du -h "$tarball" | cut -f1))"
-}
-
 # The committed tree, as CI sees it.
 git -C "$repo" archive --format=tar HEAD >"$work/src.tar"
 
@@ -120,22 +50,14 @@ status=0
 newest_root=""
 for suite in "${suites[@]}"; do
   start=$EPOCHREALTIME
-  tarball=$roots/$suite-$recipe.tar.zst
-  if [ "${MATRIX_REFRESH:-0}" = 1 ] || [ -z "$(find "$tarball" -mtime "-$max_days" 2>/dev/null)" ]; then
-    if ! make_root "$suite"; then
-      say "$suite: could not make the root (see above)"
-      rows+=("| $suite | - | no root | - | - | - | $(elapsed "$start") s |")
-      status=1
-      continue
-    fi
-  else
-    say "$suite: cached root $tarball"
+  if ! ensure_root "$suite" "$max_days"; then
+    say "$suite: could not make the root (see above)"
+    rows+=("| $suite | - | no root | - | - | - | $(elapsed "$start") s |")
+    status=1
+    continue
   fi
   root=$work/root-$suite
-  mkdir -p "$root"
-  zstd -q -dc "$tarball" | tar -C "$root" -xf -
-  mkdir -p "$root/src"
-  tar -C "$root/src" -xf "$work/src.tar"
+  extract_root "$suite" "$root" "$work/src.tar"
   ssl=$(in_root "$root" "dpkg-query -W -f '\${Version}' libssl-dev")
   say "$suite: libssl-dev $ssl, $(in_root "$root" '/venv/bin/python --version')"
 
