@@ -226,7 +226,7 @@ static PyObject *DtlsOssl_py_fast_send_many(PyObject *m, PyObject *const *args, 
         Py_DECREF(seq);
         return DtlsOssl_batch_result(start, DTLSOSSL_NO_SCRATCH);
     }
-    DtlsOssl_reset(c, s);
+    DtlsOssl_reset_established(c, s);
     for (i = start; i < n;) {
         if (DtlsOssl_borrow(items[i], &view) < 0)
             goto fail;
@@ -286,7 +286,7 @@ static PyObject *DtlsOssl_py_fast_receive_many(PyObject *m, PyObject *const *arg
     }
     n = PyTuple_GET_SIZE(seq);
     items = &PyTuple_GET_ITEM(seq, 0);
-    DtlsOssl_reset(c, s);
+    DtlsOssl_reset_established(c, s);
     for (i = start; i < n;) {
         if (DtlsOssl_borrow(items[i], &view) < 0)
             goto fail;
