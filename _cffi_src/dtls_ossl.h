@@ -114,10 +114,10 @@ typedef struct {
     int renumber0;
     int seen0;
     uint64_t seq0;
-    int one_flight;   /* this call writes at most one flight: pack across flushes */
+    int one_flight;     /* this call writes at most one flight: pack across flushes */
     int in_established; /* this call is a per-record one (DtlsOssl_reset_established) */
     int timer_off;      /* OpenSSL's timer is off and stays off (DtlsOssl_timer_stays_off) */
-    int framed_early; /* a flush framed output during this call */
+    int framed_early;   /* a flush framed output during this call */
     /* What the peer may make OpenSSL buffer during the handshake (DtlsOssl_bounded). */
     size_t max_message;   /* largest handshake message: SSL_get_max_cert_list */
     size_t partial_bytes; /* claimed lengths of the fragmented messages below */

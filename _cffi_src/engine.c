@@ -569,15 +569,19 @@ void DtlsOssl_reset(DtlsOssl_conn *c, DtlsOssl_scratch *s)
 }
 
 /* Start a per-record call of an established connection (the fast paths: Python calls them only
-   then): as DtlsOssl_reset, but the error queue is left alone. Finding this thread's queue
-   costs ~200 instructions a call in 3.0 (OPENSSL_init_crypto, a run-once, a thread-local
-   lookup), as much as all the rest of this function and DtlsOssl_finish; a record that
-   succeeds never looks at the queue, and DtlsOssl_failed copes with an entry left there by
-   someone else. */
+   then): as DtlsOssl_reset, but a DTLS 1.2 connection leaves the error queue alone. Finding
+   this thread's queue costs ~200 instructions a call in 3.0 (OPENSSL_init_crypto, a run-once,
+   a thread-local lookup), as much as all the rest of this function and DtlsOssl_finish; a
+   record that succeeds never looks at the queue, and DtlsOssl_failed copes with an entry left
+   there by someone else. Where DTLS 1.3 may be negotiated, a post-handshake message read in
+   pieces leaves the connection in init between datagrams, which DtlsOssl_failed cannot tell
+   from a failure: the queue is emptied first there, as before. */
 void DtlsOssl_reset_established(DtlsOssl_conn *c, DtlsOssl_scratch *s)
 {
     DtlsOssl_begin(c, s);
     c->in_established = 1;
+    if (!c->bounded && ERR_peek_error() != 0)
+        ERR_clear_error();
 }
 
 /* 1 if OpenSSL's retransmission timer, now off, cannot start again on this connection.
@@ -633,9 +637,9 @@ int DtlsOssl_finish(DtlsOssl_conn *c, DtlsOssl_scratch *s, int flags)
 
 /* The outcome of an SSL call that returned r <= 0, as SSL_get_error(3) tells it. SSL_get_error
    answers SSL_ERROR_SSL (or SYSCALL) whenever the thread's error queue holds anything, and the
-   per-record calls do not empty it first (DtlsOssl_reset_established): an entry another library
-   or our caller left there would turn a forged datagram's want-read into a fatal error. So on
-   an established connection a failure is checked against OpenSSL's state: a genuine failure
+   per-record calls of a DTLS 1.2 connection do not empty it first (DtlsOssl_reset_established):
+   an entry another library or our caller left there would turn a forged datagram's want-read
+   into a fatal error. So there a failure is checked against OpenSSL's state: a genuine failure
    goes through SSLfatal, which puts the connection back "in init" (ossl_statem_send_fatal), so
    a connection still init-finished has not failed. Its queue is then emptied and the call
    classified again (want-read, close_notify, or a failure with no reason given). A genuine
@@ -644,7 +648,7 @@ int DtlsOssl_finish(DtlsOssl_conn *c, DtlsOssl_scratch *s, int flags)
 int DtlsOssl_failed(DtlsOssl_conn *c, int r)
 {
     int e = SSL_get_error(c->ssl, r);
-    if ((e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL) && c->in_established
+    if ((e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL) && c->in_established && c->bounded
         && SSL_is_init_finished(c->ssl)) {
         ERR_clear_error();
         e = SSL_get_error(c->ssl, r);
@@ -1057,8 +1061,8 @@ screened:
         c->one_flight = 1;
     /* One record, the usual datagram of an established connection (DtlsOssl_pump). */
     d = (const unsigned char *)data;
-    flags = DtlsOssl_pump(c, s,
-                          c->in_established && len == DTLSOSSL_HDR + (((size_t)d[11] << 8) | d[12]));
+    flags = DtlsOssl_pump(
+        c, s, c->in_established && len == DTLSOSSL_HDR + (((size_t)d[11] << 8) | d[12]));
     /* One datagram per read: never let leftovers of a bad datagram poison the next one. */
     c->in = NULL;
     c->in_left = 0;

@@ -22,7 +22,7 @@
 
 static PyTypeObject *DtlsOssl_event_type = NULL; /* owned: events.DataReceived */
 static PyObject *DtlsOssl_event_data = NULL;     /* owned: its slot descriptor for "data" */
-static Py_ssize_t DtlsOssl_event_data_at = 0;   /* the slot's offset; 0: use the descriptor */
+static Py_ssize_t DtlsOssl_event_data_at = 0;    /* the slot's offset; 0: use the descriptor */
 
 static DtlsOssl_conn *DtlsOssl_conn_arg(PyObject *o)
 {
@@ -93,6 +93,20 @@ static DtlsOssl_pool DtlsOssl_wire_pool, DtlsOssl_event_pool;
 /* The event's data slot (DtlsOssl_event_data_at > 0). */
 #define DTLSOSSL_EVENT_DATA(ev) (*(PyObject **)((char *)(ev) + DtlsOssl_event_data_at))
 
+#ifndef Py_GIL_DISABLED
+/* Forget the hash a bytes object refilled in place cached for its old contents: ob_shash is
+   deprecated to read since 3.11, but bytes_hash still caches there (3.10 to 3.14). */
+static void DtlsOssl_forget_hash(PyObject *b)
+{
+    /* clang-format off */
+    _Py_COMP_DIAG_PUSH
+    _Py_COMP_DIAG_IGNORE_DEPR_DECLS
+    ((PyBytesObject *)b)->ob_shash = -1;
+    _Py_COMP_DIAG_POP
+    /* clang-format on */
+}
+#endif
+
 /* A new reference to a free object of pool holding a copy of p[0:n], or NULL (no error) if
    none of the entries tried is free and of a fitting size. */
 static PyObject *DtlsOssl_pool_take(DtlsOssl_pool *pool, const char *p, Py_ssize_t n)
@@ -116,10 +130,7 @@ static PyObject *DtlsOssl_pool_take(DtlsOssl_pool *pool, const char *p, Py_ssize
         memcpy(PyBytes_AS_STRING(b), p, (size_t)n);
         PyBytes_AS_STRING(b)[n] = '\0';
         Py_SET_SIZE(b, n);
-        _Py_COMP_DIAG_PUSH
-        _Py_COMP_DIAG_IGNORE_DEPR_DECLS
-        ((PyBytesObject *)b)->ob_shash = -1; /* the hash of the old contents */
-        _Py_COMP_DIAG_POP
+        DtlsOssl_forget_hash(b);
         return Py_NewRef(obj);
     }
 #else
@@ -254,8 +265,7 @@ static int DtlsOssl_collect(DtlsOssl_scratch *s, int flags, PyObject *out, PyObj
 }
 
 /* The records of an established connection: their bytes come from the pools. */
-static int DtlsOssl_collect_records(DtlsOssl_scratch *s, int flags, PyObject *out,
-                                    PyObject *events)
+static int DtlsOssl_collect_records(DtlsOssl_scratch *s, int flags, PyObject *out, PyObject *events)
 {
     return DtlsOssl_collect_into(s, flags, out, events, 1);
 }
@@ -668,7 +678,8 @@ static PyObject *DtlsOssl_m_next(PyObject *self, PyObject *const *args, Py_ssize
            for the next append to allocate it again. */
         PyObject **item = ((PyListObject *)ev)->ob_item;
         e = item[0];
-        memmove(item, item + 1, (size_t)(n - 1) * sizeof(PyObject *));
+        if (n > 1)
+            memmove(item, item + 1, (size_t)(n - 1) * sizeof(PyObject *));
         Py_SET_SIZE(ev, n - 1);
         return e;
     }
