@@ -23,6 +23,7 @@
 static PyTypeObject *DtlsOssl_event_type = NULL; /* owned: events.DataReceived */
 static PyObject *DtlsOssl_event_data = NULL;     /* owned: its slot descriptor for "data" */
 static Py_ssize_t DtlsOssl_event_data_at = 0;    /* the slot's offset; 0: use the descriptor */
+static int DtlsOssl_event_pooled = 0; /* the events may be pooled (DtlsOssl_py_fast_setup) */
 
 static DtlsOssl_conn *DtlsOssl_conn_arg(PyObject *o)
 {
@@ -209,7 +210,7 @@ static int DtlsOssl_append_event(PyObject *list, int reuse, const char *p, Py_ss
         PyErr_SetString(PyExc_RuntimeError, "dtls_ossl: fast_setup was not called");
         return -1;
     }
-    reuse = reuse && DtlsOssl_event_data_at > 0 && n <= DTLSOSSL_POOL_MAX;
+    reuse = reuse && DtlsOssl_event_pooled && n <= DTLSOSSL_POOL_MAX;
     if (reuse)
         ev = DtlsOssl_pool_take(&DtlsOssl_event_pool, p, n);
     if (ev == NULL) {
@@ -933,6 +934,7 @@ static Py_ssize_t DtlsOssl_object_slot(PyObject *descr, PyTypeObject *type)
    build, and its slot descriptor. */
 static PyObject *DtlsOssl_py_fast_setup(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
+    PyTypeObject *type;
     (void)m;
     if (nargs != 2 || !PyType_Check(args[0]) || Py_TYPE(args[1])->tp_descr_set == NULL) {
         PyErr_SetString(PyExc_TypeError, "fast_setup(event class, its data slot descriptor)");
@@ -943,6 +945,12 @@ static PyObject *DtlsOssl_py_fast_setup(PyObject *m, PyObject *const *args, Py_s
     Py_XSETREF(DtlsOssl_event_type, (PyTypeObject *)args[0]);
     Py_XSETREF(DtlsOssl_event_data, args[1]);
     DtlsOssl_event_data_at = DtlsOssl_object_slot(args[1], (PyTypeObject *)args[0]);
+    /* Reusing an event must be invisible: no weak reference, __dict__ or finalizer could see
+       it (DataReceived has none, being slotted and final). */
+    type = (PyTypeObject *)args[0];
+    DtlsOssl_event_pooled = DtlsOssl_event_data_at > 0 && type->tp_weaklistoffset == 0
+                            && type->tp_dictoffset == 0 && type->tp_finalize == NULL
+                            && type->tp_del == NULL;
     Py_RETURN_NONE;
 }
 
