@@ -113,6 +113,11 @@ const char *X509_verify_cert_error_string(long);
 
 unsigned long ERR_get_error(void);
 void ERR_clear_error(void);
+/* The tests put another library's error in the queue with these (ERR_raise is a macro). */
+void ERR_new(void);
+void ERR_set_error(int, int, const char *, ...);
+static const int ERR_LIB_SYS;
+static const int ERR_LIB_USER;
 const char *ERR_lib_error_string(unsigned long);
 const char *ERR_reason_error_string(unsigned long);
 void ERR_error_string_n(unsigned long, char *, size_t);

@@ -114,8 +114,10 @@ typedef struct {
     int renumber0;
     int seen0;
     uint64_t seq0;
-    int one_flight;   /* this call writes at most one flight: pack across flushes */
-    int framed_early; /* a flush framed output during this call */
+    int one_flight;     /* this call writes at most one flight: pack across flushes */
+    int in_established; /* this call is a per-record one (DtlsOssl_reset_established) */
+    int timer_off;      /* OpenSSL's timer is off and stays off (DtlsOssl_timer_stays_off) */
+    int framed_early;   /* a flush framed output during this call */
     /* What the peer may make OpenSSL buffer during the handshake (DtlsOssl_bounded). */
     size_t max_message;   /* largest handshake message: SSL_get_max_cert_list */
     size_t partial_bytes; /* claimed lengths of the fragmented messages below */
@@ -167,6 +169,7 @@ DTLSOSSL_LOCAL int DtlsOssl_release_memory(void);
 /* engine.c, for the fast paths in fastpath.c: the steps of one call, on the connection's
    bound scratch (DtlsOssl_own_scratch is NULL when the calling thread has none). */
 DTLSOSSL_LOCAL void DtlsOssl_reset(DtlsOssl_conn *c, DtlsOssl_scratch *s);
+DTLSOSSL_LOCAL void DtlsOssl_reset_established(DtlsOssl_conn *c, DtlsOssl_scratch *s);
 DTLSOSSL_LOCAL int DtlsOssl_finish(DtlsOssl_conn *c, DtlsOssl_scratch *s, int flags);
 DTLSOSSL_LOCAL int DtlsOssl_failed(DtlsOssl_conn *c, int r);
 DTLSOSSL_LOCAL void DtlsOssl_frame(DtlsOssl_conn *c, DtlsOssl_scratch *s, size_t n);

@@ -544,7 +544,7 @@ size_t DtlsOssl_pending(DtlsOssl_conn *c)
 }
 
 /* Start a call: empty outputs, the write BIO pointed at this thread's scratch buffer. */
-void DtlsOssl_reset(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+static void DtlsOssl_begin(DtlsOssl_conn *c, DtlsOssl_scratch *s)
 {
     s->wire_len = 0;
     s->n_dgrams = 0;
@@ -554,14 +554,54 @@ void DtlsOssl_reset(DtlsOssl_conn *c, DtlsOssl_scratch *s)
     c->n_alerts = 0;
     c->out = s;
     c->unframed = 0;
+}
+
+/* Start a call, with an empty error queue: SSL_get_error reads any entry in it as a failure of
+   the call (DtlsOssl_failed). */
+void DtlsOssl_reset(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+{
+    DtlsOssl_begin(c, s);
+    c->in_established = 0;
     /* ERR_clear_error walks all 16 slots (~800 instructions in 3.0); peeking is far cheaper and
        the queue is almost always empty. */
     if (ERR_peek_error() != 0)
         ERR_clear_error();
 }
 
+/* Start a per-record call of an established connection (the fast paths: Python calls them only
+   then): as DtlsOssl_reset, but a DTLS 1.2 connection leaves the error queue alone. Finding
+   this thread's queue costs ~200 instructions a call in 3.0 (OPENSSL_init_crypto, a run-once,
+   a thread-local lookup), as much as all the rest of this function and DtlsOssl_finish; a
+   record that succeeds never looks at the queue, and DtlsOssl_failed copes with an entry left
+   there by someone else. Where DTLS 1.3 may be negotiated, a post-handshake message read in
+   pieces leaves the connection in init between datagrams, which DtlsOssl_failed cannot tell
+   from a failure: the queue is emptied first there, as before. */
+void DtlsOssl_reset_established(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+{
+    DtlsOssl_begin(c, s);
+    c->in_established = 1;
+    if (!c->bounded && ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
+/* 1 if OpenSSL's retransmission timer, now off, cannot start again on this connection.
+   OpenSSL starts it when its handshake state machine sends a flight (statem.c,
+   WRITE_STATE_SEND with use_timer) and when DTLSv1_handle_timeout retransmits one; heartbeats,
+   the other user in 1.1.1, are gone from 3.0. Once a DTLS 1.2 handshake has finished, the state
+   machine sends only to renegotiate: with SSL_OP_NO_RENEGOTIATION the peer's HelloRequest or
+   ClientHello gets a no_renegotiation warning and nothing more (and we never call
+   SSL_renegotiate), and a repeated Finished from the peer makes OpenSSL resend its last flight
+   from its buffer without a timer. DTLS 1.3 has post-handshake messages with timers of their
+   own (KeyUpdate, ACKs): never. */
+static int DtlsOssl_timer_stays_off(const SSL *ssl)
+{
+    return SSL_is_init_finished(ssl) && SSL_version(ssl) == DTLS1_2_VERSION
+           && (SSL_get_options(ssl) & SSL_OP_NO_RENEGOTIATION) != 0;
+}
+
 /* End a call: frame the output, read the timer, detach the scratch buffer (it belongs to the
-   calling thread, and the next call may come from another one). */
+   calling thread, and the next call may come from another one). The per-record calls of an
+   established connection skip the timer once DtlsOssl_timer_stays_off said it stays off. */
 int DtlsOssl_finish(DtlsOssl_conn *c, DtlsOssl_scratch *s, int flags)
 {
     struct timeval tv;
@@ -578,11 +618,15 @@ int DtlsOssl_finish(DtlsOssl_conn *c, DtlsOssl_scratch *s, int flags)
     if (c->spill_len > 0)
         flags |= DTLSOSSL_OVERFLOW;
     c->out = NULL;
-    if (DTLSv1_get_timeout(c->ssl, &tv) == 1) {
-        c->timeout_us = (long)tv.tv_sec * 1000000L + (long)tv.tv_usec;
-        flags |= DTLSOSSL_TIMER;
-    } else {
-        c->timeout_us = -1;
+    if (!c->in_established || !c->timer_off) {
+        if (DTLSv1_get_timeout(c->ssl, &tv) == 1) {
+            c->timeout_us = (long)tv.tv_sec * 1000000L + (long)tv.tv_usec;
+            c->timer_off = 0;
+            flags |= DTLSOSSL_TIMER;
+        } else {
+            c->timeout_us = -1;
+            c->timer_off = DtlsOssl_timer_stays_off(c->ssl);
+        }
     }
     if (c->n_alerts)
         flags |= DTLSOSSL_ALERTS;
@@ -591,9 +635,25 @@ int DtlsOssl_finish(DtlsOssl_conn *c, DtlsOssl_scratch *s, int flags)
     return flags;
 }
 
+/* The outcome of an SSL call that returned r <= 0, as SSL_get_error(3) tells it. SSL_get_error
+   answers SSL_ERROR_SSL (or SYSCALL) whenever the thread's error queue holds anything, and the
+   per-record calls of a DTLS 1.2 connection do not empty it first (DtlsOssl_reset_established):
+   an entry another library or our caller left there would turn a forged datagram's want-read
+   into a fatal error. So there a failure is checked against OpenSSL's state: a genuine failure
+   goes through SSLfatal, which puts the connection back "in init" (ossl_statem_send_fatal), so
+   a connection still init-finished has not failed. Its queue is then emptied and the call
+   classified again (want-read, close_notify, or a failure with no reason given). A genuine
+   failure in a call that found a foreign entry in the queue keeps it: the entry shows among
+   the reasons of the error, the only trace of skipping the check. */
 int DtlsOssl_failed(DtlsOssl_conn *c, int r)
 {
-    switch (SSL_get_error(c->ssl, r)) {
+    int e = SSL_get_error(c->ssl, r);
+    if ((e == SSL_ERROR_SSL || e == SSL_ERROR_SYSCALL) && c->in_established && c->bounded
+        && SSL_is_init_finished(c->ssl)) {
+        ERR_clear_error();
+        e = SSL_get_error(c->ssl, r);
+    }
+    switch (e) {
     case SSL_ERROR_WANT_READ:
     case SSL_ERROR_WANT_WRITE:
         return 0;
@@ -604,8 +664,9 @@ int DtlsOssl_failed(DtlsOssl_conn *c, int r)
     }
 }
 
-/* Drive the handshake, then read every plaintext record until OpenSSL wants more input. */
-static int DtlsOssl_pump(DtlsOssl_conn *c, DtlsOssl_scratch *s)
+/* Drive the handshake, then read every plaintext record until OpenSSL wants more input.
+   single: the datagram being fed is one record, on an established connection (DtlsOssl_feed). */
+static int DtlsOssl_pump(DtlsOssl_conn *c, DtlsOssl_scratch *s, int single)
 {
     int flags = 0, r;
     if (!SSL_is_init_finished(c->ssl)) {
@@ -624,8 +685,11 @@ static int DtlsOssl_pump(DtlsOssl_conn *c, DtlsOssl_scratch *s)
             s->rec_ends[s->n_recs++] = (int)s->plain_len;
             flags |= DTLSOSSL_PLAIN;
             /* Nothing buffered and the datagram used up: another SSL_read would only fail with
-               want-read, at the cost of a trip through the record layer and the error queue. */
-            if (c->in_left == 0 && !SSL_has_pending(c->ssl))
+               want-read, at the cost of a trip through the record layer and the error queue.
+               OpenSSL reads the read BIO only once its queues of records are empty (records
+               buffered during the handshake first), and an established DTLS 1.2 connection
+               queues none: with the datagram's only record read, nothing is pending. */
+            if (c->in_left == 0 && (single || !SSL_has_pending(c->ssl)))
                 return flags;
             continue;
         }
@@ -639,7 +703,7 @@ static int DtlsOssl_pump(DtlsOssl_conn *c, DtlsOssl_scratch *s)
 int DtlsOssl_handshake(DtlsOssl_conn *c, DtlsOssl_scratch *s)
 {
     DtlsOssl_reset(c, s);
-    return DtlsOssl_finish(c, s, DtlsOssl_pump(c, s));
+    return DtlsOssl_finish(c, s, DtlsOssl_pump(c, s, 0));
 }
 
 /* The smallest body a protected (epoch > 0) record can have under the cipher in use: explicit
@@ -901,10 +965,10 @@ static int DtlsOssl_fragments_fit(DtlsOssl_conn *c, const unsigned char *p, size
    right behind a ChangeCipherSpec apart, since a peer that packs its flight sends its Finished
    there. Always: no epoch above 1, which only renegotiation (off) would start and which
    OpenSSL would buffer for the life of the connection. */
-static int DtlsOssl_bounded(DtlsOssl_conn *c, const unsigned char *d, size_t len)
+static int DtlsOssl_bounded(DtlsOssl_conn *c, const unsigned char *d, size_t len, int done)
 {
     size_t off = 0;
-    int done = SSL_is_init_finished(c->ssl), moved = -1;
+    int moved = -1;
     int future = 0, after_ccs = 0, behind_ccs = 0;
     if (!c->bounded)
         return 1;
@@ -941,10 +1005,36 @@ static int DtlsOssl_bounded(DtlsOssl_conn *c, const unsigned char *d, size_t len
     return 1;
 }
 
+/* Untrusted input, on an established DTLS 1.2 connection: 1 if the datagram is well formed
+   (DtlsOssl_well_formed) and holds only protected records of epoch 1, none shorter than the
+   cipher allows, the usual datagram; DtlsOssl_acceptable and DtlsOssl_bounded pass exactly
+   these, and strip, renumber and count nothing in them. Else 0: they decide. Cannot fail. */
+static int DtlsOssl_usual(DtlsOssl_conn *c, const unsigned char *d, size_t len)
+{
+    size_t off = 0, rl, min = DtlsOssl_min_encrypted(c);
+    if (len < DTLSOSSL_HDR || len > 65535)
+        return 0;
+    while (off < len) {
+        if (len - off < DTLSOSSL_HDR || d[off] < 20 || d[off] > 26 || d[off + 1] != 0xfe
+            || d[off + 3] != 0 || d[off + 4] != 1)
+            return 0;
+        rl = ((size_t)d[off + 11] << 8) | d[off + 12];
+        if (rl > len - off - DTLSOSSL_HDR || rl < min)
+            return 0;
+        off += DTLSOSSL_HDR + rl;
+    }
+    return 1;
+}
+
 int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data, size_t len)
 {
-    int flags, strip, ok = DtlsOssl_acceptable(c, (const unsigned char *)data, len, &strip);
+    int flags, strip = 0, ok, done = c->in_established;
     char *copy = NULL, *stripped = NULL;
+    const unsigned char *d = (const unsigned char *)data;
+    if (done && c->bounded && DtlsOssl_usual(c, d, len))
+        goto screened;
+    ok = DtlsOssl_acceptable(c, d, len, &strip);
+    done = done || SSL_is_init_finished(c->ssl);
     if (ok && strip) {
         data = DtlsOssl_strip(c, data, &len, &stripped);
         if (data == NULL || len == 0)
@@ -952,7 +1042,7 @@ int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data, size_
     }
     /* Bounds next, on the datagram as the peer sent it (less the removed records);
        renumbering changes only sequence numbers. */
-    if (ok && !DtlsOssl_bounded(c, (const unsigned char *)data, len))
+    if (ok && !DtlsOssl_bounded(c, (const unsigned char *)data, len, done))
         ok = 0;
     if (ok == 2)
         data = DtlsOssl_screen_epoch0(c, data, len, &copy);
@@ -961,14 +1051,18 @@ int DtlsOssl_feed(DtlsOssl_conn *c, DtlsOssl_scratch *s, const char *data, size_
         s->dropped++;
         return DTLSOSSL_DROPPED;
     }
+screened:
     c->in = data; /* the read BIO hands OpenSSL exactly this datagram */
     c->in_left = len;
     /* Once the handshake is done, all a datagram can make OpenSSL write is a retransmission of
        our last flight (the peer resent its Finished): one flight, so pack it as one rather
        than a datagram per message, which would double its exposure to loss. */
-    if (SSL_is_init_finished(c->ssl))
+    if (done)
         c->one_flight = 1;
-    flags = DtlsOssl_pump(c, s);
+    /* One record, the usual datagram of an established connection (DtlsOssl_pump). */
+    d = (const unsigned char *)data;
+    flags = DtlsOssl_pump(
+        c, s, c->in_established && len == DTLSOSSL_HDR + (((size_t)d[11] << 8) | d[12]));
     /* One datagram per read: never let leftovers of a bad datagram poison the next one. */
     c->in = NULL;
     c->in_left = 0;
@@ -1011,7 +1105,7 @@ int DtlsOssl_receive_one(DtlsOssl_conn *c, const char *data, size_t len)
     if (s == NULL)
         return DTLSOSSL_NO_SCRATCH;
     c->n_fast_received++;
-    DtlsOssl_reset(c, s);
+    DtlsOssl_reset_established(c, s);
     return DtlsOssl_finish(c, s, DtlsOssl_feed(c, s, data, len));
 }
 
@@ -1023,7 +1117,7 @@ int DtlsOssl_send_one(DtlsOssl_conn *c, const char *data, size_t len)
         return DTLSOSSL_TOO_BIG; /* nothing sent: Python raises PayloadSizeError */
     if (s == NULL)
         return DTLSOSSL_NO_SCRATCH;
-    DtlsOssl_reset(c, s);
+    DtlsOssl_reset_established(c, s);
     r = SSL_write(c->ssl, data, (int)len);
     if (r <= 0)
         flags = DtlsOssl_failed(c, r);

@@ -166,6 +166,12 @@ def _lib() -> Any:
     return lib
 
 
+def _ffi() -> Any:
+    from dtls_ossl._binding import ffi
+
+    return ffi
+
+
 def ssl_ctx_of_configuration(cfg: DtlsConfiguration) -> object:
     """The SSL_CTX that ``cfg`` builds once and shares between its connections (a cffi pointer)."""
     ctx: object = cfg._ssl_ctx()
@@ -181,6 +187,25 @@ def ssl_ctx_of_connection(conn: DtlsConnection) -> object:
 def openssl_error_queue_is_empty() -> bool:
     """Whether this thread's OpenSSL error queue is empty (pops one entry if it is not)."""
     return int(_lib().ERR_get_error()) == 0
+
+
+def push_foreign_openssl_error(library: str = "USER", reason: int = 1) -> None:
+    """Put an error in this thread's OpenSSL queue, as another library using the same OpenSSL
+    could leave one behind (``library``: ``"USER"`` or ``"SYS"``, an ERR_LIB_* name)."""
+    lib = _lib()
+    lib.ERR_new()
+    lib.ERR_set_error(getattr(lib, f"ERR_LIB_{library}"), reason, _ffi().NULL)
+
+
+def openssl_timer_running(conn: DtlsConnection) -> bool:
+    """Whether OpenSSL's own retransmission timer runs on ``conn``, read by a call that always
+    reads it (a timer call, which retransmits nothing when the timer is off)."""
+    from dtls_ossl._binding import scratch
+
+    lib = _lib()
+    flags = int(lib.DtlsOssl_handle_timeout(conn._c, scratch().ptr))
+    assert not flags & ~int(lib.DTLSOSSL_TIMER), f"a timer call did more: {flags:#x}"
+    return bool(flags & int(lib.DTLSOSSL_TIMER))
 
 
 def openssl_constant(name: str) -> int:
