@@ -317,52 +317,6 @@ fail:
     return NULL;
 }
 
-/* fast_step(conn, scratch, op, datagram, out, events): one call of a connection that is not
-   established yet, on the scratch at that address: op 0 drives the handshake (datagram is
-   None), 1 feeds the datagram, 2 handles the retransmission timer. The framed datagrams go to
-   out and any plaintext records to events as the per-record paths do, except when the handshake
-   completed in this call: Python queues HandshakeCompleted first, then the records (PLAIN is
-   left set). Returns the status bits left. */
-static PyObject *DtlsOssl_py_fast_step(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
-{
-    DtlsOssl_conn *c;
-    DtlsOssl_scratch *s;
-    Py_buffer view;
-    long op;
-    int flags, keep;
-    (void)m;
-    if (DtlsOssl_check_args(nargs, 6, args, 4,
-                            "fast_step(conn, scratch, op, datagram, out, events)")
-        < 0)
-        return NULL;
-    if ((c = DtlsOssl_conn_arg(args[0])) == NULL)
-        return NULL;
-    s = (DtlsOssl_scratch *)PyLong_AsVoidPtr(args[1]);
-    if (s == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "dtls_ossl: no scratch");
-        return NULL;
-    }
-    op = PyLong_AsLong(args[2]);
-    if (op == 1) {
-        if (DtlsOssl_borrow(args[3], &view) < 0)
-            return NULL;
-        flags = DtlsOssl_receive(c, s, (const char *)view.buf, (size_t)view.len);
-        DtlsOssl_unborrow(&view);
-    } else if (op == 0) {
-        flags = DtlsOssl_handshake(c, s);
-    } else if (op == 2) {
-        flags = DtlsOssl_handle_timeout(c, s);
-    } else {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "fast_step: op must be 0, 1 or 2");
-        return NULL;
-    }
-    keep = flags & DTLSOSSL_HANDSHAKE_DONE ? flags & DTLSOSSL_PLAIN : 0;
-    flags = DtlsOssl_collect(s, flags & ~keep, args[4], args[5]);
-    return flags < 0 ? NULL : PyLong_FromLong(flags | keep);
-}
-
 /* ------------------------------------------------------------------------------------------
    The per-record verbs of DtlsConnection as C methods.
 
@@ -677,68 +631,547 @@ static PyObject *DtlsOssl_name(const char *text)
     return str;
 }
 
-/* The peer certificate's DER as bytes, or None if there is none. */
+/* The peer certificate's DER as bytes (the copy the fingerprint check kept, else encoded now),
+   or None if there is none. */
 static PyObject *DtlsOssl_peer_der(DtlsOssl_conn *c)
 {
-    X509 *peer = SSL_get0_peer_certificate(c->ssl);
+    X509 *peer;
     PyObject *der;
-    unsigned char *p;
-    int n = peer != NULL ? i2d_X509(peer, NULL) : -1;
-    if (n <= 0)
-        Py_RETURN_NONE;
-    if ((der = PyBytes_FromStringAndSize(NULL, n)) == NULL)
-        return NULL;
-    p = (unsigned char *)PyBytes_AS_STRING(der);
-    if (i2d_X509(peer, &p) != n) {
-        Py_DECREF(der);
-        Py_RETURN_NONE;
+    unsigned char *p = NULL;
+    int n;
+    if (c->peer_der != NULL) {
+        der = PyBytes_FromStringAndSize((const char *)c->peer_der, c->peer_der_len);
+        if (der != NULL) {
+            OPENSSL_free(c->peer_der);
+            c->peer_der = NULL;
+            c->peer_der_len = 0;
+        }
+        return der;
     }
+    peer = SSL_get0_peer_certificate(c->ssl);
+    if (peer == NULL || (n = i2d_X509(peer, &p)) <= 0)
+        Py_RETURN_NONE;
+    der = PyBytes_FromStringAndSize((const char *)p, n);
+    OPENSSL_free(p);
     return der;
 }
 
-/* fast_established(conn, scratch): what a handshake that just completed negotiated, in one call,
-   with scratch (its address) bound for the per-record paths: the tuple (protocol version,
-   cipher, SRTP profile id or 0, data MTU, SRTP keying material or None, peer certificate DER or
-   None, index of the expected fingerprint it matched or -1). None if exporting the keying
-   material failed (the ERR queue says why). */
-static PyObject *DtlsOssl_py_fast_established(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+/* ------------------------------------------------------------------------------------------
+   The handshake path, as CPython functions: the C object of a connection, one call per
+   flight, and completion with the HandshakeCompleted event built here.
+
+   conn_new makes a connection's C object and stores it in the connection itself: its owner (a
+   DtlsOssl_Ref, which frees it when collected) in the _ref slot, its address as an int in
+   _addr, which every fast path takes. conn_free frees it when the connection ends and sets
+   _addr to 0 first: an ended or collected connection can only hand C a null address, which
+   is refused, never a dangling one. step drives one flight: it feeds the datagram (or starts
+   the handshake, or handles the timer), appends the datagrams to _out, arms _timer_at and,
+   when the handshake completed, queues HandshakeCompleted (with its SrtpKeys and the peer's
+   Certificate) and makes the connection ESTABLISHED, all without a Python frame. The slots are
+   read and written at the offsets step_setup was given, on instances of that class only. */
+
+typedef struct {
+    PyObject_HEAD DtlsOssl_conn *c; /* owned: NULL once freed */
+} DtlsOssl_Ref;
+
+static void DtlsOssl_ref_dealloc(PyObject *self)
 {
-    DtlsOssl_conn *c;
+    DtlsOssl_conn_free(((DtlsOssl_Ref *)self)->c);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyTypeObject DtlsOssl_RefType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dtls_ossl._openssl.ConnRef",
+    .tp_basicsize = sizeof(DtlsOssl_Ref),
+    .tp_dealloc = DtlsOssl_ref_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The owner of one connection's C object (made by conn_new only).",
+};
+
+/* The connection's slots step_setup was given, in this order. */
+enum {
+    DTLSOSSL_K_REF,      /* _ref: the DtlsOssl_Ref */
+    DTLSOSSL_K_ADDR,     /* _addr: its C object's address, 0 once freed */
+    DTLSOSSL_K_OUT,      /* _out: datagrams to send (a list) */
+    DTLSOSSL_K_EVENTS,   /* _events (a list) */
+    DTLSOSSL_K_TIMER,    /* _timer_at */
+    DTLSOSSL_K_STATE,    /* _state */
+    DTLSOSSL_K_INFO,     /* _info */
+    DTLSOSSL_K_DATA_MTU, /* _data_mtu */
+    DTLSOSSL_K_DEADLINE, /* _handshake_deadline */
+    DTLSOSSL_K_HELD,     /* _held */
+    DTLSOSSL_K_SC,       /* _sc: the scratch the fast paths use once established */
+    DTLSOSSL_K_EXPECTED, /* _expected: the fingerprints given (a tuple), or None */
+    DTLSOSSL_K_N
+};
+
+/* step's operations (_conn_core.py: STEP_*). */
+enum { DTLSOSSL_STEP_HANDSHAKE, DTLSOSSL_STEP_RECEIVE, DTLSOSSL_STEP_TIMEOUT, DTLSOSSL_STEP_FIRST };
+
+/* Why complete left the completion to Python (0: it is done). */
+enum { DTLSOSSL_WHY_EXPORT = 1, DTLSOSSL_WHY_NO_CERT, DTLSOSSL_WHY_UNCHECKED };
+
+static PyTypeObject *DtlsOssl_k_type = NULL; /* owned: the connection class */
+static Py_ssize_t DtlsOssl_k[DTLSOSSL_K_N];
+static PyObject *DtlsOssl_k_established = NULL; /* owned: ConnectionState.ESTABLISHED */
+static PyTypeObject *DtlsOssl_sc_type = NULL;   /* owned: Scratch */
+static Py_ssize_t DtlsOssl_sc_addr;             /* offset of Scratch.addr */
+/* What completion builds: a class and the offsets of the slots it sets, in field order. */
+static PyTypeObject *DtlsOssl_hc_type = NULL; /* owned: HandshakeCompleted */
+static Py_ssize_t DtlsOssl_hc[6];
+static PyTypeObject *DtlsOssl_keys_type = NULL; /* owned: SrtpKeys */
+static Py_ssize_t DtlsOssl_keys[5];
+static PyTypeObject *DtlsOssl_cert_type = NULL; /* owned: Certificate */
+static Py_ssize_t DtlsOssl_cert[4];
+static PyObject *DtlsOssl_profiles = NULL; /* owned: {IANA id: (SrtpProfile, key, salt length)} */
+static PyObject *DtlsOssl_select = NULL;   /* owned: webrtc.sdp.select_fingerprints */
+
+#define DTLSOSSL_K(self, i) (*(PyObject **)((char *)(self) + DtlsOssl_k[i]))
+
+/* Store value (a new reference, or NULL: an error is set) in a slot. */
+static int DtlsOssl_k_set(PyObject *self, int i, PyObject *value)
+{
+    if (value == NULL)
+        return -1;
+    Py_XSETREF(DTLSOSSL_K(self, i), value);
+    return 0;
+}
+
+/* The C object of conn (an instance of the class step_setup was given), or NULL with an error:
+   also when it was freed. */
+static DtlsOssl_conn *DtlsOssl_k_conn(PyObject *conn)
+{
+    PyObject *addr;
+    if (DtlsOssl_k_type == NULL || !PyObject_TypeCheck(conn, DtlsOssl_k_type)) {
+        PyErr_SetString(PyExc_TypeError, "dtls_ossl: not a connection (or step_setup not called)");
+        return NULL;
+    }
+    addr = DTLSOSSL_K(conn, DTLSOSSL_K_ADDR);
+    if (addr == NULL || !PyLong_CheckExact(addr)) {
+        PyErr_SetString(PyExc_TypeError, "dtls_ossl: the connection's _addr is not an int");
+        return NULL;
+    }
+    return DtlsOssl_conn_arg(addr);
+}
+
+/* The struct of a Scratch object. */
+static DtlsOssl_scratch *DtlsOssl_sc_of(PyObject *sc)
+{
+    PyObject *addr;
     DtlsOssl_scratch *s;
+    if (DtlsOssl_sc_type == NULL || !PyObject_TypeCheck(sc, DtlsOssl_sc_type)
+        || (addr = *(PyObject **)((char *)sc + DtlsOssl_sc_addr)) == NULL
+        || !PyLong_CheckExact(addr)) {
+        PyErr_SetString(PyExc_TypeError, "dtls_ossl: expected a Scratch");
+        return NULL;
+    }
+    if ((s = (DtlsOssl_scratch *)PyLong_AsVoidPtr(addr)) == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "dtls_ossl: no scratch");
+    return s;
+}
+
+/* An instance of t with its slots (offsets) set to values, as object.__new__ and each slot's
+   __set__ would make it. */
+static PyObject *DtlsOssl_build(PyTypeObject *t, const Py_ssize_t *offsets, int n,
+                                PyObject *const *values)
+{
+    PyObject *o = t->tp_alloc(t, 0);
+    int i;
+    if (o == NULL)
+        return NULL;
+    for (i = 0; i < n; i++)
+        Py_XSETREF(*(PyObject **)((char *)o + offsets[i]), Py_NewRef(values[i]));
+    return o;
+}
+
+/* The SrtpKeys of material (n bytes) for the negotiated profile id, as this side sees them
+   (RFC 5764 section 4.2: client key | server key | client salt | server salt), in *keys and
+   the profile in *profile (new references). */
+static int DtlsOssl_srtp_keys(DtlsOssl_conn *c, long id, const char *material, Py_ssize_t n,
+                              PyObject **profile, PyObject **keys)
+{
+    PyObject *key, *entry, *v[5] = {NULL, NULL, NULL, NULL, NULL};
+    Py_ssize_t k, salt, i;
+    int server = SSL_is_server(c->ssl), r = -1;
+    if ((key = PyLong_FromLong(id)) == NULL)
+        return -1;
+    entry = PyDict_GetItemWithError(DtlsOssl_profiles, key); /* borrowed */
+    Py_DECREF(key);
+    if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_RuntimeError, "dtls_ossl: unknown SRTP profile %ld", id);
+        return -1;
+    }
+    k = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 1));
+    salt = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 2));
+    if (PyErr_Occurred())
+        return -1;
+    if (k <= 0 || salt <= 0 || n != 2 * (k + salt)) {
+        PyErr_Format(PyExc_RuntimeError, "dtls_ossl: %zd bytes of keying material for SRTP %ld", n,
+                     id);
+        return -1;
+    }
+    v[0] = PyTuple_GET_ITEM(entry, 0);
+    /* local key, local salt, remote key, remote salt: the client's parts first on a client */
+    v[server ? 3 : 1] = PyBytes_FromStringAndSize(material, k);
+    v[server ? 1 : 3] = PyBytes_FromStringAndSize(material + k, k);
+    v[server ? 4 : 2] = PyBytes_FromStringAndSize(material + 2 * k, salt);
+    v[server ? 2 : 4] = PyBytes_FromStringAndSize(material + 2 * k + salt, salt);
+    if (v[1] != NULL && v[2] != NULL && v[3] != NULL && v[4] != NULL
+        && (*keys = DtlsOssl_build(DtlsOssl_keys_type, DtlsOssl_keys, 5, v)) != NULL) {
+        *profile = Py_NewRef(v[0]);
+        r = 0;
+    }
+    for (i = 1; i < 5; i++)
+        Py_XDECREF(v[i]);
+    return r;
+}
+
+/* A handshake that just completed: queue HandshakeCompleted on events and make the connection
+   ESTABLISHED, with s (its Scratch object sc) bound for the per-record paths. Returns 0, a
+   DTLSOSSL_WHY_* for what Python must decide (nothing changed), or -1 with an error set. */
+static int DtlsOssl_complete(PyObject *conn, DtlsOssl_conn *c, DtlsOssl_scratch *s, PyObject *sc,
+                             PyObject *events)
+{
     const char *names[2];
     char material[DTLSOSSL_MAX_SRTP_MATERIAL];
-    PyObject *t, *item;
-    Py_ssize_t n;
+    PyObject *expected, *chosen, *cert = NULL, *v[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    PyObject *fields[4];
     int64_t r;
-    (void)m;
-    if (DtlsOssl_check_args(nargs, 2, args, 2, "fast_established(conn, scratch)") < 0)
-        return NULL;
-    if ((c = DtlsOssl_conn_arg(args[0])) == NULL)
-        return NULL;
-    s = (DtlsOssl_scratch *)PyLong_AsVoidPtr(args[1]);
-    if (s == NULL && PyErr_Occurred())
-        return NULL;
+    int i, result = -1;
+    if (DtlsOssl_hc_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dtls_ossl: step_setup was not called");
+        return -1;
+    }
     if ((r = DtlsOssl_established(c, names, material)) < 0)
-        Py_RETURN_NONE;
+        return DTLSOSSL_WHY_EXPORT;
+    expected = DTLSOSSL_K(conn, DTLSOSSL_K_EXPECTED);
+    if (expected != NULL && expected != Py_None && c->matched < 0)
+        return DTLSOSSL_WHY_UNCHECKED; /* the verify callback refuses that, so: not reached */
+    if ((fields[0] = DtlsOssl_peer_der(c)) == NULL)
+        return -1;
+    if (fields[0] == Py_None) {
+        Py_DECREF(fields[0]);
+        return DTLSOSSL_WHY_NO_CERT;
+    }
+    /* The peer's Certificate: its DER, no fingerprint computed yet, no key, not parsed. */
+    fields[1] = PyDict_New();
+    fields[2] = fields[3] = Py_None;
+    if (fields[1] != NULL)
+        cert = DtlsOssl_build(DtlsOssl_cert_type, DtlsOssl_cert, 4, fields);
+    Py_DECREF(fields[0]);
+    Py_XDECREF(fields[1]);
+    if (cert == NULL)
+        return -1;
+    v[0] = DtlsOssl_name(names[0]);
+    v[1] = DtlsOssl_name(names[1]);
+    v[3] = cert;
+    if (v[0] == NULL || v[1] == NULL)
+        goto end;
+    /* The fingerprint matched: one of the strongest hash function's (RFC 8122 section 5). */
+    if (expected == NULL || expected == Py_None) {
+        v[4] = Py_NewRef(Py_None); /* the insecure opt-out checked none */
+    } else {
+        if (PyTuple_CheckExact(expected) && PyTuple_GET_SIZE(expected) == 1)
+            chosen = Py_NewRef(expected);
+        else if ((chosen = PyObject_CallOneArg(DtlsOssl_select, expected)) == NULL)
+            goto end;
+        v[4] = PySequence_GetItem(chosen, c->matched);
+        Py_DECREF(chosen);
+        if (v[4] == NULL)
+            goto end;
+    }
+    if ((r & 0xffff) == 0) {
+        v[2] = Py_NewRef(Py_None);
+        v[5] = Py_NewRef(Py_None);
+    } else if (DtlsOssl_srtp_keys(c, (long)(r & 0xffff), material, (Py_ssize_t)(r >> 32), &v[2],
+                                  &v[5])
+               < 0) {
+        goto end;
+    }
+    if ((cert = DtlsOssl_build(DtlsOssl_hc_type, DtlsOssl_hc, 6, v)) == NULL)
+        goto end;
+    if (PyList_Append(events, cert) < 0
+        || DtlsOssl_k_set(conn, DTLSOSSL_K_DATA_MTU, PyLong_FromSize_t(c->data_mtu)) < 0) {
+        Py_DECREF(cert);
+        goto end;
+    }
     c->sc = s;
-    n = (Py_ssize_t)(r >> 32);
-    if ((t = PyTuple_New(7)) == NULL)
+    DtlsOssl_k_set(conn, DTLSOSSL_K_INFO, cert); /* the reference moves to the slot */
+    DtlsOssl_k_set(conn, DTLSOSSL_K_STATE, Py_NewRef(DtlsOssl_k_established));
+    DtlsOssl_k_set(conn, DTLSOSSL_K_HELD, Py_NewRef(Py_None));
+    DtlsOssl_k_set(conn, DTLSOSSL_K_DEADLINE, Py_NewRef(Py_None));
+    DtlsOssl_k_set(conn, DTLSOSSL_K_SC, Py_NewRef(sc));
+    result = 0;
+end:
+    for (i = 0; i < 6; i++)
+        Py_XDECREF(v[i]);
+    return result;
+}
+
+/* step(conn, scratch, op, datagram, now): one call of a connection that is not established yet
+   (or a timer of one that is), on the Scratch of the calling thread: op 0 starts the handshake
+   (datagram is None), 1 feeds the datagram, 2 handles the retransmission timer, 3 feeds a new
+   server its first datagram. Returns the status bits left for Python: 0 when all is done (the
+   datagrams appended to _out, _timer_at set), DTLSOSSL_COMPLETED when the handshake completed
+   too, else the bits for _handle_flags (without WIRE; PLAIN only with HANDSHAKE_DONE, whose
+   event comes first). With op 3, an answer is kept only if OpenSSL wrote one and nothing
+   failed, and then WIRE is added to the bits: else the bits come back as they are and nothing
+   was queued (_accept_first discards the attempt, or waits for the hello's other fragments). */
+static PyObject *DtlsOssl_py_step(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *conn, *out, *events, *timer, *result = NULL;
+    DtlsOssl_conn *c;
+    DtlsOssl_scratch *s;
+    Py_buffer view;
+    double now;
+    long op;
+    int flags, keep, done = 0, answered = 0, why;
+    (void)m;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "step(conn, scratch, op, datagram, now)");
         return NULL;
-    PyTuple_SET_ITEM(t, 0, DtlsOssl_name(names[0]));
-    PyTuple_SET_ITEM(t, 1, DtlsOssl_name(names[1]));
-    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(r & 0xffff)));
-    PyTuple_SET_ITEM(t, 3, PyLong_FromLong((long)((r >> 16) & 0xffff)));
-    PyTuple_SET_ITEM(t, 4, n > 0 ? PyBytes_FromStringAndSize(material, n) : Py_NewRef(Py_None));
-    PyTuple_SET_ITEM(t, 5, DtlsOssl_peer_der(c));
-    PyTuple_SET_ITEM(t, 6, PyLong_FromLong(c->matched));
-    for (n = 0; n < 7; n++) {
-        item = PyTuple_GET_ITEM(t, n);
-        if (item == NULL) {
-            Py_DECREF(t);
+    }
+    conn = args[0];
+    if ((c = DtlsOssl_k_conn(conn)) == NULL || (s = DtlsOssl_sc_of(args[1])) == NULL)
+        return NULL;
+    now = PyFloat_AsDouble(args[4]);
+    op = PyLong_AsLong(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    out = DTLSOSSL_K(conn, DTLSOSSL_K_OUT);
+    events = DTLSOSSL_K(conn, DTLSOSSL_K_EVENTS);
+    if (out == NULL || events == NULL || !PyList_CheckExact(out) || !PyList_CheckExact(events)) {
+        PyErr_SetString(PyExc_TypeError, "step: the connection's _out and _events must be lists");
+        return NULL;
+    }
+    if (op == DTLSOSSL_STEP_RECEIVE || op == DTLSOSSL_STEP_FIRST) {
+        if (DtlsOssl_borrow(args[3], &view) < 0)
             return NULL;
+        if (view.len > 65535) { /* above the UDP limit: cannot be genuine */
+            s->dropped = 1;
+            flags = DTLSOSSL_DROPPED;
+        } else {
+            flags = DtlsOssl_receive(c, s, (const char *)view.buf, (size_t)view.len);
+        }
+        DtlsOssl_unborrow(&view);
+    } else if (op == DTLSOSSL_STEP_HANDSHAKE) {
+        flags = DtlsOssl_handshake(c, s);
+    } else if (op == DTLSOSSL_STEP_TIMEOUT) {
+        flags = DtlsOssl_handle_timeout(c, s);
+    } else {
+        PyErr_SetString(PyExc_ValueError, "step: op must be 0, 1, 2 or 3");
+        return NULL;
+    }
+    if (op == DTLSOSSL_STEP_FIRST) {
+        if (!(flags & DTLSOSSL_WIRE)
+            || (flags & (DTLSOSSL_DROPPED | DTLSOSSL_FATAL | DTLSOSSL_CALLBACK)))
+            return PyLong_FromLong(flags);
+        answered = DTLSOSSL_WIRE;
+    }
+    /* Held for the call: appending may run the collector, and a finalizer anything. */
+    Py_INCREF(conn);
+    Py_INCREF(out);
+    Py_INCREF(events);
+    keep = flags & DTLSOSSL_HANDSHAKE_DONE ? flags & DTLSOSSL_PLAIN : 0;
+    if ((flags = DtlsOssl_collect(s, flags & ~keep, out, events)) < 0)
+        goto end;
+    flags |= keep;
+    if ((flags & DTLSOSSL_HANDSHAKE_DONE)
+        && !(flags & ~(DTLSOSSL_HANDSHAKE_DONE | DTLSOSSL_PLAIN | DTLSOSSL_TIMER))) {
+        if ((why = DtlsOssl_complete(conn, c, s, args[1], events)) < 0)
+            goto end;
+        if (why == 0) {
+            /* Then the records that came with the last flight, if any. */
+            if ((flags = DtlsOssl_collect(s, flags & ~DTLSOSSL_HANDSHAKE_DONE, out, events)) < 0)
+                goto end;
+            done = DTLSOSSL_COMPLETED;
         }
     }
-    return t;
+    if (!(flags & ~DTLSOSSL_TIMER)) {
+        timer = flags ? PyFloat_FromDouble(now + (double)c->timeout_us / 1e6) : Py_NewRef(Py_None);
+        if (DtlsOssl_k_set(conn, DTLSOSSL_K_TIMER, timer) < 0)
+            goto end;
+        flags = done;
+    }
+    result = PyLong_FromLong(flags | answered);
+end:
+    Py_DECREF(events);
+    Py_DECREF(out);
+    Py_DECREF(conn);
+    return result;
+}
+
+/* complete(conn, scratch): _handshake_completed's C half, for a completion step left to Python
+   (the first flight of a held one, a call that also saw an alert). Returns 0 when the event is
+   queued and the connection ESTABLISHED, else why not: 1 exporting the keying material failed
+   (the ERR queue says why), 2 the peer sent no certificate, 3 it was not checked. */
+static PyObject *DtlsOssl_py_complete(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *events;
+    DtlsOssl_conn *c;
+    DtlsOssl_scratch *s;
+    int why;
+    (void)m;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "complete(conn, scratch)");
+        return NULL;
+    }
+    if ((c = DtlsOssl_k_conn(args[0])) == NULL || (s = DtlsOssl_sc_of(args[1])) == NULL)
+        return NULL;
+    events = DTLSOSSL_K(args[0], DTLSOSSL_K_EVENTS);
+    if (events == NULL || !PyList_CheckExact(events)) {
+        PyErr_SetString(PyExc_TypeError, "complete: the connection's _events must be a list");
+        return NULL;
+    }
+    Py_INCREF(events);
+    why = DtlsOssl_complete(args[0], c, s, args[1], events);
+    Py_DECREF(events);
+    return why < 0 ? NULL : PyLong_FromLong(why);
+}
+
+/* conn_new(conn, (ctx, mtu, initial_us, max_us), is_server, handle, check, md, digests): make
+   conn's C object (DtlsOssl_conn_new: ctx is the SSL_CTX's address, handle the key-log
+   handle's or None, digests the expected digests end to end) and store it in _ref and _addr.
+   False if OpenSSL failed (the ERR queue says why). */
+static PyObject *DtlsOssl_py_conn_new(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *conn, *p, *addr;
+    DtlsOssl_Ref *ref;
+    DtlsOssl_conn *c;
+    Py_buffer view;
+    void *ctx, *handle = NULL;
+    size_t mtu;
+    unsigned long initial, max;
+    long check, md;
+    int is_server;
+    (void)m;
+    if (nargs != 7 || !PyTuple_CheckExact(args[1]) || PyTuple_GET_SIZE(args[1]) != 4) {
+        PyErr_SetString(PyExc_TypeError, "conn_new(conn, (ctx, mtu, initial_us, max_us), "
+                                         "is_server, handle, check, md, digests)");
+        return NULL;
+    }
+    conn = args[0];
+    p = args[1];
+    if (DtlsOssl_k_type == NULL || !PyObject_TypeCheck(conn, DtlsOssl_k_type)) {
+        PyErr_SetString(PyExc_TypeError, "conn_new: not a connection (or step_setup not called)");
+        return NULL;
+    }
+    ctx = PyLong_AsVoidPtr(PyTuple_GET_ITEM(p, 0));
+    mtu = PyLong_AsSize_t(PyTuple_GET_ITEM(p, 1));
+    initial = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(p, 2));
+    max = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(p, 3));
+    is_server = PyObject_IsTrue(args[2]);
+    if (args[3] != Py_None)
+        handle = PyLong_AsVoidPtr(args[3]);
+    check = PyLong_AsLong(args[4]);
+    md = PyLong_AsLong(args[5]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (ctx == NULL || initial > UINT_MAX || max > UINT_MAX || check < 0 || check > INT_MAX
+        || md < 0 || md > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "conn_new: argument out of range");
+        return NULL;
+    }
+    if (DtlsOssl_borrow(args[6], &view) < 0)
+        return NULL;
+    c = DtlsOssl_conn_new((SSL_CTX *)ctx, is_server, mtu, (unsigned int)initial, (unsigned int)max,
+                          handle, (int)check, (int)md, (const unsigned char *)view.buf,
+                          (size_t)view.len);
+    DtlsOssl_unborrow(&view);
+    if (c == NULL)
+        Py_RETURN_FALSE;
+    if ((ref = PyObject_New(DtlsOssl_Ref, &DtlsOssl_RefType)) == NULL) {
+        DtlsOssl_conn_free(c);
+        return NULL;
+    }
+    ref->c = c;
+    if ((addr = PyLong_FromVoidPtr(c)) == NULL) {
+        Py_DECREF(ref);
+        return NULL;
+    }
+    /* _addr first: whatever _ref held is freed as it is replaced. */
+    DtlsOssl_k_set(conn, DTLSOSSL_K_ADDR, addr);
+    DtlsOssl_k_set(conn, DTLSOSSL_K_REF, (PyObject *)ref);
+    Py_RETURN_TRUE;
+}
+
+/* conn_free(conn): free conn's C object now (it ended), after setting _addr to 0. */
+static PyObject *DtlsOssl_py_conn_free(PyObject *m, PyObject *conn)
+{
+    PyObject *ref;
+    (void)m;
+    if (DtlsOssl_k_type == NULL || !PyObject_TypeCheck(conn, DtlsOssl_k_type)) {
+        PyErr_SetString(PyExc_TypeError, "conn_free: not a connection");
+        return NULL;
+    }
+    DtlsOssl_k_set(conn, DTLSOSSL_K_ADDR, PyLong_FromLong(0)); /* a cached small int */
+    ref = DTLSOSSL_K(conn, DTLSOSSL_K_REF);
+    if (ref != NULL && Py_TYPE(ref) == &DtlsOssl_RefType) {
+        DtlsOssl_conn_free(((DtlsOssl_Ref *)ref)->c);
+        ((DtlsOssl_Ref *)ref)->c = NULL;
+    }
+    DtlsOssl_k_set(conn, DTLSOSSL_K_REF, Py_NewRef(Py_None));
+    Py_RETURN_NONE;
+}
+
+/* The offsets of n slot descriptors (a tuple), all of one class that type derives from. */
+static int DtlsOssl_offsets(PyObject *type, PyObject *slots, Py_ssize_t n, Py_ssize_t *offsets)
+{
+    PyObject *d;
+    Py_ssize_t i;
+    if (!PyType_Check(type) || !PyTuple_CheckExact(slots) || PyTuple_GET_SIZE(slots) != n) {
+        PyErr_Format(PyExc_TypeError, "step_setup: expected a class and %zd slots", n);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        d = PyTuple_GET_ITEM(slots, i);
+        if ((offsets[i] = DtlsOssl_slot_offset(d)) < 0)
+            return -1;
+        if (!PyType_IsSubtype((PyTypeObject *)type, ((PyMemberDescrObject *)d)->d_common.d_type)) {
+            PyErr_SetString(PyExc_TypeError, "step_setup: a slot of another class");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* step_setup(conn_class, conn_slots, established, scratch_class, scratch_addr,
+   completed_class, completed_slots, keys_class, keys_slots, certificate_class,
+   certificate_slots, profiles, select): what step, complete and conn_new need, once per
+   process. conn_slots are the DTLSOSSL_K_* slots in that order; completed_slots the
+   HandshakeCompleted fields and keys_slots the SrtpKeys fields, in constructor order;
+   certificate_slots Certificate's _der, _fingerprints, _key_der and _x509; profiles maps an
+   SRTP profile's IANA id to (SrtpProfile, key length, salt length). */
+static PyObject *DtlsOssl_py_step_setup(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t sc_addr[1];
+    (void)m;
+    if (nargs != 13 || !PyDict_CheckExact(args[11]) || !PyCallable_Check(args[12])) {
+        PyErr_SetString(PyExc_TypeError, "step_setup: 13 arguments");
+        return NULL;
+    }
+    if (DtlsOssl_k_type != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "step_setup: already set up");
+        return NULL;
+    }
+    if (DtlsOssl_offsets(args[0], args[1], DTLSOSSL_K_N, DtlsOssl_k) < 0
+        || DtlsOssl_offsets(args[3], args[4], 1, sc_addr) < 0
+        || DtlsOssl_offsets(args[5], args[6], 6, DtlsOssl_hc) < 0
+        || DtlsOssl_offsets(args[7], args[8], 5, DtlsOssl_keys) < 0
+        || DtlsOssl_offsets(args[9], args[10], 4, DtlsOssl_cert) < 0
+        || PyType_Ready(&DtlsOssl_RefType) < 0)
+        return NULL;
+    DtlsOssl_sc_addr = sc_addr[0];
+    DtlsOssl_k_established = Py_NewRef(args[2]);
+    DtlsOssl_sc_type = (PyTypeObject *)Py_NewRef(args[3]);
+    DtlsOssl_hc_type = (PyTypeObject *)Py_NewRef(args[5]);
+    DtlsOssl_keys_type = (PyTypeObject *)Py_NewRef(args[7]);
+    DtlsOssl_cert_type = (PyTypeObject *)Py_NewRef(args[9]);
+    DtlsOssl_profiles = Py_NewRef(args[11]);
+    DtlsOssl_select = Py_NewRef(args[12]);
+    DtlsOssl_k_type = (PyTypeObject *)Py_NewRef(args[0]); /* last: it says all is set */
+    Py_RETURN_NONE;
 }
 
 /* fast_setup(DataReceived, DataReceived.__dict__["data"]): the event class the fast paths
@@ -766,16 +1199,23 @@ static PyMethodDef DtlsOssl_fast_methods[] = {
      "fast_send_many(conn, payloads, start, out) -> next index << 16 | status bits left"},
     {"fast_receive_many", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_receive_many, METH_FASTCALL,
      "fast_receive_many(conn, datagrams, start, out, events) -> next index << 16 | bits left"},
-    {"fast_step", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_step, METH_FASTCALL,
-     "fast_step(conn, scratch, op, datagram, out, events) -> status bits left"},
     {"record_fill", (PyCFunction)(void (*)(void))DtlsOssl_py_record_fill, METH_FASTCALL,
      "record_fill(obj, slots, *values): set obj's slots, one value each"},
     {"install_methods", (PyCFunction)(void (*)(void))DtlsOssl_py_install_methods, METH_FASTCALL,
      "install_methods(cls, slots, established, outcomes, docs, queue): the per-record verbs "
      "in C"},
-    {"fast_established", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_established, METH_FASTCALL,
-     "fast_established(conn, scratch) -> (version, cipher, srtp id, data MTU, material, der, "
-     "matched) or None"},
+    {"step", (PyCFunction)(void (*)(void))DtlsOssl_py_step, METH_FASTCALL,
+     "step(conn, scratch, op, datagram, now) -> status bits left"},
+    {"complete", (PyCFunction)(void (*)(void))DtlsOssl_py_complete, METH_FASTCALL,
+     "complete(conn, scratch) -> 0, or why Python must complete the handshake"},
+    {"conn_new", (PyCFunction)(void (*)(void))DtlsOssl_py_conn_new, METH_FASTCALL,
+     "conn_new(conn, (ctx, mtu, initial_us, max_us), is_server, handle, check, md, digests) "
+     "-> bool"},
+    {"conn_free", DtlsOssl_py_conn_free, METH_O, "conn_free(conn): free its C object now"},
+    {"step_setup", (PyCFunction)(void (*)(void))DtlsOssl_py_step_setup, METH_FASTCALL,
+     "step_setup(conn_class, conn_slots, established, scratch_class, scratch_addr, "
+     "completed_class, completed_slots, keys_class, keys_slots, certificate_class, "
+     "certificate_slots, profiles, select)"},
     {"fast_setup", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_setup, METH_FASTCALL,
      "fast_setup(DataReceived, DataReceived.__dict__['data'])"},
     {NULL, NULL, 0, NULL},

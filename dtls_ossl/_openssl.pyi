@@ -15,18 +15,38 @@ def fast_receive_many(
     conn: int, datagrams: Any, start: int, out: list[bytes], events: list[Any], /
 ) -> int: ...
 def fast_setup(event_class: type[DataReceived], data_slot: Any, /) -> None: ...
-def fast_established(
-    conn: int, scratch: int, /
-) -> tuple[str, str, int, int, bytes | None, bytes | None, int] | None: ...
-def fast_step(
-    conn: int,
-    scratch: int,
-    op: int,
-    datagram: bytes | None,
-    out: list[bytes],
-    events: list[Any],
-    /,
+def step(
+    conn: object, scratch: object, op: int, datagram: bytes | bytearray | memoryview | None,
+    now: float, /
 ) -> int: ...
+def complete(conn: object, scratch: object, /) -> int: ...
+def conn_new(
+    conn: object,
+    args: tuple[int, int, int, int],
+    is_server: bool,
+    handle: int | None,
+    check: int,
+    md: int,
+    digests: bytes,
+    /,
+) -> bool: ...
+def conn_free(conn: object, /) -> None: ...
+def step_setup(
+    conn_class: type,
+    conn_slots: tuple[Any, ...],
+    established: Any,
+    scratch_class: type,
+    scratch_addr: tuple[Any],
+    completed_class: type,
+    completed_slots: tuple[Any, ...],
+    keys_class: type,
+    keys_slots: tuple[Any, ...],
+    certificate_class: type,
+    certificate_slots: tuple[Any, ...],
+    profiles: dict[int, tuple[Any, int, int]],
+    select: Any,
+    /,
+) -> None: ...
 def install_methods(
     cls: type,
     slots: tuple[Any, ...],

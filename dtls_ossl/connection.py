@@ -15,12 +15,14 @@ handshake or reads every plaintext record until OpenSSL wants more, frames what 
 into datagrams, and reads the retransmission timer. The connection then turns the returned
 status bits into events. The calls that speak the CPython API directly (_cffi_src/fastpath.c)
 keep the GIL and append the datagrams and DataReceived events to this object's lists
-themselves, returning only the status bits left for Python: ``fast_step`` for each flight of
-the handshake, ``fast_established`` once at its end, and the ``fast_*`` per-record functions of
-an established connection. ``send``, ``receive_datagram``, ``datagrams_to_send`` and
-``next_event`` are themselves C methods in place of the definitions below
-(:func:`_install_c_methods`): they do an established connection's common case and call those
-definitions for everything else, so a record costs no Python frame.
+themselves, returning only the status bits left for Python: ``step`` for each flight of the
+handshake (it also arms the timer and, at the end, queues HandshakeCompleted and makes the
+connection established), and the ``fast_*`` per-record functions of an established
+connection. The C object is owned through the ``_ref`` slot and reached through ``_addr``
+(its address, 0 once freed when the connection ends). ``send``, ``receive_datagram``,
+``datagrams_to_send`` and ``next_event`` are themselves C methods in place of the definitions
+below (:func:`_install_c_methods`): they do an established connection's common case and call
+those definitions for everything else, so a record costs no Python frame.
 
 Rule 2 - one datagram per read. OpenSSL reads whatever its read BIO holds as one "packet" (a
 memory BIO would merge datagrams), so the read BIO holds exactly the datagram being fed, read
@@ -54,9 +56,16 @@ A connection is not thread-safe: drive each one from one thread at a time.
 from __future__ import annotations
 
 from dtls_ossl import _openssl, events
-from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, scratch
+from dtls_ossl._binding import consume_errors, ffi, lib, local, scratch
 from dtls_ossl._callbacks import NO_CALLBACKS, CallbackState
-from dtls_ossl._conn_core import STEP_HANDSHAKE, STEP_TIMEOUT, ConnectionCore, _nbytes
+from dtls_ossl._conn_core import (
+    STEP_HANDSHAKE,
+    STEP_RECEIVE,
+    STEP_TIMEOUT,
+    ConnectionCore,
+    _nbytes,
+    step,
+)
 from dtls_ossl._conn_outcome import export_keying_material
 from dtls_ossl._conn_status import (
     ALERTS as _ALERTS,
@@ -66,6 +75,9 @@ from dtls_ossl._conn_status import (
 )
 from dtls_ossl._conn_status import (
     ESTABLISHED as _ESTABLISHED,
+)
+from dtls_ossl._conn_status import (
+    HANDSHAKING as _HANDSHAKING,
 )
 from dtls_ossl._conn_status import (
     NEW as _NEW,
@@ -114,7 +126,6 @@ _fast_receive = _openssl.fast_receive
 _fast_send = _openssl.fast_send
 _fast_receive_many = _openssl.fast_receive_many
 _fast_send_many = _openssl.fast_send_many
-_fast_step = _openssl.fast_step
 # next_event() pops from the front of a queue this short (a memmove of a few pointers, the
 # fastest path for the usual one or two events); a longer one is read from a head index and
 # compacted once this many events were read (and at least half of it).
@@ -199,7 +210,7 @@ class DtlsConnection(ConnectionCore):
         else:
             self._cb = CallbackState(key_log)
             self._handle = ffi.new_handle(self._cb)  # owned: keeps the state alive while C has it
-        self._new_ssl()  # sets _c and _addr
+        self._new_ssl()  # sets _ref and _addr
         self._state = _NEW
         # A list, not a deque: a deque's first block alone costs ~600 bytes per connection, and
         # the C fast paths append to it with PyList_Append. next_event() reads from _ev_head
@@ -220,9 +231,8 @@ class DtlsConnection(ConnectionCore):
         self._n_held = 0
         self._n_sent = 0
         self._n_retransmissions = 0
-        # The scratch the fast paths use (bound in C when the handshake completes): that of
-        # the thread that last drove them.
-        self._sc: Scratch = scratch()
+        # _sc, the scratch the fast paths use, is set when the handshake completes (by C) and
+        # read only from then on.
 
     # ----------------------------------------------------------------------------- inputs
 
@@ -240,8 +250,9 @@ class DtlsConnection(ConnectionCore):
             raise InvalidStateError(f"connect() called in state {self._state.value}")
         self._start(now)
         sc = scratch()
-        flags = _fast_step(self._addr, sc.addr, STEP_HANDSHAKE, None, self._out, self._events)
-        self._handle_flags(flags, now, sc)
+        flags = step(self, sc, STEP_HANDSHAKE, None, now)
+        if flags:
+            self._handle_flags(flags, now, sc)
 
     def receive_datagram(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Process one datagram received from the peer.
@@ -253,7 +264,20 @@ class DtlsConnection(ConnectionCore):
 
         :raises Exception: re-raises an exception raised by a key-log callback.
         """
-        if self._state is _ESTABLISHED:
+        state = self._state
+        if state is _HANDSHAKING and (self._expected is not None or self._insecure):
+            # A flight: one C call feeds it, appends the answer to _out, arms the timer and,
+            # at the end of the handshake, queues HandshakeCompleted (step returns COMPLETED).
+            self._n_received += 1
+            try:
+                sc = local.scratch
+            except AttributeError:
+                sc = scratch()
+            flags = step(self, sc, STEP_RECEIVE, data, now)
+            if flags:
+                self._handle_flags(flags, now, sc)
+            return
+        if state is _ESTABLISHED:
             # One C call counts the datagram, decrypts it and queues its DataReceived events.
             r = _fast_receive(self._addr, data, self._out, self._events)
             if r:
@@ -307,8 +331,9 @@ class DtlsConnection(ConnectionCore):
         if self._timer_at is None or now < self._timer_at:
             return
         sc = scratch()
-        flags = _fast_step(self._addr, sc.addr, STEP_TIMEOUT, None, self._out, self._events)
-        self._handle_flags(flags, now, sc)
+        flags = step(self, sc, STEP_TIMEOUT, None, now)
+        if flags:
+            self._handle_flags(flags, now, sc)
 
     def send(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Encrypt ``data`` as one DTLS record, queued for :meth:`datagrams_to_send`.
