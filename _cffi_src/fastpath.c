@@ -702,7 +702,30 @@ enum {
     DTLSOSSL_K_HELD,     /* _held */
     DTLSOSSL_K_SC,       /* _sc: the scratch the fast paths use once established */
     DTLSOSSL_K_EXPECTED, /* _expected: the fingerprints given (a tuple), or None */
+    DTLSOSSL_K_INSECURE, /* _insecure: True with the no-check opt-out */
+    DTLSOSSL_K_ROLE,     /* _role */
+    DTLSOSSL_K_RECEIVED, /* _n_received: datagrams counted in Python */
+    DTLSOSSL_K_TIMEOUT,  /* _handshake_timeout */
     DTLSOSSL_K_N
+};
+
+static const char *const DtlsOssl_k_names[DTLSOSSL_K_N] = {
+    "_ref",
+    "_addr",
+    "_out",
+    "_events",
+    "_timer_at",
+    "_state",
+    "_info",
+    "_data_mtu",
+    "_handshake_deadline",
+    "_held",
+    "_sc",
+    "_expected",
+    "_insecure",
+    "_role",
+    "_n_received",
+    "_handshake_timeout",
 };
 
 /* step's operations (_conn_core.py: STEP_*). */
@@ -714,8 +737,16 @@ enum { DTLSOSSL_WHY_EXPORT = 1, DTLSOSSL_WHY_NO_CERT, DTLSOSSL_WHY_UNCHECKED };
 static PyTypeObject *DtlsOssl_k_type = NULL; /* owned: the connection class */
 static Py_ssize_t DtlsOssl_k[DTLSOSSL_K_N];
 static PyObject *DtlsOssl_k_established = NULL; /* owned: ConnectionState.ESTABLISHED */
-static PyTypeObject *DtlsOssl_sc_type = NULL;   /* owned: Scratch */
-static Py_ssize_t DtlsOssl_sc_addr;             /* offset of Scratch.addr */
+static PyObject *DtlsOssl_k_handshaking = NULL; /* owned: ConnectionState.HANDSHAKING */
+static PyObject *DtlsOssl_k_new = NULL;         /* owned: ConnectionState.NEW */
+static PyObject *DtlsOssl_k_server = NULL;      /* owned: Role.SERVER */
+static PyObject *DtlsOssl_local = NULL;         /* owned: _binding.local (per-thread Scratch) */
+/* owned: DtlsConnection.receive_datagram (the Python definition), ConnectionCore._first_outcome
+   and ConnectionCore._handle_flags: what DtlsOssl_py_receive leaves to Python. */
+static PyObject *DtlsOssl_receive_py = NULL, *DtlsOssl_first_py = NULL, *DtlsOssl_flags_py = NULL;
+static PyObject *DtlsOssl_str_scratch = NULL, *DtlsOssl_str_logging = NULL; /* owned */
+static PyTypeObject *DtlsOssl_sc_type = NULL;                               /* owned: Scratch */
+static Py_ssize_t DtlsOssl_sc_addr; /* offset of Scratch.addr */
 /* What completion builds: a class and the offsets of the slots it sets, in field order. */
 static PyTypeObject *DtlsOssl_hc_type = NULL; /* owned: HandshakeCompleted */
 static Py_ssize_t DtlsOssl_hc[6];
@@ -917,37 +948,26 @@ end:
    too, else the bits for _handle_flags (without WIRE; PLAIN only with HANDSHAKE_DONE, whose
    event comes first). With op 3, an answer is kept only if OpenSSL wrote one and nothing
    failed, and then WIRE is added to the bits: else the bits come back as they are and nothing
-   was queued (_accept_first discards the attempt, or waits for the hello's other fragments). */
-static PyObject *DtlsOssl_py_step(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+   was queued (_first_outcome discards the attempt, or waits for the hello's other fragments).
+   DtlsOssl_step returns the bits, or -1 with an error set. */
+static int DtlsOssl_step(PyObject *conn, PyObject *sc, long op, PyObject *data, double now)
 {
-    PyObject *conn, *out, *events, *timer, *result = NULL;
+    PyObject *out, *events, *timer;
     DtlsOssl_conn *c;
     DtlsOssl_scratch *s;
     Py_buffer view;
-    double now;
-    long op;
-    int flags, keep, done = 0, answered = 0, why;
-    (void)m;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "step(conn, scratch, op, datagram, now)");
-        return NULL;
-    }
-    conn = args[0];
-    if ((c = DtlsOssl_k_conn(conn)) == NULL || (s = DtlsOssl_sc_of(args[1])) == NULL)
-        return NULL;
-    now = PyFloat_AsDouble(args[4]);
-    op = PyLong_AsLong(args[2]);
-    if (PyErr_Occurred())
-        return NULL;
+    int flags, keep, done = 0, answered = 0, why, result = -1;
+    if ((c = DtlsOssl_k_conn(conn)) == NULL || (s = DtlsOssl_sc_of(sc)) == NULL)
+        return -1;
     out = DTLSOSSL_K(conn, DTLSOSSL_K_OUT);
     events = DTLSOSSL_K(conn, DTLSOSSL_K_EVENTS);
     if (out == NULL || events == NULL || !PyList_CheckExact(out) || !PyList_CheckExact(events)) {
         PyErr_SetString(PyExc_TypeError, "step: the connection's _out and _events must be lists");
-        return NULL;
+        return -1;
     }
     if (op == DTLSOSSL_STEP_RECEIVE || op == DTLSOSSL_STEP_FIRST) {
-        if (DtlsOssl_borrow(args[3], &view) < 0)
-            return NULL;
+        if (DtlsOssl_borrow(data, &view) < 0)
+            return -1;
         if (view.len > 65535) { /* above the UDP limit: cannot be genuine */
             s->dropped = 1;
             flags = DTLSOSSL_DROPPED;
@@ -961,12 +981,12 @@ static PyObject *DtlsOssl_py_step(PyObject *m, PyObject *const *args, Py_ssize_t
         flags = DtlsOssl_handle_timeout(c, s);
     } else {
         PyErr_SetString(PyExc_ValueError, "step: op must be 0, 1, 2 or 3");
-        return NULL;
+        return -1;
     }
     if (op == DTLSOSSL_STEP_FIRST) {
         if (!(flags & DTLSOSSL_WIRE)
             || (flags & (DTLSOSSL_DROPPED | DTLSOSSL_FATAL | DTLSOSSL_CALLBACK)))
-            return PyLong_FromLong(flags);
+            return flags;
         answered = DTLSOSSL_WIRE;
     }
     /* Held for the call: appending may run the collector, and a finalizer anything. */
@@ -979,7 +999,7 @@ static PyObject *DtlsOssl_py_step(PyObject *m, PyObject *const *args, Py_ssize_t
     flags |= keep;
     if ((flags & DTLSOSSL_HANDSHAKE_DONE)
         && !(flags & ~(DTLSOSSL_HANDSHAKE_DONE | DTLSOSSL_PLAIN | DTLSOSSL_TIMER))) {
-        if ((why = DtlsOssl_complete(conn, c, s, args[1], events)) < 0)
+        if ((why = DtlsOssl_complete(conn, c, s, sc, events)) < 0)
             goto end;
         if (why == 0) {
             /* Then the records that came with the last flight, if any. */
@@ -994,12 +1014,153 @@ static PyObject *DtlsOssl_py_step(PyObject *m, PyObject *const *args, Py_ssize_t
             goto end;
         flags = done;
     }
-    result = PyLong_FromLong(flags | answered);
+    result = flags | answered;
 end:
     Py_DECREF(events);
     Py_DECREF(out);
     Py_DECREF(conn);
     return result;
+}
+
+static PyObject *DtlsOssl_py_step(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    double now;
+    long op;
+    int flags;
+    (void)m;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "step(conn, scratch, op, datagram, now)");
+        return NULL;
+    }
+    now = PyFloat_AsDouble(args[4]);
+    op = PyLong_AsLong(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    flags = DtlsOssl_step(args[0], args[1], op, args[3], now);
+    return flags < 0 ? NULL : PyLong_FromLong(flags);
+}
+
+/* Whether data (bytes-like) starts with an epoch-0 handshake record carrying a ClientHello:
+   _records.is_client_hello_untrusted. */
+static int DtlsOssl_client_hello(PyObject *data)
+{
+    const unsigned char *d;
+    Py_buffer view;
+    int r;
+    if (DtlsOssl_borrow(data, &view) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    d = (const unsigned char *)view.buf;
+    r = view.len > DTLSOSSL_HDR + 12 && d[0] == 22 && d[3] == 0 && d[4] == 0
+        && d[DTLSOSSL_HDR] == 1;
+    DtlsOssl_unborrow(&view);
+    return r;
+}
+
+/* receive(conn, data, now): what DtlsConnection.receive_datagram's C method calls for a
+   connection that is not established: a handshake flight (once the fingerprints are known) or
+   a new server's ClientHello is fed here by step, counted, and the rest left to Python (the
+   Python definition for anything else, _first_outcome when the first hello was not simply
+   answered, _handle_flags for the bits step left). */
+static PyObject *DtlsOssl_py_receive(PyObject *m, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames)
+{
+    PyObject *conn, *state, *expected, *sc, *n, *deadline, *timeout, *call[4], *r;
+    Py_ssize_t count;
+    double now;
+    long op;
+    int flags;
+    (void)m;
+    if (kwnames != NULL || nargs != 3 || DtlsOssl_receive_py == NULL)
+        goto python;
+    conn = args[0];
+    if (!PyObject_TypeCheck(conn, DtlsOssl_k_type))
+        goto python;
+    state = DTLSOSSL_K(conn, DTLSOSSL_K_STATE);
+    if (state == DtlsOssl_k_handshaking) {
+        expected = DTLSOSSL_K(conn, DTLSOSSL_K_EXPECTED);
+        if ((expected == NULL || expected == Py_None)
+            && DTLSOSSL_K(conn, DTLSOSSL_K_INSECURE) != Py_True)
+            goto python; /* fingerprints not known yet: the flight may have to be held */
+        op = DTLSOSSL_STEP_RECEIVE;
+    } else if (state == DtlsOssl_k_new && DTLSOSSL_K(conn, DTLSOSSL_K_ROLE) == DtlsOssl_k_server
+               && DtlsOssl_client_hello(args[1])) {
+        op = DTLSOSSL_STEP_FIRST;
+    } else {
+        goto python;
+    }
+    now = PyFloat_AsDouble(args[2]);
+    if (now == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        goto python;
+    }
+    if ((sc = PyObject_GetAttr(DtlsOssl_local, DtlsOssl_str_scratch)) == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+        goto python; /* the thread's first call: Python makes its Scratch */
+    }
+    n = DTLSOSSL_K(conn, DTLSOSSL_K_RECEIVED);
+    count = n != NULL && PyLong_CheckExact(n) ? PyLong_AsSsize_t(n) : -1;
+    if (count < 0 || count == PY_SSIZE_T_MAX) {
+        PyErr_Clear();
+        Py_DECREF(sc);
+        goto python;
+    }
+    if (DtlsOssl_k_set(conn, DTLSOSSL_K_RECEIVED, PyLong_FromSsize_t(count + 1)) < 0
+        || (flags = DtlsOssl_step(conn, sc, op, args[1], now)) < 0) {
+        Py_DECREF(sc);
+        return NULL;
+    }
+    if (op == DTLSOSSL_STEP_FIRST) {
+        if (flags == DTLSOSSL_WIRE) {
+            /* Answered: the handshake starts (_start), its deadline from now. */
+            deadline = DTLSOSSL_K(conn, DTLSOSSL_K_DEADLINE);
+            timeout = DTLSOSSL_K(conn, DTLSOSSL_K_TIMEOUT);
+            if (deadline == Py_None && timeout != NULL && timeout != Py_None
+                && DtlsOssl_k_set(conn, DTLSOSSL_K_DEADLINE, PyNumber_Add(args[2], timeout)) < 0) {
+                Py_DECREF(sc);
+                return NULL;
+            }
+            DtlsOssl_k_set(conn, DTLSOSSL_K_STATE, Py_NewRef(DtlsOssl_k_handshaking));
+            flags = 0;
+        } else {
+            call[0] = conn;
+            call[1] = PyLong_FromLong(flags);
+            call[2] = args[2];
+            call[3] = sc;
+            r = call[1] == NULL ? NULL : PyObject_Vectorcall(DtlsOssl_first_py, call, 4, NULL);
+            Py_XDECREF(call[1]);
+            Py_DECREF(sc);
+            return r;
+        }
+    }
+    /* COMPLETED is left only for the debug log: nobody can have enabled it if logging was never
+       imported. */
+    if (flags == DTLSOSSL_COMPLETED && (r = PyImport_GetModule(DtlsOssl_str_logging)) == NULL) {
+        if (PyErr_Occurred()) {
+            Py_DECREF(sc);
+            return NULL;
+        }
+        flags = 0;
+    } else if (flags == DTLSOSSL_COMPLETED) {
+        Py_DECREF(r);
+    }
+    if (flags == 0) {
+        Py_DECREF(sc);
+        Py_RETURN_NONE;
+    }
+    call[0] = conn;
+    call[1] = PyLong_FromLong(flags);
+    call[2] = args[2];
+    call[3] = sc;
+    r = call[1] == NULL ? NULL : PyObject_Vectorcall(DtlsOssl_flags_py, call, 4, NULL);
+    Py_XDECREF(call[1]);
+    Py_DECREF(sc);
+    return r;
+python:
+    return PyObject_Vectorcall(DtlsOssl_receive_py, args, (size_t)nargs, kwnames);
 }
 
 /* complete(conn, scratch): _handshake_completed's C half, for a completion step left to Python
@@ -1115,61 +1276,113 @@ static PyObject *DtlsOssl_py_conn_free(PyObject *m, PyObject *conn)
     Py_RETURN_NONE;
 }
 
-/* The offsets of n slot descriptors (a tuple), all of one class that type derives from. */
-static int DtlsOssl_offsets(PyObject *type, PyObject *slots, Py_ssize_t n, Py_ssize_t *offsets)
+/* The offsets of the n slots named in names (a sequence of str), attributes of type. */
+static int DtlsOssl_offsets(PyObject *type, PyObject *names, Py_ssize_t n, Py_ssize_t *offsets)
 {
-    PyObject *d;
+    PyObject *seq, *d;
     Py_ssize_t i;
-    if (!PyType_Check(type) || !PyTuple_CheckExact(slots) || PyTuple_GET_SIZE(slots) != n) {
-        PyErr_Format(PyExc_TypeError, "step_setup: expected a class and %zd slots", n);
+    int r = 0;
+    if (!PyType_Check(type) || (seq = PySequence_Tuple(names)) == NULL)
         return -1;
+    if (PyTuple_GET_SIZE(seq) != n) {
+        PyErr_Format(PyExc_TypeError, "step_setup: %R has not %zd fields", type, n);
+        r = -1;
     }
-    for (i = 0; i < n; i++) {
-        d = PyTuple_GET_ITEM(slots, i);
-        if ((offsets[i] = DtlsOssl_slot_offset(d)) < 0)
-            return -1;
-        if (!PyType_IsSubtype((PyTypeObject *)type, ((PyMemberDescrObject *)d)->d_common.d_type)) {
-            PyErr_SetString(PyExc_TypeError, "step_setup: a slot of another class");
-            return -1;
-        }
+    for (i = 0; r == 0 && i < n; i++) {
+        if ((d = PyObject_GetAttr(type, PyTuple_GET_ITEM(seq, i))) == NULL)
+            r = -1;
+        else if ((offsets[i] = DtlsOssl_slot_offset(d)) < 0)
+            r = -1;
+        Py_XDECREF(d);
     }
-    return 0;
+    Py_DECREF(seq);
+    return r;
 }
 
-/* step_setup(conn_class, conn_slots, established, scratch_class, scratch_addr,
-   completed_class, completed_slots, keys_class, keys_slots, certificate_class,
-   certificate_slots, profiles, select): what step, complete and conn_new need, once per
-   process. conn_slots are the DTLSOSSL_K_* slots in that order; completed_slots the
-   HandshakeCompleted fields and keys_slots the SrtpKeys fields, in constructor order;
-   certificate_slots Certificate's _der, _fingerprints, _key_der and _x509; profiles maps an
-   SRTP profile's IANA id to (SrtpProfile, key length, salt length). */
+/* The object named name in the dict objects, as a new reference, or NULL with an error. */
+static PyObject *DtlsOssl_named(PyObject *objects, const char *name)
+{
+    PyObject *o = PyDict_GetItemString(objects, name);
+    if (o == NULL)
+        PyErr_Format(PyExc_KeyError, "step_setup: %s missing", name);
+    return Py_XNewRef(o);
+}
+
+/* step_setup(conn_class, scratch_class, completed_class, keys_class, certificate_class,
+   objects): what step, complete, receive and conn_new need, once per process. The slots are
+   found by name: the connection's (DtlsOssl_k_names), Scratch.addr, the fields of
+   HandshakeCompleted and SrtpKeys (their __match_args__, in constructor order) and
+   Certificate's _der, _fingerprints, _key_der and _x509. objects maps names to: established,
+   handshaking, new (ConnectionState members), server (Role.SERVER), local (the per-thread
+   storage holding a thread's Scratch as .scratch), profiles ({IANA id: (SrtpProfile, key
+   length, salt length)}), select (select_fingerprints), receive (the Python receive_datagram),
+   first_outcome and handle_flags (ConnectionCore's). */
 static PyObject *DtlsOssl_py_step_setup(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t sc_addr[1];
+    PyObject *names, *d, *match;
+    Py_ssize_t sc_addr[1], i;
     (void)m;
-    if (nargs != 13 || !PyDict_CheckExact(args[11]) || !PyCallable_Check(args[12])) {
-        PyErr_SetString(PyExc_TypeError, "step_setup: 13 arguments");
+    if (nargs != 6 || !PyDict_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "step_setup(conn_class, scratch_class, completed_class, "
+                                         "keys_class, certificate_class, objects)");
         return NULL;
     }
     if (DtlsOssl_k_type != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "step_setup: already set up");
         return NULL;
     }
-    if (DtlsOssl_offsets(args[0], args[1], DTLSOSSL_K_N, DtlsOssl_k) < 0
-        || DtlsOssl_offsets(args[3], args[4], 1, sc_addr) < 0
-        || DtlsOssl_offsets(args[5], args[6], 6, DtlsOssl_hc) < 0
-        || DtlsOssl_offsets(args[7], args[8], 5, DtlsOssl_keys) < 0
-        || DtlsOssl_offsets(args[9], args[10], 4, DtlsOssl_cert) < 0
-        || PyType_Ready(&DtlsOssl_RefType) < 0)
+    d = args[5];
+    if ((names = PyTuple_New(DTLSOSSL_K_N)) == NULL)
         return NULL;
+    for (i = 0; i < DTLSOSSL_K_N; i++)
+        PyTuple_SET_ITEM(names, i, PyUnicode_FromString(DtlsOssl_k_names[i]));
+    i = DtlsOssl_offsets(args[0], names, DTLSOSSL_K_N, DtlsOssl_k);
+    Py_DECREF(names);
+    if (i < 0)
+        return NULL;
+    if ((names = Py_BuildValue("(s)", "addr")) == NULL)
+        return NULL;
+    i = DtlsOssl_offsets(args[1], names, 1, sc_addr);
+    Py_DECREF(names);
+    if (i < 0)
+        return NULL;
+    if ((match = PyObject_GetAttrString(args[2], "__match_args__")) == NULL)
+        return NULL;
+    i = DtlsOssl_offsets(args[2], match, 6, DtlsOssl_hc);
+    Py_DECREF(match);
+    if (i < 0 || (match = PyObject_GetAttrString(args[3], "__match_args__")) == NULL)
+        return NULL;
+    i = DtlsOssl_offsets(args[3], match, 5, DtlsOssl_keys);
+    Py_DECREF(match);
+    if (i < 0
+        || (names = Py_BuildValue("(ssss)", "_der", "_fingerprints", "_key_der", "_x509")) == NULL)
+        return NULL;
+    i = DtlsOssl_offsets(args[4], names, 4, DtlsOssl_cert);
+    Py_DECREF(names);
+    if (i < 0 || PyType_Ready(&DtlsOssl_RefType) < 0)
+        return NULL;
+    if ((DtlsOssl_k_established = DtlsOssl_named(d, "established")) == NULL
+        || (DtlsOssl_k_handshaking = DtlsOssl_named(d, "handshaking")) == NULL
+        || (DtlsOssl_k_new = DtlsOssl_named(d, "new")) == NULL
+        || (DtlsOssl_k_server = DtlsOssl_named(d, "server")) == NULL
+        || (DtlsOssl_local = DtlsOssl_named(d, "local")) == NULL
+        || (DtlsOssl_profiles = DtlsOssl_named(d, "profiles")) == NULL
+        || (DtlsOssl_select = DtlsOssl_named(d, "select")) == NULL
+        || (DtlsOssl_receive_py = DtlsOssl_named(d, "receive")) == NULL
+        || (DtlsOssl_first_py = DtlsOssl_named(d, "first_outcome")) == NULL
+        || (DtlsOssl_flags_py = DtlsOssl_named(d, "handle_flags")) == NULL
+        || (DtlsOssl_str_scratch = PyUnicode_InternFromString("scratch")) == NULL
+        || (DtlsOssl_str_logging = PyUnicode_InternFromString("logging")) == NULL)
+        return NULL;
+    if (!PyDict_CheckExact(DtlsOssl_profiles) || !PyCallable_Check(DtlsOssl_select)) {
+        PyErr_SetString(PyExc_TypeError, "step_setup: profiles must be a dict, select callable");
+        return NULL;
+    }
     DtlsOssl_sc_addr = sc_addr[0];
-    DtlsOssl_k_established = Py_NewRef(args[2]);
-    DtlsOssl_sc_type = (PyTypeObject *)Py_NewRef(args[3]);
-    DtlsOssl_hc_type = (PyTypeObject *)Py_NewRef(args[5]);
-    DtlsOssl_keys_type = (PyTypeObject *)Py_NewRef(args[7]);
-    DtlsOssl_cert_type = (PyTypeObject *)Py_NewRef(args[9]);
-    DtlsOssl_profiles = Py_NewRef(args[11]);
-    DtlsOssl_select = Py_NewRef(args[12]);
+    DtlsOssl_sc_type = (PyTypeObject *)Py_NewRef(args[1]);
+    DtlsOssl_hc_type = (PyTypeObject *)Py_NewRef(args[2]);
+    DtlsOssl_keys_type = (PyTypeObject *)Py_NewRef(args[3]);
+    DtlsOssl_cert_type = (PyTypeObject *)Py_NewRef(args[4]);
     DtlsOssl_k_type = (PyTypeObject *)Py_NewRef(args[0]); /* last: it says all is set */
     Py_RETURN_NONE;
 }
@@ -1212,10 +1425,11 @@ static PyMethodDef DtlsOssl_fast_methods[] = {
      "conn_new(conn, (ctx, mtu, initial_us, max_us), is_server, handle, check, md, digests) "
      "-> bool"},
     {"conn_free", DtlsOssl_py_conn_free, METH_O, "conn_free(conn): free its C object now"},
+    {"receive", (PyCFunction)(void (*)(void))DtlsOssl_py_receive, METH_FASTCALL | METH_KEYWORDS,
+     "receive(conn, data, now): receive_datagram of a connection not established"},
     {"step_setup", (PyCFunction)(void (*)(void))DtlsOssl_py_step_setup, METH_FASTCALL,
-     "step_setup(conn_class, conn_slots, established, scratch_class, scratch_addr, "
-     "completed_class, completed_slots, keys_class, keys_slots, certificate_class, "
-     "certificate_slots, profiles, select)"},
+     "step_setup(conn_class, scratch_class, completed_class, keys_class, certificate_class, "
+     "objects)"},
     {"fast_setup", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_setup, METH_FASTCALL,
      "fast_setup(DataReceived, DataReceived.__dict__['data'])"},
     {NULL, NULL, 0, NULL},

@@ -88,7 +88,6 @@ from dtls_ossl._roles import SERVER as _SERVER
 from dtls_ossl._roles import Role
 from dtls_ossl._util import TYPE_CHECKING, debug_logger
 from dtls_ossl.configuration import DtlsConfiguration
-from dtls_ossl.events import HandshakeCompleted
 from dtls_ossl.exceptions import (
     CallbackError,
     CertificateVerificationError,
@@ -98,14 +97,12 @@ from dtls_ossl.exceptions import (
     OpenSSLError,
     PayloadSizeError,
 )
-from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.sdp import (
     FINGERPRINT_PREFERENCE,
     Fingerprint,
     format_fingerprint,
     select_fingerprints,
 )
-from dtls_ossl.webrtc.srtp import SrtpKeys, SrtpProfile
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -118,7 +115,7 @@ __all__ = ["ConnectionCore"]
 # new thread; fast_setup tells C which event class and slot to build DataReceived with.
 _fast_receive = _openssl.fast_receive
 _fast_send = _openssl.fast_send
-# The handshake path in C (_cffi_src/fastpath.c; step_setup at the end of this module tells it
+# The handshake path in C (_cffi_src/fastpath.c; connection.py's _install_c_methods tells it
 # the slots it reads and writes): the C object's making and freeing, one call per flight, and
 # the completion that builds HandshakeCompleted.
 step = _openssl.step
@@ -282,9 +279,14 @@ class ConnectionCore:
         is about to start nor make us send anything.
         """
         sc = scratch()
-        # step queues the answer only if there is one and nothing failed (WIRE says so): a
-        # discarded attempt must leave nothing to send.
-        flags = step(self, sc, _STEP_FIRST, data, now)
+        self._first_outcome(step(self, sc, _STEP_FIRST, data, now), now, sc)
+
+    def _first_outcome(self, flags: int, now: float, sc: Scratch) -> None:
+        """Act on step's bits for a new server's first datagram (op ``_STEP_FIRST``).
+
+        step queued the answer only if there was one and nothing failed (WIRE says so): a
+        discarded attempt must leave nothing to send.
+        """
         if flags & _DROPPED:
             self._n_dropped += int(sc.ptr.dropped)
             return
@@ -618,42 +620,3 @@ def _records(buf: Any, ends: list[int]) -> list[bytes]:
 def _nbytes(data: bytes | bytearray | memoryview) -> int:
     """Size in bytes of a bytes-like object (len() counts items, wider in some memoryviews)."""
     return len(data) if type(data) is bytes else memoryview(data).nbytes
-
-
-def _setup_step() -> None:
-    """Tell the C handshake path (step, complete, conn_new) which slots and classes it uses."""
-    slots = (
-        "_ref",
-        "_addr",
-        "_out",
-        "_events",
-        "_timer_at",
-        "_state",
-        "_info",
-        "_data_mtu",
-        "_handshake_deadline",
-        "_held",
-        "_sc",
-        "_expected",
-    )
-    core = ConnectionCore.__dict__
-    _openssl.step_setup(
-        ConnectionCore,
-        tuple(core[name] for name in slots),
-        _ESTABLISHED,
-        Scratch,
-        (Scratch.__dict__["addr"],),
-        HandshakeCompleted,
-        tuple(HandshakeCompleted.__dict__[name] for name in HandshakeCompleted.__match_args__),
-        SrtpKeys,
-        tuple(SrtpKeys.__dict__[name] for name in SrtpKeys.__match_args__),
-        Certificate,
-        tuple(
-            Certificate.__dict__[name] for name in ("_der", "_fingerprints", "_key_der", "_x509")
-        ),
-        {p.iana_id: (p, p.key_length, p.salt_length) for p in SrtpProfile},
-        select_fingerprints,
-    )
-
-
-_setup_step()

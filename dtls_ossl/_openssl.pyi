@@ -16,8 +16,12 @@ def fast_receive_many(
 ) -> int: ...
 def fast_setup(event_class: type[DataReceived], data_slot: Any, /) -> None: ...
 def step(
-    conn: object, scratch: object, op: int, datagram: bytes | bytearray | memoryview | None,
-    now: float, /
+    conn: object,
+    scratch: object,
+    op: int,
+    datagram: bytes | bytearray | memoryview | None,
+    now: float,
+    /,
 ) -> int: ...
 def complete(conn: object, scratch: object, /) -> int: ...
 def conn_new(
@@ -33,20 +37,14 @@ def conn_new(
 def conn_free(conn: object, /) -> None: ...
 def step_setup(
     conn_class: type,
-    conn_slots: tuple[Any, ...],
-    established: Any,
     scratch_class: type,
-    scratch_addr: tuple[Any],
     completed_class: type,
-    completed_slots: tuple[Any, ...],
     keys_class: type,
-    keys_slots: tuple[Any, ...],
     certificate_class: type,
-    certificate_slots: tuple[Any, ...],
-    profiles: dict[int, tuple[Any, int, int]],
-    select: Any,
+    objects: dict[str, Any],
     /,
 ) -> None: ...
+def receive(conn: object, data: bytes | bytearray | memoryview, now: float, /) -> None: ...
 def install_methods(
     cls: type,
     slots: tuple[Any, ...],

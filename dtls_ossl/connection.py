@@ -56,7 +56,7 @@ A connection is not thread-safe: drive each one from one thread at a time.
 from __future__ import annotations
 
 from dtls_ossl import _openssl, events
-from dtls_ossl._binding import consume_errors, ffi, lib, local, scratch
+from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, local, scratch
 from dtls_ossl._callbacks import NO_CALLBACKS, CallbackState
 from dtls_ossl._conn_core import (
     STEP_HANDSHAKE,
@@ -106,11 +106,13 @@ from dtls_ossl.exceptions import (
     OpenSSLError,
     PayloadSizeError,
 )
+from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.sdp import (
     Fingerprint,
     parse_fingerprints,
+    select_fingerprints,
 )
-from dtls_ossl.webrtc.srtp import SrtpKeys
+from dtls_ossl.webrtc.srtp import SrtpKeys, SrtpProfile
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -604,7 +606,9 @@ def _install_c_methods() -> None:
     A Python method call costs about as much as the C call inside it, and every record makes
     four. The C methods do an established connection's common case themselves and call the
     definitions above, unchanged, for everything else; those stay the reference for behaviour,
-    typing and documentation.
+    typing and documentation. For receive_datagram, "everything else" goes through the
+    handshake path's ``receive`` first: it feeds a handshake flight (or a new server's
+    ClientHello) itself and calls the definition above for the rest.
     """
     params = {
         "send": "data, now",
@@ -616,6 +620,27 @@ def _install_c_methods() -> None:
         f"{name}($self{', ' if p else ''}{p})\n--\n\n{DtlsConnection.__dict__[name].__doc__}"
         for name, p in params.items()
     )
+    _openssl.step_setup(
+        ConnectionCore,
+        Scratch,
+        HandshakeCompleted,
+        SrtpKeys,
+        Certificate,
+        {
+            "established": _ESTABLISHED,
+            "handshaking": _HANDSHAKING,
+            "new": _NEW,
+            "server": _SERVER,
+            "local": local,
+            "profiles": {p.iana_id: (p, p.key_length, p.salt_length) for p in SrtpProfile},
+            "select": select_fingerprints,
+            "receive": DtlsConnection.__dict__["receive_datagram"],
+            "first_outcome": ConnectionCore._first_outcome,
+            "handle_flags": ConnectionCore._handle_flags,
+        },
+    )
+    # install_methods keeps what receive_datagram is now as its fallback.
+    DtlsConnection.receive_datagram = _openssl.receive  # type: ignore[method-assign,assignment]
     slots = ("_state", "_addr", "_out", "_events", "_ev_head")
     _openssl.install_methods(
         DtlsConnection,
