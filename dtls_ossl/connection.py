@@ -59,6 +59,7 @@ from dtls_ossl import _openssl, events
 from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, local, scratch
 from dtls_ossl._callbacks import NO_CALLBACKS, CallbackState
 from dtls_ossl._conn_core import (
+    _MD_INDEX,
     STEP_HANDSHAKE,
     STEP_RECEIVE,
     STEP_TIMEOUT,
@@ -136,6 +137,28 @@ _COMPACT_AT = 256
 
 
 _VERDICT_NONE = int(lib.DTLSOSSL_VERDICT_NONE)
+
+# The slots every connection starts with, as __init__ sets them: its C twin (install_init in
+# _install_c_methods) sets these, then the ones that depend on the arguments.
+_INITIAL: dict[str, object] = {
+    "_insecure": False,
+    "_cb": NO_CALLBACKS,
+    "_handle": None,
+    "_state": _NEW,
+    "_ev_head": 0,
+    "_held": None,
+    "_timer_at": None,
+    "_handshake_deadline": None,
+    "_data_mtu": 0,
+    "_info": None,
+    "_sent_alert": None,
+    "_received_alert": None,
+    "_n_received": 0,
+    "_n_dropped": 0,
+    "_n_held": 0,
+    "_n_sent": 0,
+    "_n_retransmissions": 0,
+}
 
 
 def _normalise_fingerprints(fingerprints: Iterable[Fingerprint | str]) -> tuple[Fingerprint, ...]:
@@ -620,6 +643,7 @@ def _install_c_methods() -> None:
         f"{name}($self{', ' if p else ''}{p})\n--\n\n{DtlsConnection.__dict__[name].__doc__}"
         for name, p in params.items()
     )
+    init = DtlsConnection.__dict__["__init__"]
     _openssl.step_setup(
         ConnectionCore,
         Scratch,
@@ -637,7 +661,19 @@ def _install_c_methods() -> None:
             "receive": DtlsConnection.__dict__["receive_datagram"],
             "first_outcome": ConnectionCore._first_outcome,
             "handle_flags": ConnectionCore._handle_flags,
+            "init": init,
+            "client": _CLIENT,
+            "configuration": DtlsConfiguration,
+            "fingerprint": Fingerprint,
+            "md_index": _MD_INDEX,
+            "initial": _INITIAL,
         },
+    )
+    # The usual construction in C; the definition above for any other call (and every error).
+    _openssl.install_init(
+        DtlsConnection,
+        "__init__($self, configuration, *, role, remote_fingerprints=None, "
+        f"insecure_skip_fingerprint_check=False)\n--\n\n{init.__doc__}",
     )
     # install_methods keeps what receive_datagram is now as its fallback.
     DtlsConnection.receive_datagram = _openssl.receive  # type: ignore[method-assign,assignment]
