@@ -671,24 +671,35 @@ static PyObject *DtlsOssl_peer_der(DtlsOssl_conn *c)
    read and written at the offsets step_setup was given, on instances of that class only. */
 
 typedef struct {
-    PyObject_HEAD DtlsOssl_conn *c; /* owned: NULL once freed */
+    PyObject ob_base;
+    DtlsOssl_conn *c; /* owned: NULL once freed */
 } DtlsOssl_Ref;
 
 static void DtlsOssl_ref_dealloc(PyObject *self)
 {
+    PyTypeObject *type = Py_TYPE(self);
     DtlsOssl_conn_free(((DtlsOssl_Ref *)self)->c);
-    Py_TYPE(self)->tp_free(self);
+    type->tp_free(self);
+    Py_DECREF(type); /* a heap type: each instance holds a reference */
 }
 
-static PyTypeObject DtlsOssl_RefType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dtls_ossl._openssl.ConnRef",
-    .tp_basicsize = sizeof(DtlsOssl_Ref),
-    .tp_dealloc = DtlsOssl_ref_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "The owner of one connection's C object (made by conn_new only).",
+static PyType_Slot DtlsOssl_ref_slots[] = {
+    {Py_tp_dealloc, (void *)DtlsOssl_ref_dealloc},
+    {Py_tp_doc, (void *)"The owner of one connection's C object (made by conn_new only)."},
+    {0, NULL},
 };
 
-/* The connection's slots step_setup was given, in this order. */
+static PyType_Spec DtlsOssl_ref_spec = {
+    "dtls_ossl._openssl.ConnRef",
+    sizeof(DtlsOssl_Ref),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    DtlsOssl_ref_slots,
+};
+
+static PyTypeObject *DtlsOssl_RefType = NULL; /* owned: made by step_setup */
+
+/* The connection's slots, found by name (DtlsOssl_k_names) by step_setup. */
 enum {
     DTLSOSSL_K_REF,      /* _ref: the DtlsOssl_Ref */
     DTLSOSSL_K_ADDR,     /* _addr: its C object's address, 0 once freed */
@@ -1253,7 +1264,7 @@ static int DtlsOssl_make(PyObject *conn, PyObject *args, int is_server, void *ha
     DtlsOssl_unborrow(&view);
     if (c == NULL)
         return 0;
-    if ((ref = PyObject_New(DtlsOssl_Ref, &DtlsOssl_RefType)) == NULL) {
+    if ((ref = PyObject_New(DtlsOssl_Ref, DtlsOssl_RefType)) == NULL) {
         DtlsOssl_conn_free(c);
         return -1;
     }
@@ -1411,7 +1422,7 @@ static PyObject *DtlsOssl_py_conn_free(PyObject *m, PyObject *conn)
     }
     DtlsOssl_k_set(conn, DTLSOSSL_K_ADDR, PyLong_FromLong(0)); /* a cached small int */
     ref = DTLSOSSL_K(conn, DTLSOSSL_K_REF);
-    if (ref != NULL && Py_TYPE(ref) == &DtlsOssl_RefType) {
+    if (ref != NULL && Py_TYPE(ref) == DtlsOssl_RefType) {
         DtlsOssl_conn_free(((DtlsOssl_Ref *)ref)->c);
         ((DtlsOssl_Ref *)ref)->c = NULL;
     }
@@ -1593,7 +1604,7 @@ static PyObject *DtlsOssl_py_step_setup(PyObject *m, PyObject *const *args, Py_s
         return NULL;
     i = DtlsOssl_offsets(args[4], names, 4, DtlsOssl_cert);
     Py_DECREF(names);
-    if (i < 0 || PyType_Ready(&DtlsOssl_RefType) < 0)
+    if (i < 0 || (DtlsOssl_RefType = (PyTypeObject *)PyType_FromSpec(&DtlsOssl_ref_spec)) == NULL)
         return NULL;
     if ((DtlsOssl_k_established = DtlsOssl_named(d, "established")) == NULL
         || (DtlsOssl_k_handshaking = DtlsOssl_named(d, "handshaking")) == NULL
