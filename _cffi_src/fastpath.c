@@ -631,28 +631,20 @@ static PyObject *DtlsOssl_name(const char *text)
     return str;
 }
 
-/* The peer certificate's DER as bytes (the copy the fingerprint check kept, else encoded now),
-   or None if there is none. */
-static PyObject *DtlsOssl_peer_der(DtlsOssl_conn *c)
+/* The peer certificate's DER (*n bytes, to OPENSSL_free): the copy the fingerprint check kept,
+   else encoded now; NULL if there is none. */
+static unsigned char *DtlsOssl_take_der(DtlsOssl_conn *c, int *n)
 {
+    unsigned char *der = c->peer_der;
     X509 *peer;
-    PyObject *der;
-    unsigned char *p = NULL;
-    int n;
-    if (c->peer_der != NULL) {
-        der = PyBytes_FromStringAndSize((const char *)c->peer_der, c->peer_der_len);
-        if (der != NULL) {
-            OPENSSL_free(c->peer_der);
-            c->peer_der = NULL;
-            c->peer_der_len = 0;
-        }
+    *n = c->peer_der_len;
+    c->peer_der = NULL;
+    c->peer_der_len = 0;
+    if (der != NULL)
         return der;
-    }
     peer = SSL_get0_peer_certificate(c->ssl);
-    if (peer == NULL || (n = i2d_X509(peer, &p)) <= 0)
-        Py_RETURN_NONE;
-    der = PyBytes_FromStringAndSize((const char *)p, n);
-    OPENSSL_free(p);
+    if (peer == NULL || (*n = i2d_X509(peer, &der)) <= 0)
+        return NULL;
     return der;
 }
 
@@ -744,8 +736,9 @@ static const char *const DtlsOssl_k_names[DTLSOSSL_K_N] = {
 /* step's operations (_conn_core.py: STEP_*). */
 enum { DTLSOSSL_STEP_HANDSHAKE, DTLSOSSL_STEP_RECEIVE, DTLSOSSL_STEP_TIMEOUT, DTLSOSSL_STEP_FIRST };
 
-/* Why complete left the completion to Python (0: it is done). */
-enum { DTLSOSSL_WHY_EXPORT = 1, DTLSOSSL_WHY_NO_CERT, DTLSOSSL_WHY_UNCHECKED };
+/* Why complete left the completion to Python (0: it is done). ENDED: Python code that ran
+   meanwhile (a finalizer the collector ran during an allocation) ended the connection. */
+enum { DTLSOSSL_WHY_EXPORT = 1, DTLSOSSL_WHY_NO_CERT, DTLSOSSL_WHY_UNCHECKED, DTLSOSSL_WHY_ENDED };
 
 static PyTypeObject *DtlsOssl_k_type = NULL; /* owned: the connection class */
 static Py_ssize_t DtlsOssl_k[DTLSOSSL_K_N];
@@ -810,6 +803,14 @@ static DtlsOssl_conn *DtlsOssl_k_conn(PyObject *conn)
     return DtlsOssl_conn_arg(addr);
 }
 
+/* Whether conn still owns c. Any Python code may run during an allocation (a finalizer run by
+   the collector), and end the connection: C must not touch c after that. */
+static int DtlsOssl_still(PyObject *conn, DtlsOssl_conn *c)
+{
+    PyObject *addr = DTLSOSSL_K(conn, DTLSOSSL_K_ADDR);
+    return addr != NULL && PyLong_CheckExact(addr) && PyLong_AsVoidPtr(addr) == (void *)c;
+}
+
 /* The struct of a Scratch object. */
 static DtlsOssl_scratch *DtlsOssl_sc_of(PyObject *sc)
 {
@@ -840,15 +841,16 @@ static PyObject *DtlsOssl_build(PyTypeObject *t, const Py_ssize_t *offsets, int 
     return o;
 }
 
-/* The SrtpKeys of material (n bytes) for the negotiated profile id, as this side sees them
+/* The SrtpKeys of material (n bytes) for the negotiated profile id, as this side (a server or
+   not) sees them
    (RFC 5764 section 4.2: client key | server key | client salt | server salt), in *keys and
    the profile in *profile (new references). */
-static int DtlsOssl_srtp_keys(DtlsOssl_conn *c, long id, const char *material, Py_ssize_t n,
+static int DtlsOssl_srtp_keys(int server, long id, const char *material, Py_ssize_t n,
                               PyObject **profile, PyObject **keys)
 {
     PyObject *key, *entry, *v[5] = {NULL, NULL, NULL, NULL, NULL};
     Py_ssize_t k, salt, i;
-    int server = SSL_is_server(c->ssl), r = -1;
+    int r = -1;
     if ((key = PyLong_FromLong(id)) == NULL)
         return -1;
     entry = PyDict_GetItemWithError(DtlsOssl_profiles, key); /* borrowed */
@@ -885,16 +887,19 @@ static int DtlsOssl_srtp_keys(DtlsOssl_conn *c, long id, const char *material, P
 
 /* A handshake that just completed: queue HandshakeCompleted on events and make the connection
    ESTABLISHED, with s (its Scratch object sc) bound for the per-record paths. Returns 0, a
-   DTLSOSSL_WHY_* for what Python must decide (nothing changed), or -1 with an error set. */
+   DTLSOSSL_WHY_* for what Python must decide (nothing changed), or -1 with an error set.
+   Everything is read from c before the first Python object is made. */
 static int DtlsOssl_complete(PyObject *conn, DtlsOssl_conn *c, DtlsOssl_scratch *s, PyObject *sc,
                              PyObject *events)
 {
     const char *names[2];
     char material[DTLSOSSL_MAX_SRTP_MATERIAL];
-    PyObject *expected, *chosen, *cert = NULL, *v[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    PyObject *expected, *chosen, *info, *v[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
     PyObject *fields[4];
+    unsigned char *der;
+    size_t data_mtu;
     int64_t r;
-    int i, result = -1;
+    int i, n, matched, server, result = -1;
     if (DtlsOssl_hc_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "dtls_ossl: step_setup was not called");
         return -1;
@@ -902,27 +907,26 @@ static int DtlsOssl_complete(PyObject *conn, DtlsOssl_conn *c, DtlsOssl_scratch 
     if ((r = DtlsOssl_established(c, names, material)) < 0)
         return DTLSOSSL_WHY_EXPORT;
     expected = DTLSOSSL_K(conn, DTLSOSSL_K_EXPECTED);
-    if (expected != NULL && expected != Py_None && c->matched < 0)
+    matched = c->matched;
+    if (expected != NULL && expected != Py_None && matched < 0)
         return DTLSOSSL_WHY_UNCHECKED; /* the verify callback refuses that, so: not reached */
-    if ((fields[0] = DtlsOssl_peer_der(c)) == NULL)
-        return -1;
-    if (fields[0] == Py_None) {
-        Py_DECREF(fields[0]);
+    if ((der = DtlsOssl_take_der(c, &n)) == NULL)
         return DTLSOSSL_WHY_NO_CERT;
-    }
+    data_mtu = c->data_mtu;
+    server = SSL_is_server(c->ssl);
+    /* The names are OpenSSL's constant strings; nothing below reads c until DtlsOssl_still. */
+    Py_XINCREF(expected);
+    fields[0] = PyBytes_FromStringAndSize((const char *)der, n);
+    OPENSSL_free(der);
     /* The peer's Certificate: its DER, no fingerprint computed yet, no key, not parsed. */
-    fields[1] = PyDict_New();
+    fields[1] = fields[0] != NULL ? PyDict_New() : NULL;
     fields[2] = fields[3] = Py_None;
     if (fields[1] != NULL)
-        cert = DtlsOssl_build(DtlsOssl_cert_type, DtlsOssl_cert, 4, fields);
-    Py_DECREF(fields[0]);
+        v[3] = DtlsOssl_build(DtlsOssl_cert_type, DtlsOssl_cert, 4, fields);
+    Py_XDECREF(fields[0]);
     Py_XDECREF(fields[1]);
-    if (cert == NULL)
-        return -1;
-    v[0] = DtlsOssl_name(names[0]);
-    v[1] = DtlsOssl_name(names[1]);
-    v[3] = cert;
-    if (v[0] == NULL || v[1] == NULL)
+    if (v[3] == NULL || (v[0] = DtlsOssl_name(names[0])) == NULL
+        || (v[1] = DtlsOssl_name(names[1])) == NULL)
         goto end;
     /* The fingerprint matched: one of the strongest hash function's (RFC 8122 section 5). */
     if (expected == NULL || expected == Py_None) {
@@ -932,7 +936,7 @@ static int DtlsOssl_complete(PyObject *conn, DtlsOssl_conn *c, DtlsOssl_scratch 
             chosen = Py_NewRef(expected);
         else if ((chosen = PyObject_CallOneArg(DtlsOssl_select, expected)) == NULL)
             goto end;
-        v[4] = PySequence_GetItem(chosen, c->matched);
+        v[4] = PySequence_GetItem(chosen, matched);
         Py_DECREF(chosen);
         if (v[4] == NULL)
             goto end;
@@ -940,26 +944,32 @@ static int DtlsOssl_complete(PyObject *conn, DtlsOssl_conn *c, DtlsOssl_scratch 
     if ((r & 0xffff) == 0) {
         v[2] = Py_NewRef(Py_None);
         v[5] = Py_NewRef(Py_None);
-    } else if (DtlsOssl_srtp_keys(c, (long)(r & 0xffff), material, (Py_ssize_t)(r >> 32), &v[2],
-                                  &v[5])
+    } else if (DtlsOssl_srtp_keys(server, (long)(r & 0xffff), material, (Py_ssize_t)(r >> 32),
+                                  &v[2], &v[5])
                < 0) {
         goto end;
     }
-    if ((cert = DtlsOssl_build(DtlsOssl_hc_type, DtlsOssl_hc, 6, v)) == NULL)
+    if ((info = DtlsOssl_build(DtlsOssl_hc_type, DtlsOssl_hc, 6, v)) == NULL)
         goto end;
-    if (PyList_Append(events, cert) < 0
-        || DtlsOssl_k_set(conn, DTLSOSSL_K_DATA_MTU, PyLong_FromSize_t(c->data_mtu)) < 0) {
-        Py_DECREF(cert);
+    if (!DtlsOssl_still(conn, c)) {
+        Py_DECREF(info);
+        result = DTLSOSSL_WHY_ENDED;
         goto end;
     }
     c->sc = s;
-    DtlsOssl_k_set(conn, DTLSOSSL_K_INFO, cert); /* the reference moves to the slot */
+    if (PyList_Append(events, info) < 0
+        || DtlsOssl_k_set(conn, DTLSOSSL_K_DATA_MTU, PyLong_FromSize_t(data_mtu)) < 0) {
+        Py_DECREF(info);
+        goto end;
+    }
+    DtlsOssl_k_set(conn, DTLSOSSL_K_INFO, info); /* the reference moves to the slot */
     DtlsOssl_k_set(conn, DTLSOSSL_K_STATE, Py_NewRef(DtlsOssl_k_established));
     DtlsOssl_k_set(conn, DTLSOSSL_K_HELD, Py_NewRef(Py_None));
     DtlsOssl_k_set(conn, DTLSOSSL_K_DEADLINE, Py_NewRef(Py_None));
     DtlsOssl_k_set(conn, DTLSOSSL_K_SC, Py_NewRef(sc));
     result = 0;
 end:
+    Py_XDECREF(expected);
     for (i = 0; i < 6; i++)
         Py_XDECREF(v[i]);
     return result;
@@ -981,6 +991,7 @@ static int DtlsOssl_step(PyObject *conn, PyObject *sc, long op, PyObject *data, 
     DtlsOssl_conn *c;
     DtlsOssl_scratch *s;
     Py_buffer view;
+    long timeout_us;
     int flags, keep, done = 0, answered = 0, why, result = -1;
     if ((c = DtlsOssl_k_conn(conn)) == NULL || (s = DtlsOssl_sc_of(sc)) == NULL)
         return -1;
@@ -1014,6 +1025,7 @@ static int DtlsOssl_step(PyObject *conn, PyObject *sc, long op, PyObject *data, 
             return flags;
         answered = DTLSOSSL_WIRE;
     }
+    timeout_us = c->timeout_us; /* read before any Python code can run (DtlsOssl_still) */
     /* Held for the call: appending may run the collector, and a finalizer anything. */
     Py_INCREF(conn);
     Py_INCREF(out);
@@ -1022,10 +1034,18 @@ static int DtlsOssl_step(PyObject *conn, PyObject *sc, long op, PyObject *data, 
     if ((flags = DtlsOssl_collect(s, flags & ~keep, out, events)) < 0)
         goto end;
     flags |= keep;
+    if (!DtlsOssl_still(conn, c)) {
+        result = 0; /* ended meanwhile: nothing is left to do */
+        goto end;
+    }
     if ((flags & DTLSOSSL_HANDSHAKE_DONE)
         && !(flags & ~(DTLSOSSL_HANDSHAKE_DONE | DTLSOSSL_PLAIN | DTLSOSSL_TIMER))) {
         if ((why = DtlsOssl_complete(conn, c, s, sc, events)) < 0)
             goto end;
+        if (why == DTLSOSSL_WHY_ENDED) {
+            result = 0;
+            goto end;
+        }
         if (why == 0) {
             /* Then the records that came with the last flight, if any. */
             if ((flags = DtlsOssl_collect(s, flags & ~DTLSOSSL_HANDSHAKE_DONE, out, events)) < 0)
@@ -1034,7 +1054,11 @@ static int DtlsOssl_step(PyObject *conn, PyObject *sc, long op, PyObject *data, 
         }
     }
     if (!(flags & ~DTLSOSSL_TIMER)) {
-        timer = flags ? PyFloat_FromDouble(now + (double)c->timeout_us / 1e6) : Py_NewRef(Py_None);
+        if (!DtlsOssl_still(conn, c)) {
+            result = 0;
+            goto end;
+        }
+        timer = flags ? PyFloat_FromDouble(now + (double)timeout_us / 1e6) : Py_NewRef(Py_None);
         if (DtlsOssl_k_set(conn, DTLSOSSL_K_TIMER, timer) < 0)
             goto end;
         flags = done;
@@ -1139,7 +1163,7 @@ static PyObject *DtlsOssl_py_receive(PyObject *m, PyObject *const *args, Py_ssiz
         return NULL;
     }
     if (op == DTLSOSSL_STEP_FIRST) {
-        if (flags == DTLSOSSL_WIRE) {
+        if (flags == DTLSOSSL_WIRE && DTLSOSSL_K(conn, DTLSOSSL_K_STATE) == DtlsOssl_k_new) {
             /* Answered: the handshake starts (_start), its deadline from now. */
             deadline = DTLSOSSL_K(conn, DTLSOSSL_K_DEADLINE);
             timeout = DTLSOSSL_K(conn, DTLSOSSL_K_TIMEOUT);
@@ -1191,7 +1215,8 @@ python:
 /* complete(conn, scratch): _handshake_completed's C half, for a completion step left to Python
    (the first flight of a held one, a call that also saw an alert). Returns 0 when the event is
    queued and the connection ESTABLISHED, else why not: 1 exporting the keying material failed
-   (the ERR queue says why), 2 the peer sent no certificate, 3 it was not checked. */
+   (the ERR queue says why), 2 the peer sent no certificate, 3 it was not checked, 4 the
+   connection ended meanwhile. */
 static PyObject *DtlsOssl_py_complete(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *events;

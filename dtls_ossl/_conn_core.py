@@ -130,6 +130,8 @@ _STEP_FIRST = 3
 # Why complete() left a completion to Python.
 _WHY_EXPORT = 1
 _WHY_NO_CERT = 2
+_WHY_UNCHECKED = 3
+_WHY_ENDED = 4  # a finalizer run during an allocation ended the connection meanwhile
 _cast = ffi.cast
 _openssl.fast_setup(events.DataReceived, events.DataReceived.__dict__["data"])
 _unpack = ffi.unpack
@@ -541,10 +543,12 @@ class ConnectionCore:
                 CertificateVerificationError("the peer sent no certificate"), by_peer=False
             )
             return
-        if why:  # pragma: no cover - the verify callback already refused it
+        if why == _WHY_UNCHECKED:  # pragma: no cover - the verify callback already refused it
             self._terminate(
                 FingerprintMismatchError("peer certificate was not checked"), by_peer=False
             )
+            return
+        if why == _WHY_ENDED:  # pragma: no cover - only if a finalizer closed it meanwhile
             return
         self._log_completed()
 

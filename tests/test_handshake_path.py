@@ -195,3 +195,46 @@ def test_receive_datagram_by_keyword_takes_the_python_path() -> None:
             for d in src.datagrams_to_send(now):
                 dst.receive_datagram(d, now=now)
     assert current_state(client) is current_state(server) is ConnectionState.ESTABLISHED
+
+
+class _CloseOnCollect:
+    """Garbage in a cycle that closes a connection when the collector finalizes it."""
+
+    def __init__(self, conn: DtlsConnection, now: float) -> None:
+        self.conn, self.now, self.me = conn, now, self
+
+    def __del__(self) -> None:
+        self.conn.close(self.now)
+
+
+def test_a_finalizer_that_ends_the_connection_during_completion() -> None:
+    """C reads nothing from a C object that Python code, run by the collector in the middle of
+    building HandshakeCompleted (its first container: the peer Certificate's dict), may have
+    freed: the connection ends as the finalizer closed it, with no HandshakeCompleted."""
+    client, server = make_pair()
+    now = time.monotonic()
+    client.connect(now)
+    for d in client.datagrams_to_send(now):
+        server.receive_datagram(d, now)
+    for d in server.datagrams_to_send(now):
+        client.receive_datagram(d, now)
+    flight = client.datagrams_to_send(now)  # its last datagram completes the server
+    for d in flight[:-1]:
+        server.receive_datagram(d, now)
+    last = flight[-1]
+    old = gc.get_threshold()
+    gc.collect()
+    _CloseOnCollect(server, now)
+    # From here to the Certificate's dict, nothing allocates a container: the collection the
+    # threshold forces runs in the middle of the completion.
+    gc.set_threshold(1)
+    try:
+        server.receive_datagram(last, now)
+    finally:
+        gc.set_threshold(*old)
+    assert current_state(server) is ConnectionState.CLOSED
+    assert server._addr == 0
+    assert server.stats.datagrams_dropped == 0  # it was fed, not dropped as an ended one's
+    evs = drain_events(server)
+    assert isinstance(evs[-1], events.ConnectionTerminated)
+    assert not any(isinstance(e, events.HandshakeCompleted) for e in evs)
