@@ -63,6 +63,7 @@ static const int DTLSOSSL_OVERFLOW;
 static const int DTLSOSSL_CALLBACK;
 static const int DTLSOSSL_TOO_BIG;
 static const int DTLSOSSL_NO_SCRATCH;
+static const int DTLSOSSL_COMPLETED;
 static const int DTLSOSSL_MAX_SRTP_MATERIAL;
 static const int DTLSOSSL_CHECK_UNKNOWN;
 static const int DTLSOSSL_CHECK_FINGERPRINTS;

@@ -41,6 +41,7 @@
 #define DTLSOSSL_CALLBACK          0x400  /* a Python callback captured an exception */
 #define DTLSOSSL_TOO_BIG           0x800  /* fast_send: empty or longer than the data MTU */
 #define DTLSOSSL_NO_SCRATCH        0x1000 /* fast_*: no scratch bound for the calling thread */
+#define DTLSOSSL_COMPLETED         0x8000 /* step: the handshake completed, its event queued */
 #define DTLSOSSL_MAX_SRTP_MATERIAL 88     /* 2 * (32 + 12): SRTP_AEAD_AES_256_GCM */
 
 /* How the peer certificate is checked (DtlsOssl_set_expected), and what came of it. */
@@ -136,6 +137,9 @@ typedef struct {
     int matched;             /* index in expected of the digest matched, -1 if none */
     unsigned int actual_len; /* bytes in actual: the peer's digest, after a mismatch */
     unsigned char actual[EVP_MAX_MD_SIZE];
+    unsigned char *peer_der; /* owned (OPENSSL_free): the matched peer certificate's DER, from
+                                the check until the HandshakeCompleted event takes it */
+    int peer_der_len;
 } DtlsOssl_conn;
 
 /* engine.c, called from Python through cffi. Every I/O entry point does all its OpenSSL work

@@ -165,20 +165,32 @@ static EVP_MD *DtlsOssl_mds[DTLSOSSL_N_MDS]; /* owned: never freed */
 static int DtlsOssl_check_fingerprint(DtlsOssl_conn *c, X509 *leaf)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned char *der = NULL;
     unsigned int len = 0;
-    int i;
+    int i, n;
     if (c->check == DTLSOSSL_CHECK_INSECURE)
         return 1;
     c->actual_len = 0;
     if (c->check != DTLSOSSL_CHECK_FINGERPRINTS || c->n_expected == 0)
         return 0; /* fail closed: no fingerprints to check against */
-    if (!X509_digest(leaf, DtlsOssl_mds[c->check_md], md, &len) || len != c->check_len)
+    /* The digest of the DER, as X509_digest makes it (it encodes the certificate too); the DER
+       is kept for the HandshakeCompleted event, which would otherwise encode it once more. */
+    if ((n = i2d_X509(leaf, &der)) <= 0)
         return 0;
+    if (!EVP_Digest(der, (size_t)n, md, &len, DtlsOssl_mds[c->check_md], NULL)
+        || len != c->check_len) {
+        OPENSSL_free(der);
+        return 0;
+    }
     for (i = 0; i < c->n_expected; i++)
         if (CRYPTO_memcmp(md, c->expected + (size_t)i * len, len) == 0) {
             c->matched = i;
+            OPENSSL_free(c->peer_der);
+            c->peer_der = der;
+            c->peer_der_len = n;
             return 1;
         }
+    OPENSSL_free(der);
     memcpy(c->actual, md, len);
     c->actual_len = len;
     return 0;
@@ -470,6 +482,7 @@ void DtlsOssl_conn_free(DtlsOssl_conn *c)
     }
     free(c->spill);
     free(c->expected);
+    OPENSSL_free(c->peer_der);
     free(c);
 }
 

@@ -480,52 +480,6 @@ fail:
     return NULL;
 }
 
-/* fast_step(conn, scratch, op, datagram, out, events): one call of a connection that is not
-   established yet, on the scratch at that address: op 0 drives the handshake (datagram is
-   None), 1 feeds the datagram, 2 handles the retransmission timer. The framed datagrams go to
-   out and any plaintext records to events as the per-record paths do, except when the handshake
-   completed in this call: Python queues HandshakeCompleted first, then the records (PLAIN is
-   left set). Returns the status bits left. */
-static PyObject *DtlsOssl_py_fast_step(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
-{
-    DtlsOssl_conn *c;
-    DtlsOssl_scratch *s;
-    Py_buffer view;
-    long op;
-    int flags, keep;
-    (void)m;
-    if (DtlsOssl_check_args(nargs, 6, args, 4,
-                            "fast_step(conn, scratch, op, datagram, out, events)")
-        < 0)
-        return NULL;
-    if ((c = DtlsOssl_conn_arg(args[0])) == NULL)
-        return NULL;
-    s = (DtlsOssl_scratch *)PyLong_AsVoidPtr(args[1]);
-    if (s == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "dtls_ossl: no scratch");
-        return NULL;
-    }
-    op = PyLong_AsLong(args[2]);
-    if (op == 1) {
-        if (DtlsOssl_borrow(args[3], &view) < 0)
-            return NULL;
-        flags = DtlsOssl_receive(c, s, (const char *)view.buf, (size_t)view.len);
-        DtlsOssl_unborrow(&view);
-    } else if (op == 0) {
-        flags = DtlsOssl_handshake(c, s);
-    } else if (op == 2) {
-        flags = DtlsOssl_handle_timeout(c, s);
-    } else {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "fast_step: op must be 0, 1 or 2");
-        return NULL;
-    }
-    keep = flags & DTLSOSSL_HANDSHAKE_DONE ? flags & DTLSOSSL_PLAIN : 0;
-    flags = DtlsOssl_collect(s, flags & ~keep, args[4], args[5]);
-    return flags < 0 ? NULL : PyLong_FromLong(flags | keep);
-}
-
 /* ------------------------------------------------------------------------------------------
    The per-record verbs of DtlsConnection as C methods.
 
@@ -852,68 +806,1032 @@ static PyObject *DtlsOssl_name(const char *text)
     return str;
 }
 
-/* The peer certificate's DER as bytes, or None if there is none. */
-static PyObject *DtlsOssl_peer_der(DtlsOssl_conn *c)
+/* The peer certificate's DER (*n bytes, to OPENSSL_free): the copy the fingerprint check kept,
+   else encoded now; NULL if there is none. */
+static unsigned char *DtlsOssl_take_der(DtlsOssl_conn *c, int *n)
 {
-    X509 *peer = SSL_get0_peer_certificate(c->ssl);
-    PyObject *der;
-    unsigned char *p;
-    int n = peer != NULL ? i2d_X509(peer, NULL) : -1;
-    if (n <= 0)
-        Py_RETURN_NONE;
-    if ((der = PyBytes_FromStringAndSize(NULL, n)) == NULL)
+    unsigned char *der = c->peer_der;
+    X509 *peer;
+    *n = c->peer_der_len;
+    c->peer_der = NULL;
+    c->peer_der_len = 0;
+    if (der != NULL)
+        return der;
+    peer = SSL_get0_peer_certificate(c->ssl);
+    if (peer == NULL || (*n = i2d_X509(peer, &der)) <= 0)
         return NULL;
-    p = (unsigned char *)PyBytes_AS_STRING(der);
-    if (i2d_X509(peer, &p) != n) {
-        Py_DECREF(der);
-        Py_RETURN_NONE;
-    }
     return der;
 }
 
-/* fast_established(conn, scratch): what a handshake that just completed negotiated, in one call,
-   with scratch (its address) bound for the per-record paths: the tuple (protocol version,
-   cipher, SRTP profile id or 0, data MTU, SRTP keying material or None, peer certificate DER or
-   None, index of the expected fingerprint it matched or -1). None if exporting the keying
-   material failed (the ERR queue says why). */
-static PyObject *DtlsOssl_py_fast_established(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+/* ------------------------------------------------------------------------------------------
+   The handshake path, as CPython functions: the C object of a connection, one call per
+   flight, and completion with the HandshakeCompleted event built here.
+
+   conn_new makes a connection's C object and stores it in the connection itself: its owner (a
+   DtlsOssl_Ref, which frees it when collected) in the _ref slot, its address as an int in
+   _addr, which every fast path takes. conn_free frees it when the connection ends and sets
+   _addr to 0 first: an ended or collected connection can only hand C a null address, which
+   is refused, never a dangling one. step drives one flight: it feeds the datagram (or starts
+   the handshake, or handles the timer), appends the datagrams to _out, arms _timer_at and,
+   when the handshake completed, queues HandshakeCompleted (with its SrtpKeys and the peer's
+   Certificate) and makes the connection ESTABLISHED, all without a Python frame. The slots are
+   read and written at the offsets step_setup was given, on instances of that class only. */
+
+typedef struct {
+    PyObject ob_base;
+    DtlsOssl_conn *c; /* owned: NULL once freed */
+} DtlsOssl_Ref;
+
+static void DtlsOssl_ref_dealloc(PyObject *self)
 {
-    DtlsOssl_conn *c;
+    PyTypeObject *type = Py_TYPE(self);
+    DtlsOssl_conn_free(((DtlsOssl_Ref *)self)->c);
+    type->tp_free(self);
+    Py_DECREF(type); /* a heap type: each instance holds a reference */
+}
+
+static PyType_Slot DtlsOssl_ref_slots[] = {
+    {Py_tp_dealloc, (void *)DtlsOssl_ref_dealloc},
+    {Py_tp_doc, (void *)"The owner of one connection's C object (made by conn_new only)."},
+    {0, NULL},
+};
+
+static PyType_Spec DtlsOssl_ref_spec = {
+    "dtls_ossl._openssl.ConnRef",
+    sizeof(DtlsOssl_Ref),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    DtlsOssl_ref_slots,
+};
+
+static PyTypeObject *DtlsOssl_RefType = NULL; /* owned: made by step_setup */
+
+/* The connection's slots, found by name (DtlsOssl_k_names) by step_setup. */
+enum {
+    DTLSOSSL_K_REF,      /* _ref: the DtlsOssl_Ref */
+    DTLSOSSL_K_ADDR,     /* _addr: its C object's address, 0 once freed */
+    DTLSOSSL_K_OUT,      /* _out: datagrams to send (a list) */
+    DTLSOSSL_K_EVENTS,   /* _events (a list) */
+    DTLSOSSL_K_TIMER,    /* _timer_at */
+    DTLSOSSL_K_STATE,    /* _state */
+    DTLSOSSL_K_INFO,     /* _info */
+    DTLSOSSL_K_DATA_MTU, /* _data_mtu */
+    DTLSOSSL_K_DEADLINE, /* _handshake_deadline */
+    DTLSOSSL_K_HELD,     /* _held */
+    DTLSOSSL_K_SC,       /* _sc: the scratch the fast paths use once established */
+    DTLSOSSL_K_EXPECTED, /* _expected: the fingerprints given (a tuple), or None */
+    DTLSOSSL_K_INSECURE, /* _insecure: True with the no-check opt-out */
+    DTLSOSSL_K_ROLE,     /* _role */
+    DTLSOSSL_K_RECEIVED, /* _n_received: datagrams counted in Python */
+    DTLSOSSL_K_TIMEOUT,  /* _handshake_timeout */
+    DTLSOSSL_K_CONFIG,   /* _config */
+    DTLSOSSL_K_N
+};
+
+static const char *const DtlsOssl_k_names[DTLSOSSL_K_N] = {
+    "_ref",
+    "_addr",
+    "_out",
+    "_events",
+    "_timer_at",
+    "_state",
+    "_info",
+    "_data_mtu",
+    "_handshake_deadline",
+    "_held",
+    "_sc",
+    "_expected",
+    "_insecure",
+    "_role",
+    "_n_received",
+    "_handshake_timeout",
+    "_config",
+};
+
+/* step's operations (_conn_core.py: STEP_*). */
+enum { DTLSOSSL_STEP_HANDSHAKE, DTLSOSSL_STEP_RECEIVE, DTLSOSSL_STEP_TIMEOUT, DTLSOSSL_STEP_FIRST };
+
+/* Why complete left the completion to Python (0: it is done). ENDED: Python code that ran
+   meanwhile (a finalizer the collector ran during an allocation) ended the connection. */
+enum { DTLSOSSL_WHY_EXPORT = 1, DTLSOSSL_WHY_NO_CERT, DTLSOSSL_WHY_UNCHECKED, DTLSOSSL_WHY_ENDED };
+
+static PyTypeObject *DtlsOssl_k_type = NULL; /* owned: the connection class */
+static Py_ssize_t DtlsOssl_k[DTLSOSSL_K_N];
+static PyObject *DtlsOssl_k_established = NULL; /* owned: ConnectionState.ESTABLISHED */
+static PyObject *DtlsOssl_k_handshaking = NULL; /* owned: ConnectionState.HANDSHAKING */
+static PyObject *DtlsOssl_k_new = NULL;         /* owned: ConnectionState.NEW */
+static PyObject *DtlsOssl_k_server = NULL;      /* owned: Role.SERVER */
+static PyObject *DtlsOssl_local = NULL;         /* owned: _binding.local (per-thread Scratch) */
+/* owned: DtlsConnection.receive_datagram (the Python definition), ConnectionCore._first_outcome
+   and ConnectionCore._handle_flags: what DtlsOssl_py_receive leaves to Python. */
+static PyObject *DtlsOssl_receive_py = NULL, *DtlsOssl_first_py = NULL, *DtlsOssl_flags_py = NULL;
+static PyObject *DtlsOssl_str_scratch = NULL, *DtlsOssl_str_logging = NULL; /* owned */
+/* What the C __init__ (DtlsOssl_m_init) reads and sets besides the slots above. */
+static PyObject *DtlsOssl_init_py = NULL;      /* owned: DtlsConnection.__init__ (Python) */
+static PyObject *DtlsOssl_k_client = NULL;     /* owned: Role.CLIENT */
+static PyTypeObject *DtlsOssl_cfg_type = NULL; /* owned: DtlsConfiguration */
+static Py_ssize_t DtlsOssl_cfg[3]; /* its _key_log_writer, _conn_args, handshake_timeout */
+static PyTypeObject *DtlsOssl_fp_type = NULL;  /* owned: Fingerprint */
+static Py_ssize_t DtlsOssl_fp[2];              /* its algorithm and value */
+static PyObject *DtlsOssl_md_index = NULL;     /* owned: {algorithm: DTLSOSSL_MD_* index} */
+static Py_ssize_t DtlsOssl_n_initial = 0;      /* the slots every connection starts with: */
+static Py_ssize_t *DtlsOssl_initial_at = NULL; /* owned: their offsets, */
+static PyObject *DtlsOssl_initial = NULL;      /* owned: and their values (a tuple) */
+static PyObject *DtlsOssl_empty = NULL;        /* owned: b"" (no expected digests) */
+static PyTypeObject *DtlsOssl_sc_type = NULL;  /* owned: Scratch */
+static Py_ssize_t DtlsOssl_sc_addr;            /* offset of Scratch.addr */
+/* What completion builds: a class and the offsets of the slots it sets, in field order. */
+static PyTypeObject *DtlsOssl_hc_type = NULL; /* owned: HandshakeCompleted */
+static Py_ssize_t DtlsOssl_hc[6];
+static PyTypeObject *DtlsOssl_keys_type = NULL; /* owned: SrtpKeys */
+static Py_ssize_t DtlsOssl_keys[5];
+static PyTypeObject *DtlsOssl_cert_type = NULL; /* owned: Certificate */
+static Py_ssize_t DtlsOssl_cert[4];
+static PyObject *DtlsOssl_profiles = NULL; /* owned: {IANA id: (SrtpProfile, key, salt length)} */
+static PyObject *DtlsOssl_select = NULL;   /* owned: webrtc.sdp.select_fingerprints */
+
+#define DTLSOSSL_K(self, i) (*(PyObject **)((char *)(self) + DtlsOssl_k[i]))
+
+/* Store value (a new reference, or NULL: an error is set) in a slot. */
+static int DtlsOssl_k_set(PyObject *self, int i, PyObject *value)
+{
+    if (value == NULL)
+        return -1;
+    Py_XSETREF(DTLSOSSL_K(self, i), value);
+    return 0;
+}
+
+/* The C object of conn (an instance of the class step_setup was given), or NULL with an error:
+   also when it was freed. */
+static DtlsOssl_conn *DtlsOssl_k_conn(PyObject *conn)
+{
+    PyObject *addr;
+    if (DtlsOssl_k_type == NULL || !PyObject_TypeCheck(conn, DtlsOssl_k_type)) {
+        PyErr_SetString(PyExc_TypeError, "dtls_ossl: not a connection (or step_setup not called)");
+        return NULL;
+    }
+    addr = DTLSOSSL_K(conn, DTLSOSSL_K_ADDR);
+    if (addr == NULL || !PyLong_CheckExact(addr)) {
+        PyErr_SetString(PyExc_TypeError, "dtls_ossl: the connection's _addr is not an int");
+        return NULL;
+    }
+    return DtlsOssl_conn_arg(addr);
+}
+
+/* Whether conn still owns c. Any Python code may run during an allocation (a finalizer run by
+   the collector), and end the connection: C must not touch c after that. */
+static int DtlsOssl_still(PyObject *conn, DtlsOssl_conn *c)
+{
+    PyObject *addr = DTLSOSSL_K(conn, DTLSOSSL_K_ADDR);
+    return addr != NULL && PyLong_CheckExact(addr) && PyLong_AsVoidPtr(addr) == (void *)c;
+}
+
+/* The struct of a Scratch object. */
+static DtlsOssl_scratch *DtlsOssl_sc_of(PyObject *sc)
+{
+    PyObject *addr;
     DtlsOssl_scratch *s;
+    if (DtlsOssl_sc_type == NULL || !PyObject_TypeCheck(sc, DtlsOssl_sc_type)
+        || (addr = *(PyObject **)((char *)sc + DtlsOssl_sc_addr)) == NULL
+        || !PyLong_CheckExact(addr)) {
+        PyErr_SetString(PyExc_TypeError, "dtls_ossl: expected a Scratch");
+        return NULL;
+    }
+    if ((s = (DtlsOssl_scratch *)PyLong_AsVoidPtr(addr)) == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "dtls_ossl: no scratch");
+    return s;
+}
+
+/* An instance of t with its slots (offsets) set to values, as object.__new__ and each slot's
+   __set__ would make it. */
+static PyObject *DtlsOssl_build(PyTypeObject *t, const Py_ssize_t *offsets, int n,
+                                PyObject *const *values)
+{
+    PyObject *o = t->tp_alloc(t, 0);
+    int i;
+    if (o == NULL)
+        return NULL;
+    for (i = 0; i < n; i++)
+        Py_XSETREF(*(PyObject **)((char *)o + offsets[i]), Py_NewRef(values[i]));
+    return o;
+}
+
+/* The SrtpKeys of material (n bytes) for the negotiated profile id, as this side (a server or
+   not) sees them
+   (RFC 5764 section 4.2: client key | server key | client salt | server salt), in *keys and
+   the profile in *profile (new references). */
+static int DtlsOssl_srtp_keys(int server, long id, const char *material, Py_ssize_t n,
+                              PyObject **profile, PyObject **keys)
+{
+    PyObject *key, *entry, *v[5] = {NULL, NULL, NULL, NULL, NULL};
+    Py_ssize_t k, salt, i;
+    int r = -1;
+    if ((key = PyLong_FromLong(id)) == NULL)
+        return -1;
+    entry = PyDict_GetItemWithError(DtlsOssl_profiles, key); /* borrowed */
+    Py_DECREF(key);
+    if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 3) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_RuntimeError, "dtls_ossl: unknown SRTP profile %ld", id);
+        return -1;
+    }
+    k = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 1));
+    salt = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, 2));
+    if (PyErr_Occurred())
+        return -1;
+    if (k <= 0 || salt <= 0 || n != 2 * (k + salt)) {
+        PyErr_Format(PyExc_RuntimeError, "dtls_ossl: %zd bytes of keying material for SRTP %ld", n,
+                     id);
+        return -1;
+    }
+    v[0] = PyTuple_GET_ITEM(entry, 0);
+    /* local key, local salt, remote key, remote salt: the client's parts first on a client */
+    v[server ? 3 : 1] = PyBytes_FromStringAndSize(material, k);
+    v[server ? 1 : 3] = PyBytes_FromStringAndSize(material + k, k);
+    v[server ? 4 : 2] = PyBytes_FromStringAndSize(material + 2 * k, salt);
+    v[server ? 2 : 4] = PyBytes_FromStringAndSize(material + 2 * k + salt, salt);
+    if (v[1] != NULL && v[2] != NULL && v[3] != NULL && v[4] != NULL
+        && (*keys = DtlsOssl_build(DtlsOssl_keys_type, DtlsOssl_keys, 5, v)) != NULL) {
+        *profile = Py_NewRef(v[0]);
+        r = 0;
+    }
+    for (i = 1; i < 5; i++)
+        Py_XDECREF(v[i]);
+    return r;
+}
+
+/* A handshake that just completed: queue HandshakeCompleted on events and make the connection
+   ESTABLISHED, with s (its Scratch object sc) bound for the per-record paths. Returns 0, a
+   DTLSOSSL_WHY_* for what Python must decide (nothing changed), or -1 with an error set.
+   Everything is read from c before the first Python object is made. */
+static int DtlsOssl_complete(PyObject *conn, DtlsOssl_conn *c, DtlsOssl_scratch *s, PyObject *sc,
+                             PyObject *events)
+{
     const char *names[2];
     char material[DTLSOSSL_MAX_SRTP_MATERIAL];
-    PyObject *t, *item;
-    Py_ssize_t n;
+    PyObject *expected, *chosen, *info, *v[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    PyObject *fields[4];
+    unsigned char *der;
+    size_t data_mtu;
     int64_t r;
-    (void)m;
-    if (DtlsOssl_check_args(nargs, 2, args, 2, "fast_established(conn, scratch)") < 0)
-        return NULL;
-    if ((c = DtlsOssl_conn_arg(args[0])) == NULL)
-        return NULL;
-    s = (DtlsOssl_scratch *)PyLong_AsVoidPtr(args[1]);
-    if (s == NULL && PyErr_Occurred())
-        return NULL;
+    int i, n, matched, server, result = -1;
+    if (DtlsOssl_hc_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dtls_ossl: step_setup was not called");
+        return -1;
+    }
     if ((r = DtlsOssl_established(c, names, material)) < 0)
-        Py_RETURN_NONE;
+        return DTLSOSSL_WHY_EXPORT;
+    expected = DTLSOSSL_K(conn, DTLSOSSL_K_EXPECTED);
+    matched = c->matched;
+    if (expected != NULL && expected != Py_None && matched < 0)
+        return DTLSOSSL_WHY_UNCHECKED; /* the verify callback refuses that, so: not reached */
+    if ((der = DtlsOssl_take_der(c, &n)) == NULL)
+        return DTLSOSSL_WHY_NO_CERT;
+    data_mtu = c->data_mtu;
+    server = SSL_is_server(c->ssl);
+    /* The names are OpenSSL's constant strings; nothing below reads c until DtlsOssl_still. */
+    Py_XINCREF(expected);
+    fields[0] = PyBytes_FromStringAndSize((const char *)der, n);
+    OPENSSL_free(der);
+    /* The peer's Certificate: its DER, no fingerprint computed yet, no key, not parsed. */
+    fields[1] = fields[0] != NULL ? PyDict_New() : NULL;
+    fields[2] = fields[3] = Py_None;
+    if (fields[1] != NULL)
+        v[3] = DtlsOssl_build(DtlsOssl_cert_type, DtlsOssl_cert, 4, fields);
+    Py_XDECREF(fields[0]);
+    Py_XDECREF(fields[1]);
+    if (v[3] == NULL || (v[0] = DtlsOssl_name(names[0])) == NULL
+        || (v[1] = DtlsOssl_name(names[1])) == NULL)
+        goto end;
+    /* The fingerprint matched: one of the strongest hash function's (RFC 8122 section 5). */
+    if (expected == NULL || expected == Py_None) {
+        v[4] = Py_NewRef(Py_None); /* the insecure opt-out checked none */
+    } else {
+        if (PyTuple_CheckExact(expected) && PyTuple_GET_SIZE(expected) == 1)
+            chosen = Py_NewRef(expected);
+        else if ((chosen = PyObject_CallOneArg(DtlsOssl_select, expected)) == NULL)
+            goto end;
+        v[4] = PySequence_GetItem(chosen, matched);
+        Py_DECREF(chosen);
+        if (v[4] == NULL)
+            goto end;
+    }
+    if ((r & 0xffff) == 0) {
+        v[2] = Py_NewRef(Py_None);
+        v[5] = Py_NewRef(Py_None);
+    } else if (DtlsOssl_srtp_keys(server, (long)(r & 0xffff), material, (Py_ssize_t)(r >> 32),
+                                  &v[2], &v[5])
+               < 0) {
+        goto end;
+    }
+    if ((info = DtlsOssl_build(DtlsOssl_hc_type, DtlsOssl_hc, 6, v)) == NULL)
+        goto end;
+    if (!DtlsOssl_still(conn, c)) {
+        Py_DECREF(info);
+        result = DTLSOSSL_WHY_ENDED;
+        goto end;
+    }
     c->sc = s;
-    n = (Py_ssize_t)(r >> 32);
-    if ((t = PyTuple_New(7)) == NULL)
-        return NULL;
-    PyTuple_SET_ITEM(t, 0, DtlsOssl_name(names[0]));
-    PyTuple_SET_ITEM(t, 1, DtlsOssl_name(names[1]));
-    PyTuple_SET_ITEM(t, 2, PyLong_FromLong((long)(r & 0xffff)));
-    PyTuple_SET_ITEM(t, 3, PyLong_FromLong((long)((r >> 16) & 0xffff)));
-    PyTuple_SET_ITEM(t, 4, n > 0 ? PyBytes_FromStringAndSize(material, n) : Py_NewRef(Py_None));
-    PyTuple_SET_ITEM(t, 5, DtlsOssl_peer_der(c));
-    PyTuple_SET_ITEM(t, 6, PyLong_FromLong(c->matched));
-    for (n = 0; n < 7; n++) {
-        item = PyTuple_GET_ITEM(t, n);
-        if (item == NULL) {
-            Py_DECREF(t);
-            return NULL;
+    if (PyList_Append(events, info) < 0
+        || DtlsOssl_k_set(conn, DTLSOSSL_K_DATA_MTU, PyLong_FromSize_t(data_mtu)) < 0) {
+        Py_DECREF(info);
+        goto end;
+    }
+    DtlsOssl_k_set(conn, DTLSOSSL_K_INFO, info); /* the reference moves to the slot */
+    DtlsOssl_k_set(conn, DTLSOSSL_K_STATE, Py_NewRef(DtlsOssl_k_established));
+    DtlsOssl_k_set(conn, DTLSOSSL_K_HELD, Py_NewRef(Py_None));
+    DtlsOssl_k_set(conn, DTLSOSSL_K_DEADLINE, Py_NewRef(Py_None));
+    DtlsOssl_k_set(conn, DTLSOSSL_K_SC, Py_NewRef(sc));
+    result = 0;
+end:
+    Py_XDECREF(expected);
+    for (i = 0; i < 6; i++)
+        Py_XDECREF(v[i]);
+    return result;
+}
+
+/* step(conn, scratch, op, datagram, now): one call of a connection that is not established yet
+   (or a timer of one that is), on the Scratch of the calling thread: op 0 starts the handshake
+   (datagram is None), 1 feeds the datagram, 2 handles the retransmission timer, 3 feeds a new
+   server its first datagram. Returns the status bits left for Python: 0 when all is done (the
+   datagrams appended to _out, _timer_at set), DTLSOSSL_COMPLETED when the handshake completed
+   too, else the bits for _handle_flags (without WIRE; PLAIN only with HANDSHAKE_DONE, whose
+   event comes first). With op 3, an answer is kept only if OpenSSL wrote one and nothing
+   failed, and then WIRE is added to the bits: else the bits come back as they are and nothing
+   was queued (_first_outcome discards the attempt, or waits for the hello's other fragments).
+   DtlsOssl_step returns the bits, or -1 with an error set. */
+static int DtlsOssl_step(PyObject *conn, PyObject *sc, long op, PyObject *data, double now)
+{
+    PyObject *out, *events, *timer;
+    DtlsOssl_conn *c;
+    DtlsOssl_scratch *s;
+    Py_buffer view;
+    long timeout_us;
+    int flags, keep, done = 0, answered = 0, why, result = -1;
+    if ((c = DtlsOssl_k_conn(conn)) == NULL || (s = DtlsOssl_sc_of(sc)) == NULL)
+        return -1;
+    out = DTLSOSSL_K(conn, DTLSOSSL_K_OUT);
+    events = DTLSOSSL_K(conn, DTLSOSSL_K_EVENTS);
+    if (out == NULL || events == NULL || !PyList_CheckExact(out) || !PyList_CheckExact(events)) {
+        PyErr_SetString(PyExc_TypeError, "step: the connection's _out and _events must be lists");
+        return -1;
+    }
+    if (op == DTLSOSSL_STEP_RECEIVE || op == DTLSOSSL_STEP_FIRST) {
+        if (DtlsOssl_borrow(data, &view) < 0)
+            return -1;
+        if (view.len > 65535) { /* above the UDP limit: cannot be genuine */
+            s->dropped = 1;
+            flags = DTLSOSSL_DROPPED;
+        } else {
+            flags = DtlsOssl_receive(c, s, (const char *)view.buf, (size_t)view.len);
+        }
+        DtlsOssl_unborrow(&view);
+    } else if (op == DTLSOSSL_STEP_HANDSHAKE) {
+        flags = DtlsOssl_handshake(c, s);
+    } else if (op == DTLSOSSL_STEP_TIMEOUT) {
+        flags = DtlsOssl_handle_timeout(c, s);
+    } else {
+        PyErr_SetString(PyExc_ValueError, "step: op must be 0, 1, 2 or 3");
+        return -1;
+    }
+    if (op == DTLSOSSL_STEP_FIRST) {
+        if (!(flags & DTLSOSSL_WIRE)
+            || (flags & (DTLSOSSL_DROPPED | DTLSOSSL_FATAL | DTLSOSSL_CALLBACK)))
+            return flags;
+        answered = DTLSOSSL_WIRE;
+    }
+    timeout_us = c->timeout_us; /* read before any Python code can run (DtlsOssl_still) */
+    /* Held for the call: appending may run the collector, and a finalizer anything. */
+    Py_INCREF(conn);
+    Py_INCREF(out);
+    Py_INCREF(events);
+    keep = flags & DTLSOSSL_HANDSHAKE_DONE ? flags & DTLSOSSL_PLAIN : 0;
+    if ((flags = DtlsOssl_collect(s, flags & ~keep, out, events)) < 0)
+        goto end;
+    flags |= keep;
+    if (!DtlsOssl_still(conn, c)) {
+        result = 0; /* ended meanwhile: nothing is left to do */
+        goto end;
+    }
+    if ((flags & DTLSOSSL_HANDSHAKE_DONE)
+        && !(flags & ~(DTLSOSSL_HANDSHAKE_DONE | DTLSOSSL_PLAIN | DTLSOSSL_TIMER))) {
+        if ((why = DtlsOssl_complete(conn, c, s, sc, events)) < 0)
+            goto end;
+        if (why == DTLSOSSL_WHY_ENDED) {
+            result = 0;
+            goto end;
+        }
+        if (why == 0) {
+            /* Then the records that came with the last flight, if any. */
+            if ((flags = DtlsOssl_collect(s, flags & ~DTLSOSSL_HANDSHAKE_DONE, out, events)) < 0)
+                goto end;
+            done = DTLSOSSL_COMPLETED;
         }
     }
-    return t;
+    if (!(flags & ~DTLSOSSL_TIMER)) {
+        if (!DtlsOssl_still(conn, c)) {
+            result = 0;
+            goto end;
+        }
+        timer = flags ? PyFloat_FromDouble(now + (double)timeout_us / 1e6) : Py_NewRef(Py_None);
+        if (DtlsOssl_k_set(conn, DTLSOSSL_K_TIMER, timer) < 0)
+            goto end;
+        flags = done;
+    }
+    result = flags | answered;
+end:
+    Py_DECREF(events);
+    Py_DECREF(out);
+    Py_DECREF(conn);
+    return result;
+}
+
+static PyObject *DtlsOssl_py_step(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    double now;
+    long op;
+    int flags;
+    (void)m;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "step(conn, scratch, op, datagram, now)");
+        return NULL;
+    }
+    now = PyFloat_AsDouble(args[4]);
+    op = PyLong_AsLong(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    flags = DtlsOssl_step(args[0], args[1], op, args[3], now);
+    return flags < 0 ? NULL : PyLong_FromLong(flags);
+}
+
+/* Whether data (bytes-like) starts with an epoch-0 handshake record carrying a ClientHello:
+   _records.is_client_hello_untrusted. */
+static int DtlsOssl_client_hello(PyObject *data)
+{
+    const unsigned char *d;
+    Py_buffer view;
+    int r;
+    if (DtlsOssl_borrow(data, &view) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    d = (const unsigned char *)view.buf;
+    r = view.len > DTLSOSSL_HDR + 12 && d[0] == 22 && d[3] == 0 && d[4] == 0
+        && d[DTLSOSSL_HDR] == 1;
+    DtlsOssl_unborrow(&view);
+    return r;
+}
+
+/* receive(conn, data, now): what DtlsConnection.receive_datagram's C method calls for a
+   connection that is not established: a handshake flight (once the fingerprints are known) or
+   a new server's ClientHello is fed here by step, counted, and the rest left to Python (the
+   Python definition for anything else, _first_outcome when the first hello was not simply
+   answered, _handle_flags for the bits step left). */
+static PyObject *DtlsOssl_py_receive(PyObject *m, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames)
+{
+    PyObject *conn, *state, *expected, *sc, *n, *deadline, *timeout, *call[4], *r;
+    Py_ssize_t count;
+    double now;
+    long op;
+    int flags;
+    (void)m;
+    if (kwnames != NULL || nargs != 3 || DtlsOssl_receive_py == NULL)
+        goto python;
+    conn = args[0];
+    if (!PyObject_TypeCheck(conn, DtlsOssl_k_type))
+        goto python;
+    state = DTLSOSSL_K(conn, DTLSOSSL_K_STATE);
+    if (state == DtlsOssl_k_handshaking) {
+        expected = DTLSOSSL_K(conn, DTLSOSSL_K_EXPECTED);
+        if ((expected == NULL || expected == Py_None)
+            && DTLSOSSL_K(conn, DTLSOSSL_K_INSECURE) != Py_True)
+            goto python; /* fingerprints not known yet: the flight may have to be held */
+        op = DTLSOSSL_STEP_RECEIVE;
+    } else if (state == DtlsOssl_k_new && DTLSOSSL_K(conn, DTLSOSSL_K_ROLE) == DtlsOssl_k_server
+               && DtlsOssl_client_hello(args[1])) {
+        op = DTLSOSSL_STEP_FIRST;
+    } else {
+        goto python;
+    }
+    now = PyFloat_AsDouble(args[2]);
+    if (now == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        goto python;
+    }
+    if ((sc = PyObject_GetAttr(DtlsOssl_local, DtlsOssl_str_scratch)) == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear();
+        goto python; /* the thread's first call: Python makes its Scratch */
+    }
+    n = DTLSOSSL_K(conn, DTLSOSSL_K_RECEIVED);
+    count = n != NULL && PyLong_CheckExact(n) ? PyLong_AsSsize_t(n) : -1;
+    if (count < 0 || count == PY_SSIZE_T_MAX) {
+        PyErr_Clear();
+        Py_DECREF(sc);
+        goto python;
+    }
+    if (DtlsOssl_k_set(conn, DTLSOSSL_K_RECEIVED, PyLong_FromSsize_t(count + 1)) < 0
+        || (flags = DtlsOssl_step(conn, sc, op, args[1], now)) < 0) {
+        Py_DECREF(sc);
+        return NULL;
+    }
+    if (op == DTLSOSSL_STEP_FIRST) {
+        if (flags == DTLSOSSL_WIRE && DTLSOSSL_K(conn, DTLSOSSL_K_STATE) == DtlsOssl_k_new) {
+            /* Answered: the handshake starts (_start), its deadline from now. */
+            deadline = DTLSOSSL_K(conn, DTLSOSSL_K_DEADLINE);
+            timeout = DTLSOSSL_K(conn, DTLSOSSL_K_TIMEOUT);
+            if (deadline == Py_None && timeout != NULL && timeout != Py_None
+                && DtlsOssl_k_set(conn, DTLSOSSL_K_DEADLINE, PyNumber_Add(args[2], timeout)) < 0) {
+                Py_DECREF(sc);
+                return NULL;
+            }
+            DtlsOssl_k_set(conn, DTLSOSSL_K_STATE, Py_NewRef(DtlsOssl_k_handshaking));
+            flags = 0;
+        } else {
+            call[0] = conn;
+            call[1] = PyLong_FromLong(flags);
+            call[2] = args[2];
+            call[3] = sc;
+            r = call[1] == NULL ? NULL : PyObject_Vectorcall(DtlsOssl_first_py, call, 4, NULL);
+            Py_XDECREF(call[1]);
+            Py_DECREF(sc);
+            return r;
+        }
+    }
+    /* COMPLETED is left only for the debug log: nobody can have enabled it if logging was never
+       imported. */
+    if (flags == DTLSOSSL_COMPLETED && (r = PyImport_GetModule(DtlsOssl_str_logging)) == NULL) {
+        if (PyErr_Occurred()) {
+            Py_DECREF(sc);
+            return NULL;
+        }
+        flags = 0;
+    } else if (flags == DTLSOSSL_COMPLETED) {
+        Py_DECREF(r);
+    }
+    if (flags == 0) {
+        Py_DECREF(sc);
+        Py_RETURN_NONE;
+    }
+    call[0] = conn;
+    call[1] = PyLong_FromLong(flags);
+    call[2] = args[2];
+    call[3] = sc;
+    r = call[1] == NULL ? NULL : PyObject_Vectorcall(DtlsOssl_flags_py, call, 4, NULL);
+    Py_XDECREF(call[1]);
+    Py_DECREF(sc);
+    return r;
+python:
+    return PyObject_Vectorcall(DtlsOssl_receive_py, args, (size_t)nargs, kwnames);
+}
+
+/* complete(conn, scratch): _handshake_completed's C half, for a completion step left to Python
+   (the first flight of a held one, a call that also saw an alert). Returns 0 when the event is
+   queued and the connection ESTABLISHED, else why not: 1 exporting the keying material failed
+   (the ERR queue says why), 2 the peer sent no certificate, 3 it was not checked, 4 the
+   connection ended meanwhile. */
+static PyObject *DtlsOssl_py_complete(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *events;
+    DtlsOssl_conn *c;
+    DtlsOssl_scratch *s;
+    int why;
+    (void)m;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "complete(conn, scratch)");
+        return NULL;
+    }
+    if ((c = DtlsOssl_k_conn(args[0])) == NULL || (s = DtlsOssl_sc_of(args[1])) == NULL)
+        return NULL;
+    events = DTLSOSSL_K(args[0], DTLSOSSL_K_EVENTS);
+    if (events == NULL || !PyList_CheckExact(events)) {
+        PyErr_SetString(PyExc_TypeError, "complete: the connection's _events must be a list");
+        return NULL;
+    }
+    Py_INCREF(events);
+    why = DtlsOssl_complete(args[0], c, s, args[1], events);
+    Py_DECREF(events);
+    return why < 0 ? NULL : PyLong_FromLong(why);
+}
+
+/* func(self, *args, **kwnames) for a call with more arguments than fit a small stack. */
+static PyObject *DtlsOssl_call_with_self(PyObject *func, PyObject *self, PyObject *const *args,
+                                         Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *bound = PyMethod_New(func, self), *r;
+    if (bound == NULL)
+        return NULL;
+    r = PyObject_Vectorcall(bound, args, (size_t)nargs, kwnames);
+    Py_DECREF(bound);
+    return r;
+}
+
+/* Make conn's C object (DtlsOssl_conn_new) from args (ctx, mtu, initial_us, max_us: the
+   configuration's _conn_args) and the rest, and store it in _ref and _addr. Returns 1, 0 if
+   OpenSSL failed (the ERR queue says why), -1 with an error set. */
+static int DtlsOssl_make(PyObject *conn, PyObject *args, int is_server, void *handle, long check,
+                         long md, PyObject *digests)
+{
+    PyObject *addr;
+    DtlsOssl_Ref *ref;
+    DtlsOssl_conn *c;
+    Py_buffer view;
+    void *ctx;
+    size_t mtu;
+    unsigned long initial, max;
+    if (!PyTuple_CheckExact(args) || PyTuple_GET_SIZE(args) != 4) {
+        PyErr_SetString(PyExc_TypeError, "conn_new: expected (ctx, mtu, initial_us, max_us)");
+        return -1;
+    }
+    ctx = PyLong_AsVoidPtr(PyTuple_GET_ITEM(args, 0));
+    mtu = PyLong_AsSize_t(PyTuple_GET_ITEM(args, 1));
+    initial = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(args, 2));
+    max = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(args, 3));
+    if (PyErr_Occurred())
+        return -1;
+    if (ctx == NULL || initial > UINT_MAX || max > UINT_MAX || check < 0 || check > INT_MAX
+        || md < 0 || md > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "conn_new: argument out of range");
+        return -1;
+    }
+    if (DtlsOssl_borrow(digests, &view) < 0)
+        return -1;
+    c = DtlsOssl_conn_new((SSL_CTX *)ctx, is_server, mtu, (unsigned int)initial, (unsigned int)max,
+                          handle, (int)check, (int)md, (const unsigned char *)view.buf,
+                          (size_t)view.len);
+    DtlsOssl_unborrow(&view);
+    if (c == NULL)
+        return 0;
+    if ((ref = PyObject_New(DtlsOssl_Ref, DtlsOssl_RefType)) == NULL) {
+        DtlsOssl_conn_free(c);
+        return -1;
+    }
+    ref->c = c;
+    if ((addr = PyLong_FromVoidPtr(c)) == NULL) {
+        Py_DECREF(ref);
+        return -1;
+    }
+    /* _addr first: whatever _ref held is freed as it is replaced. */
+    DtlsOssl_k_set(conn, DTLSOSSL_K_ADDR, addr);
+    DtlsOssl_k_set(conn, DTLSOSSL_K_REF, (PyObject *)ref);
+    return 1;
+}
+
+/* conn_new(conn, (ctx, mtu, initial_us, max_us), is_server, handle, check, md, digests): make
+   conn's C object (ctx is the SSL_CTX's address, handle the key-log handle's or None, digests
+   the expected digests end to end) and store it in _ref and _addr. False if OpenSSL failed
+   (the ERR queue says why). */
+static PyObject *DtlsOssl_py_conn_new(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    void *handle = NULL;
+    long check, md;
+    int is_server, r;
+    (void)m;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "conn_new(conn, (ctx, mtu, initial_us, max_us), "
+                                         "is_server, handle, check, md, digests)");
+        return NULL;
+    }
+    if (DtlsOssl_k_type == NULL || !PyObject_TypeCheck(args[0], DtlsOssl_k_type)) {
+        PyErr_SetString(PyExc_TypeError, "conn_new: not a connection (or step_setup not called)");
+        return NULL;
+    }
+    is_server = PyObject_IsTrue(args[2]);
+    if (args[3] != Py_None)
+        handle = PyLong_AsVoidPtr(args[3]);
+    check = PyLong_AsLong(args[4]);
+    md = PyLong_AsLong(args[5]);
+    if (is_server < 0 || PyErr_Occurred())
+        return NULL;
+    r = DtlsOssl_make(args[0], args[1], is_server, handle, check, md, args[6]);
+    return r < 0 ? NULL : PyBool_FromLong(r);
+}
+
+/* __init__ of a connection for its usual call, DtlsConnection(configuration, role=...,
+   remote_fingerprints=[one Fingerprint] or None) with no key log: the state the Python
+   definition makes (the reference: it also raises every error), set here in one call.
+   Any other call, or an OpenSSL failure, goes to the Python definition. */
+static PyObject *DtlsOssl_m_init(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames)
+{
+    PyObject *config, *role = NULL, *fps = Py_None, *expected = NULL, *fp, *digests, *md, *name;
+    PyObject *stack[4], *out = NULL, *events = NULL;
+    Py_ssize_t i;
+    long check = DTLSOSSL_CHECK_UNKNOWN, index = 0;
+    int r;
+    if (nargs != 1 || kwnames == NULL || PyTuple_GET_SIZE(kwnames) > 2 || DtlsOssl_init_py == NULL
+        || !PyObject_TypeCheck(self, DtlsOssl_k_type))
+        goto python;
+    for (i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+        name = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(name, "role") == 0)
+            role = args[nargs + i];
+        else if (PyUnicode_CompareWithASCIIString(name, "remote_fingerprints") == 0)
+            fps = args[nargs + i];
+        else
+            goto python;
+    }
+    config = args[0];
+    if ((role != DtlsOssl_k_client && role != DtlsOssl_k_server)
+        || Py_TYPE(config) != DtlsOssl_cfg_type
+        || *(PyObject **)((char *)config + DtlsOssl_cfg[0]) != Py_None)
+        goto python;
+    digests = Py_None;
+    if (fps != Py_None) {
+        if (PyTuple_CheckExact(fps) && PyTuple_GET_SIZE(fps) == 1)
+            expected = Py_NewRef(fps);
+        else if (PyList_CheckExact(fps) && PyList_GET_SIZE(fps) == 1)
+            expected = PyTuple_Pack(1, PyList_GET_ITEM(fps, 0));
+        else
+            goto python;
+        if (expected == NULL)
+            return NULL;
+        fp = PyTuple_GET_ITEM(expected, 0);
+        if (Py_TYPE(fp) != DtlsOssl_fp_type)
+            goto python_expected;
+        md =
+            PyDict_GetItemWithError(DtlsOssl_md_index, *(PyObject **)((char *)fp + DtlsOssl_fp[0]));
+        if (md == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            goto python_expected;
+        }
+        if ((index = PyLong_AsLong(md)) == -1 && PyErr_Occurred())
+            goto fail;
+        digests = *(PyObject **)((char *)fp + DtlsOssl_fp[1]);
+        check = DTLSOSSL_CHECK_FINGERPRINTS;
+    } else {
+        expected = Py_NewRef(Py_None);
+    }
+    if ((out = PyList_New(0)) == NULL || (events = PyList_New(0)) == NULL)
+        goto fail;
+    r = DtlsOssl_make(self, *(PyObject **)((char *)config + DtlsOssl_cfg[1]),
+                      role == DtlsOssl_k_server, NULL, check, index,
+                      digests == Py_None ? DtlsOssl_empty : digests);
+    if (r < 0)
+        goto fail;
+    if (r == 0) { /* OpenSSL failed: the Python definition raises it */
+        Py_DECREF(out);
+        Py_DECREF(events);
+        goto python_expected;
+    }
+    for (i = 0; i < DtlsOssl_n_initial; i++)
+        Py_XSETREF(*(PyObject **)((char *)self + DtlsOssl_initial_at[i]),
+                   Py_NewRef(PyTuple_GET_ITEM(DtlsOssl_initial, i)));
+    DtlsOssl_k_set(self, DTLSOSSL_K_CONFIG, Py_NewRef(config));
+    DtlsOssl_k_set(self, DTLSOSSL_K_ROLE, Py_NewRef(role));
+    DtlsOssl_k_set(self, DTLSOSSL_K_EXPECTED, expected);
+    DtlsOssl_k_set(self, DTLSOSSL_K_TIMEOUT,
+                   Py_NewRef(*(PyObject **)((char *)config + DtlsOssl_cfg[2])));
+    DtlsOssl_k_set(self, DTLSOSSL_K_OUT, out);
+    DtlsOssl_k_set(self, DTLSOSSL_K_EVENTS, events);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(out);
+    Py_XDECREF(events);
+    Py_DECREF(expected);
+    return NULL;
+python_expected:
+    Py_DECREF(expected);
+python:
+    if (DtlsOssl_init_py == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "dtls_ossl: step_setup was not called");
+        return NULL;
+    }
+    if (nargs + (kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0) > 3)
+        return DtlsOssl_call_with_self(DtlsOssl_init_py, self, args, nargs, kwnames);
+    stack[0] = self;
+    for (i = 0; i < nargs + (kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0); i++)
+        stack[i + 1] = args[i];
+    return PyObject_Vectorcall(DtlsOssl_init_py, stack, (size_t)nargs + 1, kwnames);
+}
+
+static PyMethodDef DtlsOssl_init_def = {"__init__", (PyCFunction)(void (*)(void))DtlsOssl_m_init,
+                                        METH_FASTCALL | METH_KEYWORDS, NULL};
+
+/* conn_free(conn): free conn's C object now (it ended), after setting _addr to 0. */
+static PyObject *DtlsOssl_py_conn_free(PyObject *m, PyObject *conn)
+{
+    PyObject *ref;
+    (void)m;
+    if (DtlsOssl_k_type == NULL || !PyObject_TypeCheck(conn, DtlsOssl_k_type)) {
+        PyErr_SetString(PyExc_TypeError, "conn_free: not a connection");
+        return NULL;
+    }
+    DtlsOssl_k_set(conn, DTLSOSSL_K_ADDR, PyLong_FromLong(0)); /* a cached small int */
+    ref = DTLSOSSL_K(conn, DTLSOSSL_K_REF);
+    if (ref != NULL && Py_TYPE(ref) == DtlsOssl_RefType) {
+        DtlsOssl_conn_free(((DtlsOssl_Ref *)ref)->c);
+        ((DtlsOssl_Ref *)ref)->c = NULL;
+    }
+    DtlsOssl_k_set(conn, DTLSOSSL_K_REF, Py_NewRef(Py_None));
+    Py_RETURN_NONE;
+}
+
+/* The offsets of the n slots named in names (a sequence of str), attributes of type. */
+static int DtlsOssl_offsets(PyObject *type, PyObject *names, Py_ssize_t n, Py_ssize_t *offsets)
+{
+    PyObject *seq, *d;
+    Py_ssize_t i;
+    int r = 0;
+    if (!PyType_Check(type) || (seq = PySequence_Tuple(names)) == NULL)
+        return -1;
+    if (PyTuple_GET_SIZE(seq) != n) {
+        PyErr_Format(PyExc_TypeError, "step_setup: %R has not %zd fields", type, n);
+        r = -1;
+    }
+    for (i = 0; r == 0 && i < n; i++) {
+        if ((d = PyObject_GetAttr(type, PyTuple_GET_ITEM(seq, i))) == NULL)
+            r = -1;
+        else if ((offsets[i] = DtlsOssl_slot_offset(d)) < 0)
+            r = -1;
+        Py_XDECREF(d);
+    }
+    Py_DECREF(seq);
+    return r;
+}
+
+/* The object named name in the dict objects, as a new reference, or NULL with an error. */
+static PyObject *DtlsOssl_named(PyObject *objects, const char *name)
+{
+    PyObject *o = PyDict_GetItemString(objects, name);
+    if (o == NULL)
+        PyErr_Format(PyExc_KeyError, "step_setup: %s missing", name);
+    return Py_XNewRef(o);
+}
+
+/* step_setup's part for the C __init__: init, client, configuration (the class), fingerprint
+   (the class), md_index and initial ({slot name: value} of the connection). */
+static int DtlsOssl_init_setup(PyObject *cls, PyObject *d)
+{
+    PyObject *names, *cfg, *fp, *initial, *key, *value;
+    Py_ssize_t pos = 0, i = 0;
+    int r;
+    if ((DtlsOssl_init_py = DtlsOssl_named(d, "init")) == NULL
+        || (DtlsOssl_k_client = DtlsOssl_named(d, "client")) == NULL
+        || (DtlsOssl_md_index = DtlsOssl_named(d, "md_index")) == NULL
+        || (DtlsOssl_empty = PyBytes_FromStringAndSize(NULL, 0)) == NULL)
+        return -1;
+    if ((cfg = DtlsOssl_named(d, "configuration")) == NULL)
+        return -1;
+    if ((names = Py_BuildValue("(sss)", "_key_log_writer", "_conn_args", "handshake_timeout"))
+        == NULL) {
+        Py_DECREF(cfg);
+        return -1;
+    }
+    r = DtlsOssl_offsets(cfg, names, 3, DtlsOssl_cfg);
+    Py_DECREF(names);
+    if (r < 0) {
+        Py_DECREF(cfg);
+        return -1;
+    }
+    DtlsOssl_cfg_type = (PyTypeObject *)cfg;
+    if ((fp = DtlsOssl_named(d, "fingerprint")) == NULL)
+        return -1;
+    if ((names = PyObject_GetAttrString(fp, "__match_args__")) == NULL) {
+        Py_DECREF(fp);
+        return -1;
+    }
+    r = DtlsOssl_offsets(fp, names, 2, DtlsOssl_fp);
+    Py_DECREF(names);
+    if (r < 0) {
+        Py_DECREF(fp);
+        return -1;
+    }
+    DtlsOssl_fp_type = (PyTypeObject *)fp;
+    if ((initial = DtlsOssl_named(d, "initial")) == NULL)
+        return -1;
+    if (!PyDict_Check(initial) || (DtlsOssl_n_initial = PyDict_Size(initial)) <= 0
+        || (DtlsOssl_initial = PyTuple_New(DtlsOssl_n_initial)) == NULL
+        || (DtlsOssl_initial_at = PyMem_RawMalloc(sizeof(Py_ssize_t) * (size_t)DtlsOssl_n_initial))
+               == NULL
+        || (names = PyTuple_New(DtlsOssl_n_initial)) == NULL) {
+        Py_DECREF(initial);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "step_setup: initial must be a non-empty dict");
+        return -1;
+    }
+    while (PyDict_Next(initial, &pos, &key, &value)) {
+        PyTuple_SET_ITEM(names, i, Py_NewRef(key));
+        PyTuple_SET_ITEM(DtlsOssl_initial, i, Py_NewRef(value));
+        i++;
+    }
+    r = DtlsOssl_offsets(cls, names, DtlsOssl_n_initial, DtlsOssl_initial_at);
+    Py_DECREF(names);
+    Py_DECREF(initial);
+    return r;
+}
+
+/* install_init(cls, doc): make the C __init__ (with doc, its text signature first) cls's. */
+static PyObject *DtlsOssl_py_install_init(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *descr;
+    const char *text;
+    char *copy;
+    Py_ssize_t n;
+    (void)m;
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyUnicode_Check(args[1])
+        || DtlsOssl_init_def.ml_doc != NULL || DtlsOssl_k_type == NULL
+        || !PyType_IsSubtype((PyTypeObject *)args[0], DtlsOssl_k_type)) {
+        PyErr_SetString(PyExc_TypeError, "install_init(cls, doc): once, after step_setup");
+        return NULL;
+    }
+    if ((text = PyUnicode_AsUTF8AndSize(args[1], &n)) == NULL)
+        return NULL;
+    if ((copy = malloc((size_t)n + 1)) == NULL) /* owned: for the life of the process */
+        return PyErr_NoMemory();
+    memcpy(copy, text, (size_t)n + 1);
+    DtlsOssl_init_def.ml_doc = copy;
+    descr = PyDescr_NewMethod((PyTypeObject *)args[0], &DtlsOssl_init_def);
+    if (descr == NULL || PyObject_SetAttrString(args[0], "__init__", descr) < 0) {
+        Py_XDECREF(descr);
+        return NULL;
+    }
+    Py_DECREF(descr);
+    Py_RETURN_NONE;
+}
+
+/* step_setup(conn_class, scratch_class, completed_class, keys_class, certificate_class,
+   objects): what step, complete, receive and conn_new need, once per process. The slots are
+   found by name: the connection's (DtlsOssl_k_names), Scratch.addr, the fields of
+   HandshakeCompleted and SrtpKeys (their __match_args__, in constructor order) and
+   Certificate's _der, _fingerprints, _key_der and _x509. objects maps names to: established,
+   handshaking, new (ConnectionState members), server (Role.SERVER), local (the per-thread
+   storage holding a thread's Scratch as .scratch), profiles ({IANA id: (SrtpProfile, key
+   length, salt length)}), select (select_fingerprints), receive (the Python receive_datagram),
+   first_outcome and handle_flags (ConnectionCore's). */
+static PyObject *DtlsOssl_py_step_setup(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *names, *d, *match;
+    Py_ssize_t sc_addr[1], i;
+    (void)m;
+    if (nargs != 6 || !PyDict_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "step_setup(conn_class, scratch_class, completed_class, "
+                                         "keys_class, certificate_class, objects)");
+        return NULL;
+    }
+    if (DtlsOssl_k_type != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "step_setup: already set up");
+        return NULL;
+    }
+    d = args[5];
+    if ((names = PyTuple_New(DTLSOSSL_K_N)) == NULL)
+        return NULL;
+    for (i = 0; i < DTLSOSSL_K_N; i++)
+        PyTuple_SET_ITEM(names, i, PyUnicode_FromString(DtlsOssl_k_names[i]));
+    i = DtlsOssl_offsets(args[0], names, DTLSOSSL_K_N, DtlsOssl_k);
+    Py_DECREF(names);
+    if (i < 0)
+        return NULL;
+    if ((names = Py_BuildValue("(s)", "addr")) == NULL)
+        return NULL;
+    i = DtlsOssl_offsets(args[1], names, 1, sc_addr);
+    Py_DECREF(names);
+    if (i < 0)
+        return NULL;
+    if ((match = PyObject_GetAttrString(args[2], "__match_args__")) == NULL)
+        return NULL;
+    i = DtlsOssl_offsets(args[2], match, 6, DtlsOssl_hc);
+    Py_DECREF(match);
+    if (i < 0 || (match = PyObject_GetAttrString(args[3], "__match_args__")) == NULL)
+        return NULL;
+    i = DtlsOssl_offsets(args[3], match, 5, DtlsOssl_keys);
+    Py_DECREF(match);
+    if (i < 0
+        || (names = Py_BuildValue("(ssss)", "_der", "_fingerprints", "_key_der", "_x509")) == NULL)
+        return NULL;
+    i = DtlsOssl_offsets(args[4], names, 4, DtlsOssl_cert);
+    Py_DECREF(names);
+    if (i < 0 || (DtlsOssl_RefType = (PyTypeObject *)PyType_FromSpec(&DtlsOssl_ref_spec)) == NULL)
+        return NULL;
+    if ((DtlsOssl_k_established = DtlsOssl_named(d, "established")) == NULL
+        || (DtlsOssl_k_handshaking = DtlsOssl_named(d, "handshaking")) == NULL
+        || (DtlsOssl_k_new = DtlsOssl_named(d, "new")) == NULL
+        || (DtlsOssl_k_server = DtlsOssl_named(d, "server")) == NULL
+        || (DtlsOssl_local = DtlsOssl_named(d, "local")) == NULL
+        || (DtlsOssl_profiles = DtlsOssl_named(d, "profiles")) == NULL
+        || (DtlsOssl_select = DtlsOssl_named(d, "select")) == NULL
+        || (DtlsOssl_receive_py = DtlsOssl_named(d, "receive")) == NULL
+        || (DtlsOssl_first_py = DtlsOssl_named(d, "first_outcome")) == NULL
+        || (DtlsOssl_flags_py = DtlsOssl_named(d, "handle_flags")) == NULL
+        || (DtlsOssl_str_scratch = PyUnicode_InternFromString("scratch")) == NULL
+        || (DtlsOssl_str_logging = PyUnicode_InternFromString("logging")) == NULL)
+        return NULL;
+    if (!PyDict_CheckExact(DtlsOssl_profiles) || !PyCallable_Check(DtlsOssl_select)) {
+        PyErr_SetString(PyExc_TypeError, "step_setup: profiles must be a dict, select callable");
+        return NULL;
+    }
+    if (DtlsOssl_init_setup(args[0], d) < 0)
+        return NULL;
+    DtlsOssl_sc_addr = sc_addr[0];
+    DtlsOssl_sc_type = (PyTypeObject *)Py_NewRef(args[1]);
+    DtlsOssl_hc_type = (PyTypeObject *)Py_NewRef(args[2]);
+    DtlsOssl_keys_type = (PyTypeObject *)Py_NewRef(args[3]);
+    DtlsOssl_cert_type = (PyTypeObject *)Py_NewRef(args[4]);
+    DtlsOssl_k_type = (PyTypeObject *)Py_NewRef(args[0]); /* last: it says all is set */
+    Py_RETURN_NONE;
 }
 
 /* The offset of descr's slot in instances of type if it is a writable object slot of type
@@ -963,16 +1881,26 @@ static PyMethodDef DtlsOssl_fast_methods[] = {
      "fast_send_many(conn, payloads, start, out) -> next index << 16 | status bits left"},
     {"fast_receive_many", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_receive_many, METH_FASTCALL,
      "fast_receive_many(conn, datagrams, start, out, events) -> next index << 16 | bits left"},
-    {"fast_step", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_step, METH_FASTCALL,
-     "fast_step(conn, scratch, op, datagram, out, events) -> status bits left"},
     {"record_fill", (PyCFunction)(void (*)(void))DtlsOssl_py_record_fill, METH_FASTCALL,
      "record_fill(obj, slots, *values): set obj's slots, one value each"},
     {"install_methods", (PyCFunction)(void (*)(void))DtlsOssl_py_install_methods, METH_FASTCALL,
      "install_methods(cls, slots, established, outcomes, docs, queue): the per-record verbs "
      "in C"},
-    {"fast_established", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_established, METH_FASTCALL,
-     "fast_established(conn, scratch) -> (version, cipher, srtp id, data MTU, material, der, "
-     "matched) or None"},
+    {"step", (PyCFunction)(void (*)(void))DtlsOssl_py_step, METH_FASTCALL,
+     "step(conn, scratch, op, datagram, now) -> status bits left"},
+    {"complete", (PyCFunction)(void (*)(void))DtlsOssl_py_complete, METH_FASTCALL,
+     "complete(conn, scratch) -> 0, or why Python must complete the handshake"},
+    {"conn_new", (PyCFunction)(void (*)(void))DtlsOssl_py_conn_new, METH_FASTCALL,
+     "conn_new(conn, (ctx, mtu, initial_us, max_us), is_server, handle, check, md, digests) "
+     "-> bool"},
+    {"conn_free", DtlsOssl_py_conn_free, METH_O, "conn_free(conn): free its C object now"},
+    {"install_init", (PyCFunction)(void (*)(void))DtlsOssl_py_install_init, METH_FASTCALL,
+     "install_init(cls, doc): the C __init__ of the usual call in front of cls's"},
+    {"receive", (PyCFunction)(void (*)(void))DtlsOssl_py_receive, METH_FASTCALL | METH_KEYWORDS,
+     "receive(conn, data, now): receive_datagram of a connection not established"},
+    {"step_setup", (PyCFunction)(void (*)(void))DtlsOssl_py_step_setup, METH_FASTCALL,
+     "step_setup(conn_class, scratch_class, completed_class, keys_class, certificate_class, "
+     "objects)"},
     {"fast_setup", (PyCFunction)(void (*)(void))DtlsOssl_py_fast_setup, METH_FASTCALL,
      "fast_setup(DataReceived, DataReceived.__dict__['data'])"},
     {NULL, NULL, 0, NULL},

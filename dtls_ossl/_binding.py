@@ -64,6 +64,7 @@ __all__ = [
     "ffi",
     "format_version",
     "lib",
+    "local",
     "openssl_assert",
     "openssl_build_version_number",
     "openssl_version",

@@ -17,7 +17,7 @@ from itertools import repeat
 from dtls_ossl import _openssl, events
 from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, openssl_assert, scratch
 from dtls_ossl._callbacks import CallbackState
-from dtls_ossl._conn_outcome import classify_failure, handshake_info
+from dtls_ossl._conn_outcome import classify_failure
 from dtls_ossl._conn_status import (
     ALERTS as _ALERTS,
 )
@@ -26,6 +26,9 @@ from dtls_ossl._conn_status import (
 )
 from dtls_ossl._conn_status import (
     CLOSED as _CLOSED,
+)
+from dtls_ossl._conn_status import (
+    COMPLETED as _COMPLETED,
 )
 from dtls_ossl._conn_status import (
     DROPPED as _DROPPED,
@@ -90,6 +93,7 @@ from dtls_ossl.exceptions import (
     CertificateVerificationError,
     DtlsError,
     FingerprintMismatchError,
+    InvalidStateError,
     OpenSSLError,
     PayloadSizeError,
 )
@@ -111,12 +115,24 @@ __all__ = ["ConnectionCore"]
 # new thread; fast_setup tells C which event class and slot to build DataReceived with.
 _fast_receive = _openssl.fast_receive
 _fast_send = _openssl.fast_send
-_fast_established = _openssl.fast_established
-_fast_step = _openssl.fast_step
-# fast_step's operations (_cffi_src/fastpath.c).
+# The handshake path in C (_cffi_src/fastpath.c; connection.py's _install_c_methods tells it
+# the slots it reads and writes): the C object's making and freeing, one call per flight, and
+# the completion that builds HandshakeCompleted.
+step = _openssl.step
+_complete = _openssl.complete
+_conn_new = _openssl.conn_new
+_conn_free = _openssl.conn_free
+# step's operations.
 STEP_HANDSHAKE = 0
-_STEP_RECEIVE = 1
+STEP_RECEIVE = 1
 STEP_TIMEOUT = 2
+_STEP_FIRST = 3
+# Why complete() left a completion to Python.
+_WHY_EXPORT = 1
+_WHY_NO_CERT = 2
+_WHY_UNCHECKED = 3
+_WHY_ENDED = 4  # a finalizer run during an allocation ended the connection meanwhile
+_cast = ffi.cast
 _openssl.fast_setup(events.DataReceived, events.DataReceived.__dict__["data"])
 _unpack = ffi.unpack
 _DataReceived = events.DataReceived
@@ -164,7 +180,6 @@ class ConnectionCore:
 
     __slots__ = (
         "_addr",
-        "_c",
         "_cb",
         "_config",
         "_data_mtu",
@@ -184,6 +199,7 @@ class ConnectionCore:
         "_n_sent",
         "_out",
         "_received_alert",
+        "_ref",
         "_role",
         "_sc",
         "_sent_alert",
@@ -193,7 +209,6 @@ class ConnectionCore:
 
     if TYPE_CHECKING:
         _addr: int
-        _c: Any
         _cb: CallbackState
         _config: DtlsConfiguration
         _data_mtu: int
@@ -213,6 +228,7 @@ class ConnectionCore:
         _n_sent: int
         _out: list[bytes]
         _received_alert: int | None
+        _ref: object
         _role: Role
         _sc: Scratch
         _sent_alert: int | None
@@ -220,33 +236,41 @@ class ConnectionCore:
         _timer_at: float | None
 
     def _new_ssl(self) -> None:
-        """Create the C connection (SSL object, BIOs, timer and callbacks): ``_c``, ``_addr``."""
-        config = self._config
-        ctx = config._ssl_ctx()
+        """Create the C connection (SSL object, BIOs, timer and callbacks): ``_ref``, ``_addr``.
+
+        ``_ref`` owns it (freed with the connection, or by ``_conn_free`` when it ends, which
+        sets ``_addr`` to 0 first); ``_addr`` is its address for the C paths, which take ints.
+        """
         expected = self._expected
         if expected is not None:
             check = _CHECK_FINGERPRINTS
-            md, digests = _expected_digests(expected)
+            if len(expected) == 1:  # the usual case: its own strongest set
+                fp = expected[0]
+                md, digests = _MD_INDEX[fp.algorithm], fp.value
+            else:
+                md, digests = _expected_digests(expected)
         else:
             check = _CHECK_INSECURE if self._insecure else _CHECK_UNKNOWN
             md, digests = 0, b""
-        c = lib.DtlsOssl_conn_new(
-            ctx,
+        handle = self._handle
+        if not _conn_new(
+            self,
+            self._config._conn_args,
             self._role is _SERVER,
-            config.mtu,
-            round(config.initial_retransmit_timeout * 1e6),
-            round(config.max_retransmit_timeout * 1e6),
-            self._handle or ffi.NULL,
+            None if handle is None else int(_cast("uintptr_t", handle)),
             check,
             md,
             digests,
-            len(digests),
-        )
-        if not c:
+        ):
             openssl_assert(False, "creating the SSL object")
-        self._c = ffi.gc(c, lib.DtlsOssl_conn_free)  # owned: SSL and its two BIOs
-        # Its address, for the CPython fast paths (they take ints); valid until _terminate.
-        self._addr = c.addr
+
+    @property
+    def _c(self) -> Any:
+        """The C object as cffi sees it, for the calls and fields off the fast paths."""
+        addr = self._addr
+        if not addr:
+            raise InvalidStateError(f"the connection is {self._state.value}: no C object")
+        return _cast("DtlsOssl_conn *", addr)
 
     def _accept_first(self, data: bytes, now: float) -> None:
         """Feed what looks like a first ClientHello to a server that has not started yet.
@@ -257,10 +281,14 @@ class ConnectionCore:
         is about to start nor make us send anything.
         """
         sc = scratch()
-        # Into lists of its own: a discarded attempt must leave nothing to send.
-        out: list[bytes] = []
-        evs: list[events.DtlsEvent] = []
-        flags = _fast_step(self._addr, sc.addr, _STEP_RECEIVE, data, out, evs)
+        self._first_outcome(step(self, sc, _STEP_FIRST, data, now), now, sc)
+
+    def _first_outcome(self, flags: int, now: float, sc: Scratch) -> None:
+        """Act on step's bits for a new server's first datagram (op ``_STEP_FIRST``).
+
+        step queued the answer only if there was one and nothing failed (WIRE says so): a
+        discarded attempt must leave nothing to send.
+        """
         if flags & _DROPPED:
             self._n_dropped += int(sc.ptr.dropped)
             return
@@ -268,14 +296,14 @@ class ConnectionCore:
             consume_errors()
             self._cb.captured = None
             self._n_dropped += 1
-            ffi.release(self._c)
+            _conn_free(self)
             self._new_ssl()
             return
-        if out:
-            self._out += out
-            self._events += evs
+        if flags & _WIRE:
             self._start(now)
-            self._handle_flags(flags, now, sc)
+            flags &= ~_WIRE
+            if flags:
+                self._handle_flags(flags, now, sc)
         # Otherwise a fragment was buffered without an answer: stay NEW until the rest comes.
 
     def _bind_scratch(self) -> None:
@@ -378,20 +406,13 @@ class ConnectionCore:
         if self._expected is None and not self._insecure and not _may_feed_untrusted(data):
             self._hold(data)
             return
-        if len(data) > _MAX_DATAGRAM:
-            self._n_dropped += 1
-            return
-        sc = scratch()
-        flags = _fast_step(self._addr, sc.addr, _STEP_RECEIVE, data, self._out, self._events)
-        self._handle_flags(flags, now, sc)
+        self._feed(data, now)
 
     def _feed(self, data: bytes, now: float) -> None:
-        if len(data) > _MAX_DATAGRAM:
-            self._n_dropped += 1
-            return
         sc = scratch()
-        flags = _fast_step(self._addr, sc.addr, _STEP_RECEIVE, data, self._out, self._events)
-        self._handle_flags(flags, now, sc)
+        flags = step(self, sc, STEP_RECEIVE, data, now)  # drops what is above _MAX_DATAGRAM
+        if flags:
+            self._handle_flags(flags, now, sc)
 
     def _hold(self, data: bytes) -> None:
         held = self._held
@@ -409,6 +430,9 @@ class ConnectionCore:
 
     def _handle_flags(self, flags: int, now: float, sc: Scratch) -> None:
         """Turn the status bits of one C call into output, events and state changes."""
+        if flags == _COMPLETED:  # step did it all
+            self._log_completed()
+            return
         if flags & _UNUSUAL:
             self._handle_all_flags(flags, now, sc)
             return
@@ -425,7 +449,7 @@ class ConnectionCore:
         """:meth:`_handle_flags` when any bit beyond the usual ones is set."""
         if flags & _DROPPED:
             self._n_dropped += int(sc.ptr.dropped)
-        if flags & _WIRE:  # only from the cffi entry points: fast_step collects in C
+        if flags & _WIRE:  # only from the cffi entry points: step collects in C
             self._collect_wire(sc)
         if flags & _CALLBACK:
             self._callback_raised()
@@ -507,37 +531,32 @@ class ConnectionCore:
                 self._events.append(events.AlertSent(level, description))
 
     def _handshake_completed(self, sc: Scratch) -> None:
-        # One C call: what was negotiated, the SRTP keying material, the peer certificate, the
-        # fingerprint it matched; it also binds the scratch for the fast paths from now on.
-        done = _fast_established(self._addr, sc.addr)
-        if done is None:
+        # One C call (step makes the same one itself in the usual case): what was negotiated,
+        # the SRTP keys, the peer certificate and the fingerprint it matched, as the
+        # HandshakeCompleted event, queued; the connection is then ESTABLISHED, with the
+        # scratch bound for the fast paths.
+        why = _complete(self, sc)
+        if why == _WHY_EXPORT:
             raise OpenSSLError("SSL_export_keying_material failed", consume_errors())
-        version, cipher, srtp_id, self._data_mtu, material, der, index = done
-        if der is None:  # pragma: no cover - OpenSSL always verifies the peer certificate
+        if why == _WHY_NO_CERT:  # pragma: no cover - OpenSSL always verifies the peer certificate
             self._terminate(
                 CertificateVerificationError("the peer sent no certificate"), by_peer=False
             )
             return
-        matched = None
-        expected = self._expected
-        if expected is not None:
-            if index < 0:  # pragma: no cover - the verify callback already refused it
-                self._terminate(
-                    FingerprintMismatchError("peer certificate was not checked"), by_peer=False
-                )
-                return
-            # A single fingerprint is its own strongest set (RFC 8122 §5).
-            chosen = expected if len(expected) == 1 else select_fingerprints(expected)
-            matched = chosen[index]
-        info = handshake_info(version, cipher, srtp_id, material, der, matched, self._role)
-        self._sc = sc
-        self._state = _ESTABLISHED
-        self._held = None
-        self._handshake_deadline = None
-        self._info = info
-        self._events.append(info)
+        if why == _WHY_UNCHECKED:  # pragma: no cover - the verify callback already refused it
+            self._terminate(
+                FingerprintMismatchError("peer certificate was not checked"), by_peer=False
+            )
+            return
+        if why == _WHY_ENDED:  # pragma: no cover - only if a finalizer closed it meanwhile
+            return
+        self._log_completed()
+
+    def _log_completed(self) -> None:
         log = debug_logger("dtls_ossl.connection")
         if log is not None:
+            info = self._info
+            assert info is not None
             log.debug(
                 "%s: handshake completed: %s %s srtp=%s",
                 self._role.value,
@@ -591,8 +610,8 @@ class ConnectionCore:
             log.debug("%s: terminated: %s", self._role.value, error)
         lib.ERR_clear_error()
         # Free the SSL object now rather than at garbage collection: a server may hold many
-        # terminated connections until it notices.
-        ffi.release(self._c)
+        # terminated connections until it notices. _addr becomes 0 first.
+        _conn_free(self)
 
 
 def _records(buf: Any, ends: list[int]) -> list[bytes]:

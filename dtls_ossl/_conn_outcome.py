@@ -1,11 +1,11 @@
-"""How a handshake ends: the completion record, or the error a failure is blamed on.
+"""How a handshake ends: the keying material exporter, or the error a failure is blamed on.
 
-:func:`handshake_info` turns what OpenSSL negotiated (read in one C call) into the
-:class:`~dtls_ossl.events.HandshakeCompleted` event; :func:`classify_failure` turns a fatal
-status, the callbacks' fingerprint verdict, the alerts seen and OpenSSL's error queue into the
-one :class:`~dtls_ossl.DtlsError` the connection ends with (exceptions.py's blame rules: a
-peer's alert or a failed check is the peer's, OpenSSL's read timeout is recognised by its
-reason code, not its text).
+The completion record, :class:`~dtls_ossl.events.HandshakeCompleted`, is built in C
+(``complete`` in _cffi_src/fastpath.c). :func:`classify_failure` turns a fatal status, the
+callbacks' fingerprint verdict, the alerts seen and OpenSSL's error queue into the one
+:class:`~dtls_ossl.DtlsError` the connection ends with (exceptions.py's blame rules: a peer's
+alert or a failed check is the peer's, OpenSSL's read timeout is recognised by its reason code,
+not its text).
 """
 
 from __future__ import annotations
@@ -22,53 +22,17 @@ from dtls_ossl.exceptions import (
     OpenSSLErrorInfo,
     ProtocolError,
 )
-from dtls_ossl.webrtc.srtp import SrtpKeys, SrtpProfile
 
 if TYPE_CHECKING:
     from typing import Any
 
-    from dtls_ossl._roles import Role
-    from dtls_ossl.webrtc.certificate import Certificate
-    from dtls_ossl.webrtc.sdp import Fingerprint
 
-__all__ = ["classify_failure", "export_keying_material", "handshake_info"]
+__all__ = ["classify_failure", "export_keying_material"]
 
 _X509_V_ERR_CERT_REJECTED = 28
 # ERR_LIB_SSL and SSL_R_READ_TIMEOUT_EXPIRED (openssl/err.h, sslerr.h): DTLS gave up retrying.
 _ERR_LIB_SSL = 20
 _SSL_R_READ_TIMEOUT_EXPIRED = 312
-# SrtpProfile by IANA id (the enum's properties are Python-level, slow on the handshake path).
-_SRTP_PROFILES = {p.iana_id: p for p in SrtpProfile}
-_HandshakeCompleted = events.HandshakeCompleted
-
-
-def _certificate_from_der(der: bytes) -> Certificate:
-    """``Certificate.from_der``, imported on first use (``import dtls_ossl`` stays cheap)."""
-    global _certificate_from_der
-    from dtls_ossl.webrtc.certificate import Certificate
-
-    _certificate_from_der = Certificate.from_der
-    return Certificate.from_der(der)
-
-
-def handshake_info(
-    version: str,
-    cipher: str,
-    srtp_id: int,
-    material: bytes | None,
-    der: bytes,
-    matched: Fingerprint | None,
-    role: Role,
-) -> events.HandshakeCompleted:
-    """Build the HandshakeCompleted event from what ``fast_established`` read in one C call."""
-    profile = keys = None
-    if srtp_id:
-        profile = _SRTP_PROFILES.get(srtp_id) or SrtpProfile.from_iana_id(srtp_id)
-        keys = SrtpKeys.from_keying_material(profile, material or b"", role)
-    # Every value comes from OpenSSL or was validated when the connection was made.
-    return _HandshakeCompleted._unchecked(
-        version, cipher, profile, _certificate_from_der(der), matched, keys
-    )
 
 
 def export_keying_material(

@@ -14,6 +14,7 @@ __all__ = [
     "ALERTS",
     "CALLBACK",
     "CLOSED",
+    "COMPLETED",
     "DROPPED",
     "ENDED",
     "ESTABLISHED",
@@ -47,6 +48,8 @@ OVERFLOW = int(lib.DTLSOSSL_OVERFLOW)
 CALLBACK = int(lib.DTLSOSSL_CALLBACK)
 TOO_BIG = int(lib.DTLSOSSL_TOO_BIG)
 NO_SCRATCH = int(lib.DTLSOSSL_NO_SCRATCH)
+COMPLETED = int(lib.DTLSOSSL_COMPLETED)
+"From step only: the handshake completed and C queued its HandshakeCompleted event."
 
 
 class ConnectionState(enum.Enum):

@@ -15,18 +15,37 @@ def fast_receive_many(
     conn: int, datagrams: Any, start: int, out: list[bytes], events: list[Any], /
 ) -> int: ...
 def fast_setup(event_class: type[DataReceived], data_slot: Any, /) -> None: ...
-def fast_established(
-    conn: int, scratch: int, /
-) -> tuple[str, str, int, int, bytes | None, bytes | None, int] | None: ...
-def fast_step(
-    conn: int,
-    scratch: int,
+def step(
+    conn: object,
+    scratch: object,
     op: int,
-    datagram: bytes | None,
-    out: list[bytes],
-    events: list[Any],
+    datagram: bytes | bytearray | memoryview | None,
+    now: float,
     /,
 ) -> int: ...
+def complete(conn: object, scratch: object, /) -> int: ...
+def conn_new(
+    conn: object,
+    args: tuple[int, int, int, int],
+    is_server: bool,
+    handle: int | None,
+    check: int,
+    md: int,
+    digests: bytes,
+    /,
+) -> bool: ...
+def conn_free(conn: object, /) -> None: ...
+def step_setup(
+    conn_class: type,
+    scratch_class: type,
+    completed_class: type,
+    keys_class: type,
+    certificate_class: type,
+    objects: dict[str, Any],
+    /,
+) -> None: ...
+def install_init(cls: type, doc: str, /) -> None: ...
+def receive(conn: object, data: bytes | bytearray | memoryview, now: float, /) -> None: ...
 def install_methods(
     cls: type,
     slots: tuple[Any, ...],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from _thread import allocate_lock
 
+from dtls_ossl._binding import ffi
 from dtls_ossl._context import build_ssl_ctx
 from dtls_ossl._limits import DEFAULT_HANDSHAKE_TIMEOUT, check_positive
 from dtls_ossl._roles import Role
@@ -143,6 +144,7 @@ class DtlsConfiguration(Record):
     _ctx: Any = private(default=None)
     _lock: Any = private(default=None)
     _key_log_writer: Callable[[str], None] | None = private(default=None)
+    _conn_args: tuple[int, int, int, int] = private(default=None)  # set by _validate
 
     def replace(self, **changes: Any) -> DtlsConfiguration:
         """Return a new configuration with the given fields changed (``dataclasses.replace``).
@@ -160,6 +162,7 @@ class DtlsConfiguration(Record):
         _setattr(self, "_ctx", None)
         _setattr(self, "_lock", allocate_lock())
         _setattr(self, "_key_log_writer", None)
+        _setattr(self, "_conn_args", None)
         if self.certificate is None:
             from dtls_ossl.webrtc.certificate import Certificate
 
@@ -210,7 +213,20 @@ class DtlsConfiguration(Record):
                 )
         _setattr(self, "_key_log_writer", _key_log_writer(self.key_log))
         # Build the SSL_CTX now so a bad cipher or group string fails here, not at first use.
-        self._ssl_ctx()
+        ctx = self._ssl_ctx()
+        # What every connection's C object is made with, computed once rather than per
+        # connection: the SSL_CTX's address (the configuration keeps it alive, and each SSL
+        # holds a reference), the MTU and the retransmission timer's bounds in microseconds.
+        _setattr(
+            self,
+            "_conn_args",
+            (
+                int(ffi.cast("uintptr_t", ctx)),
+                self.mtu,
+                round(self.initial_retransmit_timeout * 1e6),
+                round(self.max_retransmit_timeout * 1e6),
+            ),
+        )
 
     def _ssl_ctx(self) -> Any:
         """Return the shared ``SSL_CTX`` (cdata), building it on first use."""

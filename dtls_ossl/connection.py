@@ -15,12 +15,17 @@ handshake or reads every plaintext record until OpenSSL wants more, frames what 
 into datagrams, and reads the retransmission timer. The connection then turns the returned
 status bits into events. The calls that speak the CPython API directly (_cffi_src/fastpath.c)
 keep the GIL and append the datagrams and DataReceived events to this object's lists
-themselves, returning only the status bits left for Python: ``fast_step`` for each flight of
-the handshake, ``fast_established`` once at its end, and the ``fast_*`` per-record functions of
-an established connection. ``send``, ``receive_datagram``, ``datagrams_to_send`` and
-``next_event`` are themselves C methods in place of the definitions below
-(:func:`_install_c_methods`): they do an established connection's common case and call those
-definitions for everything else, so a record costs no Python frame.
+themselves, returning only the status bits left for Python: ``step`` for each flight of the
+handshake (it also arms the timer and, at the end, queues HandshakeCompleted and makes the
+connection established), and the ``fast_*`` per-record functions of an established
+connection. The C object is owned through the ``_ref`` slot and reached through ``_addr``
+(its address, 0 once freed when the connection ends). ``send``, ``receive_datagram``,
+``datagrams_to_send`` and ``next_event`` are themselves C methods in place of the definitions
+below (:func:`_install_c_methods`): they do an established connection's common case and call
+those definitions for everything else, so a record costs no Python frame. The handshake has
+C twins too: ``__init__`` for the usual call, and ``receive`` (in front of the Python
+``receive_datagram``) for each flight and a new server's ClientHello, so that a handshake
+costs no Python frame of this module either; the definitions below stay the reference.
 
 Rule 2 - one datagram per read. OpenSSL reads whatever its read BIO holds as one "packet" (a
 memory BIO would merge datagrams), so the read BIO holds exactly the datagram being fed, read
@@ -54,9 +59,17 @@ A connection is not thread-safe: drive each one from one thread at a time.
 from __future__ import annotations
 
 from dtls_ossl import _openssl, events
-from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, scratch
+from dtls_ossl._binding import Scratch, consume_errors, ffi, lib, local, scratch
 from dtls_ossl._callbacks import NO_CALLBACKS, CallbackState
-from dtls_ossl._conn_core import STEP_HANDSHAKE, STEP_TIMEOUT, ConnectionCore, _nbytes
+from dtls_ossl._conn_core import (
+    _MD_INDEX,
+    STEP_HANDSHAKE,
+    STEP_RECEIVE,
+    STEP_TIMEOUT,
+    ConnectionCore,
+    _nbytes,
+    step,
+)
 from dtls_ossl._conn_outcome import export_keying_material
 from dtls_ossl._conn_status import (
     ALERTS as _ALERTS,
@@ -66,6 +79,9 @@ from dtls_ossl._conn_status import (
 )
 from dtls_ossl._conn_status import (
     ESTABLISHED as _ESTABLISHED,
+)
+from dtls_ossl._conn_status import (
+    HANDSHAKING as _HANDSHAKING,
 )
 from dtls_ossl._conn_status import (
     NEW as _NEW,
@@ -94,11 +110,13 @@ from dtls_ossl.exceptions import (
     OpenSSLError,
     PayloadSizeError,
 )
+from dtls_ossl.webrtc.certificate import Certificate
 from dtls_ossl.webrtc.sdp import (
     Fingerprint,
     parse_fingerprints,
+    select_fingerprints,
 )
-from dtls_ossl.webrtc.srtp import SrtpKeys
+from dtls_ossl.webrtc.srtp import SrtpKeys, SrtpProfile
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -114,7 +132,6 @@ _fast_receive = _openssl.fast_receive
 _fast_send = _openssl.fast_send
 _fast_receive_many = _openssl.fast_receive_many
 _fast_send_many = _openssl.fast_send_many
-_fast_step = _openssl.fast_step
 # next_event() pops from the front of a queue this short (a memmove of a few pointers, the
 # fastest path for the usual one or two events); a longer one is read from a head index and
 # compacted once this many events were read (and at least half of it).
@@ -123,6 +140,28 @@ _COMPACT_AT = 256
 
 
 _VERDICT_NONE = int(lib.DTLSOSSL_VERDICT_NONE)
+
+# The slots every connection starts with, as __init__ sets them: its C twin (install_init in
+# _install_c_methods) sets these, then the ones that depend on the arguments.
+_INITIAL: dict[str, object] = {
+    "_insecure": False,
+    "_cb": NO_CALLBACKS,
+    "_handle": None,
+    "_state": _NEW,
+    "_ev_head": 0,
+    "_held": None,
+    "_timer_at": None,
+    "_handshake_deadline": None,
+    "_data_mtu": 0,
+    "_info": None,
+    "_sent_alert": None,
+    "_received_alert": None,
+    "_n_received": 0,
+    "_n_dropped": 0,
+    "_n_held": 0,
+    "_n_sent": 0,
+    "_n_retransmissions": 0,
+}
 
 
 def _normalise_fingerprints(fingerprints: Iterable[Fingerprint | str]) -> tuple[Fingerprint, ...]:
@@ -199,7 +238,7 @@ class DtlsConnection(ConnectionCore):
         else:
             self._cb = CallbackState(key_log)
             self._handle = ffi.new_handle(self._cb)  # owned: keeps the state alive while C has it
-        self._new_ssl()  # sets _c and _addr
+        self._new_ssl()  # sets _ref and _addr
         self._state = _NEW
         # A list, not a deque: a deque's first block alone costs ~600 bytes per connection, and
         # the C fast paths append to it with PyList_Append. next_event() reads from _ev_head
@@ -220,9 +259,8 @@ class DtlsConnection(ConnectionCore):
         self._n_held = 0
         self._n_sent = 0
         self._n_retransmissions = 0
-        # The scratch the fast paths use (bound in C when the handshake completes): that of
-        # the thread that last drove them.
-        self._sc: Scratch = scratch()
+        # _sc, the scratch the fast paths use, is set when the handshake completes (by C) and
+        # read only from then on.
 
     # ----------------------------------------------------------------------------- inputs
 
@@ -240,8 +278,9 @@ class DtlsConnection(ConnectionCore):
             raise InvalidStateError(f"connect() called in state {self._state.value}")
         self._start(now)
         sc = scratch()
-        flags = _fast_step(self._addr, sc.addr, STEP_HANDSHAKE, None, self._out, self._events)
-        self._handle_flags(flags, now, sc)
+        flags = step(self, sc, STEP_HANDSHAKE, None, now)
+        if flags:
+            self._handle_flags(flags, now, sc)
 
     def receive_datagram(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Process one datagram received from the peer.
@@ -253,7 +292,20 @@ class DtlsConnection(ConnectionCore):
 
         :raises Exception: re-raises an exception raised by a key-log callback.
         """
-        if self._state is _ESTABLISHED:
+        state = self._state
+        if state is _HANDSHAKING and (self._expected is not None or self._insecure):
+            # A flight: one C call feeds it, appends the answer to _out, arms the timer and,
+            # at the end of the handshake, queues HandshakeCompleted (step returns COMPLETED).
+            self._n_received += 1
+            try:
+                sc = local.scratch
+            except AttributeError:
+                sc = scratch()
+            flags = step(self, sc, STEP_RECEIVE, data, now)
+            if flags:
+                self._handle_flags(flags, now, sc)
+            return
+        if state is _ESTABLISHED:
             # One C call counts the datagram, decrypts it and queues its DataReceived events.
             r = _fast_receive(self._addr, data, self._out, self._events)
             if r:
@@ -307,8 +359,9 @@ class DtlsConnection(ConnectionCore):
         if self._timer_at is None or now < self._timer_at:
             return
         sc = scratch()
-        flags = _fast_step(self._addr, sc.addr, STEP_TIMEOUT, None, self._out, self._events)
-        self._handle_flags(flags, now, sc)
+        flags = step(self, sc, STEP_TIMEOUT, None, now)
+        if flags:
+            self._handle_flags(flags, now, sc)
 
     def send(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Encrypt ``data`` as one DTLS record, queued for :meth:`datagrams_to_send`.
@@ -579,7 +632,9 @@ def _install_c_methods() -> None:
     A Python method call costs about as much as the C call inside it, and every record makes
     four. The C methods do an established connection's common case themselves and call the
     definitions above, unchanged, for everything else; those stay the reference for behaviour,
-    typing and documentation.
+    typing and documentation. For receive_datagram, "everything else" goes through the
+    handshake path's ``receive`` first: it feeds a handshake flight (or a new server's
+    ClientHello) itself and calls the definition above for the rest.
     """
     params = {
         "send": "data, now",
@@ -591,6 +646,40 @@ def _install_c_methods() -> None:
         f"{name}($self{', ' if p else ''}{p})\n--\n\n{DtlsConnection.__dict__[name].__doc__}"
         for name, p in params.items()
     )
+    init = DtlsConnection.__dict__["__init__"]
+    _openssl.step_setup(
+        ConnectionCore,
+        Scratch,
+        HandshakeCompleted,
+        SrtpKeys,
+        Certificate,
+        {
+            "established": _ESTABLISHED,
+            "handshaking": _HANDSHAKING,
+            "new": _NEW,
+            "server": _SERVER,
+            "local": local,
+            "profiles": {p.iana_id: (p, p.key_length, p.salt_length) for p in SrtpProfile},
+            "select": select_fingerprints,
+            "receive": DtlsConnection.__dict__["receive_datagram"],
+            "first_outcome": ConnectionCore._first_outcome,
+            "handle_flags": ConnectionCore._handle_flags,
+            "init": init,
+            "client": _CLIENT,
+            "configuration": DtlsConfiguration,
+            "fingerprint": Fingerprint,
+            "md_index": _MD_INDEX,
+            "initial": _INITIAL,
+        },
+    )
+    # The usual construction in C; the definition above for any other call (and every error).
+    _openssl.install_init(
+        DtlsConnection,
+        "__init__($self, configuration, *, role, remote_fingerprints=None, "
+        f"insecure_skip_fingerprint_check=False)\n--\n\n{init.__doc__}",
+    )
+    # install_methods keeps what receive_datagram is now as its fallback.
+    DtlsConnection.receive_datagram = _openssl.receive  # type: ignore[method-assign,assignment]
     slots = ("_state", "_addr", "_out", "_events", "_ev_head")
     _openssl.install_methods(
         DtlsConnection,

@@ -48,25 +48,27 @@ class SrtpProfile(enum.Enum):
         name: str = self.value
         return name
 
+    # By name: a member's hash is a Python-level call (enum.Enum.__hash__).
     @property
     def iana_id(self) -> int:
         """The IANA DTLS-SRTP protection profile number (1, 2, 7 or 8)."""
-        return _PARAMETERS[self][0]
+        return _BY_NAME[self._name_][0]
 
     @property
     def key_length(self) -> int:
         """Length of the SRTP master key in bytes."""
-        return _PARAMETERS[self][1]
+        return _BY_NAME[self._name_][1]
 
     @property
     def salt_length(self) -> int:
         """Length of the SRTP master salt in bytes."""
-        return _PARAMETERS[self][2]
+        return _BY_NAME[self._name_][2]
 
     @property
     def keying_material_length(self) -> int:
         """Bytes to export with :data:`SRTP_EXPORTER_LABEL`: ``2 * (key + salt)``."""
-        return 2 * (self.key_length + self.salt_length)
+        _, key, salt = _BY_NAME[self._name_]
+        return 2 * (key + salt)
 
     @classmethod
     def from_openssl_name(cls, name: str) -> SrtpProfile:
@@ -105,8 +107,9 @@ _PARAMETERS: dict[SrtpProfile, tuple[int, int, int]] = {
     SrtpProfile.AEAD_AES_128_GCM: (7, 16, 12),
     SrtpProfile.AEAD_AES_256_GCM: (8, 32, 12),
 }
-# (key, salt) lengths by profile, for the handshake path (the enum's properties are slower).
-_KEY_SALT = {profile._name_: (k, s) for profile, (_, k, s) in _PARAMETERS.items()}
+# The same by member name, for the properties above and the handshake path.
+_BY_NAME = {profile._name_: parameters for profile, parameters in _PARAMETERS.items()}
+_KEY_SALT = {name: (k, s) for name, (_, k, s) in _BY_NAME.items()}
 
 
 class SrtpKeys(Record):
