@@ -1727,7 +1727,7 @@ static int DtlsOssl_init_setup(PyObject *cls, PyObject *d)
 /* install_init(cls, doc): make the C __init__ (with doc, its text signature first) cls's. */
 static PyObject *DtlsOssl_py_install_init(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *descr;
+    PyObject *descr, *method;
     const char *text;
     char *copy;
     Py_ssize_t n;
@@ -1744,12 +1744,20 @@ static PyObject *DtlsOssl_py_install_init(PyObject *m, PyObject *const *args, Py
         return PyErr_NoMemory();
     memcpy(copy, text, (size_t)n + 1);
     DtlsOssl_init_def.ml_doc = copy;
+    /* The method descriptor goes in an instancemethod: inspect.signature(cls) from Python 3.14
+       binds __init__ to the class itself (inspect._descriptor_get), which a method descriptor
+       refuses ("doesn't apply to a 'type' object") and an instancemethod allows. Calls cost
+       one bound method object more, once per connection. */
     descr = PyDescr_NewMethod((PyTypeObject *)args[0], &DtlsOssl_init_def);
-    if (descr == NULL || PyObject_SetAttrString(args[0], "__init__", descr) < 0) {
-        Py_XDECREF(descr);
+    if (descr == NULL)
+        return NULL;
+    method = PyInstanceMethod_New(descr);
+    Py_DECREF(descr);
+    if (method == NULL || PyObject_SetAttrString(args[0], "__init__", method) < 0) {
+        Py_XDECREF(method);
         return NULL;
     }
-    Py_DECREF(descr);
+    Py_DECREF(method);
     Py_RETURN_NONE;
 }
 

@@ -189,12 +189,28 @@ def openssl_error_queue_is_empty() -> bool:
     return int(_lib().ERR_get_error()) == 0
 
 
-def push_foreign_openssl_error(library: str = "USER", reason: int = 1) -> None:
+def push_foreign_openssl_error(library: str = "USER", reason: int = 1) -> int:
     """Put an error in this thread's OpenSSL queue, as another library using the same OpenSSL
-    could leave one behind (``library``: ``"USER"`` or ``"SYS"``, an ERR_LIB_* name)."""
+    could leave one behind (``library``: ``"USER"`` or ``"SYS"``, an ERR_LIB_* name); return
+    its packed code, as ERR_get_error will give it."""
     lib = _lib()
-    lib.ERR_new()
-    lib.ERR_set_error(getattr(lib, f"ERR_LIB_{library}"), reason, _ffi().NULL)
+
+    def push() -> None:
+        lib.ERR_new()
+        lib.ERR_set_error(getattr(lib, f"ERR_LIB_{library}"), reason, _ffi().NULL)
+
+    push()
+    code = int(lib.ERR_get_error())  # popped to learn its code, then pushed again
+    push()
+    return code
+
+
+def drain_openssl_error_queue() -> list[int]:
+    """Pop every entry of this thread's OpenSSL error queue; their packed codes, oldest first."""
+    codes = []
+    while code := int(_lib().ERR_get_error()):
+        codes.append(code)
+    return codes
 
 
 def openssl_timer_running(conn: DtlsConnection) -> bool:

@@ -26,6 +26,7 @@ from helpers import (
     cached_cert,
     current_state,
     drain_events,
+    drain_openssl_error_queue,
     handshake,
     make_pair,
     openssl_error_queue_is_empty,
@@ -84,11 +85,14 @@ def _deliver(src: DtlsConnection, dst: DtlsConnection, batch: bool) -> None:
 @pytest.mark.parametrize("batch", [False, True])
 def test_foreign_error_does_not_fail_a_forged_datagram(library: str, batch: bool) -> None:
     """A forged protected record fails OpenSSL's MAC check and is dropped (want-read); an entry
-    another library left in the queue (SYS makes SSL_get_error say SYSCALL) changes nothing."""
+    another library left in the queue (SYS makes SSL_get_error say SYSCALL) changes nothing.
+    OpenSSL 3.x's SSL_get_error reads any entry in the queue as the call's failure: the entry is
+    found foreign and emptied. OpenSSL 4.0's does not read it there: the entry is left as it
+    was. Either way nothing of the forged record's is left behind."""
     client, server = _established(ciphers=GCM)
     forged = _record(23, 1, 5000, bytes(range(48)))
     for victim in (server, client):
-        push_foreign_openssl_error(library)
+        foreign = push_foreign_openssl_error(library)
         if batch:
             victim.receive_datagrams([forged, forged], NOW)
         else:
@@ -96,7 +100,7 @@ def test_foreign_error_does_not_fail_a_forged_datagram(library: str, batch: bool
         assert drain_events(victim) == []
         assert victim.datagrams_to_send(NOW) == []
         assert victim.state is ConnectionState.ESTABLISHED
-        assert openssl_error_queue_is_empty()  # emptied once it was found to be foreign
+        assert drain_openssl_error_queue() in ([], [foreign])
     client.send(b"still", NOW)
     _deliver(client, server, batch)
     assert drain_events(server) == [events.DataReceived(b"still")]
