@@ -360,8 +360,8 @@ def report(setup: _Setup, client: Any, server: Any) -> list[str]:
             check = f"not done (matched {matched!r})"
         lines.append(f"{prefix}fingerprint_check={check}")
         lines.append(
-            f"{prefix}fingerprint_how=X509_digest + CRYPTO_memcmp in the certificate "
-            "verify callback (C), during the handshake"
+            f"{prefix}fingerprint_how=i2d_X509 + EVP_Digest + CRYPTO_memcmp in the "
+            "certificate verify callback (C), during the handshake"
         )
     return lines
 
