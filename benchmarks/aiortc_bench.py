@@ -104,8 +104,8 @@ def make_certificate(ours: bool) -> Any:
 
 def make_transport(ours: bool, ice: MemoryIce, certificate: Any) -> Any:
     if ours:
-        return rtcpeerconnection.RTCDtlsTransport(ice, [certificate])  # type: ignore[arg-type]
-    return RTCDtlsTransport(ice, [certificate])  # type: ignore[arg-type]
+        return rtcpeerconnection.RTCDtlsTransport(ice, [certificate])  # type: ignore[arg-type, unused-ignore]
+    return RTCDtlsTransport(ice, [certificate])  # type: ignore[arg-type, unused-ignore]
 
 
 async def handshake_cpu(ours: bool, count: int) -> float:

@@ -391,7 +391,8 @@ def _build_classes() -> tuple[type[Any], type[Any]]:
     State = rtcdtlstransport.State
     Policy = pylibsrtp.Policy
 
-    class DtlsOsslCertificate(rtcdtlstransport.RTCCertificate):
+    # Without aiortc installed (the optional extra) type checkers see its classes as Any.
+    class DtlsOsslCertificate(rtcdtlstransport.RTCCertificate):  # type: ignore[misc, unused-ignore]
         """aiortc's ``RTCCertificate`` carrying the dtls_ossl configuration to use with it."""
 
         def __init__(self, configuration: DtlsConfiguration) -> None:
@@ -407,12 +408,14 @@ def _build_classes() -> tuple[type[Any], type[Any]]:
             """Make the certificate of a new peer connection, with the installed options."""
             return cls(_configuration_for_new_peer())
 
-    class DtlsOsslTransport(rtcdtlstransport.RTCDtlsTransport):
+    class DtlsOsslTransport(rtcdtlstransport.RTCDtlsTransport):  # type: ignore[misc, unused-ignore]
         """aiortc's ``RTCDtlsTransport`` with a :class:`~dtls_ossl.DtlsConnection` inside."""
 
         def __init__(self, transport: Any, certificates: list[Any]) -> None:
             super().__init__(transport, certificates)
             self._dtls_configuration: DtlsConfiguration = certificates[0].configuration
+            # aiortc's own declaration, repeated for type checkers that cannot see aiortc.
+            self._task: asyncio.Future[None] | None = self._task
             self._dtls: DtlsConnection | None = None
             self._termination: events.ConnectionTerminated | None = None
             self._early_data: list[bytes] = []

@@ -184,15 +184,17 @@ async def open_data_channel(
     opened1: asyncio.Future[None] = loop.create_future()
     got2: asyncio.Future[RTCDataChannel] = loop.create_future()
 
-    @ch1.on("open")
+    # Registered by call, not decorator: aiortc's decorator is untyped where aiortc is absent.
     def _on_open() -> None:
         if not opened1.done():
             opened1.set_result(None)
 
-    @pc2.on("datachannel")
     def _on_channel(channel: RTCDataChannel) -> None:
         if not got2.done():
             got2.set_result(channel)
+
+    ch1.on("open", _on_open)
+    pc2.on("datachannel", _on_channel)
 
     await negotiate(pc1, pc2, offer_filter=offer_filter, answer_filter=answer_filter, relay=relay)
     await opened1

@@ -89,7 +89,7 @@ def test_the_c_methods_keep_the_python_signatures_and_docs() -> None:
     )
     assert (DtlsConnection.__init__.__doc__ or "").startswith("Create the connection")
     # help() shows it too (pydoc reads the signature the same way)
-    text = pydoc.render_doc(DtlsConnection, renderer=pydoc.plaintext)
+    text = pydoc.render_doc(DtlsConnection, renderer=pydoc.TextDoc())
     assert "insecure_skip_fingerprint_check=False" in text.split("One DTLS association")[0]
 
 

@@ -193,12 +193,14 @@ async def run_cell(browser_name: str, role: str, kind: str, timeout: float) -> d
     def mark(name: str) -> None:
         times.setdefault(name, round(loop.time() - start, 3))
 
-    @pc.on("iceconnectionstatechange")
+    # Handlers are registered by call, not decorator: a decorator from aiortc is untyped to type
+    # checkers that run where the optional extra is not installed.
     def on_ice() -> None:
         if pc.iceConnectionState == "completed":
             mark("ice_completed")
 
-    @pc.on("datachannel")
+    pc.on("iceconnectionstatechange", on_ice)
+
     def on_channel(channel: RTCDataChannel) -> None:
         mark("channel")
         channels.append(channel)
@@ -216,6 +218,8 @@ async def run_cell(browser_name: str, role: str, kind: str, timeout: float) -> d
         if frames_done.done():
             channel.send(f"py:frames:{ours['frames']}")
 
+    pc.on("datachannel", on_channel)
+
     async def consume(track: MediaStreamTrack) -> None:
         while True:
             try:
@@ -232,10 +236,11 @@ async def run_cell(browser_name: str, role: str, kind: str, timeout: float) -> d
                 if channels:
                     channels[0].send(f"py:frames:{ours['frames']}")
 
-    @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
         if track.kind == "audio":
             tasks.append(asyncio.ensure_future(consume(track)))
+
+    pc.on("track", on_track)
 
     async def answer(offer: str) -> str:
         mark("offer")
@@ -250,11 +255,12 @@ async def run_cell(browser_name: str, role: str, kind: str, timeout: float) -> d
 
         if transport is not None:
 
-            @transport.on("statechange")
             def on_state() -> None:
                 ours["dtls_states"].append(transport.state)
                 if transport.state == "connected":
                     mark("dtls_connected")
+
+            transport.on("statechange", on_state)
 
         return str(pc.localDescription.sdp)
 
