@@ -23,9 +23,10 @@ of its own work. Then the driver runs pairs of chunks, one of each side of a com
 to back, alternating which side goes first (AB BA AB ...). It cycles through the comparisons until
 the time budget (or ``--pairs``) is spent. Both chunks of a pair ran in the same state of the
 machine, so the ratio of their rates is the figure. A comparison reports the median of its
-per-pair ratios with their quartiles, min..max and count; a row's rate is the median of its chunk
-rates. Every worker is pinned to one CPU, chunks are judged by thread CPU time (the wall clock's
-ratio is printed beside it), and the workers are replaced in three generations.
+per-pair ratios with its 95 % confidence interval (bootstrapped by generation), their
+quartiles, min..max and count; a row's rate is the median of its chunk rates. Every worker is
+pinned to one CPU, chunks are judged by thread CPU time (the wall clock's ratio is printed beside
+it), and the workers are replaced in six generations.
 :func:`run_paired` says why, with what an A/A run measured.
 
 ``--whole-process`` keeps the older method (:func:`run_interleaved`): each round starts every
@@ -48,6 +49,7 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import select
 import shutil
 import statistics
@@ -428,6 +430,7 @@ class Job:
     serve: list[str] = field(default_factory=list)  # the worker's serve arguments (run_paired)
     chunk: int = 0  # units per chunk, from the calibration (run_paired)
     ratios: dict[str, list[float]] = field(default_factory=dict)  # per-pair ratios, by row
+    ratio_gens: dict[str, list[int]] = field(default_factory=dict)  # each ratio's generation
     alt_values: list[float] = field(default_factory=list)  # chunk rates by the other clock
     alt_ratios: dict[str, list[float]] = field(default_factory=dict)  # same, by the other clock
     clock: str = ""  # "cpu" or "wall": what values and ratios were timed by (run_paired)
@@ -600,7 +603,7 @@ class Pacing:
     chunk_ms: float = 25.0  # target duration of one chunk
     calibration_chunks: int = 3  # chunks at the estimated size; their median rate sizes the chunk
     clock: str = "cpu"  # "cpu": the worker's thread CPU time; "wall": its monotonic clock
-    generations: int = 3  # fresh workers this many times, the budget split between them
+    generations: int = 6  # fresh workers this many times, the budget split between them
     cpu: int | None = None  # the CPU every worker is pinned to; None: not pinned
 
     def describe(self) -> str:
@@ -759,6 +762,7 @@ def _pairs(
             if r1 is not None and r2 is not None:
                 ra, rb = (r1, r2) if first is a else (r2, r1)
                 a.ratios.setdefault(b.row, []).append(ra[0] / rb[0])
+                a.ratio_gens.setdefault(b.row, []).append(gen)
                 a.alt_ratios.setdefault(b.row, []).append(ra[1] / rb[1])
         for job in alone:
             chunk(job)
@@ -782,11 +786,55 @@ def quartiles(values: Sequence[float]) -> tuple[float, float]:
 
 def per_pair(a: Job | None, b: Job | None) -> list[float]:
     """The ratios a/b to judge: per pair of chunks if paired, else per whole-process round."""
+    return per_pair_grouped(a, b)[0]
+
+
+def per_pair_grouped(a: Job | None, b: Job | None) -> tuple[list[float], list[int]]:
+    """:func:`per_pair` with each ratio's group: its workers' generation, or its own round."""
     if a is None or b is None:
-        return []
+        return [], []
     if b.row in a.ratios:
-        return list(a.ratios[b.row])
-    return [x / y for x, y in zip(a.values, b.values, strict=False) if y]
+        values = list(a.ratios[b.row])
+        gens = list(a.ratio_gens.get(b.row, []))
+        return values, gens if len(gens) == len(values) else [0] * len(values)
+    values = [x / y for x, y in zip(a.values, b.values, strict=False) if y]
+    return values, list(range(len(values)))
+
+
+def median_ci(
+    values: Sequence[float],
+    groups: Sequence[int],
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 20261206,
+) -> tuple[float, float]:
+    """A bootstrap confidence interval of the median of ``values``, resampled by group.
+
+    Ratios from one generation of workers share those processes' lasting offsets (see
+    :func:`run_paired`), so they are not independent draws. Each resample therefore draws the
+    groups with replacement, then the values inside each drawn group with replacement: the
+    interval widens with the spread between generations as well as within them, and narrows
+    as either more pairs or more generations are run. The seed is fixed so that one set of
+    ratios always gives the same interval.
+    """
+    by_group: dict[int, list[float]] = {}
+    for value, group in zip(values, groups, strict=True):
+        by_group.setdefault(group, []).append(value)
+    clusters = list(by_group.values())
+    if not clusters:
+        raise ValueError("median_ci of no values")
+    rng = random.Random(seed)
+    medians = []
+    for _ in range(resamples):
+        pooled: list[float] = []
+        for cluster in rng.choices(clusters, k=len(clusters)):
+            pooled.extend(rng.choices(cluster, k=len(cluster)))
+        medians.append(statistics.median(pooled))
+    medians.sort()
+    tail = (1 - level) / 2
+    low = medians[round(tail * (resamples - 1))]
+    high = medians[round((1 - tail) * (resamples - 1))]
+    return low, high
 
 
 # --------------------------------------------------------------------------- tables
@@ -889,11 +937,14 @@ def ratio_check(label: str, a: Job | None, b: Job | None, target: float) -> None
 
     Both chunks of a pair (or both runs of a whole-process round) shared the machine's state, so
     their ratio is the figure to trust when other jobs come and go; the ratio of the medians is
-    shown beside it. When the ratios' interquartile range straddles the target, the spread is
-    wider than the margin and the line says so: more pairs, or a quieter machine, are needed to
-    decide.
+    shown beside it. The line gives two spreads: the quartiles of the ratios (how much single
+    pairs scatter; more pairs do not narrow it) and the 95 % confidence interval of their median
+    (:func:`median_ci`, by generation of workers; more pairs and generations narrow it). When
+    that interval straddles the target the margin is smaller than the uncertainty and the line
+    says "inconclusive": run longer (``--seconds``, ``--generations``) or on a quieter machine.
     """
-    pairs = sorted(per_pair(a, b))
+    raw, groups = per_pair_grouped(a, b)
+    pairs = sorted(raw)
     what = "per-pair" if a is not None and b is not None and b.row in a.ratios else "per-round"
     alt = sorted(a.alt_ratios.get(b.row, [])) if a is not None and b is not None else []
     if len(pairs) < 2:
@@ -902,13 +953,17 @@ def ratio_check(label: str, a: Job | None, b: Job | None, target: float) -> None
         return
     q = quartiles(pairs)
     med = statistics.median(pairs)
-    inconclusive = q[0] < target <= q[1]
-    note = "; spread wider than the margin: inconclusive" if inconclusive else ""
+    ci = median_ci(raw, groups)
+    n_groups = len(set(groups))
+    inconclusive = ci[0] < target <= ci[1]
+    note = "; the interval straddles the target: inconclusive" if inconclusive else ""
+    over = f"{n_groups} generations" if what == "per-pair" else "rounds"
     check(
         label,
         med,
         lambda v: v >= target,
-        f"{med:.2f} (median of {len(pairs)} {what} ratios; quartiles {q[0]:.2f}..{q[1]:.2f}, "
+        f"{med:.3f} (median of {len(pairs)} {what} ratios; 95% CI of the median "
+        f"{ci[0]:.3f}..{ci[1]:.3f} by {over}; quartiles {q[0]:.2f}..{q[1]:.2f}, "
         f"min..max {pairs[0]:.2f}..{pairs[-1]:.2f}; ratio of medians {ratio(a, b) or 0:.2f}"
         f"{note})",
         {
@@ -919,6 +974,9 @@ def ratio_check(label: str, a: Job | None, b: Job | None, target: float) -> None
             "min": pairs[0],
             "max": pairs[-1],
             "n": len(pairs),
+            "ci_low": ci[0],
+            "ci_high": ci[1],
+            "generations": n_groups if what == "per-pair" else None,
             "method": what,
             "ratio_of_medians": ratio(a, b),
             "inconclusive": inconclusive,
@@ -1121,7 +1179,7 @@ def add_pacing_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--generations",
         type=int,
-        help="replace the workers this many times, splitting the budget (default 3, --quick 1)",
+        help="replace the workers this many times, splitting the budget (default 6, --quick 1)",
     )
     p.add_argument(
         "--cpu",
@@ -1140,7 +1198,7 @@ def add_pacing_args(p: argparse.ArgumentParser) -> None:
 def pacing(args: argparse.Namespace) -> Pacing:
     """The Pacing the command line asks for."""
     seconds = args.seconds if args.seconds is not None else (3.0 if args.quick else 18.0)
-    generations = args.generations or (1 if args.quick else 3)
+    generations = args.generations or (1 if args.quick else 6)
     cpu = None if args.no_pin else (args.cpu if args.cpu is not None else default_cpu())
     return Pacing(
         seconds=seconds,

@@ -165,6 +165,10 @@ def test_records_quick_run_prints_its_targets(tmp_path: Path) -> None:
     per_dgram = judged["per-datagram >= 0.70 x C"]
     assert per_dgram["verdict"] in ("PASS", "FAIL")
     assert per_dgram["q1"] <= per_dgram["ratio"] <= per_dgram["q3"]
+    assert per_dgram["ci_low"] <= per_dgram["ratio"] <= per_dgram["ci_high"]
+    assert per_dgram["inconclusive"] == (
+        per_dgram["ci_low"] < per_dgram["min_ratio"] <= per_dgram["ci_high"]
+    )
     assert per_dgram["n"] >= 2
     assert doc["like_for_like"]["refusal"] == ""
 
