@@ -957,7 +957,11 @@ def ratio_check(label: str, a: Job | None, b: Job | None, target: float) -> None
     n_groups = len(set(groups))
     inconclusive = ci[0] < target <= ci[1]
     note = "; the interval straddles the target: inconclusive" if inconclusive else ""
-    over = f"{n_groups} generations" if what == "per-pair" else "rounds"
+    over = (
+        (f"{n_groups} generation" + ("s" if n_groups != 1 else ""))
+        if what == "per-pair"
+        else "rounds"
+    )
     check(
         label,
         med,
