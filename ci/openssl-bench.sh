@@ -15,10 +15,13 @@
 # run, not part of CI: a full run takes about half an hour, and its rates depend on what else
 # the machine runs (the instruction counts do not).
 #
-# Usage: ci/openssl-bench.sh [--quick] [--rounds N] [--no-host] [SUITE...]
-#   --quick     passes --quick to the benchmarks (smoke run)
-#   --rounds N  passes --rounds N (interleaved rounds; the benchmarks' default is 5)
-#   --no-host   only the roots, not this machine's own OpenSSL
+# Usage: ci/openssl-bench.sh [--quick] [--seconds S] [--generations G] [--rounds N] [--no-host]
+#                            [SUITE...]
+#   --quick          passes --quick to the benchmarks (smoke run)
+#   --seconds S      passes --seconds S (the paired chunks' time budget; default 18)
+#   --generations G  passes --generations G (fresh workers G times; default 6)
+#   --rounds N       passes --rounds N (whole-process rounds: --whole-process, memory figures)
+#   --no-host        only the roots, not this machine's own OpenSSL
 # Needs root (chroot, mount namespaces), like the matrix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +36,12 @@ suites=()
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) bench_args+=(--quick) ;;
-    --rounds)
-      bench_args+=(--rounds "$2")
+    --rounds | --seconds | --generations)
+      [ $# -ge 2 ] || {
+        echo "$1 needs a value (see --help)" >&2
+        exit 2
+      }
+      bench_args+=("$1" "$2")
       shift
       ;;
     --no-host) host=0 ;;
@@ -172,8 +179,9 @@ table=$(python3 ci/openssl_bench_table.py "${args[@]}")
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit, \`ci/openssl-bench.sh ${bench_args[*]} ${suites[*]}\`" \
     "($(elapsed "$all_start") s in all). Machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)," \
-    "$(nproc) cores. Rates are medians of interleaved rounds; each ratio is the benchmark's target" \
-    "figure (the median of the per-round ratios dtls_ossl / C); instructions are callgrind's" \
+    "$(nproc) cores. Rates are medians of paired chunks; each ratio is the benchmark's target" \
+    "figure (the median of the per-pair ratios dtls_ossl / C, with the 95 % confidence interval" \
+    "of that median in brackets where the benchmark printed one); instructions are callgrind's" \
     "(PYTHONHASHSEED=0, the difference of two run lengths), C / dtls_ossl with dtls_ossl's" \
     "multiple of C. Records are 1200 bytes, one direction; the batch is 64 records per call."
   echo

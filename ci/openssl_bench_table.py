@@ -23,6 +23,7 @@ from pathlib import Path
 C = "C"
 DTLS_OSSL = "dtls_ossl"
 TARGET = re.compile(r"\[(PASS|FAIL)\] (.*?): ([0-9.]+)")
+_INTERVAL = re.compile(r"95% CI of the median ([0-9.]+)\.\.([0-9.]+)")
 _CALLGRIND = re.compile(
     r"per (handshake pair|\d+-byte record)\s+(\S+(?: batch x\d+)?)\s+([\d,]+)\s+C\s+([\d,]+)"
 )
@@ -48,6 +49,8 @@ class Run:
     target_lines: list[str] = field(default_factory=list)
     targets: dict[str, tuple[str, float]] = field(default_factory=dict)
     """target label -> (PASS or FAIL, the figure on its line)"""
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """target label -> the 95 % confidence interval of its median ratio, where printed"""
     rates: dict[str, float] = field(default_factory=dict)
     """row of the rate table (C, dtls_ossl, ...) -> its median"""
     instructions: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -106,6 +109,8 @@ def parse_text(text: str) -> Run:
             run.notes.append(f"dtls_ossl unavailable: {m.group(3)}")
         if t := TARGET.search(line):
             run.targets[t.group(2)] = (t.group(1), float(t.group(3).rstrip(".")))
+            if ci := _INTERVAL.search(line):
+                run.intervals[t.group(2)] = (float(ci.group(1)), float(ci.group(2)))
             if "x C" in t.group(2):
                 run.target_lines.append(line.strip())
         if cg := _CALLGRIND.search(line):
@@ -164,6 +169,9 @@ def parse_json(obj: object) -> Run:
             label = _first(d, ("label", "target", "name"), str)
             if isinstance(ratio, int | float) and isinstance(label, str):
                 run.targets[label] = (verdict.strip().upper(), float(ratio))
+                low, high = d.get("ci_low"), d.get("ci_high")
+                if isinstance(low, int | float) and isinstance(high, int | float):
+                    run.intervals[label] = (float(low), float(high))
             continue
         if isinstance(name, str):
             value = _first(d, _VALUE_KEYS, (int, float))
@@ -192,18 +200,36 @@ def load(directory: Path, bench: str) -> Run:
                 run.source = "json"
             run.rates.update(from_json.rates)
             run.targets.update(from_json.targets)
+            run.intervals.update(from_json.intervals)
             run.openssl = from_json.openssl or run.openssl
     if run.like_for_like is None and txt.exists():
         run.notes.append("no configuration check verdict for dtls_ossl against C in the output")
     return run
 
 
+def _label(run: Run, words: tuple[str, ...], exclude: tuple[str, ...]) -> str | None:
+    for label in run.targets:
+        if all(w in label for w in words) and not any(x in label for x in exclude):
+            return label
+    return None
+
+
 def target(run: Run, *words: str, exclude: tuple[str, ...] = ("pyOpenSSL",)) -> float | None:
     """Return the figure of the first target whose label has every word and none excluded."""
-    for label, (_verdict, value) in run.targets.items():
-        if all(w in label for w in words) and not any(x in label for x in exclude):
-            return value
-    return None
+    label = _label(run, words, exclude)
+    return None if label is None else run.targets[label][1]
+
+
+def ratio_cell(run: Run, *words: str, exclude: tuple[str, ...] = ("pyOpenSSL",)) -> str:
+    """Render a ratio target's cell: its figure, and its median's 95 % interval if printed."""
+    label = _label(run, words, exclude)
+    if label is None:
+        return "-"
+    cell = _fmt(run.targets[label][1], 2)
+    if label in run.intervals:
+        low, high = run.intervals[label]
+        cell += f" [{low:.2f}..{high:.2f}]"
+    return cell
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
@@ -235,11 +261,11 @@ def row(label: str, hs: Run, rec: Run) -> str:
         f"{version} ({label}{', Python ' + python if python else ''})",
         _fmt(hs.rates.get(C)),
         _fmt(hs.rates.get(DTLS_OSSL)),
-        _fmt(target(hs, "x C"), 2),
+        ratio_cell(hs, "x C"),
         _fmt(rec.rates.get(C)),
         _fmt(rec.rates.get(DTLS_OSSL)),
-        _fmt(target(rec, "x C", exclude=("pyOpenSSL", "batch")), 2),
-        _fmt(target(rec, "batch", "x C"), 2),
+        ratio_cell(rec, "x C", exclude=("pyOpenSSL", "batch")),
+        ratio_cell(rec, "batch", "x C"),
         _instr(hs, "handshake"),
         _instr(rec, "records"),
     ]

@@ -119,6 +119,32 @@ def test_changed_layout_loses_figures_not_the_row(tmp_path: Path) -> None:
     assert cells[-1] == "- |"
 
 
+def test_ratio_cells_carry_the_interval_of_the_median(tmp_path: Path) -> None:
+    line = (
+        "  [PASS] handshakes/s >= 0.92 x C: 0.934 (median of 300 per-pair ratios; 95% CI of the "
+        "median 0.925..0.941 by 12 generations; quartiles 0.90..0.96, min..max 0.71..1.20)\n"
+    )
+    hs = obt.parse_text(line)
+    assert hs.intervals == {"handshakes/s >= 0.92 x C": (0.925, 0.941)}
+    assert obt.ratio_cell(hs, "x C") == "0.93 [0.93..0.94]"
+    (tmp_path / "records.txt").write_text(RECORDS)
+    doc = {
+        "targets": [
+            {
+                "target": "per-datagram >= 0.70 x C",
+                "verdict": "PASS",
+                "ratio": 0.78,
+                "ci_low": 0.77,
+                "ci_high": 0.79,
+            }
+        ]
+    }
+    (tmp_path / "records.json").write_text(json.dumps(doc))
+    rec = obt.load(tmp_path, "records")
+    assert obt.ratio_cell(rec, "x C", exclude=("pyOpenSSL", "batch")) == "0.78 [0.77..0.79]"
+    assert obt.ratio_cell(rec, "batch", "x C") == "0.70"  # the text printed no interval
+
+
 def test_json_is_preferred_where_it_has_the_figure(tmp_path: Path) -> None:
     (tmp_path / "handshake.txt").write_text(HANDSHAKE)
     doc = {
