@@ -61,7 +61,22 @@ class _Setup:
     """Two certificates and two configurations, made once, as in the C baseline."""
 
     def __init__(self, mtu: int = MTU) -> None:
-        from dtls_ossl import Certificate, DtlsConfiguration, SrtpProfile
+        # Imported here, not at the top, so that the module can report an unbuilt library; kept
+        # on the instance so that a handshake does not run the import machinery (an application
+        # imports once).
+        from dtls_ossl import (
+            Certificate,
+            DtlsConfiguration,
+            DtlsConnection,
+            Role,
+            SrtpProfile,
+            events,
+        )
+
+        self.connection = DtlsConnection
+        self.client_role, self.server_role = Role.CLIENT, Role.SERVER
+        self.completed_event = events.HandshakeCompleted
+        self.terminated_event = events.ConnectionTerminated
 
         self.client_cert = Certificate.generate()  # ECDSA P-256
         self.server_cert = Certificate.generate()
@@ -78,14 +93,12 @@ class _Setup:
 
     def handshake_pair(self) -> tuple[Any, Any]:
         """Return an established (client, server) pair; both checked as the C baseline does."""
-        from dtls_ossl import DtlsConnection, Role, events
-
         now = time.monotonic()
-        client = DtlsConnection(
-            self.client_config, role=Role.CLIENT, remote_fingerprints=[self.server_fp]
+        client = self.connection(
+            self.client_config, role=self.client_role, remote_fingerprints=[self.server_fp]
         )
-        server = DtlsConnection(
-            self.server_config, role=Role.SERVER, remote_fingerprints=[self.client_fp]
+        server = self.connection(
+            self.server_config, role=self.server_role, remote_fingerprints=[self.client_fp]
         )
         client.connect(now)
         completed: set[int] = set()
@@ -100,9 +113,9 @@ class _Setup:
                     sent[side + 2] += len(datagram)
             for conn in (client, server):
                 while (event := conn.next_event()) is not None:
-                    if isinstance(event, events.HandshakeCompleted):
+                    if isinstance(event, self.completed_event):
                         completed.add(id(conn))
-                    elif isinstance(event, events.ConnectionTerminated):
+                    elif isinstance(event, self.terminated_event):
                         raise RuntimeError(f"handshake failed: {event!r}")
             if len(completed) == 2 and not moved:
                 break
