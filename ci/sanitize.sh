@@ -39,7 +39,9 @@ CFLAGS="$flags" LDFLAGS="-fsanitize=address,undefined" \
   python setup.py -q build_ext --inplace --build-temp "$work/build-asan" >"$work/build.log" 2>&1 \
   || { cat "$work/build.log"; exit 1; }
 so=$(ls dtls_ossl/_openssl*.so)
-nm -D "$so" | grep -q __asan_ || { echo "sanitize: $so is not instrumented" >&2; exit 1; }
+# nm's whole output first: `nm | grep -q` under pipefail fails when grep stops reading early.
+symbols=$(nm -D "$so")
+grep -q __asan_ <<<"$symbols" || { echo "sanitize: $so is not instrumented" >&2; exit 1; }
 echo "sanitize: built in $(( $(date +%s) - start )) s"
 
 mkdir -p "$work/reports"
