@@ -225,11 +225,11 @@ def ratio_cell(run: Run, *words: str, exclude: tuple[str, ...] = ("pyOpenSSL",))
     label = _label(run, words, exclude)
     if label is None:
         return "-"
-    cell = _fmt(run.targets[label][1], 2)
-    if label in run.intervals:
-        low, high = run.intervals[label]
-        cell += f" [{low:.2f}..{high:.2f}]"
-    return cell
+    if label not in run.intervals:
+        return _fmt(run.targets[label][1], 2)
+    # Three decimals: the intervals are often narrower than 0.01.
+    low, high = run.intervals[label]
+    return f"{run.targets[label][1]:.3f} [{low:.3f}..{high:.3f}]"
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
