@@ -1,10 +1,14 @@
 """cffi API-mode (out-of-line) build of ``dtls_ossl._openssl`` against the system OpenSSL.
 
-The C is C, in ``_cffi_src/`` (as pyca/cryptography keeps its own): ``dtls_ossl.h`` declares the
-structs, status bits and functions once, ``engine.c`` is the OpenSSL glue (no ``Python.h``) and
-``fastpath.c`` the CPython per-record paths. They are compiled as one translation unit with cffi's
-wrappers, through ``#include``, so diagnostics name the real files and lines. The cdef below is
-only what Python calls or reads.
+The C is C, in ``_cffi_src/`` (as pyca/cryptography keeps its own), one concern per file:
+``dtls_ossl.h`` declares the structs, status bits and functions once; ``engine.c`` (BIOs,
+callbacks, set-up, framing), ``screen.c`` (untrusted datagrams) and ``driver.c`` (the calls) are
+the OpenSSL glue, without ``Python.h``; ``pyglue.h`` is what the CPython files share: ``pool.c``
+(arguments, pooled datagrams and events), ``fastpath.c`` (per-record paths), ``step.c``
+(handshake path), ``conninit.c`` (the C object, the C ``__init__``) and ``module.c`` (the table
+of functions). They are compiled as one translation unit with cffi's wrappers, through
+``#include``, so diagnostics name the real files and lines. The cdef below is only what Python
+calls or reads.
 
 Point the build at another OpenSSL with the standard ``CFLAGS``/``LDFLAGS``, e.g.
 ``CFLAGS=-I/opt/ossl/include LDFLAGS="-L/opt/ossl/lib64 -Wl,-rpath,/opt/ossl/lib64"``.
@@ -24,7 +28,20 @@ from pathlib import Path
 from cffi import FFI
 
 SRC = Path(__file__).resolve().parent / "_cffi_src"
-C_FILES = ("dtls_ossl.h", "engine.c", "fastpath.c")
+# In the order they are compiled in, as one translation unit: the OpenSSL glue, then the CPython
+# side, module.c last (it names a function of every other CPython file).
+C_FILES = (
+    "dtls_ossl.h",
+    "engine.c",
+    "screen.c",
+    "driver.c",
+    "pyglue.h",
+    "pool.c",
+    "fastpath.c",
+    "step.c",
+    "conninit.c",
+    "module.c",
+)
 
 # In extra_compile_args, so that a CFLAGS environment (which replaces Python's own flags) keeps
 # them. Hidden visibility: the module exports PyInit__openssl and nothing else.
@@ -146,17 +163,16 @@ int DtlsOssl_well_formed(const unsigned char *, size_t);
 void DtlsOssl_set_renumber0(DtlsOssl_conn *, int);
 int DtlsOssl_release_memory(void);
 
-/* Called from engine.c, so not static: "Python+C". */
+/* Called from engine.c (the key-log callback), so not static: "Python+C". */
 extern "Python+C" int DtlsOssl_py_keylog(void *, const char *);
 """
 
 # One translation unit: cffi's wrappers call the DtlsOssl_ functions directly, and the compiler
-# may inline across engine.c and fastpath.c (as when they were one string).
-SOURCE = """
-#include "dtls_ossl.h"
-#include "engine.c"
-#include "fastpath.c"
-"""
+# may inline across the files (as when they were one string). DTLSOSSL_ONE_TU makes the names
+# the files share among themselves static (dtls_ossl.h: DTLSOSSL_SHARED).
+SOURCE = '#define DTLSOSSL_ONE_TU 1\n#include "dtls_ossl.h"\n' + "".join(
+    f'#include "{name}"\n' for name in C_FILES if name.endswith(".c")
+)
 
 _HINT = (
     "dtls_ossl needs the OpenSSL development headers (openssl/ssl.h): install libssl-dev on "

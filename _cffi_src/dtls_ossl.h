@@ -1,8 +1,8 @@
 /* The C half of dtls_ossl._openssl, declared once: the status bits, the two structs Python
-   shares with C, and every DtlsOssl_ function that crosses a file. build_ffi.py compiles
-   engine.c and fastpath.c into one translation unit with cffi's wrappers; the cdef there
-   repeats only what Python touches. Nothing here is exported from the module: the build
-   passes -fvisibility=hidden, and DTLSOSSL_LOCAL says so again for a build without it. */
+   shares with C, and every DtlsOssl_ function that crosses a file. build_ffi.py compiles every
+   .c file here into one translation unit with cffi's wrappers; the cdef there repeats only what
+   Python touches. Nothing here is exported from the module: the build passes
+   -fvisibility=hidden, and DTLSOSSL_LOCAL says so again for a build without it. */
 #ifndef DTLS_OSSL_H
 #define DTLS_OSSL_H
 
@@ -17,6 +17,19 @@
 #define DTLSOSSL_LOCAL __attribute__((visibility("hidden")))
 #else
 #define DTLSOSSL_LOCAL
+#endif
+
+/* A function or variable one of our files shares with another and with nothing else: static in
+   the module, as it was when each side was one file, because build_ffi.py compiles all the files
+   as one translation unit and defines DTLSOSSL_ONE_TU. ci/cfiles.sh compiles each file alone,
+   without it, where these are plain external names. DTLSOSSL_SHARED goes on the declarations
+   in a header, DTLSOSSL_SHARED_DEF on the definition. */
+#ifdef DTLSOSSL_ONE_TU
+#define DTLSOSSL_SHARED     static
+#define DTLSOSSL_SHARED_DEF static
+#else
+#define DTLSOSSL_SHARED extern
+#define DTLSOSSL_SHARED_DEF
 #endif
 
 #ifdef DTLS1_3_VERSION
@@ -142,9 +155,10 @@ typedef struct {
     int peer_der_len;
 } DtlsOssl_conn;
 
-/* engine.c, called from Python through cffi. Every I/O entry point does all its OpenSSL work
-   in one call: clear the error queue, do the operation, pump until want-read, frame the
-   output into datagrams and read the retransmission timer. They return DTLSOSSL_* bits. */
+/* engine.c, screen.c and driver.c, called from Python through cffi. Every I/O entry point
+   (driver.c) does all its OpenSSL work in one call: clear the error queue, do the operation,
+   pump until want-read, frame the output into datagrams and read the retransmission timer.
+   They return DTLSOSSL_* bits. */
 DTLSOSSL_LOCAL int DtlsOssl_init(void);
 DTLSOSSL_LOCAL int DtlsOssl_ctx_setup(SSL_CTX *ctx, const unsigned char *cert, int cert_len,
                                       const unsigned char *key, int key_len, int keylog);
@@ -170,8 +184,8 @@ DTLSOSSL_LOCAL int DtlsOssl_well_formed(const unsigned char *data, size_t len);
 DTLSOSSL_LOCAL void DtlsOssl_set_renumber0(DtlsOssl_conn *c, int on);
 DTLSOSSL_LOCAL int DtlsOssl_release_memory(void);
 
-/* engine.c, for the fast paths in fastpath.c: the steps of one call, on the connection's
-   bound scratch (DtlsOssl_own_scratch is NULL when the calling thread has none). */
+/* engine.c and driver.c, for the fast paths in fastpath.c: the steps of one call, on the
+   connection's bound scratch (DtlsOssl_own_scratch is NULL when the calling thread has none). */
 DTLSOSSL_LOCAL void DtlsOssl_reset(DtlsOssl_conn *c, DtlsOssl_scratch *s);
 DTLSOSSL_LOCAL void DtlsOssl_reset_established(DtlsOssl_conn *c, DtlsOssl_scratch *s);
 DTLSOSSL_LOCAL int DtlsOssl_finish(DtlsOssl_conn *c, DtlsOssl_scratch *s, int flags);
@@ -183,8 +197,23 @@ DTLSOSSL_LOCAL DtlsOssl_scratch *DtlsOssl_own_scratch(DtlsOssl_conn *c);
 DTLSOSSL_LOCAL int DtlsOssl_receive_one(DtlsOssl_conn *c, const char *data, size_t len);
 DTLSOSSL_LOCAL int DtlsOssl_send_one(DtlsOssl_conn *c, const char *data, size_t len);
 
-/* fastpath.c: adds the METH_FASTCALL per-record functions to the named (imported) module.
-   Returns 0, or -1 with the Python error printed. */
+/* screen.c, for driver.c (DtlsOssl_feed): the judgement of an untrusted datagram, in order.
+   DtlsOssl_usual: 1 for the usual datagram of an established DTLS 1.2 connection, which needs
+   nothing else; DtlsOssl_acceptable: 0 (drop), 1, or 2 (with plaintext records), and *strip
+   records for DtlsOssl_strip to remove; DtlsOssl_bounded: 0 if OpenSSL would buffer too much;
+   DtlsOssl_screen_epoch0: the datagram, a renumbered copy in *copy, or NULL (drop). */
+DTLSOSSL_SHARED int DtlsOssl_usual(DtlsOssl_conn *c, const unsigned char *d, size_t len);
+DTLSOSSL_SHARED int DtlsOssl_acceptable(DtlsOssl_conn *c, const unsigned char *data, size_t len,
+                                        int *strip);
+DTLSOSSL_SHARED const char *DtlsOssl_strip(DtlsOssl_conn *c, const char *data, size_t *len,
+                                           char **copy);
+DTLSOSSL_SHARED int DtlsOssl_bounded(DtlsOssl_conn *c, const unsigned char *d, size_t len,
+                                     int done);
+DTLSOSSL_SHARED const char *DtlsOssl_screen_epoch0(DtlsOssl_conn *c, const char *data, size_t len,
+                                                   char **copy);
+
+/* module.c: adds the METH_FASTCALL functions of the Python-facing files (pyglue.h) to the
+   named (imported) module. Returns 0, or -1 with the Python error printed. */
 DTLSOSSL_LOCAL int DtlsOssl_install_fast(const char *module);
 
 /* The Python callback, generated by cffi (extern "Python+C" in build_ffi.py); the handle is the

@@ -115,7 +115,7 @@ __all__ = ["ConnectionCore"]
 # new thread; fast_setup tells C which event class and slot to build DataReceived with.
 _fast_receive = _openssl.fast_receive
 _fast_send = _openssl.fast_send
-# The handshake path in C (_cffi_src/fastpath.c; connection.py's _install_c_methods tells it
+# The handshake path in C (_cffi_src/step.c, conninit.c; connection.py's _install_c_methods tells it
 # the slots it reads and writes): the C object's making and freeing, one call per flight, and
 # the completion that builds HandshakeCompleted.
 step = _openssl.step

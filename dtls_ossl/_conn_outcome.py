@@ -1,7 +1,7 @@
 """How a handshake ends: the keying material exporter, or the error a failure is blamed on.
 
 The completion record, :class:`~dtls_ossl.events.HandshakeCompleted`, is built in C
-(``complete`` in _cffi_src/fastpath.c). :func:`classify_failure` turns a fatal status, the
+(``complete`` in _cffi_src/step.c). :func:`classify_failure` turns a fatal status, the
 callbacks' fingerprint verdict, the alerts seen and OpenSSL's error queue into the one
 :class:`~dtls_ossl.DtlsError` the connection ends with (exceptions.py's blame rules: a peer's
 alert or a failed check is the peer's, OpenSSL's read timeout is recognised by its reason code,

@@ -5,7 +5,7 @@ from dtls_ossl.events import DataReceived
 ffi: Any
 lib: Any
 
-# Added by DtlsOssl_install_fast (_cffi_src/fastpath.c) when dtls_ossl._binding is imported.
+# Added by DtlsOssl_install_fast (_cffi_src/module.c) when dtls_ossl._binding is imported.
 def fast_send(conn: int, data: bytes | bytearray | memoryview, out: list[bytes], /) -> int: ...
 def fast_receive(
     conn: int, datagram: bytes | bytearray | memoryview, out: list[bytes], events: list[Any], /

@@ -10,14 +10,14 @@ events out (aioquic's five verbs).
 
 Rule 1 - one C call per input. ``receive_datagram``, ``send``, ``handle_timer``, ``connect``
 and ``close`` each make exactly one call into the compiled helper (``DtlsOssl_*`` in
-_cffi_src/engine.c). That call clears OpenSSL's error queue, hands OpenSSL one datagram, drives the
+_cffi_src/driver.c). That call clears OpenSSL's error queue, hands OpenSSL one datagram, drives the
 handshake or reads every plaintext record until OpenSSL wants more, frames what OpenSSL wrote
 into datagrams, and reads the retransmission timer. The connection then turns the returned
-status bits into events. The calls that speak the CPython API directly (_cffi_src/fastpath.c)
-keep the GIL and append the datagrams and DataReceived events to this object's lists
-themselves, returning only the status bits left for Python: ``step`` for each flight of the
-handshake (it also arms the timer and, at the end, queues HandshakeCompleted and makes the
-connection established), and the ``fast_*`` per-record functions of an established
+status bits into events. The calls that speak the CPython API directly (_cffi_src/fastpath.c,
+step.c, conninit.c) keep the GIL and append the datagrams and DataReceived events to this
+object's lists themselves, returning only the status bits left for Python: ``step`` for each
+flight of the handshake (it also arms the timer and, at the end, queues HandshakeCompleted and
+makes the connection established), and the ``fast_*`` per-record functions of an established
 connection. The C object is owned through the ``_ref`` slot and reached through ``_addr``
 (its address, 0 once freed when the connection ends). ``send``, ``receive_datagram``,
 ``datagrams_to_send`` and ``next_event`` are themselves C methods in place of the definitions

@@ -492,7 +492,7 @@ def test_fuzz_short_encrypted_record_is_discarded(env: Env) -> None:
     OpenSSL, whose tls1_enc raises a fatal internal_error for an AEAD record shorter than its
     overhead (openssl/openssl#25290). One forged datagram thus kills an established
     association, against RFC 6347 §4.1.2.7 and receive_datagram's "malformed, forged or late
-    datagrams are dropped silently". DtlsOssl_well_formed (_cffi_src/engine.c) only checks framing.
+    datagrams are dropped silently". DtlsOssl_well_formed (_cffi_src/screen.c) only checks framing.
     """
     for state in ("established-server", "established-client"):
         for typ in (20, 21, 22, 23):

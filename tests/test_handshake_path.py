@@ -1,4 +1,4 @@
-"""The handshake path in C (_cffi_src/fastpath.c): the same behaviour as the Python definitions.
+"""The handshake path in C (_cffi_src/step.c, conninit.c): the same behaviour as in Python.
 
 The C ``__init__`` twin, ``receive`` (handshake flights and a new server's ClientHello), ``step``
 and the completion that builds HandshakeCompleted stand in front of the Python definitions in

@@ -3,7 +3,7 @@
 RFC 6347 section 4.1.2.7 says invalid records SHOULD be silently discarded; OpenSSL 3.0 instead
 ended the handshake on each record below ("unexpected record", "bad change cipher spec",
 "invalid alert", "unexpected message", "bad length", "too many warn alerts"). The library
-screens them before OpenSSL sees them (DtlsOssl_plain_record in _cffi_src/engine.c). Each test feeds
+screens them before OpenSSL sees them (DtlsOssl_plain_record in _cffi_src/screen.c). Each test feeds
 one forged datagram between the genuine flights of an in-memory pair and requires the
 handshake of an undisturbed pair: four flights of one datagram, no retransmission, the same
 events. Reproducers of ``ci/fuzz_pairs.py`` (seeds in the comments) are among the cases.

@@ -1,4 +1,4 @@
-"""The per-record paths of an established connection (_cffi_src/fastpath.c, engine.c).
+"""The per-record paths of an established connection (_cffi_src/fastpath.c, driver.c).
 
 They skip three things the other calls do, each for a reason tested here:
 
