@@ -469,6 +469,18 @@ static int DtlsOssl_client_hello(PyObject *data)
     return r;
 }
 
+/* func(conn, flags, now, sc): hand the status bits of a step to its Python half. Takes the
+   reference to sc. */
+static PyObject *DtlsOssl_call_flags(PyObject *func, PyObject *conn, int flags, PyObject *now,
+                                     PyObject *sc)
+{
+    PyObject *call[4] = {conn, PyLong_FromLong(flags), now, sc}, *r;
+    r = call[1] == NULL ? NULL : PyObject_Vectorcall(func, call, 4, NULL);
+    Py_XDECREF(call[1]);
+    Py_DECREF(sc);
+    return r;
+}
+
 /* receive(conn, data, now): what DtlsConnection.receive_datagram's C method calls for a
    connection that is not established: a handshake flight (once the fingerprints are known) or
    a new server's ClientHello is fed here by step, counted, and the rest left to Python (the
@@ -477,7 +489,7 @@ static int DtlsOssl_client_hello(PyObject *data)
 DTLSOSSL_SHARED_DEF PyObject *DtlsOssl_py_receive(PyObject *m, PyObject *const *args,
                                                   Py_ssize_t nargs, PyObject *kwnames)
 {
-    PyObject *conn, *state, *expected, *sc, *n, *deadline, *timeout, *call[4], *r;
+    PyObject *conn, *state, *expected, *sc, *n, *deadline, *timeout, *r;
     Py_ssize_t count;
     double now;
     long op;
@@ -537,14 +549,7 @@ DTLSOSSL_SHARED_DEF PyObject *DtlsOssl_py_receive(PyObject *m, PyObject *const *
             DtlsOssl_k_set(conn, DTLSOSSL_K_STATE, Py_NewRef(DtlsOssl_k_handshaking));
             flags = 0;
         } else {
-            call[0] = conn;
-            call[1] = PyLong_FromLong(flags);
-            call[2] = args[2];
-            call[3] = sc;
-            r = call[1] == NULL ? NULL : PyObject_Vectorcall(DtlsOssl_first_py, call, 4, NULL);
-            Py_XDECREF(call[1]);
-            Py_DECREF(sc);
-            return r;
+            return DtlsOssl_call_flags(DtlsOssl_first_py, conn, flags, args[2], sc);
         }
     }
     /* COMPLETED is left only for the debug log: nobody can have enabled it if logging was never
@@ -562,14 +567,7 @@ DTLSOSSL_SHARED_DEF PyObject *DtlsOssl_py_receive(PyObject *m, PyObject *const *
         Py_DECREF(sc);
         Py_RETURN_NONE;
     }
-    call[0] = conn;
-    call[1] = PyLong_FromLong(flags);
-    call[2] = args[2];
-    call[3] = sc;
-    r = call[1] == NULL ? NULL : PyObject_Vectorcall(DtlsOssl_flags_py, call, 4, NULL);
-    Py_XDECREF(call[1]);
-    Py_DECREF(sc);
-    return r;
+    return DtlsOssl_call_flags(DtlsOssl_flags_py, conn, flags, args[2], sc);
 python:
     return PyObject_Vectorcall(DtlsOssl_receive_py, args, (size_t)nargs, kwnames);
 }

@@ -793,10 +793,8 @@ def per_pair_grouped(a: Job | None, b: Job | None) -> tuple[list[float], list[in
     """:func:`per_pair` with each ratio's group: its workers' generation, or its own round."""
     if a is None or b is None:
         return [], []
-    if b.row in a.ratios:
-        values = list(a.ratios[b.row])
-        gens = list(a.ratio_gens.get(b.row, []))
-        return values, gens if len(gens) == len(values) else [0] * len(values)
+    if b.row in a.ratios:  # _pairs appends a ratio and its generation together
+        return list(a.ratios[b.row]), list(a.ratio_gens[b.row])
     values = [x / y for x, y in zip(a.values, b.values, strict=False) if y]
     return values, list(range(len(values)))
 
@@ -957,11 +955,7 @@ def ratio_check(label: str, a: Job | None, b: Job | None, target: float) -> None
     n_groups = len(set(groups))
     inconclusive = ci[0] < target <= ci[1]
     note = "; the interval straddles the target: inconclusive" if inconclusive else ""
-    over = (
-        (f"{n_groups} generation" + ("s" if n_groups != 1 else ""))
-        if what == "per-pair"
-        else "rounds"
-    )
+    over = f"{n_groups} generation{'s' * (n_groups != 1)}" if what == "per-pair" else "rounds"
     check(
         label,
         med,
