@@ -10,6 +10,7 @@ internals is one edit there.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -49,6 +50,13 @@ class FakeClock:
     def advance(self, seconds: float) -> float:
         self.now += seconds
         return self.now
+
+
+def rss_bytes() -> int:
+    """This process's resident set size. A test that reads it carries @pytest.mark.rss:
+    under ASan (ci/sanitize.sh) the quarantine and shadow memory make RSS meaningless."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def make_config(cert: Certificate | None = None, **kwargs: Any) -> DtlsConfiguration:

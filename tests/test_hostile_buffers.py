@@ -14,7 +14,7 @@ import random
 import time
 
 import pytest
-from helpers import drain_events, make_config, make_pair, transfer
+from helpers import drain_events, make_config, make_pair, rss_bytes, transfer
 
 from dtls_ossl import ConfigurationError, ConnectionState, DtlsConnection, events
 
@@ -188,18 +188,14 @@ def test_established_connection_drops_epochs_above_one() -> None:
     ]
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
-
-
+@pytest.mark.rss
 def test_forged_buffers_rss_per_connection_stays_small() -> None:
     """RSS: 100 connections waiting for flight 3, each sent the issue's forged fragments and
     next-epoch records, grow by less than 32 KiB each (before the bounds: 167 + 422 KiB)."""
     rng = random.Random(1)
     pairs = [waiting_for_flight_3() for _ in range(100)]
     gc.collect()
-    before = _rss()
+    before = rss_bytes()
     for _, server, _, now in pairs:
         for i in range(10):
             server.receive_datagram(
@@ -207,7 +203,7 @@ def test_forged_buffers_rss_per_connection_stays_small() -> None:
             )
         for i in range(100):
             server.receive_datagram(record(22, 1, i, rng.randbytes(32)), now)
-    grown = (_rss() - before) / len(pairs)
+    grown = (rss_bytes() - before) / len(pairs)
     assert grown < 32 * 1024, f"{grown / 1024:.1f} KiB per connection"
     for _, server, _, _ in pairs:
         assert server.stats.datagrams_dropped == 10 + 96

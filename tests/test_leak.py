@@ -10,22 +10,16 @@ abandoned while established, and never started.
 from __future__ import annotations
 
 import gc
-import os
 import time
 
 import pytest
+from helpers import rss_bytes
 
 from dtls_ossl import Certificate, ConnectionState, DtlsConfiguration, DtlsConnection, Role
 
 WARMUP = 300
 TOTAL = 2000
 MAX_GROWTH = 8 * 1024 * 1024
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * _PAGE
 
 
 @pytest.fixture(scope="module")
