@@ -915,9 +915,16 @@ def check(
     ok: Callable[[float], bool],
     shown: str,
     extra: dict[str, Any] | None = None,
+    inconclusive: bool = False,
 ) -> None:
-    """Print one target line: PASS, FAIL, or n/a when there is no number (and record it)."""
-    verdict = "n/a " if value is None else ("PASS" if ok(value) else "FAIL")
+    """Print one target line: PASS, FAIL, INCONCLUSIVE (the uncertainty spans the target), or
+    n/a when there is no number (and record it)."""
+    if value is None:
+        verdict = "n/a "
+    elif inconclusive:
+        verdict = "INCONCLUSIVE"
+    else:
+        verdict = "PASS" if ok(value) else "FAIL"
     print(f"  [{verdict}] {label}: {shown if value is not None else 'no measurement'}")
     RESULTS.targets.append(
         {
@@ -938,8 +945,9 @@ def ratio_check(label: str, a: Job | None, b: Job | None, target: float) -> None
     shown beside it. The line gives two spreads: the quartiles of the ratios (how much single
     pairs scatter; more pairs do not narrow it) and the 95 % confidence interval of their median
     (:func:`median_ci`, by generation of workers; more pairs and generations narrow it). When
-    that interval straddles the target the margin is smaller than the uncertainty and the line
-    says "inconclusive": run longer (``--seconds``, ``--generations``) or on a quieter machine.
+    that interval straddles the target the margin is smaller than the uncertainty: the verdict
+    is INCONCLUSIVE, not PASS or FAIL; run longer (``--seconds``, ``--generations``) or on a
+    quieter machine. PASS needs the whole interval at or above the target.
     """
     raw, groups = per_pair_grouped(a, b)
     pairs = sorted(raw)
@@ -980,6 +988,7 @@ def ratio_check(label: str, a: Job | None, b: Job | None, target: float) -> None
             "inconclusive": inconclusive,
             **_alt_summary(alt),
         },
+        inconclusive=inconclusive,
     )
     if a is not None and len(alt) >= 2:
         qa = quartiles(alt)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 C = "C"
 DTLS_OSSL = "dtls_ossl"
-TARGET = re.compile(r"\[(PASS|FAIL)\] (.*?): ([0-9.]+)")
+TARGET = re.compile(r"\[(PASS|FAIL|INCONCLUSIVE)\] (.*?): ([0-9.]+)")
 _INTERVAL = re.compile(r"95% CI of the median ([0-9.]+)\.\.([0-9.]+)")
 _CALLGRIND = re.compile(
     r"per (handshake pair|\d+-byte record)\s+(\S+(?: batch x\d+)?)\s+([\d,]+)\s+C\s+([\d,]+)"
@@ -48,7 +48,7 @@ class Run:
     """the configuration check's verdict on dtls_ossl against C (None: not found)"""
     target_lines: list[str] = field(default_factory=list)
     targets: dict[str, tuple[str, float]] = field(default_factory=dict)
-    """target label -> (PASS or FAIL, the figure on its line)"""
+    """target label -> (PASS, FAIL or INCONCLUSIVE, the figure on its line)"""
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     """target label -> the 95 % confidence interval of its median ratio, where printed"""
     rates: dict[str, float] = field(default_factory=dict)
@@ -156,15 +156,15 @@ def parse_json(obj: object) -> Run:
     """Read a benchmark's ``--json`` file, whatever its nesting.
 
     Rates: any object naming a row (``row``/``name``/...) with a numeric ``median`` (or
-    ``value``, ``rate``). Targets: any object with a PASS/FAIL ``verdict`` (or ``status``,
-    ``result``), a label and a numeric ratio. The OpenSSL of C: an object named ``C`` with an
-    ``openssl`` string. Callgrind figures are left to the text.
+    ``value``, ``rate``). Targets: any object with a PASS/FAIL/INCONCLUSIVE ``verdict`` (or
+    ``status``, ``result``), a label and a numeric ratio. The OpenSSL of C: an object named
+    ``C`` with an ``openssl`` string. Callgrind figures are left to the text.
     """
     run = Run(source="json")
     for d in _dicts(obj):
         name = _first(d, _NAME_KEYS, str)
         verdict = _first(d, _VERDICT_KEYS, str)
-        if isinstance(verdict, str) and verdict.strip().upper() in ("PASS", "FAIL"):
+        if isinstance(verdict, str) and verdict.strip().upper() in ("PASS", "FAIL", "INCONCLUSIVE"):
             ratio = _first(d, _RATIO_KEYS, (int, float))
             label = _first(d, ("label", "target", "name"), str)
             if isinstance(ratio, int | float) and isinstance(label, str):

@@ -1,6 +1,6 @@
 """The benchmarks' confidence interval of a median ratio (benchmarks/_common.py, median_ci).
 
-The verdict of a ratio target says "inconclusive" when this interval straddles the target, so it
+A ratio target is INCONCLUSIVE (not PASS or FAIL) when this interval straddles the target, so it
 must contain the median, narrow as more pairs are run, widen when generations of workers
 disagree (their pairs are not independent), and give the same answer for the same ratios.
 """
@@ -57,3 +57,34 @@ def test_disagreeing_generations_widen_it() -> None:
 def test_no_ratios_is_an_error() -> None:
     with pytest.raises(ValueError, match="no values"):
         COMMON.median_ci([], [])
+
+
+def _judge(centre: float, capsys: pytest.CaptureFixture[str]) -> tuple[str, dict[str, Any]]:
+    """ratio_check on 6 generations of 40 pairs around ``centre``: its line and its record."""
+    values, groups = _ratios(random.Random(4), 40, [centre - 0.92] * 6)
+    impl = COMMON.Impl("x", None)
+    a = COMMON.Job("dtls_ossl", impl, [], "k", values=[1.0])
+    b = COMMON.Job("C", impl, [], "k", values=[1.0])
+    a.ratios["C"], a.ratio_gens["C"] = values, groups
+    del COMMON.RESULTS.targets[:]
+    COMMON.ratio_check("x >= 0.92 x C", a, b, 0.92)
+    (record,) = COMMON.RESULTS.targets
+    return capsys.readouterr().out, record
+
+
+@pytest.mark.parametrize(
+    ("centre", "verdict"), [(0.95, "PASS"), (0.921, "INCONCLUSIVE"), (0.89, "FAIL")]
+)
+def test_verdict_is_pass_or_fail_only_when_the_interval_is_on_one_side(
+    centre: float, verdict: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line, record = _judge(centre, capsys)
+    assert line.lstrip().startswith(f"[{verdict}] x >= 0.92 x C: ")
+    assert record["verdict"] == verdict
+    assert record["inconclusive"] == (verdict == "INCONCLUSIVE")
+    if verdict == "PASS":
+        assert record["ci_low"] >= 0.92
+    elif verdict == "FAIL":
+        assert record["ci_high"] < 0.92
+    else:
+        assert record["ci_low"] < 0.92 <= record["ci_high"]

@@ -173,3 +173,27 @@ def test_table_has_a_row_per_run_and_notes(tmp_path: Path) -> None:
     assert lines[3].startswith("| ? (sid) | - |")
     assert "- experimental: valgrind installed" in out
     assert "- sid: handshake: no output" in out
+
+
+def test_an_inconclusive_target_keeps_its_figure_and_interval(tmp_path: Path) -> None:
+    line = (
+        "  [INCONCLUSIVE] handshakes/s >= 0.92 x C: 0.920 (median of 118 per-pair ratios; 95% CI "
+        "of the median 0.913..0.936 by 6 generations; quartiles 0.90..0.95)\n"
+    )
+    hs = obt.parse_text(line)
+    assert hs.targets == {"handshakes/s >= 0.92 x C": ("INCONCLUSIVE", 0.92)}
+    assert obt.ratio_cell(hs, "x C") == "0.920 [0.913..0.936]"
+    doc = {
+        "targets": [
+            {
+                "target": "per-datagram >= 0.70 x C",
+                "verdict": "INCONCLUSIVE",
+                "ratio": 0.70,
+                "ci_low": 0.69,
+                "ci_high": 0.71,
+            }
+        ]
+    }
+    (tmp_path / "records.json").write_text(json.dumps(doc))
+    rec = obt.load(tmp_path, "records")
+    assert rec.targets == {"per-datagram >= 0.70 x C": ("INCONCLUSIVE", 0.70)}
