@@ -22,8 +22,8 @@ rates, with their quartiles; a ratio to C is the median of the per-pair ratios.
 Targets (issue): handshakes/s >= 0.92 x C; import < 5 ms; memory per connection within 1 KB of
 C's (RSS growth compared with RSS growth; whole-process rounds, ``--rounds``, default 5). The
 verdict is on the median of the per-pair ratios, with the median's 95 % confidence interval,
-the ratios' quartiles and min..max beside it ("inconclusive" when the interval straddles the
-target: run longer); the stable secondary figure,
+the ratios' quartiles and min..max beside it (INCONCLUSIVE, not PASS or FAIL, when the
+interval straddles the target: run longer); the stable secondary figure,
 instructions per handshake pair counted by callgrind for dtls_ossl and C, follows (unless
 --no-callgrind; benchmarks/_callgrind.py).
 """

@@ -18,8 +18,8 @@ of the chunk rates, with their quartiles; a ratio to C is the median of the per-
 
 Targets (issue): per-datagram >= 0.70 x C and > 2 x pyOpenSSL; batch of 64 >= 0.85 x C. The
 verdicts are on the median of the per-pair ratios, shown with the median's 95 % confidence
-interval, the ratios' quartiles and min..max ("inconclusive" when the interval straddles the
-target: run longer); the stable secondary figure,
+interval, the ratios' quartiles and min..max (INCONCLUSIVE, not PASS or FAIL, when the
+interval straddles the target: run longer); the stable secondary figure,
 instructions per record counted by callgrind for dtls_ossl and C, follows (unless
 --no-callgrind; benchmarks/_callgrind.py).
 """
