@@ -12,6 +12,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 _PATH = Path(__file__).resolve().parent.parent / "ci" / "openssl_bench_table.py"
 _spec = importlib.util.spec_from_file_location("openssl_bench_table", _PATH)
@@ -119,6 +120,16 @@ def test_changed_layout_loses_figures_not_the_row(tmp_path: Path) -> None:
     assert cells[-1] == "- |"
 
 
+def _load_records_target(
+    tmp_path: Path, verdict: str, ratio: float, interval: tuple[float, float]
+) -> Any:
+    """Write a records.json holding one per-datagram target, and load the run."""
+    target = {"target": "per-datagram >= 0.70 x C", "verdict": verdict, "ratio": ratio}
+    target["ci_low"], target["ci_high"] = interval
+    (tmp_path / "records.json").write_text(json.dumps({"targets": [target]}))
+    return obt.load(tmp_path, "records")
+
+
 def test_ratio_cells_carry_the_interval_of_the_median(tmp_path: Path) -> None:
     line = (
         "  [PASS] handshakes/s >= 0.92 x C: 0.934 (median of 300 per-pair ratios; 95% CI of the "
@@ -128,19 +139,7 @@ def test_ratio_cells_carry_the_interval_of_the_median(tmp_path: Path) -> None:
     assert hs.intervals == {"handshakes/s >= 0.92 x C": (0.925, 0.941)}
     assert obt.ratio_cell(hs, "x C") == "0.934 [0.925..0.941]"
     (tmp_path / "records.txt").write_text(RECORDS)
-    doc = {
-        "targets": [
-            {
-                "target": "per-datagram >= 0.70 x C",
-                "verdict": "PASS",
-                "ratio": 0.78,
-                "ci_low": 0.77,
-                "ci_high": 0.79,
-            }
-        ]
-    }
-    (tmp_path / "records.json").write_text(json.dumps(doc))
-    rec = obt.load(tmp_path, "records")
+    rec = _load_records_target(tmp_path, "PASS", 0.78, (0.77, 0.79))
     assert obt.ratio_cell(rec, "x C", exclude=("pyOpenSSL", "batch")) == "0.780 [0.770..0.790]"
     assert obt.ratio_cell(rec, "batch", "x C") == "0.70"  # the text printed no interval
 
@@ -183,17 +182,5 @@ def test_an_inconclusive_target_keeps_its_figure_and_interval(tmp_path: Path) ->
     hs = obt.parse_text(line)
     assert hs.targets == {"handshakes/s >= 0.92 x C": ("INCONCLUSIVE", 0.92)}
     assert obt.ratio_cell(hs, "x C") == "0.920 [0.913..0.936]"
-    doc = {
-        "targets": [
-            {
-                "target": "per-datagram >= 0.70 x C",
-                "verdict": "INCONCLUSIVE",
-                "ratio": 0.70,
-                "ci_low": 0.69,
-                "ci_high": 0.71,
-            }
-        ]
-    }
-    (tmp_path / "records.json").write_text(json.dumps(doc))
-    rec = obt.load(tmp_path, "records")
+    rec = _load_records_target(tmp_path, "INCONCLUSIVE", 0.70, (0.69, 0.71))
     assert rec.targets == {"per-datagram >= 0.70 x C": ("INCONCLUSIVE", 0.70)}
