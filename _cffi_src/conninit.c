@@ -234,16 +234,25 @@ DTLSOSSL_SHARED_DEF PyObject *DtlsOssl_py_conn_free(PyObject *m, PyObject *conn)
     Py_RETURN_NONE;
 }
 
-/* The offsets of the n slots named in names (a sequence of str), attributes of type. */
+/* The offsets of the n slots named in names (a sequence of str), attributes of type. names is
+   a new reference that this consumes, so a caller passes the call that builds it; NULL (that
+   call failed) returns -1 with its error. */
 DTLSOSSL_SHARED_DEF int DtlsOssl_offsets(PyObject *type, PyObject *names, Py_ssize_t n,
                                          Py_ssize_t *offsets)
 {
     PyObject *seq, *d;
     Py_ssize_t i;
     int r = 0;
-    if (!PyType_Check(type) || (seq = PySequence_Tuple(names)) == NULL)
+    if (names == NULL)
         return -1;
-    if (PyTuple_GET_SIZE(seq) != n) {
+    seq = PySequence_Tuple(names);
+    Py_DECREF(names);
+    if (seq == NULL)
+        return -1;
+    if (!PyType_Check(type)) {
+        PyErr_Format(PyExc_TypeError, "step_setup: %R is not a class", type);
+        r = -1;
+    } else if (PyTuple_GET_SIZE(seq) != n) {
         PyErr_Format(PyExc_TypeError, "step_setup: %R has not %zd fields", type, n);
         r = -1;
     }
@@ -281,27 +290,15 @@ DTLSOSSL_SHARED_DEF int DtlsOssl_init_setup(PyObject *cls, PyObject *d)
         return -1;
     if ((cfg = DtlsOssl_named(d, "configuration")) == NULL)
         return -1;
-    if ((names = Py_BuildValue("(sss)", "_key_log_writer", "_conn_args", "handshake_timeout"))
-        == NULL) {
-        Py_DECREF(cfg);
-        return -1;
-    }
-    r = DtlsOssl_offsets(cfg, names, 3, DtlsOssl_cfg);
-    Py_DECREF(names);
-    if (r < 0) {
+    names = Py_BuildValue("(sss)", "_key_log_writer", "_conn_args", "handshake_timeout");
+    if (DtlsOssl_offsets(cfg, names, 3, DtlsOssl_cfg) < 0) {
         Py_DECREF(cfg);
         return -1;
     }
     DtlsOssl_cfg_type = (PyTypeObject *)cfg;
     if ((fp = DtlsOssl_named(d, "fingerprint")) == NULL)
         return -1;
-    if ((names = PyObject_GetAttrString(fp, "__match_args__")) == NULL) {
-        Py_DECREF(fp);
-        return -1;
-    }
-    r = DtlsOssl_offsets(fp, names, 2, DtlsOssl_fp);
-    Py_DECREF(names);
-    if (r < 0) {
+    if (DtlsOssl_offsets(fp, PyObject_GetAttrString(fp, "__match_args__"), 2, DtlsOssl_fp) < 0) {
         Py_DECREF(fp);
         return -1;
     }
@@ -324,7 +321,6 @@ DTLSOSSL_SHARED_DEF int DtlsOssl_init_setup(PyObject *cls, PyObject *d)
         i++;
     }
     r = DtlsOssl_offsets(cls, names, DtlsOssl_n_initial, DtlsOssl_initial_at);
-    Py_DECREF(names);
     Py_DECREF(initial);
     return r;
 }

@@ -81,6 +81,7 @@ DTLSOSSL_SHARED PyObject *DtlsOssl_py_receive(PyObject *m, PyObject *const *args
                                               PyObject *kwnames);
 
 /* conninit.c: the connection's C object, its C __init__, and the setup helpers. */
+/* names: a new reference, consumed (NULL: the call that built it failed). */
 DTLSOSSL_SHARED int DtlsOssl_offsets(PyObject *type, PyObject *names, Py_ssize_t n,
                                      Py_ssize_t *offsets);
 DTLSOSSL_SHARED PyObject *DtlsOssl_named(PyObject *objects, const char *name);

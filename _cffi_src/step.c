@@ -614,7 +614,7 @@ DTLSOSSL_SHARED_DEF PyObject *DtlsOssl_py_complete(PyObject *m, PyObject *const 
 DTLSOSSL_SHARED_DEF PyObject *DtlsOssl_py_step_setup(PyObject *m, PyObject *const *args,
                                                      Py_ssize_t nargs)
 {
-    PyObject *names, *d, *match;
+    PyObject *names, *d;
     Py_ssize_t sc_addr[1], i;
     (void)m;
     if (nargs != 6 || !PyDict_Check(args[5])) {
@@ -629,32 +629,28 @@ DTLSOSSL_SHARED_DEF PyObject *DtlsOssl_py_step_setup(PyObject *m, PyObject *cons
     d = args[5];
     if ((names = PyTuple_New(DTLSOSSL_K_N)) == NULL)
         return NULL;
-    for (i = 0; i < DTLSOSSL_K_N; i++)
-        PyTuple_SET_ITEM(names, i, PyUnicode_FromString(DtlsOssl_k_names[i]));
-    i = DtlsOssl_offsets(args[0], names, DTLSOSSL_K_N, DtlsOssl_k);
-    Py_DECREF(names);
-    if (i < 0)
-        return NULL;
-    if ((names = Py_BuildValue("(s)", "addr")) == NULL)
-        return NULL;
-    i = DtlsOssl_offsets(args[1], names, 1, sc_addr);
-    Py_DECREF(names);
-    if (i < 0)
-        return NULL;
-    if ((match = PyObject_GetAttrString(args[2], "__match_args__")) == NULL)
-        return NULL;
-    i = DtlsOssl_offsets(args[2], match, 6, DtlsOssl_hc);
-    Py_DECREF(match);
-    if (i < 0 || (match = PyObject_GetAttrString(args[3], "__match_args__")) == NULL)
-        return NULL;
-    i = DtlsOssl_offsets(args[3], match, 5, DtlsOssl_keys);
-    Py_DECREF(match);
-    if (i < 0
-        || (names = Py_BuildValue("(ssss)", "_der", "_fingerprints", "_key_der", "_x509")) == NULL)
-        return NULL;
-    i = DtlsOssl_offsets(args[4], names, 4, DtlsOssl_cert);
-    Py_DECREF(names);
-    if (i < 0 || (DtlsOssl_RefType = (PyTypeObject *)PyType_FromSpec(&DtlsOssl_ref_spec)) == NULL)
+    for (i = 0; i < DTLSOSSL_K_N; i++) {
+        PyObject *name = PyUnicode_FromString(DtlsOssl_k_names[i]);
+        if (name == NULL) {
+            Py_DECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(names, i, name);
+    }
+    /* Each names argument is a new reference that DtlsOssl_offsets consumes (NULL: failed). */
+    if (DtlsOssl_offsets(args[0], names, DTLSOSSL_K_N, DtlsOssl_k) < 0
+        || DtlsOssl_offsets(args[1], Py_BuildValue("(s)", "addr"), 1, sc_addr) < 0
+        || DtlsOssl_offsets(args[2], PyObject_GetAttrString(args[2], "__match_args__"), 6,
+                            DtlsOssl_hc)
+               < 0
+        || DtlsOssl_offsets(args[3], PyObject_GetAttrString(args[3], "__match_args__"), 5,
+                            DtlsOssl_keys)
+               < 0
+        || DtlsOssl_offsets(args[4],
+                            Py_BuildValue("(ssss)", "_der", "_fingerprints", "_key_der", "_x509"),
+                            4, DtlsOssl_cert)
+               < 0
+        || (DtlsOssl_RefType = (PyTypeObject *)PyType_FromSpec(&DtlsOssl_ref_spec)) == NULL)
         return NULL;
     if ((DtlsOssl_k_established = DtlsOssl_named(d, "established")) == NULL
         || (DtlsOssl_k_handshaking = DtlsOssl_named(d, "handshaking")) == NULL

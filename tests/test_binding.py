@@ -329,3 +329,26 @@ def test_build_accepts_the_system_openssl_3() -> None:
         check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+_BAD_SETUP = """
+import dtls_ossl._binding  # adds the C functions to _openssl; connection.py is not imported
+import dtls_ossl._openssl as m
+class NoSlots:
+    __slots__ = ("a",)
+for args in [(1,) + (NoSlots,) * 4 + ({},), (NoSlots,) * 5 + ({},)]:
+    try:
+        m.step_setup(*args)
+    except Exception as e:
+        print(type(e).__name__, e)
+"""
+
+
+def test_step_setup_refuses_bad_classes_with_an_error() -> None:
+    """The C setup names what is wrong (it once returned -1 without an exception set)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _BAD_SETUP], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.splitlines()
+    assert out[0] == "TypeError step_setup: 1 is not a class"
+    assert out[1].startswith("AttributeError ") and "'_ref'" in out[1]  # the first slot sought
+    assert len(out) == 2
